@@ -1,0 +1,20 @@
+"""grukit: Gated Recurrent Units, exactly as the notes write them, and fast.
+
+    >>> import grukit, torch
+    >>> gru = grukit.GRU(8, 16, reset_after=False, update_gate="takes_candidate")
+    >>> out, h_n = gru(torch.randn(20, 4, 8))
+
+* ``grukit.GRU`` / ``grukit.GRUCell``: drop-ins for ``torch.nn.GRU`` / ``GRUCell``
+  with the two GRU variants as options (``reset_after``, ``update_gate``).
+* ``grukit.functional.gru``: the single functional entry point.
+* ``grukit.reference``: the equations in NumPy float64, forward and backward.
+* ``grukit.convert``: weights to and from Keras and ONNX layouts.
+"""
+
+from . import convert, functional, reference
+from .functional import gru
+from .nn import GRU, GRUCell
+from .reference import KEEPS_STATE, TAKES_CANDIDATE
+
+__version__ = "0.1.0"
+__all__ = ["GRU", "GRUCell", "gru", "functional", "reference", "convert", "KEEPS_STATE", "TAKES_CANDIDATE"]

@@ -1,0 +1,109 @@
+"""Portable backend: one GRU layer in plain torch ops, differentiated by autograd.
+
+Works on every device and floating dtype torch supports. It is the fallback when
+no faster kernel applies, and the second reference (after ``grukit.reference``)
+the fused kernels are compared with.
+
+The shape of the computation is the one fast RNN libraries share: one large
+matrix product for the input projection of all time steps, then per step the
+recurrent product and the element-wise gate math. Equations: see
+``grukit.reference``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+NAME = "torch"
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor],
+    b_hh: Optional[Tensor],
+    lengths: Optional[Tensor],
+    reverse: bool,
+    reset_after: bool,
+    keeps_state: bool,
+) -> Tuple[Tensor, Tensor]:
+    """One layer, one direction.
+
+    Args:
+        x: [T, B, I] input, time first, T >= 1, B >= 1. Steps at or past a
+            sequence's length must already be zero (``functional.gru`` does this).
+        h0: [B, H] initial state.
+        w_ih: [3H, I]; w_hh: [3H, H]; b_ih, b_hh: [3H] or None. Gate order r, z, n.
+        lengths: [B] int64 on x's device, 0 <= lengths <= T, or None (all T).
+        reverse: run from the last valid step of each sequence back to its first.
+        reset_after: candidate n = tanh(.. + r * (h U_n^T + b_hn)) if True,
+            tanh(.. + (r * h) U_n^T + b_hn) if False.
+        keeps_state: h' = z*h + (1-z)*n if True, h' = (1-z)*h + z*n if False.
+
+    Returns:
+        out: [T, B, H] the state after each step, zero at steps past a sequence's length.
+        h_n: [B, H] the state after each sequence's last valid step (h0 if length 0).
+    """
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    # x W^T + b_i for all steps at once: [T, B, 3H]
+    gi_all = torch.nn.functional.linear(x, w_ih, b_ih)
+    if reset_after:
+        w_hh_rz, b_hh_rz = w_hh, b_hh  # one product gives all three recurrent terms
+    else:
+        w_hh_rz = w_hh[: 2 * H]
+        w_hn = w_hh[2 * H :]
+        b_hh_rz = None if b_hh is None else b_hh[: 2 * H]
+        b_hn = None if b_hh is None else b_hh[2 * H :]
+
+    if lengths is not None:
+        steps = torch.arange(T, device=x.device).unsqueeze(1)
+        active_all = (steps < lengths.unsqueeze(0)).unsqueeze(2)  # [T, B, 1]
+
+    h = h0
+    outputs = [None] * T
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        gi_r, gi_z, gi_n = gi_all[t].chunk(3, dim=1)
+        gh = torch.nn.functional.linear(h, w_hh_rz, b_hh_rz)
+        # r = sigmoid(x W_r^T + b_ir + h U_r^T + b_hr);  z likewise
+        r = torch.sigmoid(gi_r + gh[:, :H])
+        z = torch.sigmoid(gi_z + gh[:, H : 2 * H])
+        if reset_after:
+            # n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
+            n = torch.tanh(gi_n + r * gh[:, 2 * H :])
+        else:
+            # n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
+            n = torch.tanh(gi_n + torch.nn.functional.linear(r * h, w_hn, b_hn))
+        if keeps_state:
+            # h' = z * h + (1 - z) * n  =  n + z * (h - n)
+            h_new = n + z * (h - n)
+        else:
+            # h' = (1 - z) * h + z * n  =  h + z * (n - h)
+            h_new = h + z * (n - h)
+        if lengths is None:
+            h = h_new
+            outputs[t] = h_new
+        else:
+            active = active_all[t]
+            # a finished (or not yet started, when reversed) sequence keeps its state
+            h = torch.where(active, h_new, h)
+            outputs[t] = torch.where(active, h_new, torch.zeros_like(h_new))
+    return torch.stack(outputs, 0), h
+
+
+def is_available() -> bool:
+    return True
+
+
+def why_unavailable() -> str:
+    return ""
+
+
+def supports(x: Tensor) -> bool:
+    return True

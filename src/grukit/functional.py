@@ -1,0 +1,214 @@
+"""``gru(...)``: the single entry point every grukit front end calls.
+
+It validates every argument (errors name the argument, the expected and the
+received value), handles empty inputs, stacks layers and directions, and hands
+each layer to a backend (see ``grukit.backends``). The math of one step is in
+``grukit.reference``.
+
+Conventions decided here, for every backend:
+
+* Empty input. A batch of 0 sequences, or sequences of 0 steps (T = 0), is
+  valid: the output is an empty tensor of the right shape and the final state
+  is the initial state (zeros if none given). A GRU that runs zero steps does
+  not change its state.
+* Lengths. ``lengths[b]`` may be anything in 0..T and need not be sorted.
+  Output steps at or past a sequence's length are 0; the final state of a
+  sequence is its state after its last valid step (its initial state if its
+  length is 0). The reverse direction runs over each sequence's own valid
+  steps, last to first, as ``torch.nn.GRU`` does on packed sequences.
+* NaN and Inf are not checked for (that would cost a pass over the data and a
+  device sync). They propagate through the arithmetic of the sequence they are
+  in and never into other sequences of the batch. Input steps past a
+  sequence's length are never read, so NaN padding is harmless, in the output
+  and in the gradients.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import backends
+from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
+
+LayerWeights = Tuple[Tensor, ...]  # (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _check_tensor(name: str, t, expected_shape: Tuple[int, ...], like: Tensor) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if tuple(t.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {_shape(t)}")
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name} must have dtype {like.dtype} (the input's), got {t.dtype}")
+    if t.device != like.device:
+        raise ValueError(f"{name} must be on device {like.device} (the input's), got {t.device}")
+
+
+def _check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
+    if isinstance(lengths, Tensor):
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+        t = lengths
+    else:
+        try:
+            values = list(lengths)
+        except TypeError:
+            raise TypeError(
+                f"lengths must be a 1-D integer tensor or a sequence of ints, got {type(lengths).__name__}"
+            ) from None
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"lengths must hold integers, got {values!r}")
+        t = torch.tensor(values, dtype=torch.int64)
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {_shape(t)}")
+    if batch:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi > steps:
+            raise ValueError(
+                f"lengths must lie in 0..{steps} (the input has {steps} steps), got min {lo}, max {hi}"
+            )
+    return t.to(device=device, dtype=torch.int64)
+
+
+def gru(
+    input: Tensor,
+    weights: Sequence[LayerWeights],
+    hx: Optional[Tensor] = None,
+    *,
+    lengths: Union[Tensor, Sequence[int], None] = None,
+    batch_first: bool = False,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    update_gate: str = KEEPS_STATE,
+    dropout: float = 0.0,
+    training: bool = False,
+    backend: Optional[str] = None,
+) -> Tuple[Tensor, Tensor]:
+    """Run a (multi-layer, optionally bidirectional) GRU over a batch of sequences.
+
+    Args:
+        input: [T, B, I], or [B, T, I] if ``batch_first``. A floating dtype.
+        weights: one tuple per layer and direction, in the order of
+            ``torch.nn.GRU``'s parameters (layer 0, layer 0 reverse, layer 1, ...).
+            Each tuple is ``(w_ih, w_hh, b_ih, b_hh)`` or ``(w_ih, w_hh)`` (no bias):
+            w_ih [3H, I_k] (I_0 = I, later layers D*H), w_hh [3H, H], biases [3H].
+            Gate order r, z, n, as in ``torch.nn.GRU``.
+        hx: [L*D, B, H] initial states (L layers, D = 2 if bidirectional else 1),
+            or None for zeros.
+        lengths: [B] valid steps per sequence, each in 0..T, any order; None
+            means all sequences have T steps. See the module doc.
+        batch_first: input and output are [B, T, *] instead of [T, B, *].
+        bidirectional: ``weights`` holds a forward and a reverse direction per layer.
+        reset_after: True (default): n = tanh(x W_n + b_in + r * (h U_n + b_hn)),
+            as PyTorch/cuDNN/Keras. False: n = tanh(x W_n + b_in + (r * h) U_n + b_hn),
+            as the seed notes and Cho et al. 2014 v3.
+        update_gate: "keeps_state" (default): h' = z*h + (1-z)*n, as PyTorch/Keras/ONNX.
+            "takes_candidate": h' = (1-z)*h + z*n, as seeds 000/001 and Chung et al.
+        dropout: probability of zeroing outputs of each layer but the last
+            (only when ``training``), as ``torch.nn.GRU``.
+        training: apply ``dropout``.
+        backend: "auto", "torch", or another name from ``grukit.backends.names()``;
+            None reads $GRUKIT_BACKEND (default "auto").
+
+    Returns:
+        output: [T, B, D*H] (or [B, T, D*H]) the last layer's states at every step.
+        h_n: [L*D, B, H] every layer's and direction's final state.
+    """
+    # ---- validate -------------------------------------------------------
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"input must have a floating dtype (float16/bfloat16/float32/float64), got {input.dtype}")
+    if input.dim() != 3:
+        layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
+        raise ValueError(f"input must be 3-D {layout}, got shape {_shape(input)}")
+    for flag_name, flag in (("batch_first", batch_first), ("bidirectional", bidirectional),
+                            ("reset_after", reset_after), ("training", training)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+    if update_gate not in UPDATE_GATE_MEANINGS:
+        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
+    if not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+    x = input.transpose(0, 1) if batch_first else input
+    T, B, I = x.shape
+    D = 2 if bidirectional else 1
+    if isinstance(weights, Tensor) or not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError("weights must be a non-empty list of (w_ih, w_hh[, b_ih, b_hh]) tuples")
+    if len(weights) % D:
+        raise ValueError(
+            f"weights must hold {D} tuples per layer (bidirectional={bidirectional}), got {len(weights)}"
+        )
+    L = len(weights) // D
+    first = weights[0]
+    if not isinstance(first, (list, tuple)) or len(first) not in (2, 4):
+        raise TypeError("weights[0] must be a tuple (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)")
+    if not isinstance(first[1], Tensor) or first[1].dim() != 2:
+        raise TypeError("weights[0][1] (w_hh) must be a 2-D torch.Tensor [3H, H]")
+    H = first[1].shape[1]
+    has_bias = len(first) == 4
+    clean_weights = []
+    for k, w in enumerate(weights):
+        layer = k // D
+        if not isinstance(w, (list, tuple)) or len(w) != len(first):
+            raise ValueError(
+                f"weights[{k}] must be a tuple of {len(first)} tensors like weights[0], got {w!r:.80}"
+            )
+        in_size = I if layer == 0 else D * H
+        # w_hh first: H is read from it, so its error is the one that explains a wrong H
+        _check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), x)
+        _check_tensor(f"weights[{k}][0] (w_ih of layer {layer})", w[0], (3 * H, in_size), x)
+        if has_bias:
+            _check_tensor(f"weights[{k}][2] (b_ih of layer {layer})", w[2], (3 * H,), x)
+            _check_tensor(f"weights[{k}][3] (b_hh of layer {layer})", w[3], (3 * H,), x)
+            clean_weights.append(tuple(w))
+        else:
+            clean_weights.append((w[0], w[1], None, None))
+    if hx is not None:
+        _check_tensor("hx", hx, (L * D, B, H), x)
+    if lengths is not None:
+        lengths = _check_lengths(lengths, B, T, x.device)
+        if B and int(lengths.min()) == T:
+            lengths = None  # every sequence is full: no masking needed
+    chosen = backends.select(x, backend)
+
+    # ---- empty input: zero steps leave the state unchanged ---------------
+    if T == 0 or B == 0:
+        h_n = hx if hx is not None else x.new_zeros(L * D, B, H)
+        out = x.new_zeros(T, B, D * H)
+        return (out.transpose(0, 1) if batch_first else out), h_n
+
+    # steps past a sequence's length are never read (NaN padding stays out of gradients)
+    if lengths is not None:
+        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+        x = torch.where(valid.unsqueeze(2), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+    # ---- layers and directions ------------------------------------------
+    keeps_state = update_gate == KEEPS_STATE
+    finals = []
+    layer_input = x
+    for layer in range(L):
+        outs = []
+        for direction in range(D):
+            k = layer * D + direction
+            h0 = hx[k] if hx is not None else x.new_zeros(B, H)
+            out, h_last = chosen.gru_layer(
+                layer_input, h0, *clean_weights[k], lengths,
+                direction == 1, reset_after, keeps_state,
+            )
+            outs.append(out)
+            finals.append(h_last)
+        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
+        if dropout and training and layer < L - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
+    output = layer_input.transpose(0, 1) if batch_first else layer_input
+    return output, torch.stack(finals, 0)

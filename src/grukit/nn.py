@@ -1,0 +1,378 @@
+"""``GRU`` and ``GRUCell``: drop-in replacements for ``torch.nn.GRU`` / ``torch.nn.GRUCell``.
+
+Same constructor arguments, parameter names, shapes and initialisation, same call
+signature and outputs (``PackedSequence`` in and out), so a ``torch.nn.GRU``
+``state_dict`` loads directly and gives the same numbers. Two extra keyword
+options choose the GRU variant (see ``grukit.reference`` for the equations):
+
+* ``reset_after`` (default True, PyTorch's and cuDNN's form): where the reset
+  gate acts. False gives the seed notes' form, r applied to h before the
+  recurrent product.
+* ``update_gate`` (default "keeps_state", PyTorch's meaning): "keeps_state"
+  means h' = z*h + (1-z)*n; "takes_candidate" means h' = (1-z)*h + z*n, as
+  seeds 000 and 001 write it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .functional import gru
+from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
+
+
+def _check_size(name: str, value, allow_zero: bool = False) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def _check_variant(reset_after, update_gate) -> None:
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"reset_after must be a bool, got {reset_after!r}")
+    if update_gate not in UPDATE_GATE_MEANINGS:
+        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
+
+
+class GRU(nn.Module):
+    r"""A multi-layer GRU over sequences; a drop-in for ``torch.nn.GRU``.
+
+    For each step t, each layer computes (defaults: ``reset_after=True``,
+    ``update_gate="keeps_state"``, identical to ``torch.nn.GRU``)::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))     reset_after=True
+        n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)     reset_after=False
+        h_t = z_t * h_{t-1} + (1 - z_t) * n_t                         "keeps_state"
+        h_t = (1 - z_t) * h_{t-1} + z_t * n_t                         "takes_candidate"
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        bidirectional, device, dtype: as ``torch.nn.GRU``.
+        reset_after: where the reset gate acts (see above).
+        update_gate: "keeps_state" or "takes_candidate" (see above).
+        backend: force a backend ("torch", ...); None picks the fastest
+            (or $GRUKIT_BACKEND).
+
+    Inputs: ``input, h_0``
+        input: [T, B, I] ([B, T, I] if batch_first), [T, I] unbatched, or a
+            ``PackedSequence``.
+        h_0: [L*D, B, H] ([L*D, H] unbatched) or None for zeros.
+
+    Outputs: ``output, h_n``
+        output: [T, B, D*H] ([B, T, D*H] if batch_first; a ``PackedSequence`` if
+            the input was one).
+        h_n: [L*D, B, H], the final state of every layer and direction.
+
+    Parameters ``weight_ih_l{k}[_reverse]`` [3H, I_k], ``weight_hh_l{k}[_reverse]``
+    [3H, H], ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]`` [3H], gate
+    order (r, z, n), all initialised from U(-1/sqrt(H), 1/sqrt(H)).
+
+    Example::
+
+        >>> gru = GRU(10, 20, num_layers=2, reset_after=False)
+        >>> output, h_n = gru(torch.randn(5, 3, 10))
+        >>> output.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        reset_after: bool = True,
+        update_gate: str = KEEPS_STATE,
+        backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_size("input_size", input_size)
+        self.hidden_size = _check_size("hidden_size", hidden_size)
+        self.num_layers = _check_size("num_layers", num_layers)
+        for flag_name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}"
+            )
+        _check_variant(reset_after, update_gate)
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.reset_after = reset_after
+        self.update_gate = update_gate
+        self.backend = backend
+        self.mode = "GRU"
+        factory = {"device": device, "dtype": dtype}
+        D = 2 if bidirectional else 1
+        H = self.hidden_size
+        self._flat_weights_names: List[str] = []
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else D * H
+            for direction in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = [("weight_ih", (3 * H, in_size)), ("weight_hh", (3 * H, H))]
+                if bias:
+                    shapes += [("bias_ih", (3 * H,)), ("bias_hh", (3 * H,))]
+                for base, shape in shapes:
+                    name = base + suffix
+                    setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for ``torch.nn.GRU`` runs unchanged."""
+
+    @property
+    def _flat_weights(self) -> List[Tensor]:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> List[List[Tensor]]:
+        """Parameters grouped per layer and direction, as ``torch.nn.GRU.all_weights``."""
+        per = 4 if self.bias else 2
+        flat = self._flat_weights
+        return [flat[i : i + per] for i in range(0, len(flat), per)]
+
+    def layer_weights(self) -> List[Tuple[Tensor, ...]]:
+        """The weights as ``grukit.functional.gru`` takes them."""
+        return [tuple(w) for w in self.all_weights]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        s += f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
+        return s
+
+    def forward(
+        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
+    ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                "input must be 3-D " + ("[B, T, I]" if self.batch_first else "[T, B, I]")
+                + f" or 2-D [T, I] (unbatched), got shape {tuple(input.shape)}"
+            )
+        unbatched = input.dim() == 2
+        if unbatched:
+            if hx is not None and hx.dim() != 2:
+                raise ValueError(
+                    f"for unbatched 2-D input, hx must be 2-D [L*D, H], got shape {tuple(hx.shape)}"
+                )
+            input = input.unsqueeze(1)
+            hx = hx.unsqueeze(1) if hx is not None else None
+            batch_first = False
+        else:
+            if hx is not None and isinstance(hx, Tensor) and hx.dim() != 3:
+                raise ValueError(
+                    f"for batched 3-D input, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}"
+                )
+            batch_first = self.batch_first
+        self._check_input_size(input)
+        output, h_n = self._run(input, hx, None, batch_first)
+        if unbatched:
+            return output.squeeze(1), h_n.squeeze(1)
+        return output, h_n
+
+    def _check_input_size(self, x: Tensor) -> None:
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have {self.input_size} features (input_size) in its last dimension, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
+        return gru(
+            x, self.layer_weights(), hx,
+            lengths=lengths,
+            batch_first=batch_first,
+            bidirectional=self.bidirectional,
+            reset_after=self.reset_after,
+            update_gate=self.update_gate,
+            dropout=self.dropout,
+            training=self.training,
+            backend=self.backend,
+        )
+
+    def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
+        # Unpack to [T, B, I] in the caller's batch order; hx is in that order too
+        # (torch.nn.GRU permutes hx by sorted_indices and h_n back by unsorted_indices,
+        # which amounts to the same thing).
+        padded, lengths = pad_packed_sequence(packed, batch_first=False)
+        self._check_input_size(padded)
+        if hx is not None and isinstance(hx, Tensor) and hx.dim() != 3:
+            raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}")
+        output, h_n = self._run(padded, hx, lengths, batch_first=False)
+        # re-pack with the input's own sorting metadata
+        if packed.sorted_indices is not None:
+            output = output.index_select(1, packed.sorted_indices)
+            lengths = lengths.index_select(0, packed.sorted_indices.cpu())
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        return (
+            PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+            h_n,
+        )
+
+    # ---- conversion helpers --------------------------------------------------
+    @classmethod
+    def from_torch(cls, module: nn.GRU, **options) -> "GRU":
+        """A grukit GRU with ``module``'s configuration and a copy of its weights."""
+        if not isinstance(module, nn.GRU):
+            raise TypeError(f"module must be a torch.nn.GRU, got {type(module).__name__}")
+        p = next(module.parameters())
+        new = cls(
+            module.input_size, module.hidden_size, module.num_layers, module.bias,
+            module.batch_first, module.dropout, module.bidirectional,
+            device=p.device, dtype=p.dtype, **options,
+        )
+        new.load_state_dict(module.state_dict())
+        return new
+
+    def to_torch(self) -> nn.GRU:
+        """A ``torch.nn.GRU`` computing the same function.
+
+        Works for ``reset_after=True`` with either update meaning (a
+        "takes_candidate" GRU becomes "keeps_state" by negating the z rows).
+        ``reset_after=False`` has no ``torch.nn.GRU`` equivalent and raises.
+        """
+        from .convert import flip_update_gate
+
+        if not self.reset_after:
+            raise ValueError(
+                "reset_after=False (reset before the recurrent matmul) cannot be expressed "
+                "as a torch.nn.GRU, which always applies the reset gate after it"
+            )
+        p = next(self.parameters())
+        module = nn.GRU(
+            self.input_size, self.hidden_size, self.num_layers, self.bias,
+            self.batch_first, self.dropout, self.bidirectional, device=p.device, dtype=p.dtype,
+        )
+        state = self.state_dict()
+        if self.update_gate != KEEPS_STATE:
+            state = flip_update_gate(state)
+        module.load_state_dict(state)
+        return module
+
+
+class GRUCell(nn.Module):
+    r"""One GRU step; a drop-in for ``torch.nn.GRUCell``.
+
+    Computes ``h' = cell(x, h)`` with the equations of :class:`GRU` (same
+    ``reset_after`` and ``update_gate`` options).
+
+    Inputs: ``input`` [B, I] or [I], ``hx`` [B, H] or [H] (None for zeros).
+    Output: ``h'`` [B, H] or [H].
+    Parameters: ``weight_ih`` [3H, I], ``weight_hh`` [3H, H], ``bias_ih``, ``bias_hh`` [3H].
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        reset_after: bool = True,
+        update_gate: str = KEEPS_STATE,
+        backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_size("input_size", input_size)
+        self.hidden_size = _check_size("hidden_size", hidden_size)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {bias!r}")
+        _check_variant(reset_after, update_gate)
+        self.bias = bias
+        self.reset_after = reset_after
+        self.update_gate = update_gate
+        self.backend = backend
+        factory = {"device": device, "dtype": dtype}
+        H = self.hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * H, self.input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * H, H, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * H, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * H, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        return s + f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        if input.dim() not in (1, 2):
+            raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {tuple(input.shape)}")
+        unbatched = input.dim() == 1
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}"
+            )
+        if hx is not None:
+            if not isinstance(hx, Tensor):
+                raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
+            if hx.dim() != input.dim():
+                raise ValueError(
+                    f"hx must be {input.dim()}-D like input ({'[H]' if unbatched else '[B, H]'}), "
+                    f"got shape {tuple(hx.shape)}"
+                )
+        x = input.view(1, 1, -1) if unbatched else input.unsqueeze(0)
+        h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))
+        weights = [(self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())]
+        _, h_n = gru(
+            x, weights, h,
+            reset_after=self.reset_after, update_gate=self.update_gate, backend=self.backend,
+        )
+        return h_n.view(-1) if unbatched else h_n[0]
