@@ -67,3 +67,8 @@ def select(x: Tensor, backend: Optional[str]) -> ModuleType:
             f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}"
         )
     return module
+
+
+from . import cpu_fused  # noqa: E402  (registers itself below; builds lazily on first use)
+
+register(cpu_fused)

@@ -1,0 +1,168 @@
+"""Fused CPU backend: one C++ call per layer and direction, forward and backward.
+
+The kernels are in ``grukit/csrc/gru_cpu.cpp`` and registered as the
+``torch.ops.grukit.gru_layer_fwd`` / ``gru_layer_bwd`` operators; this module
+builds them, registers the autograd formula (``torch.library.register_autograd``)
+and a shape-only implementation for ``torch.compile`` (``register_fake``).
+
+Building: the first time the backend is asked for, the C++ source is compiled
+against the installed torch with the machine's C++ compiler (about a minute on
+2 cores) into a cache folder keyed by the source, the torch version and the
+compiler flags: ``$GRUKIT_BUILD_DIR`` if set, else ``~/.cache/grukit``. Later
+processes load the cached library in well under a second. Nothing is built at
+install time, so ``pip install`` never needs torch in a build environment. If
+the build fails (no compiler, say) the backend reports itself unavailable, one
+warning says why, and ``grukit.functional.gru`` uses the portable torch path.
+
+Supports CPU tensors of float32 and float64. Double backward is not supported
+(the backward op is not itself differentiable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+NAME = "cpu_fused"
+SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "gru_cpu.cpp"
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=fast"]
+
+_lock = threading.Lock()
+_state = {"loaded": False, "error": None}
+
+
+def _build_dir() -> Path:
+    root = os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit")
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(torch.__version__.encode())
+    key.update(" ".join(CFLAGS).encode())
+    key.update(platform.machine().encode())
+    key.update(os.environ.get("CXX", "").encode())
+    return Path(root) / f"cpu-{key.hexdigest()[:16]}"
+
+
+def load() -> bool:
+    """Build (or load from the cache) the kernels; True if they are usable."""
+    with _lock:
+        if _state["loaded"] or _state["error"] is not None:
+            return _state["loaded"]
+        try:
+            from torch.utils import cpp_extension
+
+            build_dir = _build_dir()
+            build_dir.mkdir(parents=True, exist_ok=True)
+            cpp_extension.load(
+                name="grukit_cpu",
+                sources=[str(SOURCE)],
+                extra_cflags=CFLAGS,
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),
+            )
+            _register_autograd()
+            _state["loaded"] = True
+        except Exception as exc:  # a compiler error, a missing compiler, a missing BLAS symbol ...
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            _state["error"] = f"{type(exc).__name__}: {first_line}"
+            warnings.warn(
+                f"grukit: the fused CPU kernels could not be built ({_state['error'][:200]}); "
+                "using the portable torch path",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return _state["loaded"]
+
+
+def is_available() -> bool:
+    if os.environ.get("GRUKIT_DISABLE_BUILD"):
+        return False
+    return load()
+
+
+def why_unavailable() -> str:
+    if os.environ.get("GRUKIT_DISABLE_BUILD"):
+        return "$GRUKIT_DISABLE_BUILD is set"
+    return _state["error"] or ""
+
+
+def supports(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+# ------------------------------------------------------------------ autograd
+
+
+def _register_autograd() -> None:
+    op = "grukit::gru_layer_fwd"
+
+    @torch.library.register_fake(op)
+    def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        ws = x.new_empty((T, B, (4 if reset_after else 3) * H)) if training else x.new_empty((0,))
+        return x.new_empty((T, B, H)), x.new_empty((B, H)), ws
+
+    @torch.library.register_fake("grukit::gru_layer_bwd")
+    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, lengths, out, ws, reverse, reset_after, keeps_state, has_bias):
+        n = w_hh.shape[0] if has_bias else 0
+        return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih),
+                torch.empty_like(w_hh), w_hh.new_empty((n,)), w_hh.new_empty((n,))]
+
+    def setup_context(ctx, inputs, output):
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training = inputs
+        out, _, ws = output
+        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, out, ws)
+        ctx.flags = (reverse, reset_after, keeps_state, b_ih is not None)
+
+    def backward(ctx, d_out, d_hn, _d_ws):
+        x, h0, w_ih, w_hh, lengths, out, ws = ctx.saved_tensors
+        reverse, reset_after, keeps_state, has_bias = ctx.flags
+        if not ws.numel():
+            raise RuntimeError(
+                "grukit: backward through a fused GRU layer that ran without saving activations "
+                "(training=False); call it with grad enabled"
+            )
+        d_out = torch.zeros_like(out) if d_out is None else d_out
+        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.grukit.gru_layer_bwd(
+            d_out, d_hn, x, h0, w_ih, w_hh, lengths, out, ws, reverse, reset_after, keeps_state, has_bias
+        )
+        if not has_bias:
+            db_ih = db_hh = None
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
+
+
+# ------------------------------------------------------------------ backend entry point
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor],
+    b_hh: Optional[Tensor],
+    lengths: Optional[Tensor],
+    reverse: bool,
+    reset_after: bool,
+    keeps_state: bool,
+) -> Tuple[Tensor, Tensor]:
+    """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
+    training = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh)
+    )
+    out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training
+    )
+    return out, h_n
