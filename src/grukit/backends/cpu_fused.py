@@ -33,7 +33,8 @@ from torch import Tensor
 
 NAME = "cpu_fused"
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "gru_cpu.cpp"
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-ffp-contract=fast"]
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
+LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
 _state = {"loaded": False, "error": None}
@@ -64,6 +65,7 @@ def load() -> bool:
                 name="grukit_cpu",
                 sources=[str(SOURCE)],
                 extra_cflags=CFLAGS,
+                extra_ldflags=LDFLAGS,
                 build_directory=str(build_dir),
                 is_python_module=False,
                 verbose=bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),

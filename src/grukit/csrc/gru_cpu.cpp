@@ -30,6 +30,7 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -86,7 +87,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
 inline float exp_f32(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
-  float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick: plain adds, so the loop vectorises
+  float fx = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -115,6 +117,136 @@ inline float tanh_act(float x) {
   return ax < 0.625f ? small : large;
 }
 inline double tanh_act(double x) { return std::tanh(x); }
+
+// ---------------------------------------------------------------- element-wise passes
+//
+// One function per pass, over `n` hidden units of one batch row, every pointer already
+// offset to the first unit and marked __restrict so the compiler vectorises the loop.
+// KEEPS selects the update meaning: h' = z h + (1 - z) n (true) or (1 - z) h + z n.
+
+// reset after. In: gi_{r,z,n} = x W^T rows, q_{r,z,n} = h U^T rows, biases, h.
+// Out: h' (to h_new and out), and r, z, n, hn = h U_n^T + b_hn for the backward pass.
+template <typename T, bool KEEPS>
+void fwd_after(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict gn,
+               const T* __restrict qr, const T* __restrict qz, const T* __restrict qn,
+               const T* __restrict brz_r, const T* __restrict brz_z, const T* __restrict b_in,
+               const T* __restrict b_hn, const T* __restrict h, T* __restrict h_new, T* __restrict out,
+               T* __restrict sr, T* __restrict sz, T* __restrict sn, T* __restrict shn) {
+  for (int64_t j = 0; j < n; ++j) {
+    // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
+    T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
+    T z = sigmoid_act(gz[j] + qz[j] + brz_z[j]);
+    // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
+    T hn = qn[j] + b_hn[j];
+    T c = tanh_act(gn[j] + b_in[j] + r * hn);
+    // h' = z h + (1 - z) n  =  n + z (h - n)     or     h' = (1 - z) h + z n  =  h + z (n - h)
+    T hv = h[j];
+    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
+    sr[j] = r;
+    sz[j] = z;
+    sn[j] = c;
+    shn[j] = hn;
+    h_new[j] = hnew;
+    out[j] = hnew;
+  }
+}
+
+// reset before, first pass: r, z, and r * h (the input of the candidate's recurrent product).
+template <typename T>
+void fwd_before_gates(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict qr,
+                      const T* __restrict qz, const T* __restrict brz_r, const T* __restrict brz_z,
+                      const T* __restrict h, T* __restrict sr, T* __restrict sz, T* __restrict rh) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
+    T z = sigmoid_act(gz[j] + qz[j] + brz_z[j]);
+    sr[j] = r;
+    sz[j] = z;
+    rh[j] = r * h[j];
+  }
+}
+
+// reset before, second pass. In: qn = (r * h) U_n^T. Out: h', and n for the backward pass.
+template <typename T, bool KEEPS>
+void fwd_before_state(int64_t n, const T* __restrict gn, const T* __restrict qn, const T* __restrict b_in,
+                      const T* __restrict b_hn, const T* __restrict z_, const T* __restrict h,
+                      T* __restrict h_new, T* __restrict out, T* __restrict sn) {
+  for (int64_t j = 0; j < n; ++j) {
+    // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
+    T c = tanh_act(gn[j] + b_in[j] + qn[j] + b_hn[j]);
+    T z = z_[j];
+    T hv = h[j];
+    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
+    sn[j] = c;
+    h_new[j] = hnew;
+    out[j] = hnew;
+  }
+}
+
+// backward, reset after. In: saved r, z, n, hn; h_{t-1}; dout; dh (gradient from step t+1).
+// Out: dGI = [da_r, da_z, da_n], dGH = [da_r, da_z, d(hn)], the direct part of dh_{t-1}
+// (written over dh), and h_{t-1} copied to hp for the weight-gradient GEMM.
+template <typename T, bool KEEPS>
+void bwd_after(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict sn,
+               const T* __restrict shn, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
+               T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r,
+               T* __restrict gh_z, T* __restrict gh_n, T* __restrict hp) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
+    T d = dout[j] + dh[j];  // dL/dh_t: from the output and from step t+1
+    // h' = z h + (1 - z) n   or   (1 - z) h + z n
+    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
+    T dc = KEEPS ? d * (T(1) - z) : d * z;
+    T dh_direct = KEEPS ? d * z : d * (T(1) - z);
+    // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
+    T da_n = dc * (T(1) - c * c);
+    T dr = da_n * hn;
+    // r = sigmoid(a_r), z = sigmoid(a_z)
+    T da_r = dr * r * (T(1) - r);
+    T da_z = dz * z * (T(1) - z);
+    gi_r[j] = da_r;
+    gi_z[j] = da_z;
+    gi_n[j] = da_n;
+    gh_r[j] = da_r;
+    gh_z[j] = da_z;
+    gh_n[j] = da_n * r;
+    hp[j] = hv;
+    dh[j] = dh_direct;
+  }
+}
+
+// backward, reset before, first pass: da_n, dz (parked in gi_z), the direct part of dh_{t-1}.
+template <typename T, bool KEEPS>
+void bwd_before_candidate(int64_t n, const T* __restrict sz, const T* __restrict sn, const T* __restrict h,
+                          const T* __restrict dout, T* __restrict dh, T* __restrict gi_z,
+                          T* __restrict gi_n, T* __restrict hp) {
+  for (int64_t j = 0; j < n; ++j) {
+    T z = sz[j], c = sn[j], hv = h[j];
+    T d = dout[j] + dh[j];
+    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
+    T dc = KEEPS ? d * (T(1) - z) : d * z;
+    gi_z[j] = dz;
+    gi_n[j] = dc * (T(1) - c * c);  // da_n
+    hp[j] = hv;
+    dh[j] = KEEPS ? d * z : d * (T(1) - z);
+  }
+}
+
+// backward, reset before, second pass. In: drh = d(r * h) = da_n U_n. Out: da_r, da_z,
+// dh += drh * r, and r * h_{t-1} for the weight-gradient GEMM.
+template <typename T>
+void bwd_before_gates(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict hp,
+                      const T* __restrict drh, T* __restrict dh, T* __restrict gi_r, T* __restrict gi_z,
+                      T* __restrict rh) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sr[j], z = sz[j], hv = hp[j];
+    // a_n = ... + (r * h) U_n^T:  dr = d(rh) * h,  dh += d(rh) * r
+    T dr = drh[j] * hv;
+    dh[j] += drh[j] * r;
+    gi_r[j] = dr * r * (T(1) - r);
+    gi_z[j] = gi_z[j] * z * (T(1) - z);
+    rh[j] = r * hv;
+  }
+}
 
 // ---------------------------------------------------------------- problem description
 
@@ -169,13 +301,71 @@ Tensor to_original(const Problem& p, const Tensor& t, int64_t batch_dim) {
 // step index of the k-th step processed
 inline int64_t step_at(const Problem& p, int64_t k) { return p.reverse ? p.T - 1 - k : k; }
 
-// Split [0, rows) across threads only when the pass is big enough to pay for it.
+// ---------------------------------------------------------------- threads
+//
+// The recurrence is sequential in t, so the threads split the hidden units: thread k
+// owns units [a_k, b_k), computes the recurrent-GEMM columns of those units and their
+// element-wise math, and one team barrier per step (two for reset-before) hands the new
+// state to everyone. The whole sequence runs inside one OpenMP parallel region, with
+// BLAS single-threaded inside it; small problems run on one thread.
+
+constexpr int64_t kMinMacsPerThread = 1 << 17;  // below this a barrier costs more than it saves
+
+struct Team {
+  int n = 1;
+  std::vector<int64_t> lo;  // lo[k] .. lo[k + 1]: the units of thread k
+};
+
+Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
+  Team team;
+  int64_t want = std::min<int64_t>(at::get_num_threads(), (H + 15) / 16);
+  want = std::min<int64_t>(want, std::max<int64_t>(1, B * H * macs_per_row_unit / kMinMacsPerThread));
+  team.n = (int)std::max<int64_t>(1, want);
+  int64_t chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
+  team.lo.clear();
+  for (int k = 0; k <= team.n; ++k) team.lo.push_back(std::min<int64_t>(H, k * chunk));
+  return team;
+}
+
+// MKL's C entry point (the lowercase symbol is the Fortran one, which takes a pointer)
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+struct SequentialBlas {  // BLAS runs single-threaded in this thread while in scope
+  int saved = 0;
+  SequentialBlas() { if (MKL_Set_Num_Threads_Local) saved = MKL_Set_Num_Threads_Local(1); }
+  ~SequentialBlas() { if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved); }
+};
+
 template <typename F>
-void for_rows(int64_t rows, int64_t H, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1));
-  at::parallel_for(0, rows, grain, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) f(b);
-  });
+void run_team(const Team& team, const F& body) {
+  if (team.n == 1) {
+    SequentialBlas one;
+    body(0);
+    return;
+  }
+#pragma omp parallel num_threads(team.n)
+  {
+    SequentialBlas one;
+    body(omp_get_thread_num());
+  }
+}
+
+inline void team_barrier(const Team& team) {
+  if (team.n > 1) {
+#pragma omp barrier
+  }
+}
+
+// W_hh rows regrouped so that thread k's gate rows are contiguous:
+// [r rows of k; z rows of k; (n rows of k)] for each k. `gates` = 3 or 2 (r, z only).
+Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) {
+  const int64_t H = w_hh.size(1);
+  if (team.n == 1) return gates == 3 ? w_hh : w_hh.narrow(0, 0, 2 * H);
+  std::vector<Tensor> blocks;
+  for (int k = 0; k < team.n; ++k)
+    for (int64_t g = 0; g < gates; ++g)
+      blocks.push_back(w_hh.narrow(0, g * H + team.lo[k], team.lo[k + 1] - team.lo[k]));
+  return at::cat(blocks, 0).contiguous();
 }
 
 // ---------------------------------------------------------------- forward
@@ -206,110 +396,96 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
                                                 const c10::optional<Tensor>& b_hh, bool training) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
   Tensor x = to_sorted(p, x_in, 1);
-  Tensor hbuf = to_sorted(p, h0_in, 0).clone();  // running state, all rows
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   Biases<T> bias(b_ih, b_hh, H);
   auto opts = x.options();
 
+  // GI = X [T*B, I] @ W_ih^T [I, 3H]: one GEMM for all steps (BLAS threads it)
   Tensor gi = at::empty({T_, B, 3 * H}, opts);
   gemm<T>(false, true, T_ * B, 3 * H, I, x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0), gi.data_ptr<T>(), 3 * H);
 
+  const Team team = make_team(B, H, 3 * H);
+  Tensor w_rec = pack_by_team(w_hh, team, p.reset_after ? 3 : 2);
   // saved for backward, per step and row: r, z, n, and (reset after) hn = h U_n^T + b_hn
   const int64_t G = p.reset_after ? 4 : 3;
   Tensor ws = training ? at::empty({T_, B, G * H}, opts) : at::empty({0}, opts);
-  // scratch for inference: one step's worth
-  Tensor scratch = at::empty({B, G * H}, opts);
+  Tensor scratch = training ? Tensor() : at::empty({B, G * H}, opts);  // one step, inference
   Tensor out = at::empty({T_, B, H}, opts);
-  Tensor gh = at::empty({B, (p.reset_after ? 3 : 2) * H}, opts);
+  Tensor hbuf = at::empty({2, B, H}, opts);  // double-buffered state: read one, write the other
+  hbuf[0].copy_(to_sorted(p, h0_in, 0));
+  Tensor gh = at::empty({B, 3 * H}, opts);   // recurrent products, thread k's columns at 3*lo[k]
   Tensor rh = p.reset_after ? Tensor() : at::empty({B, H}, opts);
-  Tensor ghn = p.reset_after ? Tensor() : at::empty({B, H}, opts);
 
-  T* hp = hbuf.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
+  const T* wr = w_rec.data_ptr<T>();
+  const T* whn = w_hh.data_ptr<T>() + 2 * H * H;
   const T* brz = bias.rz.data();
   const T* bin = bias.in.data();
   const T* bhn = bias.hn.data();
-  const bool keeps = p.keeps_state;
+  const bool keeps = p.keeps_state, after = p.reset_after;
+  T* const h_bufs[2] = {hbuf.data_ptr<T>(), hbuf.data_ptr<T>() + B * H};
+  T* ghp = gh.data_ptr<T>();
 
-  for (int64_t k = 0; k < T_; ++k) {
-    const int64_t t = step_at(p, k);
-    const int64_t bs = p.bs[t];
-    const T* git = gi.data_ptr<T>() + t * B * 3 * H;
-    T* outt = out.data_ptr<T>() + t * B * H;
-    T* wst = training ? ws.data_ptr<T>() + t * B * G * H : scratch.data_ptr<T>();
-    T* ghp = gh.data_ptr<T>();
-    if (p.reset_after) {
-      // GH = h [bs, H] @ W_hh^T [H, 3H]
-      gemm<T>(false, true, bs, 3 * H, H, hp, H, whh, H, T(0), ghp, 3 * H);
-      for_rows(bs, H, [&](int64_t b) {
-        const T* g = git + b * 3 * H;
-        const T* q = ghp + b * 3 * H;
-        T* h = hp + b * H;
-        T* o = outt + b * H;
-        T* s = wst + b * 4 * H;
-        for (int64_t j = 0; j < H; ++j) {
-          // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
-          T r = sigmoid_act(g[j] + q[j] + brz[j]);
-          T z = sigmoid_act(g[H + j] + q[H + j] + brz[H + j]);
-          // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
-          T hn = q[2 * H + j] + bhn[j];
-          T n = tanh_act(g[2 * H + j] + bin[j] + r * hn);
-          // h' = z h + (1 - z) n   or   (1 - z) h + z n
-          T hv = h[j];
-          T hnew = keeps ? n + z * (hv - n) : hv + z * (n - hv);
-          s[j] = r;
-          s[H + j] = z;
-          s[2 * H + j] = n;
-          s[3 * H + j] = hn;
-          h[j] = hnew;
-          o[j] = hnew;
-        }
-      });
-    } else {
-      // GH_rz = h [bs, H] @ W_hh[:2H]^T
-      gemm<T>(false, true, bs, 2 * H, H, hp, H, whh, H, T(0), ghp, 2 * H);
-      T* rhp = rh.data_ptr<T>();
-      for_rows(bs, H, [&](int64_t b) {
-        const T* g = git + b * 3 * H;
-        const T* q = ghp + b * 2 * H;
-        const T* h = hp + b * H;
-        T* s = wst + b * 3 * H;
-        T* rr = rhp + b * H;
-        for (int64_t j = 0; j < H; ++j) {
-          T r = sigmoid_act(g[j] + q[j] + brz[j]);
-          T z = sigmoid_act(g[H + j] + q[H + j] + brz[H + j]);
-          s[j] = r;
-          s[H + j] = z;
-          rr[j] = r * h[j];  // r * h, the input of the candidate's recurrent product
-        }
-      });
-      // GH_n = (r * h) [bs, H] @ W_hn^T [H, H]
-      gemm<T>(false, true, bs, H, H, rhp, H, whh + 2 * H * H, H, T(0), ghn.data_ptr<T>(), H);
-      const T* ghnp = ghn.data_ptr<T>();
-      for_rows(bs, H, [&](int64_t b) {
-        const T* g = git + b * 3 * H;
-        const T* q = ghnp + b * H;
-        T* h = hp + b * H;
-        T* o = outt + b * H;
-        T* s = wst + b * 3 * H;
-        for (int64_t j = 0; j < H; ++j) {
-          // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
-          T n = tanh_act(g[2 * H + j] + bin[j] + q[j] + bhn[j]);
-          T z = s[H + j];
-          T hv = h[j];
-          T hnew = keeps ? n + z * (hv - n) : hv + z * (n - hv);
-          s[2 * H + j] = n;
-          h[j] = hnew;
-          o[j] = hnew;
-        }
-      });
+  run_team(team, [&](int k) {
+    const int64_t a = team.lo[k], Hc = team.lo[k + 1] - team.lo[k];
+    if (Hc <= 0) {  // more threads than unit blocks: still take part in the barriers
+      for (int64_t s = 0; s < T_ * (after ? 1 : 2); ++s) team_barrier(team);
+      return;
     }
-    if (bs < B) {  // finished (or, reversed, not yet started) rows: output 0
-      std::fill(outt + bs * H, outt + B * H, T(0));
-      if (training) std::fill(wst + bs * G * H, wst + B * G * H, T(0));
+    for (int64_t step = 0; step < T_; ++step) {
+      const int64_t t = step_at(p, step);
+      const int64_t bs = p.bs[t];
+      const T* h = h_bufs[step & 1];
+      T* hn_out = h_bufs[(step + 1) & 1];
+      const T* git = gi.data_ptr<T>() + t * B * 3 * H;
+      T* outt = out.data_ptr<T>() + t * B * H;
+      T* wst = training ? ws.data_ptr<T>() + t * B * G * H : scratch.data_ptr<T>();
+      T* q0 = ghp + (after ? 3 : 2) * a;  // this thread's recurrent-product columns
+      const int64_t ldq = (after ? 3 : 2) * H;
+      if (after) {
+        // [r | z | n] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 3Hc]
+        gemm<T>(false, true, bs, 3 * Hc, H, h, H, wr + 3 * a * H, H, T(0), q0, ldq);
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* g = git + b * 3 * H + a;
+          const T* q = q0 + b * ldq;
+          T* s = wst + b * 4 * H + a;
+          (keeps ? fwd_after<T, true> : fwd_after<T, false>)(
+              Hc, g, g + H, g + 2 * H, q, q + Hc, q + 2 * Hc, brz + a, brz + H + a, bin + a, bhn + a,
+              h + b * H + a, hn_out + b * H + a, outt + b * H + a, s, s + H, s + 2 * H, s + 3 * H);
+        }
+      } else {
+        // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
+        gemm<T>(false, true, bs, 2 * Hc, H, h, H, wr + 2 * a * H, H, T(0), q0, ldq);
+        T* rhp = rh.data_ptr<T>();
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* g = git + b * 3 * H + a;
+          const T* q = q0 + b * ldq;
+          T* s = wst + b * 3 * H + a;
+          fwd_before_gates<T>(Hc, g, g + H, q, q + Hc, brz + a, brz + H + a, h + b * H + a, s, s + H,
+                              rhp + b * H + a);
+        }
+        team_barrier(team);  // every unit of r * h is needed below
+        // (r * h) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
+        gemm<T>(false, true, bs, Hc, H, rhp, H, whn + a * H, H, T(0), q0, ldq);
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* g = git + b * 3 * H + a;
+          T* s = wst + b * 3 * H + a;
+          (keeps ? fwd_before_state<T, true> : fwd_before_state<T, false>)(
+              Hc, g + 2 * H, q0 + b * ldq, bin + a, bhn + a, s + H, h + b * H + a, hn_out + b * H + a,
+              outt + b * H + a, s + 2 * H);
+        }
+      }
+      // rows not running at this step: state carried, output 0 (this thread's units)
+      for (int64_t b = bs; b < B; ++b) {
+        std::copy(h + b * H + a, h + b * H + a + Hc, hn_out + b * H + a);
+        std::fill(outt + b * H + a, outt + b * H + a + Hc, T(0));
+        if (training)
+          for (int64_t g = 0; g < G; ++g) std::fill(wst + b * G * H + g * H + a, wst + b * G * H + g * H + a + Hc, T(0));
+      }
+      team_barrier(team);  // the new state is complete
     }
-  }
-  return {to_original(p, out, 1), to_original(p, hbuf, 0), ws};
+  });
+  Tensor h_n = hbuf[T_ & 1];
+  return {to_original(p, out, 1), to_original(p, h_n, 0).contiguous(), ws};
 }
 
 // ---------------------------------------------------------------- backward
@@ -341,112 +517,80 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
   const T* whh = w_hh.data_ptr<T>();
   const T* outp = out.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
-  const bool keeps = p.keeps_state;
+  const bool keeps = p.keeps_state, after = p.reset_after;
+  const Team team = make_team(B, H, 3 * H);
 
-  for (int64_t k = T_ - 1; k >= 0; --k) {
-    const int64_t t = step_at(p, k);
-    const int64_t bs = p.bs[t];
-    // the step processed before this one, and how many of its rows ran
-    const int64_t tp = p.reverse ? t + 1 : t - 1;
-    const int64_t bs_prev = k == 0 ? 0 : p.bs[tp];
-    const T* prev_out = k == 0 ? nullptr : outp + tp * B * H;
-    const T* s_all = ws.data_ptr<T>() + t * B * G * H;
-    const T* dot = d_out.data_ptr<T>() + t * B * H;
-    T* dgit = dgi.data_ptr<T>() + t * B * 3 * H;
-    T* hpt = hprev.data_ptr<T>() + t * B * H;
-
-    if (p.reset_after) {
-      T* dght = dgh.data_ptr<T>() + t * B * 3 * H;
-      for_rows(bs, H, [&](int64_t b) {
-        const T* s = s_all + b * 4 * H;
-        const T* hsrc = b < bs_prev ? prev_out + b * H : h0p + b * H;
-        T* d = dhp + b * H;
-        const T* dout = dot + b * H;
-        T* gi_ = dgit + b * 3 * H;
-        T* gh_ = dght + b * 3 * H;
-        T* hp_ = hpt + b * H;
-        for (int64_t j = 0; j < H; ++j) {
-          T r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
-          T hv = hsrc[j];
-          T dhn = dout[j] + d[j];  // dL/dh_t: from the output and from step t+1
-          // h' = z h + (1 - z) n   or   (1 - z) h + z n
-          T dz = keeps ? dhn * (hv - n) : dhn * (n - hv);
-          T dn = keeps ? dhn * (T(1) - z) : dhn * z;
-          T dh_direct = keeps ? dhn * z : dhn * (T(1) - z);
-          // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
-          T da_n = dn * (T(1) - n * n);
-          T dr = da_n * hn;
-          T d_hn = da_n * r;
-          T da_r = dr * r * (T(1) - r);
-          T da_z = dz * z * (T(1) - z);
-          gi_[j] = da_r;
-          gi_[H + j] = da_z;
-          gi_[2 * H + j] = da_n;
-          gh_[j] = da_r;
-          gh_[H + j] = da_z;
-          gh_[2 * H + j] = d_hn;
-          hp_[j] = hv;
-          d[j] = dh_direct;
-        }
-      });
-      if (bs < B) {
-        std::fill(dgit + bs * 3 * H, dgit + B * 3 * H, T(0));
-        std::fill(dght + bs * 3 * H, dght + B * 3 * H, T(0));
-        std::fill(hpt + bs * H, hpt + B * H, T(0));
-      }
-      // dh_{t-1} += dGH [bs, 3H] @ W_hh [3H, H]
-      gemm<T>(false, false, bs, H, 3 * H, dght, 3 * H, whh, H, T(1), dhp, H);
-    } else {
-      T* rht = rhs.data_ptr<T>() + t * B * H;
-      T* drhp = drh.data_ptr<T>();
-      for_rows(bs, H, [&](int64_t b) {
-        const T* s = s_all + b * 3 * H;
-        T* d = dhp + b * H;
-        const T* dout = dot + b * H;
-        T* gi_ = dgit + b * 3 * H;
-        const T* hsrc = b < bs_prev ? prev_out + b * H : h0p + b * H;
-        T* hp_ = hpt + b * H;
-        for (int64_t j = 0; j < H; ++j) {
-          T z = s[H + j], n = s[2 * H + j];
-          T hv = hsrc[j];
-          T dhn = dout[j] + d[j];
-          T dz = keeps ? dhn * (hv - n) : dhn * (n - hv);
-          T dn = keeps ? dhn * (T(1) - z) : dhn * z;
-          gi_[H + j] = dz;  // kept here until the second pass turns it into da_z
-          gi_[2 * H + j] = dn * (T(1) - n * n);  // da_n
-          hp_[j] = hv;
-          d[j] = keeps ? dhn * z : dhn * (T(1) - z);
-        }
-      });
-      // d(r*h) [bs, H] = da_n [bs, H] @ W_hn [H, H]
-      gemm<T>(false, false, bs, H, H, dgit + 2 * H, 3 * H, whh + 2 * H * H, H, T(0), drhp, H);
-      for_rows(bs, H, [&](int64_t b) {
-        const T* s = s_all + b * 3 * H;
-        T* d = dhp + b * H;
-        T* gi_ = dgit + b * 3 * H;
-        const T* hp_ = hpt + b * H;
-        const T* q = drhp + b * H;
-        T* rr = rht + b * H;
-        for (int64_t j = 0; j < H; ++j) {
-          T r = s[j], z = s[H + j];
-          T hv = hp_[j];
-          // a_n = ... + (r * h) U_n^T:  dr = d(rh) * h,  dh += d(rh) * r
-          T dr = q[j] * hv;
-          d[j] += q[j] * r;
-          gi_[j] = dr * r * (T(1) - r);
-          gi_[H + j] = gi_[H + j] * z * (T(1) - z);
-          rr[j] = r * hv;
-        }
-      });
-      if (bs < B) {
-        std::fill(dgit + bs * 3 * H, dgit + B * 3 * H, T(0));
-        std::fill(hpt + bs * H, hpt + B * H, T(0));
-        std::fill(rht + bs * H, rht + B * H, T(0));
-      }
-      // dh_{t-1} += [da_r, da_z] [bs, 2H] @ W_hh[:2H] [2H, H]
-      gemm<T>(false, false, bs, H, 2 * H, dgit, 3 * H, whh, H, T(1), dhp, H);
+  run_team(team, [&](int k) {
+    const int64_t a = team.lo[k], Hc = team.lo[k + 1] - team.lo[k];
+    if (Hc <= 0) {
+      for (int64_t s = 0; s < T_ * (after ? 1 : 2); ++s) team_barrier(team);
+      return;
     }
-  }
+    for (int64_t step = T_ - 1; step >= 0; --step) {
+      const int64_t t = step_at(p, step);
+      const int64_t bs = p.bs[t];
+      // the step processed before this one in the forward pass, and how many of its rows ran
+      const int64_t tp = p.reverse ? t + 1 : t - 1;
+      const int64_t bs_prev = step == 0 ? 0 : p.bs[tp];
+      const T* prev_out = step == 0 ? nullptr : outp + tp * B * H;
+      const T* s_all = ws.data_ptr<T>() + t * B * G * H;
+      const T* dot = d_out.data_ptr<T>() + t * B * H;
+      T* dgit = dgi.data_ptr<T>() + t * B * 3 * H;
+      T* hpt = hprev.data_ptr<T>() + t * B * H;
+
+      if (after) {
+        T* dght = dgh.data_ptr<T>() + t * B * 3 * H;
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* s = s_all + b * 4 * H + a;
+          const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
+          T* gi_ = dgit + b * 3 * H + a;
+          T* gh_ = dght + b * 3 * H + a;
+          (keeps ? bwd_after<T, true> : bwd_after<T, false>)(
+              Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_, gi_ + H,
+              gi_ + 2 * H, gh_, gh_ + H, gh_ + 2 * H, hpt + b * H + a);
+        }
+        for (int64_t b = bs; b < B; ++b)
+          for (int64_t g = 0; g < 3; ++g) {
+            std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
+            std::fill(dght + b * 3 * H + g * H + a, dght + b * 3 * H + g * H + a + Hc, T(0));
+          }
+        for (int64_t b = bs; b < B; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
+        team_barrier(team);  // every unit of dGH_t is needed below
+        // dh_{t-1}[:, units] += dGH_t [bs, 3H] @ W_hh[:, units] [3H, Hc]
+        gemm<T>(false, false, bs, Hc, 3 * H, dght, 3 * H, whh + a, H, T(1), dhp + a, H);
+      } else {
+        T* rht = rhs.data_ptr<T>() + t * B * H;
+        T* drhp = drh.data_ptr<T>();
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* s = s_all + b * 3 * H + a;
+          const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
+          T* gi_ = dgit + b * 3 * H + a;
+          (keeps ? bwd_before_candidate<T, true> : bwd_before_candidate<T, false>)(
+              Hc, s + H, s + 2 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_ + H, gi_ + 2 * H,
+              hpt + b * H + a);
+        }
+        for (int64_t b = bs; b < B; ++b)
+          for (int64_t g = 0; g < 3; ++g)
+            std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
+        for (int64_t b = bs; b < B; ++b) {
+          std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
+          std::fill(rht + b * H + a, rht + b * H + a + Hc, T(0));
+        }
+        team_barrier(team);  // every unit of da_n is needed below
+        // d(r*h)[:, units] = da_n [bs, H] @ W_hn[:, units] [H, Hc]
+        gemm<T>(false, false, bs, Hc, H, dgit + 2 * H, 3 * H, whh + 2 * H * H + a, H, T(0), drhp + a, H);
+        for (int64_t b = 0; b < bs; ++b) {
+          const T* s = s_all + b * 3 * H + a;
+          T* gi_ = dgit + b * 3 * H + a;
+          bwd_before_gates<T>(Hc, s, s + H, hpt + b * H + a, drhp + b * H + a, dhp + b * H + a, gi_,
+                              gi_ + H, rht + b * H + a);
+        }
+        team_barrier(team);  // every unit of da_r, da_z is needed below
+        // dh_{t-1}[:, units] += [da_r, da_z] [bs, 2H] @ W_hh[:2H, units] [2H, Hc]
+        gemm<T>(false, false, bs, Hc, 2 * H, dgit, 3 * H, whh + a, H, T(1), dhp + a, H);
+      }
+    }
+  });
 
   // weight and input gradients: one GEMM each over all T*B rows
   const int64_t N = T_ * B;
