@@ -30,6 +30,7 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -37,6 +38,7 @@
 #include <cstdint>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 extern "C" {
@@ -53,30 +55,88 @@ namespace {
 
 using at::Tensor;
 
-// ---------------------------------------------------------------- BLAS, row-major
+// ---------------------------------------------------------------- matrix products
+//
+// Every product is written as C[M, N] (+)= A[M, K] @ B[K, N], row-major with leading
+// dimensions, so a thread can take a block of rows or columns by offsetting pointers.
+// float32 goes to oneDNN's brgemm JIT kernels (exported by libtorch_cpu; measured
+// 2.2-2.4x MKL's sgemm on this machine's AMD CPU, where MKL takes a generic path);
+// float64, and float32 where brgemm is unusable, go to the BLAS that libtorch_cpu
+// exports (MKL's dgemm_/sgemm_). All single-threaded: callers split the work.
 
-inline void blas_gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
-                      const float* b, int ldb, float beta, float* c, int ldc) {
-  sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+inline void blas_mm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, bool accumulate) {
+  // a row-major matrix is its column-major transpose: BLAS computes C^T = B^T A^T
+  int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
+  float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  sgemm_("N", "N", &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
 }
-inline void blas_gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
-                      const double* b, int ldb, double beta, double* c, int ldc) {
-  dgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+inline void blas_mm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
+                    int64_t ldb, double* C, int64_t ldc, bool accumulate) {
+  int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
+  double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+  dgemm_("N", "N", &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
 }
 
-// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] + beta * C, where op(A) = A^T if trans_a.
-// (A row-major matrix is its column-major transpose, so this is BLAS computing C^T = op(B)^T op(A)^T.)
+// Can brgemm run here? Tried once on a small product and checked against a plain loop.
+bool brgemm_works() {
+  static const bool works = [] {
+    try {
+      float a[2 * 3] = {1, 2, 3, 4, 5, 6}, b[3 * 2] = {1, 0, 0, 1, 1, 1}, c[2 * 2] = {0, 0, 0, 0};
+      at::native::cpublas::brgemm(2, 2, 3, 3, 2, 2, false, a, b, c, false);
+      return c[0] == 4 && c[1] == 5 && c[2] == 10 && c[3] == 11;
+    } catch (...) {
+      return false;
+    }
+  }();
+  return works;
+}
+
 template <typename T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
-          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+void mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
+        bool accumulate) {
+  if (M <= 0 || N <= 0) return;
   if (K == 0) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
     return;
   }
-  blas_gemm(trans_b ? 'T' : 'N', trans_a ? 'T' : 'N', (int)N, (int)M, (int)K, T(1), B, (int)ldb, A,
-            (int)lda, beta, C, (int)ldc);
+  if constexpr (std::is_same<T, float>::value) {
+    if (brgemm_works()) {
+      at::native::cpublas::brgemm(M, N, K, lda, ldb, ldc, accumulate, A, B, C, false);
+      return;
+    }
+  }
+  blas_mm(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// MKL's C entry point (the lowercase symbol is the Fortran one, which takes a pointer)
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+struct SequentialBlas {  // BLAS runs single-threaded in this thread while in scope
+  int saved = 0;
+  SequentialBlas() { if (MKL_Set_Num_Threads_Local) saved = MKL_Set_Num_Threads_Local(1); }
+  ~SequentialBlas() { if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved); }
+};
+
+// A large product split over torch's threads: by rows if there are many, else by columns.
+template <typename T>
+void mm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                 int64_t ldc, bool accumulate) {
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  if (M >= 64 * threads || N < 32 * threads) {
+    const int64_t rows = std::max<int64_t>(1, (M + threads - 1) / threads);
+    at::parallel_for(0, M, rows, [&](int64_t m0, int64_t m1) {
+      SequentialBlas one;
+      mm<T>(m1 - m0, N, K, A + m0 * lda, lda, B, ldb, C + m0 * ldc, ldc, accumulate);
+    });
+  } else {
+    const int64_t cols = ((N + threads - 1) / threads + 15) / 16 * 16;
+    at::parallel_for(0, N, cols, [&](int64_t n0, int64_t n1) {
+      SequentialBlas one;
+      mm<T>(M, n1 - n0, K, A, lda, B + n0, ldb, C + n0, ldc, accumulate);
+    });
+  }
 }
 
 // ---------------------------------------------------------------- activations
@@ -327,15 +387,6 @@ Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   return team;
 }
 
-// MKL's C entry point (the lowercase symbol is the Fortran one, which takes a pointer)
-extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
-
-struct SequentialBlas {  // BLAS runs single-threaded in this thread while in scope
-  int saved = 0;
-  SequentialBlas() { if (MKL_Set_Num_Threads_Local) saved = MKL_Set_Num_Threads_Local(1); }
-  ~SequentialBlas() { if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved); }
-};
-
 template <typename F>
 void run_team(const Team& team, const F& body) {
   if (team.n == 1) {
@@ -356,16 +407,19 @@ inline void team_barrier(const Team& team) {
   }
 }
 
-// W_hh rows regrouped so that thread k's gate rows are contiguous:
-// [r rows of k; z rows of k; (n rows of k)] for each k. `gates` = 3 or 2 (r, z only).
+// The recurrent weights as the B operand of thread k's product h @ W_k^T: W_k holds the
+// rows of thread k's units for each of `gates` gates (r, z[, n]), stored transposed as
+// [H, gates * Hc_k], the blocks one after another (block k starts at gates * lo[k] * H).
 Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) {
   const int64_t H = w_hh.size(1);
-  if (team.n == 1) return gates == 3 ? w_hh : w_hh.narrow(0, 0, 2 * H);
   std::vector<Tensor> blocks;
-  for (int k = 0; k < team.n; ++k)
+  for (int k = 0; k < team.n; ++k) {
+    std::vector<Tensor> rows;
     for (int64_t g = 0; g < gates; ++g)
-      blocks.push_back(w_hh.narrow(0, g * H + team.lo[k], team.lo[k + 1] - team.lo[k]));
-  return at::cat(blocks, 0).contiguous();
+      rows.push_back(w_hh.narrow(0, g * H + team.lo[k], team.lo[k + 1] - team.lo[k]));
+    blocks.push_back(at::cat(rows, 0).t().contiguous().view({-1}));
+  }
+  return at::cat(blocks, 0);
 }
 
 // ---------------------------------------------------------------- forward
@@ -400,9 +454,10 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
   Biases<T> bias(b_ih, b_hh, H);
   auto opts = x.options();
 
-  // GI = X [T*B, I] @ W_ih^T [I, 3H]: one GEMM for all steps (BLAS threads it)
+  // GI = X [T*B, I] @ W_ih^T [I, 3H]: one product for all steps
   Tensor gi = at::empty({T_, B, 3 * H}, opts);
-  gemm<T>(false, true, T_ * B, 3 * H, I, x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(0), gi.data_ptr<T>(), 3 * H);
+  Tensor w_ih_t = w_ih.t().contiguous();
+  mm_parallel<T>(T_ * B, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
 
   const Team team = make_team(B, H, 3 * H);
   Tensor w_rec = pack_by_team(w_hh, team, p.reset_after ? 3 : 2);
@@ -417,7 +472,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
   Tensor rh = p.reset_after ? Tensor() : at::empty({B, H}, opts);
 
   const T* wr = w_rec.data_ptr<T>();
-  const T* whn = w_hh.data_ptr<T>() + 2 * H * H;
+  Tensor w_hn_t = p.reset_after ? Tensor() : w_hh.narrow(0, 2 * H, H).t().contiguous();  // [H, H]
+  const T* whn_t = p.reset_after ? nullptr : w_hn_t.data_ptr<T>();
   const T* brz = bias.rz.data();
   const T* bin = bias.in.data();
   const T* bhn = bias.hn.data();
@@ -443,7 +499,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
       const int64_t ldq = (after ? 3 : 2) * H;
       if (after) {
         // [r | z | n] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 3Hc]
-        gemm<T>(false, true, bs, 3 * Hc, H, h, H, wr + 3 * a * H, H, T(0), q0, ldq);
+        mm<T>(bs, 3 * Hc, H, h, H, wr + 3 * a * H, 3 * Hc, q0, ldq, false);
         for (int64_t b = 0; b < bs; ++b) {
           const T* g = git + b * 3 * H + a;
           const T* q = q0 + b * ldq;
@@ -454,7 +510,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
-        gemm<T>(false, true, bs, 2 * Hc, H, h, H, wr + 2 * a * H, H, T(0), q0, ldq);
+        mm<T>(bs, 2 * Hc, H, h, H, wr + 2 * a * H, 2 * Hc, q0, ldq, false);
         T* rhp = rh.data_ptr<T>();
         for (int64_t b = 0; b < bs; ++b) {
           const T* g = git + b * 3 * H + a;
@@ -465,7 +521,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
         }
         team_barrier(team);  // every unit of r * h is needed below
         // (r * h) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
-        gemm<T>(false, true, bs, Hc, H, rhp, H, whn + a * H, H, T(0), q0, ldq);
+        mm<T>(bs, Hc, H, rhp, H, whn_t + a, H, q0, ldq, false);
         for (int64_t b = 0; b < bs; ++b) {
           const T* g = git + b * 3 * H + a;
           T* s = wst + b * 3 * H + a;
@@ -557,7 +613,7 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
         for (int64_t b = bs; b < B; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
         team_barrier(team);  // every unit of dGH_t is needed below
         // dh_{t-1}[:, units] += dGH_t [bs, 3H] @ W_hh[:, units] [3H, Hc]
-        gemm<T>(false, false, bs, Hc, 3 * H, dght, 3 * H, whh + a, H, T(1), dhp + a, H);
+        mm<T>(bs, Hc, 3 * H, dght, 3 * H, whh + a, H, dhp + a, H, true);
       } else {
         T* rht = rhs.data_ptr<T>() + t * B * H;
         T* drhp = drh.data_ptr<T>();
@@ -578,7 +634,7 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
         }
         team_barrier(team);  // every unit of da_n is needed below
         // d(r*h)[:, units] = da_n [bs, H] @ W_hn[:, units] [H, Hc]
-        gemm<T>(false, false, bs, Hc, H, dgit + 2 * H, 3 * H, whh + 2 * H * H + a, H, T(0), drhp + a, H);
+        mm<T>(bs, Hc, H, dgit + 2 * H, 3 * H, whh + 2 * H * H + a, H, drhp + a, H, false);
         for (int64_t b = 0; b < bs; ++b) {
           const T* s = s_all + b * 3 * H + a;
           T* gi_ = dgit + b * 3 * H + a;
@@ -587,31 +643,33 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
         }
         team_barrier(team);  // every unit of da_r, da_z is needed below
         // dh_{t-1}[:, units] += [da_r, da_z] [bs, 2H] @ W_hh[:2H, units] [2H, Hc]
-        gemm<T>(false, false, bs, Hc, 2 * H, dgit, 3 * H, whh + a, H, T(1), dhp + a, H);
+        mm<T>(bs, Hc, 2 * H, dgit, 3 * H, whh + a, H, dhp + a, H, true);
       }
     }
   });
 
-  // weight and input gradients: one GEMM each over all T*B rows
+  // weight and input gradients: one product each over all T*B rows
   const int64_t N = T_ * B;
-  Tensor dx = at::empty({T_, B, I}, opts);
-  Tensor dw_ih = at::empty({3 * H, I}, opts);
-  Tensor dw_hh = at::empty({3 * H, H}, opts);
   const T* dgip = dgi.data_ptr<T>();
   // dX [N, I] = dGI [N, 3H] @ W_ih [3H, I]
-  gemm<T>(false, false, N, I, 3 * H, dgip, 3 * H, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);
-  // dW_ih [3H, I] = dGI^T [3H, N] @ X [N, I]
-  gemm<T>(true, false, 3 * H, I, N, dgip, 3 * H, x.data_ptr<T>(), I, T(0), dw_ih.data_ptr<T>(), I);
-  const T* hpp = hprev.data_ptr<T>();
+  Tensor dx = at::empty({T_, B, I}, opts);
+  mm_parallel<T>(N, I, 3 * H, dgip, 3 * H, w_ih.data_ptr<T>(), I, dx.data_ptr<T>(), I, false);
+  // dW_ih^T [I, 3H] = X^T [I, N] @ dGI [N, 3H]
+  Tensor x_t = x.view({N, I}).t().contiguous();
+  Tensor dw_ih_t = at::empty({I, 3 * H}, opts);
+  mm_parallel<T>(I, 3 * H, N, x_t.data_ptr<T>(), N, dgip, 3 * H, dw_ih_t.data_ptr<T>(), 3 * H, false);
+  // dW_hh^T [H, 3H] = H_prev^T [H, N] @ dGH [N, 3H]       (reset after)
+  // dW_hh^T = [H_prev^T @ dGI[:, :2H],  (r * H_prev)^T @ dGI[:, 2H:]]   (reset before)
+  Tensor hp_t = hprev.view({N, H}).t().contiguous();
+  Tensor dw_hh_t = at::empty({H, 3 * H}, opts);
   if (p.reset_after) {
-    // dW_hh [3H, H] = dGH^T [3H, N] @ H_prev [N, H]
-    gemm<T>(true, false, 3 * H, H, N, dgh.data_ptr<T>(), 3 * H, hpp, H, T(0), dw_hh.data_ptr<T>(), H);
+    mm_parallel<T>(H, 3 * H, N, hp_t.data_ptr<T>(), N, dgh.data_ptr<T>(), 3 * H, dw_hh_t.data_ptr<T>(), 3 * H, false);
   } else {
-    // dW_hh[:2H] = [da_r, da_z]^T @ H_prev;   dW_hh[2H:] = da_n^T @ (r * H_prev)
-    gemm<T>(true, false, 2 * H, H, N, dgip, 3 * H, hpp, H, T(0), dw_hh.data_ptr<T>(), H);
-    gemm<T>(true, false, H, H, N, dgip + 2 * H, 3 * H, rhs.data_ptr<T>(), H, T(0),
-            dw_hh.data_ptr<T>() + 2 * H * H, H);
+    Tensor rh_t = rhs.view({N, H}).t().contiguous();
+    mm_parallel<T>(H, 2 * H, N, hp_t.data_ptr<T>(), N, dgip, 3 * H, dw_hh_t.data_ptr<T>(), 3 * H, false);
+    mm_parallel<T>(H, H, N, rh_t.data_ptr<T>(), N, dgip + 2 * H, 3 * H, dw_hh_t.data_ptr<T>() + 2 * H, 3 * H, false);
   }
+  Tensor dw_ih = dw_ih_t.t().contiguous(), dw_hh = dw_hh_t.t().contiguous();
   Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);  // empty: no bias
   if (has_bias) {
     db_ih = dgi.view({N, 3 * H}).sum(0);
