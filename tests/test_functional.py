@@ -256,3 +256,18 @@ def test_module_doc_states_the_conventions():
     doc = functional.__doc__
     for phrase in ("Empty input", "Lengths", "NaN"):
         assert phrase in doc
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inference_mode_then_training_then_inference(backend):
+    """Buffers a backend keeps between calls must survive switching modes."""
+    gru = __import__("grukit").GRU(4, 8, backend=backend)
+    x = torch.randn(5, 3, 4)
+    with torch.inference_mode():
+        expected, _ = gru(x)
+    out, _ = gru(x.requires_grad_(True))
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)
+    with torch.inference_mode():
+        again, _ = gru(x)
+    torch.testing.assert_close(again, expected)

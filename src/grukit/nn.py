@@ -253,6 +253,12 @@ class GRU(nn.Module):
             h_n,
         )
 
+    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
+        """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights."""
+        from .stream import GRUStream
+
+        return GRUStream(self, batch_size, h0)
+
     # ---- conversion helpers --------------------------------------------------
     @classmethod
     def from_torch(cls, module: nn.GRU, **options) -> "GRU":

@@ -37,7 +37,7 @@ CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-
 LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
-_state = {"loaded": False, "error": None}
+_state = {"loaded": False, "error": None, "module": None}
 
 
 def _build_dir() -> Path:
@@ -61,13 +61,13 @@ def load() -> bool:
 
             build_dir = _build_dir()
             build_dir.mkdir(parents=True, exist_ok=True)
-            cpp_extension.load(
+            _state["module"] = cpp_extension.load(
                 name="grukit_cpu",
                 sources=[str(SOURCE)],
                 extra_cflags=CFLAGS,
                 extra_ldflags=LDFLAGS,
                 build_directory=str(build_dir),
-                is_python_module=False,
+                is_python_module=True,
                 verbose=bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),
             )
             _register_autograd()
@@ -82,6 +82,11 @@ def load() -> bool:
                 stacklevel=3,
             )
         return _state["loaded"]
+
+
+def extension():
+    """The compiled module (for ``grukit.stream``); None if it is unavailable."""
+    return _state["module"] if is_available() else None
 
 
 def is_available() -> bool:
