@@ -92,7 +92,8 @@ def extension():
 def is_available() -> bool:
     if os.environ.get("GRUKIT_DISABLE_BUILD"):
         return False
-    return load()
+    # once loaded, no lock is taken: torch.compile traces this and cannot trace a lock
+    return _state["loaded"] or load()
 
 
 def why_unavailable() -> str:

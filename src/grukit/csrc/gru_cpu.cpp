@@ -402,21 +402,37 @@ inline int64_t step_at(const Problem& p, int64_t k) { return p.reverse ? p.T - 1
 // state to everyone. The whole sequence runs inside one OpenMP parallel region, with
 // BLAS single-threaded inside it; small problems run on one thread.
 
-constexpr int64_t kMinMacsPerThread = 1 << 17;  // below this a barrier costs more than it saves
+constexpr int64_t kMinMacsPerThread = 1 << 17;  // per step: less than this is not worth a thread
+constexpr int64_t kMinRowsPerThread = 8;        // fewer rows per thread: split hidden units instead
 
+// Thread k takes batch rows [rows[k], rows[k+1]) and hidden units [units[k], units[k+1]).
+// Batch rows are independent through the whole recurrence, so a split by rows needs no
+// synchronisation at all until the sequence ends; a split by units (small batches, large H)
+// needs a barrier per step, which on this VM costs as much as a small step's arithmetic.
 struct Team {
   int n = 1;
-  std::vector<int64_t> lo;  // lo[k] .. lo[k + 1]: the units of thread k
+  bool by_rows = true;
+  int64_t B = 0, H = 0, row_chunk = 0, unit_chunk = 0;
+  // thread k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
+  int64_t row_lo(int k) const { return by_rows ? std::min(B, k * row_chunk) : 0; }
+  int64_t row_hi(int k) const { return by_rows ? std::min(B, (k + 1) * row_chunk) : B; }
+  int64_t unit_lo(int k) const { return by_rows ? 0 : std::min(H, k * unit_chunk); }
+  int64_t unit_hi(int k) const { return by_rows ? H : std::min(H, (k + 1) * unit_chunk); }
 };
 
 Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   Team team;
-  int64_t want = std::min<int64_t>(at::get_num_threads(), (H + 15) / 16);
-  want = std::min<int64_t>(want, std::max<int64_t>(1, B * H * macs_per_row_unit / kMinMacsPerThread));
-  team.n = (int)std::max<int64_t>(1, want);
-  int64_t chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
-  team.lo.clear();
-  for (int k = 0; k <= team.n; ++k) team.lo.push_back(std::min<int64_t>(H, k * chunk));
+  team.B = B;
+  team.H = H;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t work = B * H * macs_per_row_unit;
+  int64_t n = std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinMacsPerThread));
+  team.by_rows = B >= kMinRowsPerThread * n;
+  if (!team.by_rows) n = std::min<int64_t>(n, (H + 15) / 16);
+  team.n = (int)std::max<int64_t>(1, n);
+  if (team.n == 1) team.by_rows = true;
+  team.row_chunk = (B + team.n - 1) / team.n;
+  team.unit_chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
   return team;
 }
 
@@ -435,21 +451,22 @@ void run_team(const Team& team, const F& body) {
 }
 
 inline void team_barrier(const Team& team) {
-  if (team.n > 1) {
+  if (!team.by_rows) {
 #pragma omp barrier
   }
 }
 
 // The recurrent weights as the B operand of thread k's product h @ W_k^T: W_k holds the
 // rows of thread k's units for each of `gates` gates (r, z[, n]), stored transposed as
-// [H, gates * Hc_k], the blocks one after another (block k starts at gates * lo[k] * H).
+// [H, gates * Hc_k], the blocks one after another (block k starts at gates * unit_lo(k) * H).
 Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) {
   const int64_t H = w_hh.size(1);
   std::vector<Tensor> blocks;
-  for (int k = 0; k < team.n; ++k) {
+  const int blocks_n = team.by_rows ? 1 : team.n;  // split by rows: every thread uses all units
+  for (int k = 0; k < blocks_n; ++k) {
     std::vector<Tensor> rows;
     for (int64_t g = 0; g < gates; ++g)
-      rows.push_back(w_hh.narrow(0, g * H + team.lo[k], team.lo[k + 1] - team.lo[k]));
+      rows.push_back(w_hh.narrow(0, g * H + team.unit_lo(k), team.unit_hi(k) - team.unit_lo(k)));
     blocks.push_back(at::cat(rows, 0).t().contiguous().view({-1}));
   }
   return at::cat(blocks, 0);
@@ -516,14 +533,17 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
   T* ghp = gh.data_ptr<T>();
 
   run_team(team, [&](int k) {
-    const int64_t a = team.lo[k], Hc = team.lo[k + 1] - team.lo[k];
-    if (Hc <= 0) {  // more threads than unit blocks: still take part in the barriers
+    const int64_t a = team.unit_lo(k), Hc = team.unit_hi(k) - team.unit_lo(k);
+    const int64_t r0 = team.row_lo(k), r1 = team.row_hi(k);
+    if (Hc <= 0 || r0 >= r1) {  // nothing to do: still take part in any barriers
       for (int64_t s = 0; s < T_ * (after ? 1 : 2); ++s) team_barrier(team);
       return;
     }
     for (int64_t step = 0; step < T_; ++step) {
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
+      const int64_t re = std::min(r1, bs);                 // this thread's running rows: r0 .. re
+      const int64_t m = std::max<int64_t>(0, re - r0);
       const T* h = h_bufs[step & 1];
       T* hn_out = h_bufs[(step + 1) & 1];
       const T* git = gi.data_ptr<T>() + t * B * 3 * H;
@@ -533,8 +553,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
       const int64_t ldq = (after ? 3 : 2) * H;
       if (after) {
         // [r | z | n] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 3Hc]
-        mm<T>(bs, 3 * Hc, H, h, H, wr + 3 * a * H, 3 * Hc, q0, ldq, false);
-        for (int64_t b = 0; b < bs; ++b) {
+        mm<T>(m, 3 * Hc, H, h + r0 * H, H, wr + 3 * a * H, 3 * Hc, q0 + r0 * ldq, ldq, false);
+        for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           const T* q = q0 + b * ldq;
           T* s = wst + b * 4 * H + a;
@@ -544,9 +564,9 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
-        mm<T>(bs, 2 * Hc, H, h, H, wr + 2 * a * H, 2 * Hc, q0, ldq, false);
+        mm<T>(m, 2 * Hc, H, h + r0 * H, H, wr + 2 * a * H, 2 * Hc, q0 + r0 * ldq, ldq, false);
         T* rhp = rh.data_ptr<T>();
-        for (int64_t b = 0; b < bs; ++b) {
+        for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           const T* q = q0 + b * ldq;
           T* s = wst + b * 3 * H + a;
@@ -555,8 +575,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
         }
         team_barrier(team);  // every unit of r * h is needed below
         // (r * h) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
-        mm<T>(bs, Hc, H, rhp, H, whn_t + a, H, q0, ldq, false);
-        for (int64_t b = 0; b < bs; ++b) {
+        mm<T>(m, Hc, H, rhp + r0 * H, H, whn_t + a, H, q0 + r0 * ldq, ldq, false);
+        for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* s = wst + b * 3 * H + a;
           (keeps ? fwd_before_state<T, true> : fwd_before_state<T, false>)(
@@ -565,7 +585,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
         }
       }
       // rows not running at this step: state carried, output 0 (this thread's units)
-      for (int64_t b = bs; b < B; ++b) {
+      for (int64_t b = std::max(bs, r0); b < r1; ++b) {
         std::copy(h + b * H + a, h + b * H + a + Hc, hn_out + b * H + a);
         std::fill(outt + b * H + a, outt + b * H + a + Hc, T(0));
         if (training)
@@ -611,14 +631,17 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
   const Team team = make_team(B, H, 3 * H);
 
   run_team(team, [&](int k) {
-    const int64_t a = team.lo[k], Hc = team.lo[k + 1] - team.lo[k];
-    if (Hc <= 0) {
+    const int64_t a = team.unit_lo(k), Hc = team.unit_hi(k) - team.unit_lo(k);
+    const int64_t r0 = team.row_lo(k), r1 = team.row_hi(k);
+    if (Hc <= 0 || r0 >= r1) {
       for (int64_t s = 0; s < T_ * (after ? 1 : 2); ++s) team_barrier(team);
       return;
     }
     for (int64_t step = T_ - 1; step >= 0; --step) {
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
+      const int64_t re = std::min(r1, bs);                 // this thread's running rows: r0 .. re
+      const int64_t m = std::max<int64_t>(0, re - r0);
       // the step processed before this one in the forward pass, and how many of its rows ran
       const int64_t tp = p.reverse ? t + 1 : t - 1;
       const int64_t bs_prev = step == 0 ? 0 : p.bs[tp];
@@ -630,7 +653,7 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
 
       if (after) {
         T* dght = dgh.data_ptr<T>() + t * B * 3 * H;
-        for (int64_t b = 0; b < bs; ++b) {
+        for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * 4 * H + a;
           const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
           T* gi_ = dgit + b * 3 * H + a;
@@ -639,19 +662,19 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
               Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_, gi_ + H,
               gi_ + 2 * H, gh_, gh_ + H, gh_ + 2 * H, hpt + b * H + a);
         }
-        for (int64_t b = bs; b < B; ++b)
+        for (int64_t b = std::max(bs, r0); b < r1; ++b)
           for (int64_t g = 0; g < 3; ++g) {
             std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
             std::fill(dght + b * 3 * H + g * H + a, dght + b * 3 * H + g * H + a + Hc, T(0));
           }
-        for (int64_t b = bs; b < B; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
+        for (int64_t b = std::max(bs, r0); b < r1; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
         team_barrier(team);  // every unit of dGH_t is needed below
         // dh_{t-1}[:, units] += dGH_t [bs, 3H] @ W_hh[:, units] [3H, Hc]
-        mm<T>(bs, Hc, 3 * H, dght, 3 * H, whh + a, H, dhp + a, H, true);
+        mm<T>(m, Hc, 3 * H, dght + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
       } else {
         T* rht = rhs.data_ptr<T>() + t * B * H;
         T* drhp = drh.data_ptr<T>();
-        for (int64_t b = 0; b < bs; ++b) {
+        for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * 3 * H + a;
           const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
           T* gi_ = dgit + b * 3 * H + a;
@@ -659,17 +682,17 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
               Hc, s + H, s + 2 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_ + H, gi_ + 2 * H,
               hpt + b * H + a);
         }
-        for (int64_t b = bs; b < B; ++b)
+        for (int64_t b = std::max(bs, r0); b < r1; ++b)
           for (int64_t g = 0; g < 3; ++g)
             std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
-        for (int64_t b = bs; b < B; ++b) {
+        for (int64_t b = std::max(bs, r0); b < r1; ++b) {
           std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
           std::fill(rht + b * H + a, rht + b * H + a + Hc, T(0));
         }
         team_barrier(team);  // every unit of da_n is needed below
         // d(r*h)[:, units] = da_n [bs, H] @ W_hn[:, units] [H, Hc]
-        mm<T>(bs, Hc, H, dgit + 2 * H, 3 * H, whh + 2 * H * H + a, H, drhp + a, H, false);
-        for (int64_t b = 0; b < bs; ++b) {
+        mm<T>(m, Hc, H, dgit + r0 * 3 * H + 2 * H, 3 * H, whh + 2 * H * H + a, H, drhp + r0 * H + a, H, false);
+        for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * 3 * H + a;
           T* gi_ = dgit + b * 3 * H + a;
           bwd_before_gates<T>(Hc, s, s + H, hpt + b * H + a, drhp + b * H + a, dhp + b * H + a, gi_,
@@ -677,7 +700,7 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
         }
         team_barrier(team);  // every unit of da_r, da_z is needed below
         // dh_{t-1}[:, units] += [da_r, da_z] [bs, 2H] @ W_hh[:2H, units] [2H, Hc]
-        mm<T>(bs, Hc, 2 * H, dgit, 3 * H, whh + a, H, dhp + a, H, true);
+        mm<T>(m, Hc, 2 * H, dgit + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
       }
     }
   });

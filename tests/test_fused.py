@@ -1,0 +1,198 @@
+"""The fused CPU backend: thread splits against the oracle, selection, the build fallback, streaming.
+
+test_functional.py already runs every option of the fused backend against the
+float64 oracle on small shapes (one thread). Here: shapes big enough that the
+kernels split the work between threads (by batch rows, or by hidden units for
+small batches), the automatic choice and its overrides, what happens when the
+extension cannot be built, and the streaming API.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import grukit
+from grukit import backends
+from grukit.backends import cpu_fused
+from grukit.functional import gru
+from oracle import VARIANT_IDS, VARIANTS, oracle_layer, random_weights, torch_weights
+
+pytestmark = pytest.mark.skipif(not cpu_fused.is_available(), reason=f"fused backend unavailable: {cpu_fused.why_unavailable()}")
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+# (T, B, H): B=24 H=96 splits by rows at 2 threads; B=3 H=200 splits by hidden units
+# (H=200 is not a multiple of the 16-unit blocks); B=5 H=40 stays on one thread.
+SPLITS = [(4, 24, 96), (3, 3, 200), (6, 5, 40)]
+
+
+@pytest.mark.parametrize("T,B,H", SPLITS, ids=["rows", "units", "single"])
+@pytest.mark.parametrize("reset_after,update_gate", VARIANTS, ids=VARIANT_IDS)
+def test_thread_splits_match_oracle(two_threads, T, B, H, reset_after, update_gate):
+    rng = np.random.default_rng(T * 100 + B)
+    I = 7
+    weights = [random_weights(rng, I, H, scale=0.3) for _ in range(2)]
+    x = rng.normal(size=(T, B, I))
+    h0 = rng.normal(size=(2, B, H))
+    lengths = rng.integers(0, T + 1, size=B)
+    lengths[0] = T
+    d_out = rng.normal(size=(T, B, 2 * H))
+    d_hn = rng.normal(size=(2, B, H))
+    outs, hns, grads = [], [], []
+    for d in range(2):
+        out, hn, backward = oracle_layer(x, h0[d], weights[d], lengths, d == 1, reset_after, update_gate)
+        outs.append(out)
+        hns.append(hn)
+        grads.append(backward(d_out[:, :, d * H : (d + 1) * H], d_hn[d]))
+    tw = [torch_weights(w) for w in weights]
+    tx = torch.tensor(x, requires_grad=True)
+    th0 = torch.tensor(h0, requires_grad=True)
+    out, hn = gru(tx, tw, th0, lengths=torch.tensor(lengths), bidirectional=True,
+                  reset_after=reset_after, update_gate=update_gate, backend="cpu_fused")
+    torch.autograd.backward([out, hn], [torch.tensor(d_out), torch.tensor(d_hn)])
+    tol = dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out.detach().numpy(), np.concatenate(outs, 2), **tol)
+    np.testing.assert_allclose(hn.detach().numpy(), np.stack(hns), **tol)
+    np.testing.assert_allclose(tx.grad.numpy(), grads[0]["x"] + grads[1]["x"], **tol)
+    np.testing.assert_allclose(th0.grad.numpy(), np.stack([g["h0"] for g in grads]), **tol)
+    for d in range(2):
+        for j, name in enumerate(["w_ih", "w_hh", "b_ih", "b_hh"]):
+            np.testing.assert_allclose(tw[d][j].grad.numpy(), grads[d][name], err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("T,B,H", SPLITS, ids=["rows", "units", "single"])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_float32_fused_equals_portable_path(two_threads, T, B, H, reset_after):
+    torch.manual_seed(B)
+    layer = grukit.GRU(9, H, num_layers=2, reset_after=reset_after, update_gate="takes_candidate")
+    x = torch.randn(T, B, 9)
+    results = []
+    for backend in ("cpu_fused", "torch"):
+        layer.backend = backend
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        out, hn = layer(xi)
+        (out.square().sum() + hn.sum()).backward()
+        results.append([out, hn, xi.grad] + [p.grad.clone() for p in layer.parameters()])
+    for fused, portable in zip(*results):
+        torch.testing.assert_close(fused, portable, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_is_chosen_automatically_on_cpu_and_can_be_overridden(monkeypatch):
+    x32, x64, x16 = torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, dtype=torch.float64), torch.zeros(2, 1, 3, dtype=torch.bfloat16)
+    monkeypatch.delenv("GRUKIT_BACKEND", raising=False)
+    assert backends.select(x32, None).NAME == "cpu_fused"
+    assert backends.select(x64, None).NAME == "cpu_fused"
+    assert backends.select(x16, None).NAME == "torch"  # bfloat16: the portable path
+    assert backends.select(x32, "torch").NAME == "torch"
+    monkeypatch.setenv("GRUKIT_BACKEND", "torch")
+    assert backends.select(x32, None).NAME == "torch"
+    with pytest.raises(RuntimeError, match=r"backend='cpu_fused' cannot run on a torch.bfloat16 tensor"):
+        backends.select(x16, "cpu_fused")
+
+
+def test_bfloat16_runs_on_the_portable_path():
+    layer = grukit.GRU(3, 4, dtype=torch.bfloat16)
+    out, hn = layer(torch.randn(5, 2, 3, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and out.shape == (5, 2, 4)
+
+
+def test_without_a_compiler_it_warns_once_and_falls_back(tmp_path):
+    """A fresh build folder and a compiler that does not exist: the build fails."""
+    code = (
+        "import warnings, torch, grukit\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    g = grukit.GRU(3, 4)\n"
+        "    out, h = g(torch.randn(5, 2, 3))\n"
+        "    out2, _ = g(torch.randn(5, 2, 3))\n"
+        "    ref = g.to_torch()\n"
+        "x = torch.randn(5, 2, 3)\n"
+        "assert torch.allclose(g(x)[0], ref(x)[0], atol=1e-6)\n"
+        "msgs = [str(w.message) for w in caught if 'fused CPU kernels could not be built' in str(w.message)]\n"
+        "assert len(msgs) == 1, msgs\n"
+        "from grukit.backends import cpu_fused\n"
+        "assert not cpu_fused.is_available()\n"
+        "print('fell back:', msgs[0][:60])\n"
+    )
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), GRUKIT_BUILD_DIR=str(tmp_path / "build"))
+    env.pop("GRUKIT_BACKEND", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fell back: grukit: the fused CPU kernels could not be built" in done.stdout
+
+
+def test_disable_build_environment_variable():
+    env = dict(os.environ, GRUKIT_DISABLE_BUILD="1")
+    code = "from grukit import backends; import torch; print(backends.select(torch.zeros(1,1,1), None).NAME)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "torch", done.stderr
+
+
+def test_inference_saves_no_activations():
+    x = torch.randn(6, 2, 3)
+    w = (torch.randn(12, 3), torch.randn(12, 4), torch.randn(12), torch.randn(12))
+    args = (x, torch.zeros(2, 4), *w, None, False, True, True)
+    _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, False)
+    assert ws.numel() == 0
+    _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, True)
+    assert ws.shape == (6, 2, 16)
+
+
+def test_compiles_without_graph_breaks():
+    layer = grukit.GRU(3, 5, num_layers=2, reset_after=False)
+    x = torch.randn(4, 2, 3)
+    explanation = torch._dynamo.explain(lambda t: layer(t)[0])(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(lambda t: layer(t)[0], fullgraph=True)
+    torch.testing.assert_close(compiled(x), layer(x)[0])
+
+
+# ---- streaming ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset_after,update_gate", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("backend", ["cpu_fused", "torch"])
+def test_stream_step_by_step_equals_whole_sequence(reset_after, update_gate, backend):
+    torch.manual_seed(0)
+    layer = grukit.GRU(6, 40, num_layers=3, reset_after=reset_after, update_gate=update_gate,
+                       dtype=torch.float64, backend=backend)
+    x = torch.randn(7, 2, 6, dtype=torch.float64)
+    h0 = torch.randn(3, 2, 40, dtype=torch.float64)
+    want, want_h = layer(x, h0)
+    stream = layer.stream(batch_size=2, h0=h0)
+    steps = torch.stack([stream.step(x[t]) for t in range(7)])
+    torch.testing.assert_close(steps, want.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stream.state, want_h.detach(), rtol=1e-12, atol=1e-12)
+    stream.reset()
+    torch.testing.assert_close(torch.cat([stream(x[:3]), stream(x[3:])]), want.detach(), rtol=1e-12, atol=1e-12)
+    stream.reset(torch.zeros(3, 2, 40, dtype=torch.float64))
+    torch.testing.assert_close(stream(x), layer(x)[0].detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_stream_rejects_bad_input():
+    layer = grukit.GRU(6, 8)
+    with pytest.raises(ValueError, match="a stream needs a unidirectional GRU"):
+        grukit.GRU(6, 8, bidirectional=True).stream()
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        layer.stream(batch_size=0)
+    stream = layer.stream(batch_size=2)
+    with pytest.raises(ValueError, match=r"x must have shape \[2, 6\] \(batch_size, input_size\), got \[3, 6\]"):
+        stream.step(torch.randn(3, 6))
+    with pytest.raises(ValueError, match=r"x must have shape \[T, 2, 6\]"):
+        stream(torch.randn(2, 6))
+    with pytest.raises(TypeError, match="x must have dtype Float"):
+        stream.step(torch.randn(2, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"h0 must have shape \(1, 2, 8\)"):
+        stream.reset(torch.zeros(1, 1, 8))
