@@ -25,5 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
+# the speed benchmark (needs onnx and onnxruntime); rewrites BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]' --no-build-isolation
+	$(BIN)/python bench/gru_speed.py
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info

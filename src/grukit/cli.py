@@ -1,6 +1,7 @@
 """The ``grukit`` command line.
 
     grukit demo            train the seed 001 model on Seattle weather and report its error
+    grukit build           compile the fused CPU kernels now (otherwise: on first use)
     grukit info            versions and the backends available here
 """
 
@@ -101,6 +102,17 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace) -> int:
+    from .backends import cpu_fused
+
+    started = time.perf_counter()
+    if not cpu_fused.is_available():
+        print(f"the fused CPU kernels are unavailable: {cpu_fused.why_unavailable()}", file=sys.stderr)
+        return 1
+    print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s (cache: {cpu_fused._build_dir()})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grukit", description="Gated Recurrent Units: demo and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", help="save the trained model's state_dict here")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
+    build = sub.add_parser("build", help="compile the fused CPU kernels now (otherwise on first use)")
+    build.set_defaults(run=_build)
     info = sub.add_parser("info", help="versions and available backends")
     info.set_defaults(run=_info)
     return parser

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -61,6 +62,10 @@ def load() -> bool:
 
             build_dir = _build_dir()
             build_dir.mkdir(parents=True, exist_ok=True)
+            # ninja from this environment's bin folder (a virtualenv's is not always on PATH)
+            bin_dir = os.path.dirname(sys.executable)
+            if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
             _state["module"] = cpp_extension.load(
                 name="grukit_cpu",
                 sources=[str(SOURCE)],
