@@ -76,12 +76,14 @@ def test_matches_torch_gru_packed(enforce_sorted, num_layers, bidirectional):
         torch.testing.assert_close(gw2[name], gw1[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("backend", ["cpu_fused", "torch"])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("update_gate", ["keeps_state", "takes_candidate"])
-def test_packed_equals_each_sequence_alone(reset_after, update_gate):
+def test_packed_equals_each_sequence_alone(reset_after, update_gate, backend):
+    """Packed data runs natively in the fused kernel; the portable path pads it with lengths."""
     torch.manual_seed(4)
     gru = grukit.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=reset_after,
-                     update_gate=update_gate, dtype=torch.float64)
+                     update_gate=update_gate, dtype=torch.float64, backend=backend)
     lengths = [2, 7, 4]
     seqs = [torch.randn(n, 3, dtype=torch.float64) for n in lengths]
     padded = torch.nn.utils.rnn.pad_sequence(seqs)
@@ -204,3 +206,19 @@ def test_forward_rejects_bad_inputs():
 def test_dropout_warning_matches_torch():
     with pytest.warns(UserWarning, match="num_layers greater than 1"):
         grukit.GRU(3, 4, dropout=0.2)
+
+
+def test_gru_packed_rejects_bad_batch_sizes():
+    from grukit.functional import gru_packed
+
+    w = [(torch.randn(12, 3), torch.randn(12, 4))]
+    with pytest.raises(ValueError, match="batch_sizes must be non-empty, positive and non-increasing"):
+        gru_packed(torch.randn(5, 3), torch.tensor([2, 3]), w)
+    with pytest.raises(ValueError, match="batch_sizes sum to 5 but data has 6 rows"):
+        gru_packed(torch.randn(6, 3), torch.tensor([3, 2]), w)
+    with pytest.raises(TypeError, match="batch_sizes must be a 1-D int64 tensor"):
+        gru_packed(torch.randn(5, 3), torch.tensor([3.0, 2.0]), w)
+    with pytest.raises(ValueError, match=r"data must be 2-D \[N, I\]"):
+        gru_packed(torch.randn(5, 1, 3), torch.tensor([3, 2]), w)
+    with pytest.raises(ValueError, match=r"hx must have shape \(1, 3, 4\), got \(1, 2, 4\)"):
+        gru_packed(torch.randn(5, 3), torch.tensor([3, 2]), w, torch.zeros(1, 2, 4))

@@ -78,6 +78,52 @@ def _check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
     return t.to(device=device, dtype=torch.int64)
 
 
+def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
+    """Validate ``weights`` for input size I and D directions; returns (L, H, 4-tuples with None biases)."""
+    if isinstance(weights, Tensor) or not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError("weights must be a non-empty list of (w_ih, w_hh[, b_ih, b_hh]) tuples")
+    if len(weights) % D:
+        raise ValueError(
+            f"weights must hold {D} tuples per layer (bidirectional={bidirectional}), got {len(weights)}"
+        )
+    L = len(weights) // D
+    first = weights[0]
+    if not isinstance(first, (list, tuple)) or len(first) not in (2, 4):
+        raise TypeError("weights[0] must be a tuple (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)")
+    if not isinstance(first[1], Tensor) or first[1].dim() != 2:
+        raise TypeError("weights[0][1] (w_hh) must be a 2-D torch.Tensor [3H, H]")
+    H = first[1].shape[1]
+    has_bias = len(first) == 4
+    clean = []
+    for k, w in enumerate(weights):
+        layer = k // D
+        if not isinstance(w, (list, tuple)) or len(w) != len(first):
+            raise ValueError(
+                f"weights[{k}] must be a tuple of {len(first)} tensors like weights[0], got {w!r:.80}"
+            )
+        in_size = I if layer == 0 else D * H
+        # w_hh first: H is read from it, so its error is the one that explains a wrong H
+        _check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), like)
+        _check_tensor(f"weights[{k}][0] (w_ih of layer {layer})", w[0], (3 * H, in_size), like)
+        if has_bias:
+            _check_tensor(f"weights[{k}][2] (b_ih of layer {layer})", w[2], (3 * H,), like)
+            _check_tensor(f"weights[{k}][3] (b_hh of layer {layer})", w[3], (3 * H,), like)
+            clean.append(tuple(w))
+        else:
+            clean.append((w[0], w[1], None, None))
+    return L, H, clean
+
+
+def _check_flags(update_gate, dropout, **flags) -> None:
+    for flag_name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+    if update_gate not in UPDATE_GATE_MEANINGS:
+        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
+    if not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+
 def gru(
     input: Tensor,
     weights: Sequence[LayerWeights],
@@ -130,49 +176,13 @@ def gru(
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
         raise ValueError(f"input must be 3-D {layout}, got shape {_shape(input)}")
-    for flag_name, flag in (("batch_first", batch_first), ("bidirectional", bidirectional),
-                            ("reset_after", reset_after), ("training", training)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
-    if update_gate not in UPDATE_GATE_MEANINGS:
-        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
-    if not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    _check_flags(update_gate, dropout, batch_first=batch_first, bidirectional=bidirectional,
+                 reset_after=reset_after, training=training)
 
     x = input.transpose(0, 1) if batch_first else input
     T, B, I = x.shape
     D = 2 if bidirectional else 1
-    if isinstance(weights, Tensor) or not isinstance(weights, (list, tuple)) or not weights:
-        raise TypeError("weights must be a non-empty list of (w_ih, w_hh[, b_ih, b_hh]) tuples")
-    if len(weights) % D:
-        raise ValueError(
-            f"weights must hold {D} tuples per layer (bidirectional={bidirectional}), got {len(weights)}"
-        )
-    L = len(weights) // D
-    first = weights[0]
-    if not isinstance(first, (list, tuple)) or len(first) not in (2, 4):
-        raise TypeError("weights[0] must be a tuple (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)")
-    if not isinstance(first[1], Tensor) or first[1].dim() != 2:
-        raise TypeError("weights[0][1] (w_hh) must be a 2-D torch.Tensor [3H, H]")
-    H = first[1].shape[1]
-    has_bias = len(first) == 4
-    clean_weights = []
-    for k, w in enumerate(weights):
-        layer = k // D
-        if not isinstance(w, (list, tuple)) or len(w) != len(first):
-            raise ValueError(
-                f"weights[{k}] must be a tuple of {len(first)} tensors like weights[0], got {w!r:.80}"
-            )
-        in_size = I if layer == 0 else D * H
-        # w_hh first: H is read from it, so its error is the one that explains a wrong H
-        _check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), x)
-        _check_tensor(f"weights[{k}][0] (w_ih of layer {layer})", w[0], (3 * H, in_size), x)
-        if has_bias:
-            _check_tensor(f"weights[{k}][2] (b_ih of layer {layer})", w[2], (3 * H,), x)
-            _check_tensor(f"weights[{k}][3] (b_hh of layer {layer})", w[3], (3 * H,), x)
-            clean_weights.append(tuple(w))
-        else:
-            clean_weights.append((w[0], w[1], None, None))
+    L, H, clean_weights = _check_weights(weights, I, D, bidirectional, x)
     if hx is not None:
         _check_tensor("hx", hx, (L * D, B, H), x)
     if lengths is not None:
@@ -212,3 +222,80 @@ def gru(
             layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
     output = layer_input.transpose(0, 1) if batch_first else layer_input
     return output, torch.stack(finals, 0)
+
+
+def gru_packed(
+    data: Tensor,
+    batch_sizes: Tensor,
+    weights: Sequence[LayerWeights],
+    hx: Optional[Tensor] = None,
+    *,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    update_gate: str = KEEPS_STATE,
+    dropout: float = 0.0,
+    training: bool = False,
+    backend: Optional[str] = None,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`gru` on the contents of a ``PackedSequence``, with no padding.
+
+    Args:
+        data: [N, I] ``PackedSequence.data``: the steps of the sequences, sorted longest
+            first, step t's ``batch_sizes[t]`` rows after step t-1's.
+        batch_sizes: [T] ``PackedSequence.batch_sizes`` (int64, CPU, positive, non-increasing).
+        hx: [L*D, B, H] initial states in the same sorted order, or None for zeros.
+        the rest: as :func:`gru`.
+
+    Returns:
+        data_out: [N, D*H] the output in the same packed layout; h_n: [L*D, B, H] (sorted order).
+
+    Backends with a native packed kernel (the fused CPU one) run it directly: packed input then
+    costs less than padded. Others get the padded batch and ``lengths``.
+    """
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
+    if not data.dtype.is_floating_point:
+        raise TypeError(f"data must have a floating dtype, got {data.dtype}")
+    if data.dim() != 2:
+        raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {_shape(data)}")
+    if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:
+        raise TypeError("batch_sizes must be a 1-D int64 tensor (PackedSequence.batch_sizes)")
+    _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
+    sizes = batch_sizes.cpu()
+    if sizes.numel() == 0 or int(sizes.min()) < 1 or bool((sizes[1:] > sizes[:-1]).any()):
+        raise ValueError("batch_sizes must be non-empty, positive and non-increasing")
+    if int(sizes.sum()) != data.shape[0]:
+        raise ValueError(f"batch_sizes sum to {int(sizes.sum())} but data has {data.shape[0]} rows")
+    N, I = data.shape
+    B = int(sizes[0])
+    D = 2 if bidirectional else 1
+    L, H, clean_weights = _check_weights(weights, I, D, bidirectional, data)
+    if hx is not None:
+        _check_tensor("hx", hx, (L * D, B, H), data)
+    chosen = backends.select(data, backend)
+    if not hasattr(chosen, "gru_layer_packed"):
+        from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+        padded, lengths = pad_packed_sequence(PackedSequence(data, sizes))
+        out, h_n = gru(padded, weights, hx, lengths=lengths, bidirectional=bidirectional,
+                       reset_after=reset_after, update_gate=update_gate, dropout=dropout,
+                       training=training, backend=chosen.NAME)
+        return pack_padded_sequence(out, lengths, enforce_sorted=True).data, h_n
+
+    keeps_state = update_gate == KEEPS_STATE
+    finals = []
+    layer_input = data
+    for layer in range(L):
+        outs = []
+        for direction in range(D):
+            k = layer * D + direction
+            h0 = hx[k] if hx is not None else data.new_zeros(B, H)
+            out, h_last = chosen.gru_layer_packed(
+                layer_input, sizes, h0, *clean_weights[k], direction == 1, reset_after, keeps_state
+            )
+            outs.append(out)
+            finals.append(h_last)
+        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=1)
+        if dropout and training and layer < L - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
+    return layer_input, torch.stack(finals, 0)

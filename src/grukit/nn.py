@@ -22,9 +22,10 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
-from .functional import gru
+from . import backends
+from .functional import gru, gru_packed
 from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
 
 
@@ -141,6 +142,9 @@ class GRU(nn.Module):
                     setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name)
         self.reset_parameters()
+        # choose (and for the fused kernels, build or load) the backend now, outside any
+        # torch.compile trace; an unknown backend name fails here rather than at the first call
+        backends.select(self.weight_hh_l0, backend)
 
     def reset_parameters(self) -> None:
         """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``."""
@@ -235,23 +239,31 @@ class GRU(nn.Module):
         )
 
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
-        # Unpack to [T, B, I] in the caller's batch order; hx is in that order too
-        # (torch.nn.GRU permutes hx by sorted_indices and h_n back by unsorted_indices,
-        # which amounts to the same thing).
-        padded, lengths = pad_packed_sequence(packed, batch_first=False)
-        self._check_input_size(padded)
-        if hx is not None and isinstance(hx, Tensor) and hx.dim() != 3:
-            raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}")
-        output, h_n = self._run(padded, hx, lengths, batch_first=False)
-        # re-pack with the input's own sorting metadata
-        if packed.sorted_indices is not None:
-            output = output.index_select(1, packed.sorted_indices)
-            lengths = lengths.index_select(0, packed.sorted_indices.cpu())
-        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
-        return (
-            PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
-            h_n,
+        # The packed data is already sorted longest first, as grukit.functional.gru_packed
+        # wants; hx and h_n are in the caller's batch order, so permute them as torch.nn.GRU does.
+        if packed.data.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have {self.input_size} features (input_size), got PackedSequence.data "
+                f"of shape {tuple(packed.data.shape)}"
+            )
+        if hx is not None:
+            if not isinstance(hx, Tensor) or hx.dim() != 3:
+                shape = tuple(hx.shape) if isinstance(hx, Tensor) else type(hx).__name__
+                raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got {shape}")
+            if packed.sorted_indices is not None:
+                hx = hx.index_select(1, packed.sorted_indices)
+        data, h_n = gru_packed(
+            packed.data, packed.batch_sizes, self.layer_weights(), hx,
+            bidirectional=self.bidirectional,
+            reset_after=self.reset_after,
+            update_gate=self.update_gate,
+            dropout=self.dropout,
+            training=self.training,
+            backend=self.backend,
         )
+        if packed.unsorted_indices is not None:
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights."""
@@ -344,6 +356,7 @@ class GRUCell(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
+        backends.select(self.weight_hh, backend)  # as GRU: build or load the kernels now
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)

@@ -98,7 +98,11 @@ def is_available() -> bool:
     if os.environ.get("GRUKIT_DISABLE_BUILD"):
         return False
     # once loaded, no lock is taken: torch.compile traces this and cannot trace a lock
-    return _state["loaded"] or load()
+    if _state["loaded"]:
+        return True
+    if torch.compiler.is_compiling():
+        return False  # never build inside a trace (grukit.GRU loads the kernels when it is made)
+    return load()
 
 
 def why_unavailable() -> str:
@@ -118,26 +122,28 @@ def _register_autograd() -> None:
     op = "grukit::gru_layer_fwd"
 
     @torch.library.register_fake(op)
-    def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training):
-        T, B, _ = x.shape
+    def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_sizes, reverse, reset_after, keeps_state, training):
         H = w_hh.shape[1]
-        ws = x.new_empty((T, B, (4 if reset_after else 3) * H)) if training else x.new_empty((0,))
-        return x.new_empty((T, B, H)), x.new_empty((B, H)), ws
+        rows = x.shape[:-1]  # (T, B) padded, (N,) packed
+        n = rows[0] * rows[1] if len(rows) == 2 else rows[0]
+        ws = x.new_empty((n, (4 if reset_after else 3) * H)) if training else x.new_empty((0,))
+        return x.new_empty(rows + (H,)), x.new_empty((h0.shape[0], H)), ws
 
     @torch.library.register_fake("grukit::gru_layer_bwd")
-    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, lengths, out, ws, reverse, reset_after, keeps_state, has_bias):
+    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, lengths, batch_sizes, out, ws, reverse, reset_after,
+                  keeps_state, has_bias):
         n = w_hh.shape[0] if has_bias else 0
         return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih),
                 torch.empty_like(w_hh), w_hh.new_empty((n,)), w_hh.new_empty((n,))]
 
     def setup_context(ctx, inputs, output):
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training = inputs
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_sizes, reverse, reset_after, keeps_state, training = inputs
         out, _, ws = output
-        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, out, ws)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, batch_sizes, out, ws)
         ctx.flags = (reverse, reset_after, keeps_state, b_ih is not None)
 
     def backward(ctx, d_out, d_hn, _d_ws):
-        x, h0, w_ih, w_hh, lengths, out, ws = ctx.saved_tensors
+        x, h0, w_ih, w_hh, lengths, batch_sizes, out, ws = ctx.saved_tensors
         reverse, reset_after, keeps_state, has_bias = ctx.flags
         if not ws.numel():
             raise RuntimeError(
@@ -147,16 +153,21 @@ def _register_autograd() -> None:
         d_out = torch.zeros_like(out) if d_out is None else d_out
         d_hn = torch.zeros_like(h0) if d_hn is None else d_hn
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.grukit.gru_layer_bwd(
-            d_out, d_hn, x, h0, w_ih, w_hh, lengths, out, ws, reverse, reset_after, keeps_state, has_bias
+            d_out, d_hn, x, h0, w_ih, w_hh, lengths, batch_sizes, out, ws, reverse, reset_after, keeps_state,
+            has_bias,
         )
         if not has_bias:
             db_ih = db_hh = None
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None, None
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
 
 
 # ------------------------------------------------------------------ backend entry point
+
+
+def _training(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def gru_layer(
@@ -172,10 +183,39 @@ def gru_layer(
     keeps_state: bool,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
-    training = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh)
-    )
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, training
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after, keeps_state,
+        _training(x, h0, w_ih, w_hh, b_ih, b_hh),
+    )
+    return out, h_n
+
+
+def gru_layer_packed(
+    x: Tensor,
+    batch_sizes: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor],
+    b_hh: Optional[Tensor],
+    reverse: bool,
+    reset_after: bool,
+    keeps_state: bool,
+) -> Tuple[Tensor, Tensor]:
+    """One layer, one direction, on the data of a PackedSequence, with no padding.
+
+    Args:
+        x: [N, I] the packed steps (``PackedSequence.data``): step t's ``batch_sizes[t]``
+            rows follow step t-1's, sequences sorted longest first.
+        batch_sizes: [T] int64 on the CPU, positive and non-increasing, summing to N.
+        h0: [B, H] initial states in the same sorted order (B = batch_sizes[0]).
+        the rest: as :func:`grukit.backends.torch_ops.gru_layer`.
+
+    Returns:
+        out: [N, H] the states in the packed layout; h_n: [B, H] each sequence's final state.
+    """
+    out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
+        x, h0, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, reverse, reset_after, keeps_state,
+        _training(x, h0, w_ih, w_hh, b_ih, b_hh),
     )
     return out, h_n

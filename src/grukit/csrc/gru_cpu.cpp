@@ -325,7 +325,8 @@ void bwd_before_gates(int64_t n, const T* __restrict sr, const T* __restrict sz,
 // fresh. The buffers are kept until the thread ends (as large as the largest call).
 
 enum Slot { kGI, kWihT, kWrec, kWhnT, kScratch, kHbuf, kGH, kRH,
-            kDGI, kDGH, kHprev, kRHs, kDRH, kXT, kHpT, kRhT, kDWihT, kDWhhT, kSlots };
+            kDGI, kDGH, kHprev, kRHs, kDRH, kXT, kHpT, kRhT, kDWihT, kDWhhT,
+            kSortedX, kSortedH0, kSortedOut, kSortedDOut, kSortedDHn, kSortedDX, kSlots };
 
 Tensor workspace(Slot slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
   thread_local std::vector<Tensor> buffers(kSlots);
@@ -343,25 +344,54 @@ Tensor workspace(Slot slot, at::IntArrayRef shape, const at::TensorOptions& opts
 
 // ---------------------------------------------------------------- problem description
 
+// Two input layouts. Padded: x [T, B, I], with optional per-sequence lengths (the batch is
+// then sorted inside the kernel). Packed: x [N, I] holding the steps of a PackedSequence, step
+// t's bs[t] rows at offset off[t], already sorted longest first; nothing is padded or sorted.
 struct Problem {
   int64_t T, B, I, H;
+  int64_t N;                 // rows of x: T * B padded, sum(batch_sizes) packed
+  bool packed = false;
   bool reverse, reset_after, keeps_state;
-  std::vector<int64_t> bs;  // bs[t]: rows (of the sorted batch) still running at step t
-  Tensor order;             // sorted row -> original row (undefined if no sorting needed)
-  Tensor inverse;           // original row -> sorted row
+  std::vector<int64_t> bs;   // bs[t]: rows (of the sorted batch) still running at step t
+  std::vector<int64_t> off;  // off[t]: the first row of step t in x, GI, the output ...
+  Tensor order;              // sorted row -> original row (undefined if no sorting needed)
+  Tensor inverse;            // original row -> sorted row
 };
 
 Problem describe(const Tensor& x, const Tensor& w_hh, const c10::optional<Tensor>& lengths,
-                 bool reverse, bool reset_after, bool keeps_state) {
+                 const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after, bool keeps_state) {
   Problem p;
-  p.T = x.size(0);
-  p.B = x.size(1);
-  p.I = x.size(2);
   p.H = w_hh.size(1);
   p.reverse = reverse;
   p.reset_after = reset_after;
   p.keeps_state = keeps_state;
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    TORCH_CHECK_VALUE(x.dim() == 2, "grukit: packed input must be [N, I], got ", x.sizes());
+    Tensor sizes = batch_sizes->to(at::kCPU, at::kLong).contiguous();
+    const int64_t* bsz = sizes.data_ptr<int64_t>();
+    p.packed = true;
+    p.T = sizes.numel();
+    p.B = p.T ? bsz[0] : 0;
+    p.I = x.size(1);
+    p.bs.assign(bsz, bsz + p.T);
+    p.off.assign(p.T + 1, 0);
+    for (int64_t t = 0; t < p.T; ++t) {
+      TORCH_CHECK_VALUE(bsz[t] >= 1 && bsz[t] <= p.B && (t == 0 || bsz[t] <= bsz[t - 1]),
+                        "grukit: batch_sizes must be positive and non-increasing");
+      p.off[t + 1] = p.off[t] + bsz[t];
+    }
+    p.N = p.off[p.T];
+    TORCH_CHECK_VALUE(x.size(0) == p.N, "grukit: packed input has ", x.size(0), " rows, batch_sizes sum to ", p.N);
+    return p;
+  }
+  TORCH_CHECK_VALUE(x.dim() == 3, "grukit: padded input must be [T, B, I], got ", x.sizes());
+  p.T = x.size(0);
+  p.B = x.size(1);
+  p.I = x.size(2);
+  p.N = p.T * p.B;
   p.bs.assign(p.T, p.B);
+  p.off.assign(p.T + 1, 0);
+  for (int64_t t = 0; t <= p.T; ++t) p.off[t] = t * p.B;
   if (lengths.has_value() && lengths->defined()) {
     Tensor len = lengths->to(at::kCPU, at::kLong).contiguous();
     const int64_t* l = len.data_ptr<int64_t>();
@@ -384,11 +414,37 @@ Problem describe(const Tensor& x, const Tensor& w_hh, const c10::optional<Tensor
   return p;
 }
 
-Tensor to_sorted(const Problem& p, const Tensor& t, int64_t batch_dim) {
-  return p.order.defined() ? t.index_select(batch_dim, p.order) : t.contiguous();
+// dst[..., i, :] = src[..., index[i], :] along the batch dimension (0 of [B, D], 1 of [T, B, D]).
+// Row copies: ATen's index_select along dimension 1 takes a generic element-wise path that cost
+// about 1 ms per [100, 32, 128] tensor here, as much as the whole GRU step loop.
+void gather_batch(const Tensor& src_in, const Tensor& index, int64_t batch_dim, Tensor& dst) {
+  Tensor src = src_in.contiguous();
+  const int64_t outer = batch_dim == 0 ? 1 : src.size(0);
+  const int64_t B = src.size(batch_dim);
+  const int64_t D = src.numel() / std::max<int64_t>(1, outer * B);
+  const int64_t* idx = index.data_ptr<int64_t>();
+  const size_t bytes = D * src.element_size();
+  const char* s = static_cast<const char*>(src.data_ptr());
+  char* d = static_cast<char*>(dst.data_ptr());
+  at::parallel_for(0, outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, B * D)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t i = 0; i < B; ++i) std::memcpy(d + (t * B + i) * bytes, s + (t * B + idx[i]) * bytes, bytes);
+  });
 }
+
+// A tensor in the kernel's sorted batch order, in a reused workspace (no copy if unsorted).
+Tensor to_sorted(const Problem& p, const Tensor& t, int64_t batch_dim, Slot slot) {
+  if (!p.order.defined()) return t.contiguous();
+  Tensor dst = workspace(slot, t.sizes(), t.options());
+  gather_batch(t, p.order, batch_dim, dst);
+  return dst;
+}
+// A sorted-order tensor back in the caller's batch order: a fresh tensor (t itself if unsorted).
 Tensor to_original(const Problem& p, const Tensor& t, int64_t batch_dim) {
-  return p.order.defined() ? t.index_select(batch_dim, p.inverse) : t;
+  if (!p.order.defined()) return t;
+  Tensor dst = at::empty_like(t);
+  gather_batch(t, p.inverse, batch_dim, dst);
+  return dst;
 }
 
 // step index of the k-th step processed
@@ -499,26 +555,28 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
                                                 const c10::optional<Tensor>& b_ih,
                                                 const c10::optional<Tensor>& b_hh, bool training) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
-  Tensor x = to_sorted(p, x_in, 1);
+  Tensor x = to_sorted(p, x_in, 1, kSortedX);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   Biases<T> bias(b_ih, b_hh, H);
   auto opts = x.options();
 
   // GI = X [T*B, I] @ W_ih^T [I, 3H]: one product for all steps
-  Tensor gi = workspace(kGI, {T_, B, 3 * H}, opts);
+  Tensor gi = workspace(kGI, {p.N, 3 * H}, opts);
   Tensor w_ih_t = workspace(kWihT, {I, 3 * H}, opts);
   w_ih_t.copy_(w_ih.t());
-  mm_parallel<T>(T_ * B, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
+  mm_parallel<T>(p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
 
   const Team team = make_team(B, H, 3 * H);
   Tensor w_rec = pack_by_team(w_hh, team, p.reset_after ? 3 : 2);
   // saved for backward, per step and row: r, z, n, and (reset after) hn = h U_n^T + b_hn
   const int64_t G = p.reset_after ? 4 : 3;
-  Tensor ws = training ? at::empty({T_, B, G * H}, opts) : at::empty({0}, opts);
+  Tensor ws = training ? at::empty({p.N, G * H}, opts) : at::empty({0}, opts);
   Tensor scratch = training ? Tensor() : workspace(kScratch, {B, G * H}, opts);  // one step, inference
-  Tensor out = at::empty({T_, B, H}, opts);
+  // the output in sorted order: returned as is, or reordered into a fresh tensor at the end
+  const std::vector<int64_t> out_shape = p.packed ? std::vector<int64_t>{p.N, H} : std::vector<int64_t>{T_, B, H};
+  Tensor out = p.order.defined() ? workspace(kSortedOut, out_shape, opts) : at::empty(out_shape, opts);
   Tensor hbuf = workspace(kHbuf, {2, B, H}, opts);  // double-buffered state: read one, write the other
-  hbuf[0].copy_(to_sorted(p, h0_in, 0));
+  hbuf[0].copy_(to_sorted(p, h0_in, 0, kSortedH0));
   Tensor gh = workspace(kGH, {B, 3 * H}, opts);   // recurrent products, thread k's columns at 3*lo[k]
   Tensor rh = p.reset_after ? Tensor() : workspace(kRH, {B, H}, opts);
 
@@ -546,9 +604,9 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
       const int64_t m = std::max<int64_t>(0, re - r0);
       const T* h = h_bufs[step & 1];
       T* hn_out = h_bufs[(step + 1) & 1];
-      const T* git = gi.data_ptr<T>() + t * B * 3 * H;
-      T* outt = out.data_ptr<T>() + t * B * H;
-      T* wst = training ? ws.data_ptr<T>() + t * B * G * H : scratch.data_ptr<T>();
+      const T* git = gi.data_ptr<T>() + p.off[t] * 3 * H;
+      T* outt = out.data_ptr<T>() + p.off[t] * H;
+      T* wst = training ? ws.data_ptr<T>() + p.off[t] * G * H : scratch.data_ptr<T>();
       T* q0 = ghp + (after ? 3 : 2) * a;  // this thread's recurrent-product columns
       const int64_t ldq = (after ? 3 : 2) * H;
       if (after) {
@@ -584,9 +642,10 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Problem& p, const Tensor& 
               outt + b * H + a, s + 2 * H);
         }
       }
-      // rows not running at this step: state carried, output 0 (this thread's units)
+      // rows not running at this step: state carried; padded layout: output 0 (this thread's units)
       for (int64_t b = std::max(bs, r0); b < r1; ++b) {
         std::copy(h + b * H + a, h + b * H + a + Hc, hn_out + b * H + a);
+        if (p.packed) continue;  // packed: the step has no rows for them
         std::fill(outt + b * H + a, outt + b * H + a + Hc, T(0));
         if (training)
           for (int64_t g = 0; g < G; ++g) std::fill(wst + b * G * H + g * H + a, wst + b * G * H + g * H + a + Hc, T(0));
@@ -607,20 +666,21 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
                                   bool has_bias) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
   const int64_t G = p.reset_after ? 4 : 3;
-  Tensor d_out = to_sorted(p, d_out_in, 1);
-  Tensor dh = to_sorted(p, d_hn_in, 0).clone();  // running gradient of the state, all rows
-  Tensor x = to_sorted(p, x_in, 1);
-  Tensor h0 = to_sorted(p, h0_in, 0);
-  Tensor out = to_sorted(p, out_in, 1);
+  Tensor d_out = to_sorted(p, d_out_in, 1, kSortedDOut);
+  // running gradient of the state, all rows: written in place, so never the caller's tensor
+  Tensor dh = p.order.defined() ? to_sorted(p, d_hn_in, 0, kSortedDHn) : d_hn_in.clone(at::MemoryFormat::Contiguous);
+  Tensor x = to_sorted(p, x_in, 1, kSortedX);
+  Tensor h0 = to_sorted(p, h0_in, 0, kSortedH0);
+  Tensor out = to_sorted(p, out_in, 1, kSortedOut);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   auto opts = x.options();
 
   // gradients of the pre-activations, per step: input side [da_r, da_z, da_n],
   // recurrent side (reset after) [da_r, da_z, d(hn)]; HP = h_{t-1}; RH = r * h_{t-1}
-  Tensor dgi = workspace(kDGI, {T_, B, 3 * H}, opts);
-  Tensor dgh = p.reset_after ? workspace(kDGH, {T_, B, 3 * H}, opts) : Tensor();
-  Tensor hprev = workspace(kHprev, {T_, B, H}, opts);
-  Tensor rhs = p.reset_after ? Tensor() : workspace(kRHs, {T_, B, H}, opts);
+  Tensor dgi = workspace(kDGI, {p.N, 3 * H}, opts);
+  Tensor dgh = p.reset_after ? workspace(kDGH, {p.N, 3 * H}, opts) : Tensor();
+  Tensor hprev = workspace(kHprev, {p.N, H}, opts);
+  Tensor rhs = p.reset_after ? Tensor() : workspace(kRHs, {p.N, H}, opts);
   Tensor drh = p.reset_after ? Tensor() : workspace(kDRH, {B, H}, opts);
 
   T* dhp = dh.data_ptr<T>();
@@ -642,17 +702,18 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
       const int64_t bs = p.bs[t];
       const int64_t re = std::min(r1, bs);                 // this thread's running rows: r0 .. re
       const int64_t m = std::max<int64_t>(0, re - r0);
+      const int64_t pad_end = p.packed ? 0 : r1;           // padded rows to zero: max(bs, r0) .. pad_end
       // the step processed before this one in the forward pass, and how many of its rows ran
       const int64_t tp = p.reverse ? t + 1 : t - 1;
       const int64_t bs_prev = step == 0 ? 0 : p.bs[tp];
-      const T* prev_out = step == 0 ? nullptr : outp + tp * B * H;
-      const T* s_all = ws.data_ptr<T>() + t * B * G * H;
-      const T* dot = d_out.data_ptr<T>() + t * B * H;
-      T* dgit = dgi.data_ptr<T>() + t * B * 3 * H;
-      T* hpt = hprev.data_ptr<T>() + t * B * H;
+      const T* prev_out = step == 0 ? nullptr : outp + p.off[tp] * H;
+      const T* s_all = ws.data_ptr<T>() + p.off[t] * G * H;
+      const T* dot = d_out.data_ptr<T>() + p.off[t] * H;
+      T* dgit = dgi.data_ptr<T>() + p.off[t] * 3 * H;
+      T* hpt = hprev.data_ptr<T>() + p.off[t] * H;
 
       if (after) {
-        T* dght = dgh.data_ptr<T>() + t * B * 3 * H;
+        T* dght = dgh.data_ptr<T>() + p.off[t] * 3 * H;
         for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * 4 * H + a;
           const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
@@ -662,17 +723,17 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
               Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_, gi_ + H,
               gi_ + 2 * H, gh_, gh_ + H, gh_ + 2 * H, hpt + b * H + a);
         }
-        for (int64_t b = std::max(bs, r0); b < r1; ++b)
+        for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g) {
             std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
             std::fill(dght + b * 3 * H + g * H + a, dght + b * 3 * H + g * H + a + Hc, T(0));
           }
-        for (int64_t b = std::max(bs, r0); b < r1; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
+        for (int64_t b = std::max(bs, r0); b < pad_end; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
         team_barrier(team);  // every unit of dGH_t is needed below
         // dh_{t-1}[:, units] += dGH_t [bs, 3H] @ W_hh[:, units] [3H, Hc]
         mm<T>(m, Hc, 3 * H, dght + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
       } else {
-        T* rht = rhs.data_ptr<T>() + t * B * H;
+        T* rht = rhs.data_ptr<T>() + p.off[t] * H;
         T* drhp = drh.data_ptr<T>();
         for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * 3 * H + a;
@@ -682,10 +743,10 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
               Hc, s + H, s + 2 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_ + H, gi_ + 2 * H,
               hpt + b * H + a);
         }
-        for (int64_t b = std::max(bs, r0); b < r1; ++b)
+        for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g)
             std::fill(dgit + b * 3 * H + g * H + a, dgit + b * 3 * H + g * H + a + Hc, T(0));
-        for (int64_t b = std::max(bs, r0); b < r1; ++b) {
+        for (int64_t b = std::max(bs, r0); b < pad_end; ++b) {
           std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
           std::fill(rht + b * H + a, rht + b * H + a + Hc, T(0));
         }
@@ -706,10 +767,11 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
   });
 
   // weight and input gradients: one product each over all T*B rows
-  const int64_t N = T_ * B;
+  const int64_t N = p.N;
   const T* dgip = dgi.data_ptr<T>();
   // dX [N, I] = dGI [N, 3H] @ W_ih [3H, I]
-  Tensor dx = at::empty({T_, B, I}, opts);
+  const std::vector<int64_t> dx_shape = p.packed ? std::vector<int64_t>{N, I} : std::vector<int64_t>{T_, B, I};
+  Tensor dx = p.order.defined() ? workspace(kSortedDX, dx_shape, opts) : at::empty(dx_shape, opts);
   mm_parallel<T>(N, I, 3 * H, dgip, 3 * H, w_ih.data_ptr<T>(), I, dx.data_ptr<T>(), I, false);
   // dW_ih^T [I, 3H] = X^T [I, N] @ dGI [N, 3H]
   Tensor x_t = workspace(kXT, {I, N}, opts);
@@ -745,10 +807,11 @@ std::vector<Tensor> backward_impl(const Problem& p, const Tensor& d_out_in, cons
 std::tuple<Tensor, Tensor, Tensor> gru_layer_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                                  const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
                                                  const c10::optional<Tensor>& b_hh,
-                                                 const c10::optional<Tensor>& lengths, bool reverse,
+                                                 const c10::optional<Tensor>& lengths,
+                                                 const c10::optional<Tensor>& batch_sizes, bool reverse,
                                                  bool reset_after, bool keeps_state, bool training) {
-  TORCH_CHECK(x.dim() == 3 && h0.dim() == 2, "grukit::gru_layer_fwd: x must be [T, B, I], h0 [B, H]");
-  Problem p = describe(x, w_hh, lengths, reverse, reset_after, keeps_state);
+  TORCH_CHECK(h0.dim() == 2, "grukit::gru_layer_fwd: h0 must be [B, H]");
+  Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
   at::NoGradGuard no_grad;
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_fwd", [&] {
     return forward_impl<scalar_t>(p, x, h0, w_ih, w_hh, b_ih, b_hh, training);
@@ -757,10 +820,10 @@ std::tuple<Tensor, Tensor, Tensor> gru_layer_fwd(const Tensor& x, const Tensor& 
 
 std::vector<Tensor> gru_layer_bwd(const Tensor& d_out, const Tensor& d_hn, const Tensor& x, const Tensor& h0,
                                   const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& lengths,
-                                  const Tensor& out, const Tensor& ws, bool reverse, bool reset_after,
-                                  bool keeps_state, bool has_bias) {
-  Problem p = describe(x, w_hh, lengths, reverse, reset_after, keeps_state);
-  TORCH_CHECK(ws.numel() == p.T * p.B * (reset_after ? 4 : 3) * p.H,
+                                  const c10::optional<Tensor>& batch_sizes, const Tensor& out, const Tensor& ws,
+                                  bool reverse, bool reset_after, bool keeps_state, bool has_bias) {
+  Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
+  TORCH_CHECK(ws.numel() == p.N * (reset_after ? 4 : 3) * p.H,
               "grukit::gru_layer_bwd: the forward pass saved no activations (it ran without grad)");
   at::NoGradGuard no_grad;
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_bwd", [&] {
@@ -910,11 +973,12 @@ class Stream {
 TORCH_LIBRARY(grukit, m) {
   m.def(
       "gru_layer_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? lengths, bool reverse, bool reset_after, bool keeps_state, bool training) "
+      "Tensor? lengths, Tensor? batch_sizes, bool reverse, bool reset_after, bool keeps_state, bool training) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(
       "gru_layer_bwd(Tensor d_out, Tensor d_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor? lengths, Tensor out, Tensor workspace, bool reverse, bool reset_after, bool keeps_state, "
+      "Tensor? lengths, Tensor? batch_sizes, Tensor out, Tensor workspace, bool reverse, bool reset_after, "
+      "bool keeps_state, "
       "bool has_bias) -> Tensor[]");
 }
 
