@@ -358,7 +358,10 @@ input packed beforehand; fwd+bwd includes `pack_padded_sequence` and its backwar
 
 {packed_table(rows, 1)}
 """
-    Path(args.output).write_text(text + NOTES)
+    # keep the section bench/keras_speed.py writes
+    old = Path(args.output).read_text() if Path(args.output).exists() else ""
+    keras_part = old[old.find("<!-- keras-benchmark -->"):] if "<!-- keras-benchmark -->" in old else ""
+    Path(args.output).write_text(text + NOTES + ("\n" + keras_part if keras_part else ""))
     print(f"wrote {args.output}")
 
 
