@@ -124,6 +124,29 @@ def _check_flags(update_gate, dropout, **flags) -> None:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
+def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
+    """Run L layers of D directions: each layer's directions see the previous layer's output
+    (directions concatenated along ``feature_dim``), with dropout between layers when training.
+
+    ``run_layer(layer_input, h0 [B, H], weights_k, reverse) -> (output, h_last [B, H])``.
+    Returns the last layer's output and the final states stacked as [L*D, B, H].
+    """
+    finals = []
+    layer_input = x
+    for layer in range(L):
+        outs = []
+        for direction in range(D):
+            k = layer * D + direction
+            h0 = hx[k] if hx is not None else x.new_zeros(B, H)
+            out, h_last = run_layer(layer_input, h0, weights[k], direction == 1)
+            outs.append(out)
+            finals.append(h_last)
+        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=feature_dim)
+        if dropout and training and layer < L - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
+    return layer_input, torch.stack(finals, 0)
+
+
 def gru(
     input: Tensor,
     weights: Sequence[LayerWeights],
@@ -203,25 +226,12 @@ def gru(
         x = torch.where(valid.unsqueeze(2), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
     # ---- layers and directions ------------------------------------------
-    keeps_state = update_gate == KEEPS_STATE
-    finals = []
-    layer_input = x
-    for layer in range(L):
-        outs = []
-        for direction in range(D):
-            k = layer * D + direction
-            h0 = hx[k] if hx is not None else x.new_zeros(B, H)
-            out, h_last = chosen.gru_layer(
-                layer_input, h0, *clean_weights[k], lengths,
-                direction == 1, reset_after, keeps_state,
-            )
-            outs.append(out)
-            finals.append(h_last)
-        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
-        if dropout and training and layer < L - 1:
-            layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
-    output = layer_input.transpose(0, 1) if batch_first else layer_input
-    return output, torch.stack(finals, 0)
+    def run_layer(layer_input, h0, weights_k, reverse):
+        return chosen.gru_layer(layer_input, h0, *weights_k, lengths, reverse, reset_after,
+                                update_gate == KEEPS_STATE)
+
+    output, h_n = _stack_layers(run_layer, x, hx, clean_weights, L, D, B, H, 2, dropout, training)
+    return (output.transpose(0, 1) if batch_first else output), h_n
 
 
 def gru_packed(
@@ -282,20 +292,8 @@ def gru_packed(
                        training=training, backend=chosen.NAME)
         return pack_padded_sequence(out, lengths, enforce_sorted=True).data, h_n
 
-    keeps_state = update_gate == KEEPS_STATE
-    finals = []
-    layer_input = data
-    for layer in range(L):
-        outs = []
-        for direction in range(D):
-            k = layer * D + direction
-            h0 = hx[k] if hx is not None else data.new_zeros(B, H)
-            out, h_last = chosen.gru_layer_packed(
-                layer_input, sizes, h0, *clean_weights[k], direction == 1, reset_after, keeps_state
-            )
-            outs.append(out)
-            finals.append(h_last)
-        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=1)
-        if dropout and training and layer < L - 1:
-            layer_input = torch.nn.functional.dropout(layer_input, p=float(dropout), training=True)
-    return layer_input, torch.stack(finals, 0)
+    def run_layer(layer_input, h0, weights_k, reverse):
+        return chosen.gru_layer_packed(layer_input, sizes, h0, *weights_k, reverse, reset_after,
+                                       update_gate == KEEPS_STATE)
+
+    return _stack_layers(run_layer, data, hx, clean_weights, L, D, B, H, 1, dropout, training)

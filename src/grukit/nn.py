@@ -225,11 +225,9 @@ class GRU(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
 
-    def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
-        return gru(
-            x, self.layer_weights(), hx,
-            lengths=lengths,
-            batch_first=batch_first,
+    def _options(self) -> dict:
+        """The keyword arguments of ``grukit.functional.gru`` / ``gru_packed`` this module sets."""
+        return dict(
             bidirectional=self.bidirectional,
             reset_after=self.reset_after,
             update_gate=self.update_gate,
@@ -237,6 +235,9 @@ class GRU(nn.Module):
             training=self.training,
             backend=self.backend,
         )
+
+    def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
+        return gru(x, self.layer_weights(), hx, lengths=lengths, batch_first=batch_first, **self._options())
 
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
         # The packed data is already sorted longest first, as grukit.functional.gru_packed
@@ -252,15 +253,7 @@ class GRU(nn.Module):
                 raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got {shape}")
             if packed.sorted_indices is not None:
                 hx = hx.index_select(1, packed.sorted_indices)
-        data, h_n = gru_packed(
-            packed.data, packed.batch_sizes, self.layer_weights(), hx,
-            bidirectional=self.bidirectional,
-            reset_after=self.reset_after,
-            update_gate=self.update_gate,
-            dropout=self.dropout,
-            training=self.training,
-            backend=self.backend,
-        )
+        data, h_n = gru_packed(packed.data, packed.batch_sizes, self.layer_weights(), hx, **self._options())
         if packed.unsorted_indices is not None:
             h_n = h_n.index_select(1, packed.unsorted_indices)
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
