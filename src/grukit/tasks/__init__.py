@@ -1,0 +1,9 @@
+"""The seed notes' applications, each a small module: data, model, training, baselines, prediction.
+
+``TASKS`` maps a task name (``grukit train NAME``) to its module; every module has
+``train(options) -> report`` and ``predict(saved, ...)``.
+"""
+
+from . import forecast, sentiment
+
+TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast}

@@ -1,0 +1,175 @@
+"""Next-day forecasting: seed 001's regressor, GRU then Dense(1), on weather and stock prices.
+
+weather: Seattle's next-day maximum temperature from 14 days of it plus the day of the
+    year (sin, cos). Metric: test RMSE in deg C. Baselines: persistence (tomorrow = today)
+    and the day-of-year mean of the training years.
+stocks: MSFT's next-day log return from 30 days of returns. Metric: test RMSE of the
+    next-day close in dollars, close_t * exp(predicted return) (the RMSE of the log
+    return is reported too). Baseline: persistence (tomorrow's close = today's, i.e. a
+    zero return).
+Both splits are in time order; inputs are scaled with training statistics only.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..datasets.series import day_of_year_features
+from ..nn import GRU
+from .common import Options, batches_of, fit, model_file
+
+SETTINGS = {
+    "weather": {"window": 14, "epochs": 40, "hidden": 50, "batch_size": 32},
+    "stocks": {"window": 30, "epochs": 15, "hidden": 50, "batch_size": 64},
+}
+
+
+class Forecaster(nn.Module):
+    """x [B, window, F] (scaled) -> the next day's scaled target [B]: GRU then Dense(1)."""
+
+    def __init__(self, features: int, hidden: int = 50, layers: int = 1, reset_after: bool = True):
+        super().__init__()
+        self.gru = GRU(features, hidden, num_layers=layers, batch_first=True, reset_after=reset_after)
+        self.dense = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h_n = self.gru(x)
+        return self.dense(h_n[-1]).squeeze(1)
+
+
+def load_data(task: str, limit: int = 0):
+    from ..datasets import msft_returns, seattle_weather
+
+    window = SETTINGS[task]["window"]
+    if task == "weather":
+        data, close = seattle_weather(window=window, features=("temp_max", "day_sin", "day_cos")), None
+    else:
+        data, close = msft_returns(window=window)
+    if limit:  # keep the most recent `limit` training windows (quick runs and tests)
+        data.x_train, data.y_train = data.x_train[-limit:], data.y_train[-limit:]
+        data.last_train, data.dates_train = data.last_train[-limit:], data.dates_train[-limit:]
+    return data, close
+
+
+def _rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def _predict_scaled(model, x) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def day_of_year_mean(train_dates, train_targets, dates, half_width: int = 7) -> np.ndarray:
+    """For each date: the mean training target over days of the year within +-half_width."""
+    def doy(d):
+        return (d.astype("datetime64[D]") - d.astype("datetime64[Y]")).astype(int)
+
+    train_day, day = doy(train_dates), doy(dates)
+    out = np.empty(len(dates))
+    for i, d in enumerate(day):
+        gap = np.abs(train_day - d)
+        near = np.minimum(gap, 366 - gap) <= half_width
+        out[i] = train_targets[near].mean() if near.any() else train_targets.mean()
+    return out
+
+
+def train(options: Options) -> Dict:
+    task = options.task
+    settings = SETTINGS[task]
+    torch.manual_seed(options.seed)
+    data, close = load_data(task, options.limit)
+    hidden = options.hidden or settings["hidden"]
+    epochs = options.epochs or settings["epochs"]
+    batch_size = options.batch_size or settings["batch_size"]
+    model = Forecaster(len(data.features), hidden, options.layers, options.reset_after)
+    scale = lambda y: (y - data.target_mean) / data.target_std  # noqa: E731
+    unscale = lambda z: z * data.target_std + data.target_mean  # noqa: E731
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(scale(data.y_train).astype(np.float32))
+    generator = torch.Generator().manual_seed(options.seed)
+
+    def batches():
+        return [(x[b], y[b]) for b in batches_of(len(x), batch_size, True, generator)]
+
+    def loss_fn(m, xb, yb):
+        return nn.functional.mse_loss(m(xb), yb)
+
+    def val_rmse():
+        return _rmse(unscale(_predict_scaled(model, data.x_val)), data.y_val)
+
+    result = fit(model, batches, loss_fn, val_rmse, epochs, options.lr or 1e-3, options.quiet, higher_is_better=False)
+    pred = unscale(_predict_scaled(model, data.x_test))
+    if task == "weather":
+        report = {
+            "metric": "test RMSE of the next day's max temperature (deg C)",
+            "model": _rmse(pred, data.y_test),
+            "baselines": {
+                "persistence (tomorrow = today)": _rmse(data.last_test, data.y_test),
+                "day-of-year mean of the training years": _rmse(
+                    day_of_year_mean(data.dates_train, data.y_train, data.dates_test), data.y_test),
+            },
+        }
+    else:
+        n_test = len(data.y_test)
+        prev_close = close[-n_test - 1 : -1]  # the close on each window's last day
+        true_close = close[-n_test:]
+        report = {
+            "metric": "test RMSE of the next day's close (USD), from the predicted log return",
+            "model": _rmse(prev_close * np.exp(pred), true_close),
+            "baselines": {"persistence (tomorrow's close = today's)": _rmse(prev_close, true_close)},
+            "log_return_rmse": {"model": _rmse(pred, data.y_test), "persistence (zero return)": _rmse(0 * pred, data.y_test)},
+        }
+    report.update(task=task, split={"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
+                  test_period=f"{str(data.dates_test[0])} .. {str(data.dates_test[-1])}", **result)
+    report["model_file"] = model_file(
+        task, options, model,
+        config={"features": list(data.features), "hidden": hidden, "layers": options.layers,
+                "reset_after": options.reset_after, "window": settings["window"]},
+        scaling={"mean": data.feature_mean.tolist(), "std": data.feature_std.tolist()})
+    return report
+
+
+def load_model(saved: Dict) -> Forecaster:
+    c = saved["config"]
+    model = Forecaster(len(c["features"]), c["hidden"], c["layers"], c["reset_after"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def predict(saved: Dict, days: int) -> List[Dict]:
+    """Forecast ``days`` days past the end of the data, feeding each forecast back in.
+
+    Returns one {"date", "value"} per day: max temperature (deg C) for weather, close
+    (USD) for stocks. Only the modelled series is fed back; the day of the year is known.
+    """
+    if not isinstance(days, int) or days < 1:
+        raise ValueError(f"--days must be a positive number of days, got {days!r}")
+    task, c = saved["task"], saved["config"]
+    model = load_model(saved)
+    mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
+    data, close = load_data(task)
+    history = data.values[-c["window"]:].copy()  # [window, F] in natural units
+    date = data.dates[-1]
+    last_close = close[-1] if close is not None else None
+    out = []
+    for _ in range(days):
+        date = date + np.timedelta64(1 if task == "weather" else 1, "D")
+        if task == "stocks":  # trading days: skip weekends
+            while date.astype("datetime64[D]").astype(object).weekday() >= 5:
+                date = date + np.timedelta64(1, "D")
+        scaled = ((history - mean) / std).astype(np.float32)[None]
+        value = float(_predict_scaled(model, scaled)[0]) * std[0] + mean[0]
+        row = np.empty(history.shape[1])
+        row[0] = value
+        if task == "weather":
+            row[1:] = day_of_year_features(np.array([date]))[0]
+            out.append({"date": str(date), "value": value})
+        else:
+            last_close = last_close * np.exp(value)
+            out.append({"date": str(date), "value": float(last_close)})
+        history = np.concatenate([history[1:], row[None]], 0)
+    return out
