@@ -6,6 +6,7 @@
                                         metric next to baselines, optionally save the model
     grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
     grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
+    grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
     grukit build                        compile the fused CPU kernels now (otherwise on first use)
     grukit info                         versions and the backends available here
 """
@@ -97,6 +98,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import task_to_onnx
+    from .tasks.common import load
+
+    saved = load(args.model)
+    task_to_onnx(saved, args.out)
+    print(f"wrote {args.out}: the {saved['task']} model as ONNX (opset 14, one GRU node per layer)")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from .backends import cpu_fused
 
@@ -156,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="a file of sentences, one per line (sentiment models)")
     predict.add_argument("--days", type=int, default=5, help="days to forecast (stocks/weather models; default 5)")
     predict.set_defaults(run=_predict)
+    export = sub.add_parser("export", help="write a saved task model as an ONNX file")
+    export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
+    export.add_argument("out", help="the .onnx file to write")
+    export.set_defaults(run=_export)
     build = sub.add_parser("build", help="compile the fused CPU kernels now (otherwise on first use)")
     build.set_defaults(run=_build)
     info = sub.add_parser("info", help="versions and available backends")
