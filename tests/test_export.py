@@ -89,3 +89,15 @@ def test_task_models_export_through_the_cli(tmp_path, task):
             with torch.no_grad():
                 want = model(torch.from_numpy(x)).numpy()
             np.testing.assert_allclose(session.run(None, {"x": x})[0], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_torch_export_with_dynamic_batch_and_length(reset_after):
+    gru = grukit.GRU(3, 5, num_layers=2, bidirectional=True, reset_after=reset_after)
+    x = torch.randn(4, 2, 3)
+    exported = torch.export.export(gru, (x,), dynamic_shapes=({0: torch.export.Dim("time"), 1: torch.export.Dim("batch")},))
+    assert any("grukit.gru_layer_fwd" in str(n.target) for n in exported.graph.nodes)  # the fused op, not a trace of it
+    for shape in ((4, 2, 3), (9, 5, 3)):
+        x = torch.randn(*shape)
+        for a, b in zip(exported.module()(x), gru(x)):
+            torch.testing.assert_close(a, b)

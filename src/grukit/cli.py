@@ -28,7 +28,7 @@ def _options(args: argparse.Namespace, task: str):
     return Options(
         task=task, epochs=args.epochs, hidden=args.hidden, layers=args.layers, reset_after=args.reset_after,
         seed=args.seed, batch_size=args.batch_size, lr=args.lr, output=args.output, limit=args.limit,
-        quiet=args.quiet,
+        quiet=args.quiet, checkpoint=args.checkpoint, resume=args.resume,
     )
 
 
@@ -47,11 +47,49 @@ def _print_report(report: dict) -> None:
           f"(best validation {report['best_val']:.4f})")
 
 
+def _relaunch_with_torchrun(args: argparse.Namespace, argv: List[str]) -> int:
+    """``grukit train TASK --nproc N``: run the same command under torchrun on N local processes."""
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:  # the command line minus --nproc
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if not a.startswith("--nproc="):
+            rest.append(a)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
+               "--standalone", "-m", "grukit.cli", *rest]
+    return subprocess.call(command)
+
+
+def _init_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group, gloo on CPU, nccl with GPUs."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))  # share the cores
+
+
 def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
+    from .tasks.common import distributed
 
+    _init_distributed()
     report = TASKS[args.task].train(_options(args, args.task))
+    if distributed()[0] != 0:
+        return 0  # rank 0 alone reports and writes
     _print_report(report)
+    if report.get("processes", 1) > 1:
+        print(f"  ({report['processes']} processes, DistributedDataParallel)")
     if args.output:
         print(f"  saved the model to {args.output}")
     if args.json:
@@ -146,6 +184,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="train on only this many samples (quick runs)")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--checkpoint", help="write a checkpoint here after every epoch (resumable on any number of processes)")
+    p.add_argument("--resume", help="continue training from this checkpoint")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel training on N local processes (runs this command under torchrun)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,13 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    for name in ("epochs", "hidden", "layers", "batch_size", "days"):
+    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if getattr(args, "lr", None) is not None and args.lr <= 0:
         parser.error(f"--lr must be positive, got {args.lr}")
+    if getattr(args, "nproc", 1) > 1:
+        return _relaunch_with_torchrun(args, argv)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line

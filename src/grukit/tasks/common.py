@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 
@@ -26,42 +29,88 @@ class Options:
     output: Optional[str] = None
     limit: int = 0  # > 0: only that many samples (quick runs and tests)
     quiet: bool = False
+    checkpoint: Optional[str] = None  # written after every epoch (rank 0)
+    resume: Optional[str] = None  # a checkpoint to continue from
 
 
-def fit(model: torch.nn.Module, batches: Callable[[], Iterable], loss_fn, evaluate: Callable[[], float],
-        epochs: int, lr: float, quiet: bool, higher_is_better: bool) -> Dict:  # noqa: D417
-    """Adam over ``epochs``, one progress bar per epoch; keeps the weights of the best validation score.
+def distributed() -> Tuple[int, int]:
+    """(rank, world size): (0, 1) unless running under torchrun with an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    ``batches()`` yields the inputs of ``loss_fn(model, *batch) -> loss`` for one epoch;
-    ``evaluate()`` scores the model on the validation split.
+
+def fit(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn, evaluate: Callable[[], float],
+        epochs: int, lr: float, batch_size: int, options: "Options", higher_is_better: bool) -> Dict:
+    """Adam over ``epochs``: one progress bar per epoch, the best validation epoch's weights kept.
+
+    ``data`` holds aligned training tensors (first dimension = samples); each global batch of
+    ``batch_size`` samples comes from a ``DistributedSampler`` (seeded by ``options.seed`` and
+    the epoch), so a run on N processes (torchrun, ``DistributedDataParallel``) takes exactly
+    the optimiser steps of a 1-process run with the same batch size: each rank computes
+    ``batch_size / N`` samples and DDP averages the gradients. Rank 0 alone prints and writes
+    ``options.checkpoint`` after every epoch; ``options.resume`` continues from such a file,
+    whatever the number of processes that wrote it. ``loss_fn(model, *batch) -> mean loss``.
     """
+    rank, world = distributed()
+    if batch_size % world:
+        raise ValueError(f"--batch-size ({batch_size}) must be divisible by the number of processes ({world})")
+    quiet = options.quiet or rank != 0
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    best, best_state, history = None, None, []
+    dataset = TensorDataset(*data)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=options.seed,
+                                 drop_last=False)
+    best, best_state, history, start_epoch = None, None, [], 1
+    if options.resume:
+        state = torch.load(options.resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+        best, best_state, history, start_epoch = state["best"], state["best_state"], state["history"], state["epoch"] + 1
     started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         model.train()
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=batch_size // world, sampler=sampler)
         total, count = 0.0, 0
-        items = list(batches())
-        bar = tqdm(items, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stdout, disable=quiet, leave=True)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stdout, disable=quiet)
         for batch in bar:
-            loss = loss_fn(model, *batch)
+            loss = loss_fn(net, *batch)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if world > 1 and os.environ.get("GRUKIT_CHECK_REPLICAS"):
+                _check_replicas(model)
             total += loss.item()
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}")
         model.eval()
         with torch.no_grad():
-            score = evaluate()
+            score = evaluate()  # every rank holds the same weights, so the same score
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val": score})
         if not quiet:
             print(f"  validation: {score:.4f}", flush=True)
         if best is None or (score > best if higher_is_better else score < best):
             best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if options.checkpoint and rank == 0:
+            torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimiser.state_dict(),
+                        "best": best, "best_state": best_state, "history": history, "world_size": world},
+                       options.checkpoint)
+    if best_state is None:
+        raise ValueError(f"nothing to train: --epochs {epochs} is not past the resumed epoch {start_epoch - 1}")
     model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "best_val": best, "train_seconds": time.perf_counter() - started}
+    return {"history": history, "best_val": best, "train_seconds": time.perf_counter() - started,
+            "processes": world}
+
+
+def _check_replicas(model: torch.nn.Module) -> None:
+    """Raise unless every rank holds bit-identical parameters (a test aid: GRUKIT_CHECK_REPLICAS=1)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    copies = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(copies, flat)
+    if not all(torch.equal(copies[0], c) for c in copies[1:]):
+        raise RuntimeError("DDP replicas diverged: parameters differ between ranks after a step")
 
 
 def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> Dict:
@@ -71,7 +120,7 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
     (``report["model_file"]``) so the caller can predict without a file.
     """
     saved = {"task": task, "options": asdict(options), "state_dict": model.state_dict(), **extra}
-    if options.output:
+    if options.output and distributed()[0] == 0:
         torch.save(saved, options.output)
     return saved
 
@@ -86,6 +135,3 @@ def load(path: str) -> Dict:
     return saved
 
 
-def batches_of(n: int, size: int, shuffle: bool, generator: torch.Generator):
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    return [order[i : i + size] for i in range(0, n, size)]

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..datasets.series import day_of_year_features
 from ..nn import GRU
-from .common import Options, batches_of, fit, model_file
+from .common import Options, fit, model_file
 
 SETTINGS = {
     "weather": {"window": 14, "epochs": 40, "hidden": 50, "batch_size": 32},
@@ -90,10 +90,6 @@ def train(options: Options) -> Dict:
     scale = lambda y: (y - data.target_mean) / data.target_std  # noqa: E731
     unscale = lambda z: z * data.target_std + data.target_mean  # noqa: E731
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(scale(data.y_train).astype(np.float32))
-    generator = torch.Generator().manual_seed(options.seed)
-
-    def batches():
-        return [(x[b], y[b]) for b in batches_of(len(x), batch_size, True, generator)]
 
     def loss_fn(m, xb, yb):
         return nn.functional.mse_loss(m(xb), yb)
@@ -101,7 +97,8 @@ def train(options: Options) -> Dict:
     def val_rmse():
         return _rmse(unscale(_predict_scaled(model, data.x_val)), data.y_val)
 
-    result = fit(model, batches, loss_fn, val_rmse, epochs, options.lr or 1e-3, options.quiet, higher_is_better=False)
+    result = fit(model, (x, y), loss_fn, val_rmse, epochs, options.lr or 1e-3, batch_size, options,
+                 higher_is_better=False)
     pred = unscale(_predict_scaled(model, data.x_test))
     if task == "weather":
         report = {

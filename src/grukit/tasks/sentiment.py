@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..datasets.reviews import Reviews, encode, rotten_tomatoes
 from ..nn import GRU
-from .common import Options, batches_of, fit, model_file
+from .common import Options, fit, model_file
 
 EXAMPLES = [
     "A gripping, beautifully acted film that stays with you long after the credits.",
@@ -92,17 +92,14 @@ def train(options: Options) -> Dict:
     hidden = options.hidden or 64
     batch_size = options.batch_size or 64
     model = SentimentModel(len(data.vocab) + 2, hidden=hidden, layers=options.layers, reset_after=options.reset_after)
-    generator = torch.Generator().manual_seed(options.seed)
     ids, lengths, labels = (torch.from_numpy(a) for a in (data.train_ids, data.train_lengths, data.train_labels))
-
-    def batches():
-        return [(ids[b], lengths[b], labels[b]) for b in batches_of(len(ids), batch_size, True, generator)]
 
     def loss_fn(m, x, n, y):
         return nn.functional.binary_cross_entropy_with_logits(m(x, n), y)
 
-    result = fit(model, batches, loss_fn, lambda: _accuracy(model, data.val_ids, data.val_lengths, data.val_labels),
-                 epochs, options.lr or 3e-3, options.quiet, higher_is_better=True)
+    result = fit(model, (ids, lengths, labels), loss_fn,
+                 lambda: _accuracy(model, data.val_ids, data.val_lengths, data.val_labels),
+                 epochs, options.lr or 3e-3, batch_size, options, higher_is_better=True)
     test_acc = _accuracy(model, data.test_ids, data.test_lengths, data.test_labels)
     majority = float(data.train_labels.mean() >= 0.5)
     bow = bag_of_words_accuracy(data, options.seed)
