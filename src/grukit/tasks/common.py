@@ -59,8 +59,10 @@ def fit(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn, evaluate:
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     dataset = TensorDataset(*data)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=options.seed,
-                                 drop_last=False)
+    # the sampler shuffles epoch e with seed + e: space the seeds apart, or --seed 0 and --seed 1
+    # would share all but one epoch's order
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=options.seed * 100_003, drop_last=False)
     best, best_state, history, start_epoch = None, None, [], 1
     if options.resume:
         state = torch.load(options.resume, map_location="cpu", weights_only=False)
