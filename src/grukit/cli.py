@@ -7,6 +7,8 @@
     grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
     grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
     grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
+    grukit compare [--quick]            RNN vs LSTM vs GRU: the seeds' table measured, plots
+    grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
     grukit build                        compile the fused CPU kernels now (otherwise on first use)
     grukit info                         versions and the backends available here
 """
@@ -146,6 +148,42 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from . import compare
+
+    if args.quick:
+        lengths, seeds, steps, epochs, limit = (10, 20), 1, 20, {"sentiment": 1, "weather": 1}, 300
+    else:
+        lengths, seeds, steps, epochs, limit = tuple(args.lengths), args.seeds, args.steps, \
+            {"sentiment": 6, "weather": 20}, 0
+    command = "grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare"
+    results = compare.run(lengths, seeds, steps, epochs, limit, args.out, log=print)
+    text = compare.markdown(results, lengths, command.strip())
+    with open(os.path.join(args.out, "COMPARISON.md"), "w") as f:
+        f.write("# RNN vs LSTM vs GRU, measured\n\n" + text + "\n![memory vs length](memory_vs_length.png)\n"
+                "![sentiment loss](sentiment_loss.png)\n![gradient flow](gradient_flow.png)\n")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f)
+    print(text)
+    print(f"wrote {args.out}/COMPARISON.md, results.json and 3 PNG plots")
+    return 0
+
+
+def _gates(args: argparse.Namespace) -> int:
+    from . import gates
+    from .tasks.common import load
+
+    saved = load(args.model)
+    if saved["task"] != "sentiment" and args.text:
+        raise SystemExit(f"grukit gates: a {saved['task']} model reads the series (--days N), not text")
+    paths = gates.write(saved, args.text, args.days, args.out, args.layer)
+    print(f"wrote {paths[0]} and {paths[1]} ({gates.MEANING[saved['config'].get('update_gate', 'keeps_state')]})")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from .backends import cpu_fused
 
@@ -213,6 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     export.add_argument("out", help="the .onnx file to write")
     export.set_defaults(run=_export)
+    comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
+    comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
+    comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
+    comp.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400], help="memory-task lengths")
+    comp.add_argument("--seeds", type=int, default=2, help="seeds for the sentiment and weather runs")
+    comp.add_argument("--steps", type=int, default=600, help="training steps per memory-task run")
+    comp.set_defaults(run=_compare)
+    gate = sub.add_parser("gates", help="plot a trained model's update and reset gates (PNG + hover HTML)")
+    gate.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
+    gate.add_argument("text", nargs="*", help="the sentence (sentiment models)")
+    gate.add_argument("--days", type=int, default=60, help="days of the series to show (forecast models; default 60)")
+    gate.add_argument("--layer", type=int, default=0, help="which GRU layer (default 0)")
+    gate.add_argument("--out", default="gates", help="file name prefix: writes OUT.png and OUT.html")
+    gate.set_defaults(run=_gates)
     build = sub.add_parser("build", help="compile the fused CPU kernels now (otherwise on first use)")
     build.set_defaults(run=_build)
     info = sub.add_parser("info", help="versions and available backends")

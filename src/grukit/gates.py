@@ -1,0 +1,172 @@
+"""``grukit gates``: the update and reset gates of a trained model, step by step and unit by unit.
+
+The seed notes explain a GRU by what its gates decide ("which words are important",
+"which earlier words to ignore"); this shows it. For a saved task model and an input
+(a review, or a stretch of the weather or stock series) it computes, for one GRU
+layer, the reset gate r_t and the update gate z_t at every step for every unit, and
+writes a PNG (heatmaps aligned with the tokens or dates, and the mean per step) and a
+self-contained HTML page where hovering a token shows its gate values.
+
+Which update-gate meaning the model uses is printed on every figure: the seeds
+disagree (seed 002: z near 1 keeps the old state; seeds 000/001: z near 1 takes the
+new candidate).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from .reference import KEEPS_STATE
+
+MEANING = {
+    "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (PyTorch, Keras, seed 002)",
+    "takes_candidate": "z = share of the new candidate taken: h' = (1-z)*h + z*n (seeds 000, 001)",
+}
+
+
+def gate_values(gru, x: torch.Tensor, layer: int = 0) -> Dict[str, np.ndarray]:
+    """r, z, n and h [T, H] of forward-direction ``layer`` of ``gru`` for one sequence x [T, I].
+
+    Recomputed step by step from the weights with the equations of ``grukit.reference``
+    (float32 torch ops); the layer's input for layer > 0 is the previous layers' output.
+    """
+    with torch.no_grad():
+        seq = x.unsqueeze(1)  # [T, 1, I]
+        if layer:
+            D = 2 if gru.bidirectional else 1
+            weights = gru.layer_weights()[: layer * D]
+            seq, _ = __import__("grukit").gru(seq, weights, bidirectional=gru.bidirectional,
+                                              reset_after=gru.reset_after, update_gate=gru.update_gate)
+        sfx = f"_l{layer}"
+        w_ih, w_hh = getattr(gru, "weight_ih" + sfx), getattr(gru, "weight_hh" + sfx)
+        H = gru.hidden_size
+        b_ih = getattr(gru, "bias_ih" + sfx) if gru.bias else torch.zeros(3 * H)
+        b_hh = getattr(gru, "bias_hh" + sfx) if gru.bias else torch.zeros(3 * H)
+        h = torch.zeros(H)
+        out = {k: [] for k in ("r", "z", "n", "h")}
+        for x_t in seq[:, 0]:
+            gi = w_ih @ x_t + b_ih
+            gh = w_hh @ h + b_hh
+            r = torch.sigmoid(gi[:H] + gh[:H])
+            z = torch.sigmoid(gi[H : 2 * H] + gh[H : 2 * H])
+            if gru.reset_after:
+                n = torch.tanh(gi[2 * H :] + r * gh[2 * H :])
+            else:
+                n = torch.tanh(gi[2 * H :] + w_hh[2 * H :] @ (r * h) + b_hh[2 * H :])
+            h = z * h + (1 - z) * n if gru.update_gate == KEEPS_STATE else (1 - z) * h + z * n
+            for k, v in (("r", r), ("z", z), ("n", n), ("h", h)):
+                out[k].append(v.numpy().copy())
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def model_input(saved: Dict, text: Sequence[str], days: int):
+    """(model, x [T, I] for the GRU, labels [T]) for a task model file and an input."""
+    from .tasks import TASKS
+
+    task = saved["task"]
+    model = TASKS[task].load_model(saved)
+    if task == "sentiment":
+        from .datasets.reviews import UNKNOWN, tokenize
+
+        words = tokenize(" ".join(text))
+        if not words:
+            raise ValueError("give a sentence whose gates to show, e.g. grukit gates MODEL \"a gripping film\"")
+        ids = [saved["vocab"].get(w, UNKNOWN) for w in words]
+        with torch.no_grad():
+            x = model.embedding(torch.tensor(ids))
+        labels = [w if i != UNKNOWN else f"{w}(?)" for w, i in zip(words, ids)]
+        return model, x, labels
+    if days < 2:
+        raise ValueError(f"--days must be at least 2, got {days}")
+    from .tasks.forecast import load_data
+
+    data, _ = load_data(task)
+    mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
+    stretch = ((data.values[-days:] - mean) / std).astype(np.float32)
+    labels = [str(d)[5:] if task == "weather" else str(d) for d in data.dates[-days:]]
+    return model, torch.from_numpy(stretch), labels
+
+
+def pyplot():
+    """matplotlib.pyplot on a file-only backend, or an ImportError saying what to install."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install grukit[plots] (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(gates: Dict[str, np.ndarray], labels: List[str], meaning: str, title: str) -> bytes:
+    plt = pyplot()
+
+    T = len(labels)
+    fig, axes = plt.subplots(3, 1, figsize=(max(6, 0.35 * T + 2), 9), gridspec_kw={"height_ratios": [3, 3, 2]})
+    for ax, key, name in ((axes[0], "z", "update gate z"), (axes[1], "r", "reset gate r")):
+        image = ax.imshow(gates[key].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_ylabel("unit")
+        ax.set_title(name)
+        ax.set_xticks(range(T), labels if T <= 80 else [""] * T, rotation=90, fontsize=7)
+        fig.colorbar(image, ax=ax, fraction=0.02)
+    axes[2].plot(gates["z"].mean(1), marker="o", label="mean z")
+    axes[2].plot(gates["r"].mean(1), marker="s", label="mean r")
+    axes[2].set_ylim(0, 1)
+    axes[2].set_xticks(range(T), labels if T <= 80 else [""] * T, rotation=90, fontsize=7)
+    axes[2].legend(fontsize=8)
+    axes[2].set_title("mean over units, per step")
+    fig.suptitle(f"{title}\n{meaning}", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def page_html(gates: Dict[str, np.ndarray], labels: List[str], meaning: str, title: str, png: bytes) -> str:
+    """One self-contained page: tokens coloured by mean z, a tooltip with each token's gate values."""
+    spans = []
+    for t, label in enumerate(labels):
+        z, r = gates["z"][t], gates["r"][t]
+        tip = (f"step {t}: {label}\nmean z = {z.mean():.3f}, mean r = {r.mean():.3f}\n"
+               f"z by unit: {' '.join(f'{v:.2f}' for v in z)}\nr by unit: {' '.join(f'{v:.2f}' for v in r)}")
+        shade = int(255 * (1 - float(z.mean())))
+        spans.append(f'<span class="tok" style="background: rgb(255,{shade},{shade})" title="{html.escape(tip)}" '
+                     f'data-z="{z.mean():.4f}" data-r="{r.mean():.4f}">{html.escape(label)}</span>')
+    image = base64.b64encode(png).decode()
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; }}
+.tok {{ display: inline-block; padding: 3px 5px; margin: 2px; border-radius: 4px; cursor: help; }}
+.legend {{ color: #555; font-size: 0.9em; }}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p class="legend">{html.escape(meaning)}. Each token is shaded by its mean update gate (darker red = larger z);
+hover over a token to see its mean z and r and the value of every unit.</p>
+<p>{" ".join(spans)}</p>
+<img alt="gate heatmaps" src="data:image/png;base64,{image}" style="max-width: 100%">
+</body></html>
+"""
+
+
+def write(saved: Dict, text: Sequence[str], days: int, prefix: str, layer: int = 0) -> List[str]:
+    """Compute the gates and write ``prefix``.png and ``prefix``.html; returns the paths."""
+    model, x, labels = model_input(saved, text, days)
+    if not 0 <= layer < model.gru.num_layers:
+        raise ValueError(f"--layer must be in 0..{model.gru.num_layers - 1}, got {layer}")
+    gates = gate_values(model.gru, x, layer)
+    meaning = MEANING[model.gru.update_gate]
+    form = "reset after" if model.gru.reset_after else "reset before"
+    title = f"GRU gates of the {saved['task']} model (layer {layer}, {form}, {model.gru.hidden_size} units)"
+    png = figure_png(gates, labels, meaning, title)
+    with open(prefix + ".png", "wb") as f:
+        f.write(png)
+    with open(prefix + ".html", "w", encoding="utf-8") as f:
+        f.write(page_html(gates, labels, meaning, title, png))
+    return [prefix + ".png", prefix + ".html"]
