@@ -232,6 +232,15 @@ def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit:
 # ---------------------------------------------------------------- the whole comparison
 
 
+def _sizes(inputs: int, hidden: int):
+    """(setting, kind, hidden size) for every model: "hidden" = the same size for all, "params" =
+    the size matching the GRU's recurrent parameter count at ``hidden``."""
+    target = recurrent_parameters("gru-after", inputs, hidden)
+    for setting in ("hidden", "params"):
+        for kind in KINDS:
+            yield setting, kind, hidden if setting == "hidden" else matched_hidden(kind, inputs, target)
+
+
 def run(lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], limit: int,
         out_dir: str, log=print) -> Dict:
     """Every experiment; returns the raw results and writes the plots into ``out_dir``."""
@@ -241,28 +250,20 @@ def run(lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], 
     H = 64
     results = {"tasks": [], "memory": [], "flow": {}}
     for task in ("sentiment", "weather"):
-        inputs = 64 if task == "sentiment" else 3
-        target = recurrent_parameters("gru-after", inputs, H)
-        for setting in ("hidden", "params"):
-            for kind in KINDS:
-                hidden = H if setting == "hidden" else matched_hidden(kind, inputs, target)
-                for seed in range(seeds):
-                    r = train_task(kind, task, hidden, epochs[task], seed, limit)
-                    r.update(setting=setting, seed=seed)
-                    results["tasks"].append(r)
-                    log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} H={hidden:3d} seed {seed}: {r['metric']:.4f} "
-                        f"({r['seconds_per_epoch']:.1f} s/epoch)")
+        for setting, kind, hidden in _sizes(64 if task == "sentiment" else 3, H):
+            for seed in range(seeds):
+                r = train_task(kind, task, hidden, epochs[task], seed, limit)
+                r.update(setting=setting, seed=seed)
+                results["tasks"].append(r)
+                log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} H={hidden:3d} seed {seed}: {r['metric']:.4f} "
+                    f"({r['seconds_per_epoch']:.1f} s/epoch)")
     for task in ("adding", "recall"):
-        inputs = 2 if task == "adding" else 9
-        target = recurrent_parameters("gru-after", inputs, H)
-        for setting in ("hidden", "params"):
-            for kind in KINDS:
-                hidden = H if setting == "hidden" else matched_hidden(kind, inputs, target)
-                for length in lengths:
-                    r = train_memory_task(kind, task, length, hidden, steps, seed=0)
-                    results["memory"].append({**r.__dict__, "setting": setting})
-                    log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} T={length:4d}: {r.metric:.4f}"
-                        f"{' solved' if r.solved else ''} ({r.seconds:.1f} s)")
+        for setting, kind, hidden in _sizes(2 if task == "adding" else 9, H):
+            for length in lengths:
+                r = train_memory_task(kind, task, length, hidden, steps, seed=0)
+                results["memory"].append({**r.__dict__, "setting": setting})
+                log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} T={length:4d}: {r.metric:.4f}"
+                    f"{' solved' if r.solved else ''} ({r.seconds:.1f} s)")
     for kind in ("rnn", "lstm", "gru"):
         results["flow"][kind] = gradient_flow(kind, length=max(lengths)).tolist()
     plot(results, lengths, out_dir)
