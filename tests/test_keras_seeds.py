@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("grukit.keras")
-import keras  # noqa: E402
+
 
 # seed 000: "Python Example (Keras)"
 SEED_000 = '''
