@@ -99,3 +99,35 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
         main(["predict", path, "some text"])
     with pytest.raises(SystemExit):
         main(["train", "weather", "--epochs", "0"])
+
+
+def test_uea_loaders_keep_the_official_split():
+    from grukit.datasets.uea import basic_motions, japanese_vowels
+
+    speech = japanese_vowels()
+    assert len(speech.y_train) + len(speech.y_val) == 270 and len(speech.y_test) == 370
+    assert speech.x_train.shape[2] == 12 and len(speech.classes) == 9
+    assert 7 <= speech.lengths_test.min() and speech.lengths_test.max() <= 29
+    for x, n in ((speech.x_train, speech.lengths_train), (speech.x_test, speech.lengths_test)):
+        assert all((row[k:] == 0).all() for row, k in zip(x, n))  # zero after each length
+    assert set(np.bincount(speech.y_val)) <= {4}  # 15% of each speaker's 30 utterances
+    motions = basic_motions()
+    assert (len(motions.y_train), len(motions.y_val), len(motions.y_test)) == (32, 8, 40)
+    assert motions.x_test.shape == (40, 100, 6) and sorted(motions.classes) == ["Badminton", "Running", "Standing", "Walking"]
+
+
+@pytest.mark.parametrize("task", ["speech", "activity"])
+def test_classification_tasks_through_the_cli(task, tmp_path, capsys):
+    from grukit.tasks import classify
+
+    path = str(tmp_path / f"{task}.pt")
+    assert main(["train", task, "--epochs", "2", "--quiet", "--output", path, "--no-reset-after"]) == 0
+    text = capsys.readouterr().out
+    assert "nearest neighbour on mean features" in text and "majority class" in text
+    saved = load(path)
+    data = classify.load_data(task)
+    x, n = torch.from_numpy(data.x_test), torch.from_numpy(data.lengths_test)
+    with torch.no_grad():
+        assert torch.equal(classify.load_model(saved)(x, n), classify.load_model(load(path))(x, n))
+    assert main(["predict", path]) == 2
+    assert "does not take new" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import List, Optional
 
-TASK_NAMES = ("sentiment", "stocks", "weather")
+TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity")
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -114,6 +114,8 @@ def _predict(args: argparse.Namespace) -> int:
         for text, p in zip(texts, module.predict(saved, texts)):
             print(f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
         return 0
+    if saved["task"] in ("speech", "activity"):
+        module.predict(saved)  # raises: says how to use the model from Python
     if args.text or args.file:
         raise SystemExit(f"grukit predict: a {saved['task']} model forecasts (--days N); it takes no text")
     unit = "deg C max" if saved["task"] == "weather" else "USD close"

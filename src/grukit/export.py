@@ -156,6 +156,9 @@ def task_to_onnx(saved: Dict, path: str) -> str:
     from .tasks import TASKS
 
     task = saved["task"]
+    if task not in ("sentiment", "weather", "stocks"):
+        raise ValueError(f"ONNX export of {task!r} task models is not offered (sentiment, weather, stocks are); "
+                         "export its GRU with grukit.export.to_onnx(model.gru, path)")
     model = TASKS[task].load_model(saved)
     g = _Graph()
     T = g.TensorProto

