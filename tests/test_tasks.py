@@ -131,3 +131,32 @@ def test_classification_tasks_through_the_cli(task, tmp_path, capsys):
         assert torch.equal(classify.load_model(saved)(x, n), classify.load_model(load(path))(x, n))
     assert main(["predict", path]) == 2
     assert "does not take new" in capsys.readouterr().err
+
+
+def test_plays_loader_strips_markdown_and_holds_out_two_plays():
+    from grukit.datasets.plays import shakespeare, strip_markdown
+
+    assert strip_markdown("### SCENE I.\n**IAGO**  \n_Enter RODERIGO_\n") == "SCENE I.\nIAGO\nEnter RODERIGO\n"
+    plays = shakespeare()
+    assert len(plays.train_plays) == 36 and len(plays.val_plays) == 2
+    assert not set(plays.train_plays) & set(plays.val_plays)
+    assert len(plays.train_text) > 4_000_000 and "**" not in plays.train_text and "###" not in plays.train_text
+    assert (plays.encode("Hamlet") < len(plays.vocab)).all()
+
+
+def test_textgen_trains_beats_unigram_and_generates(tmp_path, capsys):
+    from grukit.tasks import textgen
+
+    path = str(tmp_path / "t.pt")
+    assert main(["train", "textgen", "--epochs", "1", "--limit", "60000", "--hidden", "64", "--quiet", "--output", path]) == 0
+    text = capsys.readouterr().out
+    assert "bigram character model" in text and "unigram character model" in text
+    saved = load(path)
+    sample = textgen.generate(saved, "ROMEO.\n", 50, 0.8, seed=3)
+    assert len(sample) == 50 and sample == textgen.generate(load(path), "ROMEO.\n", 50, 0.8, seed=3)
+    assert main(["generate", path, "--length", "30", "--prompt", "KING."]) == 0
+    assert len(capsys.readouterr().out) == len("KING.") + 30 + 1
+    bits = textgen.ngram_bits(np.array([0, 1, 0, 1, 0, 1]), np.array([0, 1, 0]), 2)
+    assert bits["bigram character model"] < bits["unigram character model"]
+    with pytest.raises(ValueError, match="--temperature must be positive"):
+        textgen.generate(saved, "A", 5, 0.0)

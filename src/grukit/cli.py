@@ -6,6 +6,7 @@
                                         metric next to baselines, optionally save the model
     grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
     grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
+    grukit generate MODEL               write text with a textgen model (--prompt, --length, --temperature)
     grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
     grukit compare [--quick]            RNN vs LSTM vs GRU: the seeds' table measured, plots
     grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
@@ -21,7 +22,7 @@ import sys
 import time
 from typing import List, Optional
 
-TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity")
+TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity", "textgen")
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -114,7 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
         for text, p in zip(texts, module.predict(saved, texts)):
             print(f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
         return 0
-    if saved["task"] in ("speech", "activity"):
+    if saved["task"] in ("speech", "activity", "textgen"):
         module.predict(saved)  # raises: says how to use the model from Python
     if args.text or args.file:
         raise SystemExit(f"grukit predict: a {saved['task']} model forecasts (--days N); it takes no text")
@@ -147,6 +148,18 @@ def _export(args: argparse.Namespace) -> int:
     saved = load(args.model)
     task_to_onnx(saved, args.out)
     print(f"wrote {args.out}: the {saved['task']} model as ONNX (opset 14, one GRU node per layer)")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .tasks import textgen
+    from .tasks.common import load
+
+    saved = load(args.model)
+    if saved["task"] != "textgen":
+        raise ValueError(f"{args.model!r} is a {saved['task']} model; generate needs one from `grukit train textgen`")
+    text = textgen.generate(saved, args.prompt, args.length, args.temperature, args.seed)
+    print(args.prompt + text)
     return 0
 
 
@@ -253,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     export.add_argument("out", help="the .onnx file to write")
     export.set_defaults(run=_export)
+    gen = sub.add_parser("generate", help="write text with a textgen model")
+    gen.add_argument("model", help="a model file from `grukit train textgen --output FILE`")
+    gen.add_argument("--prompt", default="ROMEO.\n", help="text to start from (default 'ROMEO.' and a newline)")
+    gen.add_argument("--length", type=int, default=400, help="characters to write (default 400)")
+    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    gen.set_defaults(run=_generate)
     comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
     comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
     comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
@@ -278,7 +298,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc"):
+    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc", "length"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")

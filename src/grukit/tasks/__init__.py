@@ -4,6 +4,7 @@
 ``train(options) -> report`` and ``predict(saved, ...)``.
 """
 
-from . import classify, forecast, sentiment
+from . import classify, forecast, sentiment, textgen
 
-TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast, "speech": classify, "activity": classify}
+TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast, "speech": classify, "activity": classify,
+         "textgen": textgen}
