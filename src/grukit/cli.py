@@ -194,8 +194,8 @@ def _gates(args: argparse.Namespace) -> int:
     saved = load(args.model)
     if saved["task"] != "sentiment" and args.text:
         raise SystemExit(f"grukit gates: a {saved['task']} model reads the series (--days N), not text")
-    paths = gates.write(saved, args.text, args.days, args.out, args.layer)
-    print(f"wrote {paths[0]} and {paths[1]} ({gates.MEANING[saved['config'].get('update_gate', 'keeps_state')]})")
+    paths, meaning = gates.write(saved, args.text, args.days, args.out, args.layer)
+    print(f"wrote {paths[0]} and {paths[1]} ({meaning})")
     return 0
 
 

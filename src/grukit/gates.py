@@ -155,8 +155,10 @@ hover over a token to see its mean z and r and the value of every unit.</p>
 """
 
 
-def write(saved: Dict, text: Sequence[str], days: int, prefix: str, layer: int = 0) -> List[str]:
-    """Compute the gates and write ``prefix``.png and ``prefix``.html; returns the paths."""
+def write(saved: Dict, text: Sequence[str], days: int, prefix: str, layer: int = 0):
+    """Compute the gates and write ``prefix``.png and ``prefix``.html.
+
+    Returns (the two paths, the update-gate meaning of the model, as printed on the figures)."""
     model, x, labels = model_input(saved, text, days)
     if not 0 <= layer < model.gru.num_layers:
         raise ValueError(f"--layer must be in 0..{model.gru.num_layers - 1}, got {layer}")
@@ -169,4 +171,4 @@ def write(saved: Dict, text: Sequence[str], days: int, prefix: str, layer: int =
         f.write(png)
     with open(prefix + ".html", "w", encoding="utf-8") as f:
         f.write(page_html(gates, labels, meaning, title, png))
-    return [prefix + ".png", prefix + ".html"]
+    return [prefix + ".png", prefix + ".html"], meaning

@@ -154,7 +154,7 @@ def predict(saved: Dict, days: int) -> List[Dict]:
     last_close = close[-1] if close is not None else None
     out = []
     for _ in range(days):
-        date = date + np.timedelta64(1 if task == "weather" else 1, "D")
+        date = date + np.timedelta64(1, "D")
         if task == "stocks":  # trading days: skip weekends
             while date.astype("datetime64[D]").astype(object).weekday() >= 5:
                 date = date + np.timedelta64(1, "D")
