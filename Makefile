@@ -35,7 +35,7 @@ bench: $(STAMP)
 
 # every task, both reset placements; the figures in RESULTS.md
 results: $(STAMP)
-	for task in sentiment weather stocks speech activity textgen; do for ra in --reset-after --no-reset-after; do \
+	for task in sentiment weather stocks speech activity textgen music translate; do for ra in --reset-after --no-reset-after; do \
 	  $(BIN)/grukit train $$task $$ra --quiet --json runs/$$task$$ra.json || exit 1; done; done
 
 clean:

@@ -2,11 +2,13 @@
 
     grukit demo                         seed 002's classifier on Rotten Tomatoes reviews: accuracy
                                         next to the baselines, then a few sentences classified
-    grukit train TASK [options]         train sentiment | stocks | weather, report the held-out
+    grukit train TASK [options]         train sentiment | stocks | weather | speech | activity | textgen |
+                                        music | translate, report the held-out
                                         metric next to baselines, optionally save the model
     grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
     grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
-    grukit generate MODEL               write text with a textgen model (--prompt, --length, --temperature)
+    grukit generate MODEL               write text (textgen model) or a melody to MIDI/MusicXML (music model)
+    grukit translate TEXT [--model F]   English number words -> French (translate model; --beam K)
     grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
     grukit compare [--quick]            RNN vs LSTM vs GRU: the seeds' table measured, plots
     grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
@@ -22,7 +24,7 @@ import sys
 import time
 from typing import List, Optional
 
-TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity", "textgen")
+TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity", "textgen", "music", "translate")
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -39,9 +41,13 @@ def _print_report(report: dict) -> None:
     print(f"\n{report['task']}: {report['metric']}, {report['split']['test']} held-out samples"
           + (f" ({report['test_period']})" if "test_period" in report else ""))
     rows = [("grukit GRU", report["model"])] + list(report["baselines"].items())
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name, _ in rows + [(n, 0) for v in report.get("also", {}).values() for n in v])
     for name, value in rows:
         print(f"  {name:<{width}}  {value:.4f}")
+    for metric, values in report.get("also", {}).items():
+        print(f"  {metric}:")
+        for name, value in values.items():
+            print(f"  {name:<{width}}  {value:.4f}")
     if "log_return_rmse" in report:
         r = report["log_return_rmse"]
         print(f"  (RMSE of the log return: model {r['model']:.5f}, zero-return persistence "
@@ -115,7 +121,9 @@ def _predict(args: argparse.Namespace) -> int:
         for text, p in zip(texts, module.predict(saved, texts)):
             print(f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
         return 0
-    if saved["task"] in ("speech", "activity", "textgen"):
+    if saved["task"] == "translate":
+        raise ValueError(f"a translate model translates: use `grukit translate --model {args.model} TEXT ...`")
+    if saved["task"] in ("speech", "activity", "textgen", "music"):
         module.predict(saved)  # raises: says how to use the model from Python
     if args.text or args.file:
         raise SystemExit(f"grukit predict: a {saved['task']} model forecasts (--days N); it takes no text")
@@ -152,14 +160,42 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .tasks import textgen
+    from .tasks import music, textgen
     from .tasks.common import load
 
     saved = load(args.model)
+    if saved["task"] == "music":
+        notes = music.generate(saved, args.prompt or "", args.length or 48, args.temperature, args.seed)
+        path = music.write_melody(notes, args.output or "melody.mid")
+        print(f"wrote {path}: {len(notes)} notes\n{music.describe(notes)}")
+        return 0
     if saved["task"] != "textgen":
-        raise ValueError(f"{args.model!r} is a {saved['task']} model; generate needs one from `grukit train textgen`")
-    text = textgen.generate(saved, args.prompt, args.length, args.temperature, args.seed)
-    print(args.prompt + text)
+        raise ValueError(f"{args.model!r} is a {saved['task']} model; generate needs one from "
+                         "`grukit train textgen` or `grukit train music`")
+    if args.output:
+        raise ValueError("--output is for music models (a MIDI or MusicXML file); a textgen model prints its text")
+    prompt = "ROMEO.\n" if args.prompt is None else args.prompt
+    print(prompt + textgen.generate(saved, prompt, args.length or 400, args.temperature, args.seed))
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .tasks import translate
+    from .tasks.common import load
+
+    saved = load(args.model)
+    if saved["task"] != "translate":
+        raise ValueError(f"{args.model!r} is a {saved['task']} model; translate needs one from "
+                         "`grukit train translate --output FILE`")
+    translator = translate.load_translator(saved)
+    for text in args.text:
+        english = translate.english(int(text)) if text.strip().isdigit() else text
+        if args.beam > 1:
+            for i, (french, score) in enumerate(translator.beam(english, args.beam)[: args.show]):
+                print(f"{english}  ->  {french}" if i == 0 else f"{'':>{len(english)}}      {french}",
+                      f"  (log p per token {score:.3f})" if args.show > 1 else "")
+        else:
+            print(f"{english}  ->  {translator.greedy([english])[0]}")
     return 0
 
 
@@ -266,13 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     export.add_argument("out", help="the .onnx file to write")
     export.set_defaults(run=_export)
-    gen = sub.add_parser("generate", help="write text with a textgen model")
-    gen.add_argument("model", help="a model file from `grukit train textgen --output FILE`")
-    gen.add_argument("--prompt", default="ROMEO.\n", help="text to start from (default 'ROMEO.' and a newline)")
-    gen.add_argument("--length", type=int, default=400, help="characters to write (default 400)")
+    gen = sub.add_parser("generate", help="write text (textgen model) or a melody (music model)")
+    gen.add_argument("model", help="a model file from `grukit train textgen|music --output FILE`")
+    gen.add_argument("--prompt", help="textgen: text to start from (default 'ROMEO.' and a newline); music: notes "
+                     "like 'G4 G4:2 D5:0.5 R' (default: a first note drawn from the training melodies)")
+    gen.add_argument("--length", type=int, help="characters or notes to write (default 400 characters, 48 notes)")
     gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    gen.add_argument("--output", help="music: the .mid or .musicxml file to write (default melody.mid)")
     gen.set_defaults(run=_generate)
+    tr = sub.add_parser("translate", help="English number words -> French with a translate model")
+    tr.add_argument("text", nargs="+", help="English number words ('four hundred and twelve') or digits ('412')")
+    tr.add_argument("--model", default="translate.pt",
+                    help="a model file from `grukit train translate --output FILE` (default translate.pt)")
+    tr.add_argument("--beam", type=int, default=4, help="beam width; 1 = greedy decoding (default 4)")
+    tr.add_argument("--show", type=int, default=1, help="print this many of the beam's best translations")
+    tr.set_defaults(run=_translate)
     comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
     comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
     comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
@@ -298,7 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc", "length"):
+    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc", "length", "beam", "show"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")

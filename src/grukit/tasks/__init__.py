@@ -4,7 +4,8 @@
 ``train(options) -> report`` and ``predict(saved, ...)``.
 """
 
-from . import classify, forecast, sentiment, textgen
+from . import classify, forecast, music, sentiment, textgen, translate
 
 TASKS = {"sentiment": sentiment, "weather": forecast, "stocks": forecast, "speech": classify, "activity": classify,
-         "textgen": textgen}
+         "textgen": textgen, "music": music,
+         "translate": translate}
