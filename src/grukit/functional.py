@@ -124,6 +124,45 @@ def _check_flags(update_gate, dropout, **flags) -> None:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
+def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: int, like: Tensor):
+    """Validate the regulariser options; returns layer_norm as a list of ``count`` 4-tuples (or Nones)."""
+    for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    if layer_norm is None:
+        return [None] * count
+    if isinstance(layer_norm, Tensor) or not isinstance(layer_norm, (list, tuple)) or len(layer_norm) != count:
+        raise ValueError(f"layer_norm must hold one (gamma_ih, beta_ih, gamma_hh, beta_hh) tuple per layer and "
+                         f"direction ({count}), got {layer_norm!r:.80}")
+    for k, ln in enumerate(layer_norm):
+        if not isinstance(ln, (list, tuple)) or len(ln) != 4:
+            raise ValueError(f"layer_norm[{k}] must be a tuple (gamma_ih, beta_ih, gamma_hh, beta_hh)")
+        for name, t in zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), ln):
+            _check_tensor(f"layer_norm[{k}] ({name})", t, (3 * H,), like)
+    return [tuple(ln) for ln in layer_norm]
+
+
+def _regularisers(zoneout: float, recurrent_dropout: float, training: bool, steps_shape, B: int, H: int,
+                  like: Tensor) -> dict:
+    """The zoneout and recurrent-dropout arguments of one layer-direction's backend call.
+
+    Training: a fresh 0/1 zoneout mask per step and unit (1 = keep h_{t-1}; shape
+    ``steps_shape + (H,)``, the layout of the layer's input rows) and one recurrent-dropout
+    mask [B, H] (0 or 1/(1-p)) for the whole sequence. Evaluation: zoneout becomes its
+    expected value (the probability itself), recurrent dropout nothing.
+    """
+    options = {}
+    if zoneout:
+        if training:
+            options["zoneout"] = (torch.rand(tuple(steps_shape) + (H,), device=like.device) < zoneout).to(like.dtype)
+        else:
+            options["zoneout"] = float(zoneout)
+    if recurrent_dropout and training:
+        keep = 1.0 - float(recurrent_dropout)
+        options["recurrent_mask"] = (torch.rand(B, H, device=like.device) < keep).to(like.dtype) / keep
+    return options
+
+
 def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
     """Run L layers of D directions: each layer's directions see the previous layer's output
     (directions concatenated along ``feature_dim``), with dropout between layers when training.
@@ -160,6 +199,9 @@ def gru(
     dropout: float = 0.0,
     training: bool = False,
     backend: Optional[str] = None,
+    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
+    zoneout: float = 0.0,
+    recurrent_dropout: float = 0.0,
 ) -> Tuple[Tensor, Tensor]:
     """Run a (multi-layer, optionally bidirectional) GRU over a batch of sequences.
 
@@ -186,6 +228,13 @@ def gru(
         training: apply ``dropout``.
         backend: "auto", "torch", or another name from ``grukit.backends.names()``;
             None reads $GRUKIT_BACKEND (default "auto").
+        layer_norm: None, or one ``(gamma_ih, beta_ih, gamma_hh, beta_hh)`` tuple ([3H] each)
+            per layer and direction: the input and recurrent projections are layer-normalised
+            (equations: ``grukit.reference.gru_forward``).
+        zoneout: probability in [0, 1) that a unit keeps its previous value, drawn per step and
+            unit when ``training``; the expected value is used otherwise.
+        recurrent_dropout: probability in [0, 1) of dropping a unit of h_{t-1} where it enters the
+            recurrent products, one mask per sequence (Keras' meaning), when ``training``.
 
     Returns:
         output: [T, B, D*H] (or [B, T, D*H]) the last layer's states at every step.
@@ -206,6 +255,7 @@ def gru(
     T, B, I = x.shape
     D = 2 if bidirectional else 1
     L, H, clean_weights = _check_weights(weights, I, D, bidirectional, x)
+    ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, x)
     if hx is not None:
         _check_tensor("hx", hx, (L * D, B, H), x)
     if lengths is not None:
@@ -227,10 +277,14 @@ def gru(
 
     # ---- layers and directions ------------------------------------------
     def run_layer(layer_input, h0, weights_k, reverse):
+        weights_k, ln_k = weights_k
+        extra = _regularisers(zoneout, recurrent_dropout, training, (T, B), B, H, x)
+        if ln_k is not None:
+            extra["layer_norm"] = ln_k
         return chosen.gru_layer(layer_input, h0, *weights_k, lengths, reverse, reset_after,
-                                update_gate == KEEPS_STATE)
+                                update_gate == KEEPS_STATE, **extra)
 
-    output, h_n = _stack_layers(run_layer, x, hx, clean_weights, L, D, B, H, 2, dropout, training)
+    output, h_n = _stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
     return (output.transpose(0, 1) if batch_first else output), h_n
 
 
@@ -246,6 +300,9 @@ def gru_packed(
     dropout: float = 0.0,
     training: bool = False,
     backend: Optional[str] = None,
+    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
+    zoneout: float = 0.0,
+    recurrent_dropout: float = 0.0,
 ) -> Tuple[Tensor, Tensor]:
     """:func:`gru` on the contents of a ``PackedSequence``, with no padding.
 
@@ -280,6 +337,7 @@ def gru_packed(
     B = int(sizes[0])
     D = 2 if bidirectional else 1
     L, H, clean_weights = _check_weights(weights, I, D, bidirectional, data)
+    ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, data)
     if hx is not None:
         _check_tensor("hx", hx, (L * D, B, H), data)
     chosen = backends.select(data, backend)
@@ -289,11 +347,16 @@ def gru_packed(
         padded, lengths = pad_packed_sequence(PackedSequence(data, sizes))
         out, h_n = gru(padded, weights, hx, lengths=lengths, bidirectional=bidirectional,
                        reset_after=reset_after, update_gate=update_gate, dropout=dropout,
-                       training=training, backend=chosen.NAME)
+                       training=training, backend=chosen.NAME, layer_norm=layer_norm, zoneout=zoneout,
+                       recurrent_dropout=recurrent_dropout)
         return pack_padded_sequence(out, lengths, enforce_sorted=True).data, h_n
 
     def run_layer(layer_input, h0, weights_k, reverse):
+        weights_k, ln_k = weights_k
+        extra = _regularisers(zoneout, recurrent_dropout, training, (N,), B, H, data)
+        if ln_k is not None:
+            extra["layer_norm"] = ln_k
         return chosen.gru_layer_packed(layer_input, sizes, h0, *weights_k, reverse, reset_after,
-                                       update_gate == KEEPS_STATE)
+                                       update_gate == KEEPS_STATE, **extra)
 
-    return _stack_layers(run_layer, data, hx, clean_weights, L, D, B, H, 1, dropout, training)
+    return _stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)

@@ -27,7 +27,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -44,7 +44,8 @@ _state = {"loaded": False, "error": None, "module": None}
 def _build_dir() -> Path:
     root = os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit")
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for source in sorted(SOURCE.parent.glob("*")):  # the .cpp and the headers it includes
+        key.update(source.read_bytes())
     key.update(torch.__version__.encode())
     key.update(" ".join(CFLAGS).encode())
     key.update(platform.machine().encode())
@@ -161,6 +162,61 @@ def _register_autograd() -> None:
         return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None, None
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
+    _register_regularised_autograd()
+
+
+def _register_regularised_autograd() -> None:
+    """The same for ``grukit::gru_layer_reg_fwd`` (layer norm, zoneout, recurrent dropout)."""
+    op = "grukit::gru_layer_reg_fwd"
+
+    def width(H, reset_after, layer_norm):
+        return (4 if reset_after else 3) * H + (6 * H + 3 if layer_norm else 0)
+
+    @torch.library.register_fake(op)
+    def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask, zoneout_p,
+              recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training):
+        H = w_hh.shape[1]
+        rows = x.shape[:-1]
+        n = rows[0] * rows[1] if len(rows) == 2 else rows[0]
+        ws = x.new_empty((n, width(H, reset_after, gamma_ih is not None))) if training else x.new_empty((0,))
+        return x.new_empty(rows + (H,)), x.new_empty((h0.shape[0], H)), ws
+
+    @torch.library.register_fake("grukit::gru_layer_reg_bwd")
+    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, recurrent_mask,
+                  lengths, batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias):
+        n = w_hh.shape[0] if has_bias else 0
+        g = w_hh.shape[0] if gamma_ih is not None else 0
+        return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
+                w_hh.new_empty((n,)), w_hh.new_empty((n,))] + [w_hh.new_empty((g,)) for _ in range(4)]
+
+    def setup_context(ctx, inputs, output):
+        (x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask, zoneout_p,
+         recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training) = inputs
+        out, _, ws = output
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, lengths,
+                              batch_sizes, out, ws)
+        ctx.flags = (zoneout_p, reverse, reset_after, keeps_state, b_ih is not None, gamma_ih is not None)
+
+    def backward(ctx, d_out, d_hn, _d_ws):
+        x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, lengths, batch_sizes, out, ws = \
+            ctx.saved_tensors
+        zoneout_p, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
+        if not ws.numel():
+            raise RuntimeError("grukit: backward through a fused GRU layer that ran without saving activations "
+                               "(training=False); call it with grad enabled")
+        d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
+        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
+        grads = torch.ops.grukit.gru_layer_reg_bwd(
+            d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, recurrent_mask, lengths,
+            batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h = grads
+        if not has_bias:
+            db_ih = db_hh = None
+        if not has_ln:
+            dg_i = dbe_i = dg_h = dbe_h = None
+        return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 9
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
 
 
 # ------------------------------------------------------------------ backend entry point
@@ -181,8 +237,14 @@ def gru_layer(
     reverse: bool,
     reset_after: bool,
     keeps_state: bool,
+    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
+    zoneout: Union[None, float, Tensor] = None,
+    recurrent_mask: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
+    if layer_norm is not None or zoneout is not None or recurrent_mask is not None:
+        return _regularised(x, None, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state,
+                            layer_norm, zoneout, recurrent_mask)
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after, keeps_state,
         _training(x, h0, w_ih, w_hh, b_ih, b_hh),
@@ -201,6 +263,9 @@ def gru_layer_packed(
     reverse: bool,
     reset_after: bool,
     keeps_state: bool,
+    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
+    zoneout: Union[None, float, Tensor] = None,
+    recurrent_mask: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction, on the data of a PackedSequence, with no padding.
 
@@ -213,9 +278,26 @@ def gru_layer_packed(
 
     Returns:
         out: [N, H] the states in the packed layout; h_n: [B, H] each sequence's final state.
+        (a zoneout mask is [N, H], in the packed layout)
     """
+    if layer_norm is not None or zoneout is not None or recurrent_mask is not None:
+        return _regularised(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, None, reverse, reset_after, keeps_state,
+                            layer_norm, zoneout, recurrent_mask)
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
         x, h0, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, reverse, reset_after, keeps_state,
         _training(x, h0, w_ih, w_hh, b_ih, b_hh),
+    )
+    return out, h_n
+
+
+def _regularised(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state,
+                 layer_norm, zoneout, recurrent_mask):
+    """The layer with layer norm, zoneout and/or recurrent dropout: the ``gru_layer_reg_fwd`` kernel."""
+    ln = tuple(layer_norm) if layer_norm is not None else (None, None, None, None)
+    mask = zoneout if isinstance(zoneout, Tensor) else None
+    p = float(zoneout) if isinstance(zoneout, (int, float)) else 0.0
+    out, h_n, _ = torch.ops.grukit.gru_layer_reg_fwd(
+        x, h0, w_ih, w_hh, b_ih, b_hh, *ln, mask, p, recurrent_mask, lengths, batch_sizes, reverse, reset_after,
+        keeps_state, _training(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
     )
     return out, h_n

@@ -12,12 +12,13 @@ recurrent product and the element-wise gate math. Equations: see
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 NAME = "torch"
+LN_EPS = 1e-5  # as grukit.reference and torch.nn.LayerNorm
 
 
 def gru_layer(
@@ -31,6 +32,9 @@ def gru_layer(
     reverse: bool,
     reset_after: bool,
     keeps_state: bool,
+    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
+    zoneout: Union[None, float, Tensor] = None,
+    recurrent_mask: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction.
 
@@ -44,6 +48,11 @@ def gru_layer(
         reset_after: candidate n = tanh(.. + r * (h U_n^T + b_hn)) if True,
             tanh(.. + (r * h) U_n^T + b_hn) if False.
         keeps_state: h' = z*h + (1-z)*n if True, h' = (1-z)*h + z*n if False.
+        layer_norm: None or (gamma_ih, beta_ih, gamma_hh, beta_hh), each [3H].
+        zoneout: None; a [T, B, H] 0/1 mask (1 = the unit keeps h_{t-1}); or the probability
+            p (a float: the expected value, h = p h_{t-1} + (1-p) h').
+        recurrent_mask: None or [B, H], multiplies h_{t-1} where it enters the products.
+        (the equations of all three: ``grukit.reference.gru_forward``)
 
     Returns:
         out: [T, B, H] the state after each step, zero at steps past a sequence's length.
@@ -51,8 +60,15 @@ def gru_layer(
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    # x W^T + b_i for all steps at once: [T, B, 3H]
-    gi_all = torch.nn.functional.linear(x, w_ih, b_ih)
+    if layer_norm is None:
+        # x W^T + b_i for all steps at once: [T, B, 3H]
+        gi_all = torch.nn.functional.linear(x, w_ih, b_ih)
+    else:
+        g_i, be_i, g_h, be_h = layer_norm
+        # LN(x W^T) + b_i: normalised over the 3H pre-activations of each step and row
+        gi_all = torch.nn.functional.layer_norm(torch.nn.functional.linear(x, w_ih), (3 * H,), g_i, be_i, LN_EPS)
+        if b_ih is not None:
+            gi_all = gi_all + b_ih
     if reset_after:
         w_hh_rz, b_hh_rz = w_hh, b_hh  # one product gives all three recurrent terms
     else:
@@ -60,6 +76,14 @@ def gru_layer(
         w_hn = w_hh[2 * H :]
         b_hh_rz = None if b_hh is None else b_hh[: 2 * H]
         b_hn = None if b_hh is None else b_hh[2 * H :]
+
+    def recurrent(h_in, weight, bias, block):
+        """h W^T + b, or LN(h W^T) + b with gamma_hh / beta_hh's ``block`` slice."""
+        if layer_norm is None:
+            return torch.nn.functional.linear(h_in, weight, bias)
+        y = torch.nn.functional.layer_norm(torch.nn.functional.linear(h_in, weight), (weight.shape[0],),
+                                           g_h[block], be_h[block], LN_EPS)
+        return y if bias is None else y + bias
 
     if lengths is not None:
         steps = torch.arange(T, device=x.device).unsqueeze(1)
@@ -70,7 +94,9 @@ def gru_layer(
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
         gi_r, gi_z, gi_n = gi_all[t].chunk(3, dim=1)
-        gh = torch.nn.functional.linear(h, w_hh_rz, b_hh_rz)
+        # h~ = h * m: recurrent dropout on what enters the products
+        hd = h if recurrent_mask is None else h * recurrent_mask
+        gh = recurrent(hd, w_hh_rz, b_hh_rz, slice(0, 3 * H if reset_after else 2 * H))
         # r = sigmoid(x W_r^T + b_ir + h U_r^T + b_hr);  z likewise
         r = torch.sigmoid(gi_r + gh[:, :H])
         z = torch.sigmoid(gi_z + gh[:, H : 2 * H])
@@ -79,13 +105,17 @@ def gru_layer(
             n = torch.tanh(gi_n + r * gh[:, 2 * H :])
         else:
             # n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
-            n = torch.tanh(gi_n + torch.nn.functional.linear(r * h, w_hn, b_hn))
+            n = torch.tanh(gi_n + recurrent(r * hd, w_hn, b_hn, slice(2 * H, 3 * H)))
         if keeps_state:
             # h' = z * h + (1 - z) * n  =  n + z * (h - n)
             h_new = n + z * (h - n)
         else:
             # h' = (1 - z) * h + z * n  =  h + z * (n - h)
             h_new = h + z * (n - h)
+        if zoneout is not None:
+            keep = zoneout if isinstance(zoneout, float) else zoneout[t]
+            # h_t = k * h_{t-1} + (1 - k) * h'   (zoneout)
+            h_new = h_new + keep * (h - h_new)
         if lengths is None:
             h = h_new
             outputs[t] = h_new
