@@ -131,7 +131,6 @@ def test_input_dropout_in_training_matches_keras():
 @pytest.mark.parametrize("option,expected", [
     ({"activation": "relu"}, "activation='relu'"),
     ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
-    ({"recurrent_dropout": 0.3}, "recurrent_dropout"),
 ])
 def test_other_options_fall_back_to_keras_with_one_warning(option, expected):
     ref, ours = _pair(return_sequences=True, **option)
@@ -142,6 +141,21 @@ def test_other_options_fall_back_to_keras_with_one_warning(option, expected):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ours(x)  # said once only
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_recurrent_dropout_runs_fused_and_only_in_training(reset_after):
+    ref, ours = _pair(return_sequences=True, recurrent_dropout=0.4, reset_after=reset_after)
+    x = np.random.default_rng(8).normal(size=(B, T, I)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: the fused path takes it
+        _assert_same(ref, ours, x)  # evaluation: no dropout, Keras' numbers
+        torch.manual_seed(0)
+        a = ours(x, training=True).detach().numpy()
+        b = ours(x, training=True).detach().numpy()
+    plain = ours(x, training=False).detach().numpy()
+    assert not np.allclose(a, plain) and not np.allclose(a, b)  # a fresh mask per call, and it acts
+    np.testing.assert_allclose(a[:, 0], plain[:, 0], rtol=1e-5, atol=1e-6)  # h_0 = 0: step 1 unaffected
 
 
 def test_mask_with_a_gap_falls_back():

@@ -87,3 +87,126 @@ def test_backend_matches_the_oracle_forward_and_backward(backend, ln, zo, rd, re
         names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"] + (["gamma_ih", "beta_ih", "gamma_hh", "beta_hh"] if ln else [])
         for name, tensor in zip(names, [tx, th0, *tw, *(tln or [])]):
             np.testing.assert_allclose(tensor.grad.numpy(), expected[name], atol=1e-10, err_msg=f"{name} reverse={reverse}")
+
+
+@pytest.mark.skipif(cpu_fused not in BACKENDS, reason="fused kernels unavailable")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, reset_after):
+    """A batch large enough for the threads to split rows, with lengths and in the packed layout."""
+    torch.manual_seed(0)
+    T, B, I, H = 9, 40, 16, 48
+    lengths = torch.randint(0, T + 1, (B,))
+    lengths[0] = T
+    x = torch.randn(T, B, I, dtype=dtype)
+    h0 = torch.randn(B, H, dtype=dtype)
+    w = [torch.randn(3 * H, I, dtype=dtype) * 0.3, torch.randn(3 * H, H, dtype=dtype) * 0.3,
+         torch.randn(3 * H, dtype=dtype) * 0.3, torch.randn(3 * H, dtype=dtype) * 0.3]
+    ln = [1 + 0.3 * torch.randn(3 * H, dtype=dtype), 0.3 * torch.randn(3 * H, dtype=dtype),
+          1 + 0.3 * torch.randn(3 * H, dtype=dtype), 0.3 * torch.randn(3 * H, dtype=dtype)]
+    zo = (torch.rand(T, B, H) < 0.2).to(dtype)
+    rd = (torch.rand(B, H) < 0.8).to(dtype) / 0.8
+    d_out = torch.randn(T, B, H, dtype=dtype) * (torch.arange(T)[:, None] < lengths[None, :])[..., None]
+    d_hn = torch.randn(B, H, dtype=dtype)
+    results = []
+    for backend in (torch_ops, cpu_fused):
+        leaves = [t.clone().requires_grad_(True) for t in [x, h0, *w, *ln]]
+        out, h_n = backend.gru_layer(leaves[0], leaves[1], *leaves[2:6], lengths, False, reset_after, True,
+                                     layer_norm=leaves[6:], zoneout=zo, recurrent_mask=rd)
+        torch.autograd.backward([out, h_n], [d_out, d_hn])
+        results.append([out.detach(), h_n.detach()] + [t.grad for t in leaves])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, atol=tol, rtol=tol)
+
+    # packed layout: the same sequences, sorted longest first, zoneout mask in the packed rows
+    from torch.nn.utils.rnn import pack_padded_sequence
+    keep = lengths > 0
+    packed = pack_padded_sequence(x[:, keep], lengths[keep], enforce_sorted=False)
+    zo_packed = pack_padded_sequence(zo[:, keep], lengths[keep], enforce_sorted=False).data
+    order = packed.sorted_indices
+    out, h_n = cpu_fused.gru_layer_packed(packed.data, packed.batch_sizes, h0[keep][order], *w, False, reset_after,
+                                          True, layer_norm=ln, zoneout=zo_packed, recurrent_mask=rd[keep][order])
+    expected = pack_padded_sequence(results[0][0][:, keep], lengths[keep], enforce_sorted=False).data
+    torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
+    torch.testing.assert_close(h_n, results[0][1][keep][order], atol=tol, rtol=tol)
+
+
+def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurrent_dropout():
+    from grukit.functional import _regularisers
+
+    torch.manual_seed(0)
+    like = torch.zeros(1)
+    masks = _regularisers(0.3, 0.25, True, (200, 8), 8, 64, like)
+    zo, rd = masks["zoneout"], masks["recurrent_mask"]
+    assert zo.shape == (200, 8, 64) and rd.shape == (8, 64)  # zoneout per step and unit; dropout per sequence
+    assert set(zo.unique().tolist()) == {0.0, 1.0} and abs(zo.mean().item() - 0.3) < 0.01
+    assert not torch.equal(zo[0], zo[1])  # a new zoneout mask every step
+    assert torch.equal(rd.unique(), torch.tensor([0.0, 1 / 0.75])) and abs((rd == 0).float().mean().item() - 0.25) < 0.05
+    assert _regularisers(0.3, 0.25, False, (200, 8), 8, 64, like) == {"zoneout": 0.3}  # evaluation
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_module_options_train_evaluate_and_reload(reset_after, tmp_path):
+    torch.manual_seed(1)
+    gru = grukit_module(reset_after)
+    x = torch.randn(3, 12, 5)
+    # training: zoneout keeps about p of the units exactly, a different set every step
+    gru.train()
+    out, _ = gru(x)
+    out.sum().backward()
+    assert all(p.grad is not None for p in gru.parameters())
+    kept = (out[:, 1:] == out[:, :-1]).float()  # batch_first: step t+1 equals step t where zoned out
+    assert 0.15 < kept.mean().item() < 0.45 and not torch.equal(kept[:, 0], kept[:, 1])
+    # evaluation is deterministic and uses zoneout's expectation, not a mask
+    gru.eval()
+    with torch.no_grad():
+        a, b = gru(x)[0], gru(x)[0]
+    assert torch.equal(a, b) and not (a[:, 1:] == a[:, :-1]).any()
+    # a saved model reloads and reproduces its outputs
+    torch.save(gru.state_dict(), tmp_path / "gru.pt")
+    again = grukit_module(reset_after)
+    again.load_state_dict(torch.load(tmp_path / "gru.pt"))
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x)[0], a)
+    assert sorted(k for k in gru.state_dict() if k.startswith("layer_norm")) == sorted(
+        f"layer_norm_{kind}_{side}_l{layer}{suffix}" for kind in ("weight", "bias") for side in ("ih", "hh")
+        for layer in (0, 1) for suffix in ("", "_reverse"))
+
+
+def grukit_module(reset_after):
+    import grukit
+
+    return grukit.GRU(5, 8, num_layers=2, batch_first=True, bidirectional=True, reset_after=reset_after,
+                      layer_norm=True, zoneout=0.3, recurrent_dropout=0.2)
+
+
+def test_defaults_leave_the_drop_in_unchanged_and_bad_options_say_so():
+    import grukit
+
+    plain = grukit.GRU(4, 6, num_layers=2)
+    assert plain.state_dict().keys() == torch.nn.GRU(4, 6, num_layers=2).state_dict().keys()
+    for kwargs, message in (({"zoneout": 1.0}, "zoneout must be a number in \\[0, 1\\)"),
+                            ({"recurrent_dropout": -0.1}, "recurrent_dropout must be a number in \\[0, 1\\)")):
+        with pytest.raises(ValueError, match=message):
+            grukit.GRU(4, 6, **kwargs)
+    with pytest.raises(TypeError, match="layer_norm must be a bool"):
+        grukit.GRU(4, 6, layer_norm="yes")
+    with pytest.raises(ValueError, match="layer_norm\\[0\\] \\(gamma_ih\\) must have shape \\(18,\\)"):
+        grukit.gru(torch.randn(2, 1, 4), plain.layer_weights()[:1], layer_norm=[(torch.ones(6),) * 4])
+    regularised = grukit.GRU(4, 6, layer_norm=True, zoneout=0.1)
+    with pytest.raises(ValueError, match="supports the plain GRU only; this one has layer_norm=True, zoneout=0.1"):
+        regularised.to_torch()
+    from grukit.export import to_onnx
+    with pytest.raises(ValueError, match="ONNX export"):
+        to_onnx(regularised, "unused.onnx")
+
+
+def test_a_stream_reproduces_a_regularised_gru_in_evaluation():
+    import grukit
+
+    gru = grukit.GRU(3, 8, num_layers=2, layer_norm=True, zoneout=0.3, recurrent_dropout=0.2).eval()
+    x = torch.randn(6, 2, 3)
+    with torch.no_grad():
+        full = gru(x)[0]
+    stream = gru.stream(batch_size=2)
+    torch.testing.assert_close(torch.stack([stream.step(x[t]) for t in range(6)]), full, atol=1e-6, rtol=1e-6)

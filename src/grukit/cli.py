@@ -34,6 +34,7 @@ def _options(args: argparse.Namespace, task: str):
         task=task, epochs=args.epochs, hidden=args.hidden, layers=args.layers, reset_after=args.reset_after,
         seed=args.seed, batch_size=args.batch_size, lr=args.lr, output=args.output, limit=args.limit,
         quiet=args.quiet, checkpoint=args.checkpoint, resume=args.resume,
+        layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
     )
 
 
@@ -275,6 +276,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--checkpoint", help="write a checkpoint here after every epoch (resumable on any number of processes)")
     p.add_argument("--resume", help="continue training from this checkpoint")
+    p.add_argument("--layer-norm", action="store_true",
+                   help="layer-normalised GRU (textgen and music models): the input and recurrent projections")
+    p.add_argument("--zoneout", type=float, default=0.0,
+                   help="zoneout probability in [0, 1) (textgen and music models; default 0)")
+    p.add_argument("--recurrent-dropout", type=float, default=0.0,
+                   help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)")
     p.add_argument("--nproc", type=int, default=1,
                    help="data-parallel training on N local processes (runs this command under torchrun)")
 
@@ -349,6 +356,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if getattr(args, "lr", None) is not None and args.lr <= 0:
         parser.error(f"--lr must be positive, got {args.lr}")
+    for name in ("zoneout", "recurrent_dropout"):
+        value = getattr(args, name, 0.0)
+        if not 0.0 <= value < 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    regularised = getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)
+    if regularised and getattr(args, "task", None) not in ("textgen", "music"):
+        parser.error("--layer-norm, --zoneout and --recurrent-dropout apply to the textgen and music tasks")
     if getattr(args, "nproc", 1) > 1:
         return _relaunch_with_torchrun(args, argv)
     try:

@@ -125,6 +125,7 @@ def to_onnx(module, path: str, *, initial_state: bool = False, sequence_lens: bo
         module = GRU.from_torch(module)
     if not isinstance(module, GRU):
         raise TypeError(f"module must be a grukit.GRU or torch.nn.GRU, got {type(module).__name__}")
+    module.check_plain("ONNX export (the ONNX GRU operator)")  # recurrent dropout: training only, fine
     g = _Graph()
     T = g.TensorProto
     I, H = module.input_size, module.hidden_size

@@ -36,6 +36,8 @@ def gate_values(gru, x: torch.Tensor, layer: int = 0) -> Dict[str, np.ndarray]:
     Recomputed step by step from the weights with the equations of ``grukit.reference``
     (float32 torch ops); the layer's input for layer > 0 is the previous layers' output.
     """
+    if hasattr(gru, "check_plain"):
+        gru.check_plain("grukit gates")
     with torch.no_grad():
         seq = x.unsqueeze(1)  # [T, 1, I]
         if layer:

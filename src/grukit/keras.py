@@ -14,9 +14,12 @@ C++ kernels on CPU) for both ``reset_after`` values instead.
 The fused path covers activation tanh, recurrent_activation sigmoid, any
 ``dropout`` (Keras' input mask), masks whose valid steps are one contiguous run
 per sequence (right- or left-padded, as ``Embedding(mask_zero=True)`` gives), and
-``go_backwards``. Anything else (another activation, ``recurrent_dropout``, a mask
-with holes) runs Keras' own loop, with one warning saying why: never different
-numbers.
+``go_backwards``, and ``recurrent_dropout`` (Gal and Ghahramani's variational
+dropout: one mask on h_{t-1} per sequence, applied where h_{t-1} enters the
+recurrent products; note that Keras 3's own GRU, with its default
+``implementation=2``, accepts ``recurrent_dropout`` and silently ignores it).
+Anything else (another activation, a mask with holes) runs Keras' own loop, with
+one warning saying why: never different numbers.
 
 Importing this module selects Keras' torch backend when none is chosen yet
 (``KERAS_BACKEND`` unset and Keras not imported); with another backend already
@@ -109,8 +112,6 @@ class GRU(keras.layers.GRU):
                 f"recurrent_activation={activations.serialize(cell.recurrent_activation)!r} "
                 "(the fused kernels compute sigmoid)"
             )
-        if self.recurrent_dropout:
-            return "recurrent_dropout > 0 is not in the fused kernels yet"
         return None
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -153,7 +154,8 @@ class GRU(keras.layers.GRU):
         B, T, _ = x.shape
         if runs is None:
             out, h_n = gru_function(
-                x, [weights], h0.unsqueeze(0), batch_first=True, reset_after=cell.reset_after
+                x, [weights], h0.unsqueeze(0), batch_first=True, reset_after=cell.reset_after,
+                recurrent_dropout=cell.recurrent_dropout, training=bool(training),
             )
             h_n = h_n[0]
             return out[:, -1], out, [h_n]
@@ -167,7 +169,7 @@ class GRU(keras.layers.GRU):
         x_shifted = torch.gather(x, 1, gather_in[:, :, None].expand(-1, -1, x.shape[2]))
         out, h_n = gru_function(
             x_shifted, [weights], h0.unsqueeze(0), lengths=length, batch_first=True,
-            reset_after=cell.reset_after,
+            reset_after=cell.reset_after, recurrent_dropout=cell.recurrent_dropout, training=bool(training),
         )
         h_n = h_n[0]
         H = h_n.shape[1]

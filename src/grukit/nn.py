@@ -44,6 +44,9 @@ def _check_variant(reset_after, update_gate) -> None:
         raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
 
 
+LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
+
+
 class GRU(nn.Module):
     r"""A multi-layer GRU over sequences; a drop-in for ``torch.nn.GRU``.
 
@@ -64,6 +67,16 @@ class GRU(nn.Module):
         update_gate: "keeps_state" or "takes_candidate" (see above).
         backend: force a backend ("torch", ...); None picks the fastest
             (or $GRUKIT_BACKEND).
+        layer_norm: normalise the input projection x W_ih^T and the recurrent projection
+            h W_hh^T of every step, each with its own gain and bias (Ba et al. 2016, as Haste's
+            LayerNormGRU; equations in ``grukit.reference.gru_forward``); adds parameters
+            ``layer_norm_{weight,bias}_{ih,hh}_l{k}[_reverse]`` [3H] (gains 1, biases 0).
+        zoneout: in training, each unit keeps its previous value with this probability, a
+            fresh draw per step (Krueger et al. 2016); in evaluation, h_t = p h_{t-1} + (1-p) h'_t.
+        recurrent_dropout: in training, drop units of h_{t-1} where it enters the recurrent
+            products, one mask per sequence for all steps (Gal and Ghahramani 2016; Keras'
+            ``recurrent_dropout``). Nothing in evaluation.
+        All three are off by default: the drop-in behaviour and ``state_dict`` are unchanged.
 
     Inputs: ``input, h_0``
         input: [T, B, I] ([B, T, I] if batch_first), [T, I] unbatched, or a
@@ -102,11 +115,22 @@ class GRU(nn.Module):
         reset_after: bool = True,
         update_gate: str = KEEPS_STATE,
         backend: Optional[str] = None,
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = _check_size("input_size", input_size)
         self.hidden_size = _check_size("hidden_size", hidden_size)
         self.num_layers = _check_size("num_layers", num_layers)
+        if not isinstance(layer_norm, bool):
+            raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
+        for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        self.layer_norm = layer_norm
+        self.zoneout = float(zoneout)
+        self.recurrent_dropout = float(recurrent_dropout)
         for flag_name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
@@ -141,16 +165,25 @@ class GRU(nn.Module):
                     name = base + suffix
                     setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name)
+                if layer_norm:
+                    for base in LAYER_NORM_NAMES:
+                        setattr(self, base + suffix, nn.Parameter(torch.empty(3 * H, **factory)))
         self.reset_parameters()
         # choose (and for the fused kernels, build or load) the backend now, outside any
         # torch.compile trace; an unknown backend name fails here rather than at the first call
         backends.select(self.weight_hh_l0, backend)
 
     def reset_parameters(self) -> None:
-        """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``."""
+        """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``; layer-norm
+        gains 1 and biases 0 (as ``torch.nn.LayerNorm``)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        for name, p in self.named_parameters():
+            if name.startswith("layer_norm_weight"):
+                nn.init.ones_(p)
+            elif name.startswith("layer_norm_bias"):
+                nn.init.zeros_(p)
+            else:
+                nn.init.uniform_(p, -bound, bound)
 
     def flatten_parameters(self) -> None:
         """No-op, kept so code written for ``torch.nn.GRU`` runs unchanged."""
@@ -170,6 +203,14 @@ class GRU(nn.Module):
         """The weights as ``grukit.functional.gru`` takes them."""
         return [tuple(w) for w in self.all_weights]
 
+    def layer_norm_weights(self) -> Optional[List[Tuple[Tensor, Tensor, Tensor, Tensor]]]:
+        """(gamma_ih, beta_ih, gamma_hh, beta_hh) per layer and direction, or None without layer norm."""
+        if not self.layer_norm:
+            return None
+        D = 2 if self.bidirectional else 1
+        suffixes = [f"_l{layer}" + ("_reverse" if d else "") for layer in range(self.num_layers) for d in range(D)]
+        return [tuple(getattr(self, base + suffix) for base in LAYER_NORM_NAMES) for suffix in suffixes]
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
@@ -183,6 +224,12 @@ class GRU(nn.Module):
         if self.bidirectional:
             s += ", bidirectional=True"
         s += f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
+        if self.zoneout:
+            s += f", zoneout={self.zoneout}"
+        if self.recurrent_dropout:
+            s += f", recurrent_dropout={self.recurrent_dropout}"
         return s
 
     def forward(
@@ -234,6 +281,9 @@ class GRU(nn.Module):
             dropout=self.dropout,
             training=self.training,
             backend=self.backend,
+            layer_norm=self.layer_norm_weights(),
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
         )
 
     def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
@@ -257,6 +307,15 @@ class GRU(nn.Module):
         if packed.unsorted_indices is not None:
             h_n = h_n.index_select(1, packed.unsorted_indices)
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+
+    def check_plain(self, what: str, training_only_ok: bool = True) -> None:
+        """Raise unless this GRU computes the plain GRU function (no layer norm; no zoneout, which
+        changes even the evaluation function; recurrent dropout only if ``training_only_ok``)."""
+        extras = ["layer_norm=True"] if self.layer_norm else []
+        extras += [f"zoneout={self.zoneout}"] if self.zoneout else []
+        extras += [f"recurrent_dropout={self.recurrent_dropout}"] if self.recurrent_dropout and not training_only_ok else []
+        if extras:
+            raise ValueError(f"{what} supports the plain GRU only; this one has {', '.join(extras)}")
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights."""
@@ -288,6 +347,7 @@ class GRU(nn.Module):
         """
         from .convert import flip_update_gate
 
+        self.check_plain("to_torch (torch.nn.GRU)", training_only_ok=False)
         if not self.reset_after:
             raise ValueError(
                 "reset_after=False (reset before the recurrent matmul) cannot be expressed "

@@ -13,7 +13,8 @@ Feeding a sequence step by step gives exactly what ``gru(sequence)`` gives.
 Inference only (no autograd). The weights are copied and packed when the
 stream is made: make a new stream after changing them. On CPU float32/float64
 with the fused backend each step is a single call into C++ (a few microseconds
-at batch 1); elsewhere it falls back to ``grukit.functional.gru`` per call.
+at batch 1); elsewhere, and for GRUs with layer norm or zoneout (evaluation
+semantics: zoneout's expected value), it calls ``grukit.functional.gru`` per call.
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ class GRUStream:
         self.update_gate = module.update_gate
         with torch.no_grad():
             self._weights = [tuple(w.detach().clone() for w in ws) for ws in module.all_weights]
+            ln = module.layer_norm_weights() if hasattr(module, "layer_norm_weights") else None
+            self._layer_norm = None if ln is None else [tuple(w.detach().clone() for w in ws) for ws in ln]
+        # evaluation semantics: zoneout is its expected value; recurrent dropout does nothing
+        self._zoneout = float(getattr(module, "zoneout", 0.0))
         p = self._weights[0][0]
         self._shape = (self.num_layers, batch_size, self.hidden_size)
         self._h0 = self._check_state(h0, p) if h0 is not None else p.new_zeros(self._shape)
         self._native = None
         chosen = backends.select(p, module.backend)
-        if chosen.NAME == "cpu_fused":
+        plain = self._layer_norm is None and not self._zoneout  # the C++ stream computes the plain GRU
+        if chosen.NAME == "cpu_fused" and plain:
             from .backends import cpu_fused
 
             self._native = cpu_fused.extension().Stream(
@@ -101,6 +107,7 @@ class GRUStream:
         with torch.no_grad():
             out, self._h = gru_function(
                 chunk, self._weights, self._h, reset_after=self.reset_after, update_gate=self.update_gate,
-                backend="torch",
+                backend=None if self._layer_norm is not None or self._zoneout else "torch",
+                layer_norm=self._layer_norm, zoneout=self._zoneout,
             )
         return out

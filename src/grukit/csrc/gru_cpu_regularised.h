@@ -114,7 +114,9 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   const T *ga_i = gi_g.data_ptr<T>(), *be_i = gi_b.data_ptr<T>(), *ga_h = gh_g.data_ptr<T>(), *be_h = gh_b.data_ptr<T>();
 
   const int64_t W = g.width;
-  Tensor ws = training ? at::empty({N, W}, opts) : at::empty({0}, opts);
+  // rows past a sequence's length are never written: zero them, the backward sums over every row
+  const bool skips_rows = !p.packed && std::any_of(p.bs.begin(), p.bs.end(), [&](int64_t b) { return b < B; });
+  Tensor ws = training ? (skips_rows ? at::zeros({N, W}, opts) : at::empty({N, W}, opts)) : at::empty({0}, opts);
   Tensor scratch = training ? Tensor() : reg_workspace(kRegDGH, {B, W}, opts);  // one step's saved values
 
   // gi = LN(x W_ih^T) + b_ih  (or x W_ih^T + b_ih) for all steps: one product, then one pass per row

@@ -31,6 +31,13 @@ class Options:
     quiet: bool = False
     checkpoint: Optional[str] = None  # written after every epoch (rank 0)
     resume: Optional[str] = None  # a checkpoint to continue from
+    layer_norm: bool = False  # the GRU's regularisers (grukit.GRU's options of the same names)
+    zoneout: float = 0.0
+    recurrent_dropout: float = 0.0
+
+    def gru_options(self) -> Dict:
+        """The regulariser keyword arguments for ``grukit.GRU`` (saved in model files' config)."""
+        return {"layer_norm": self.layer_norm, "zoneout": self.zoneout, "recurrent_dropout": self.recurrent_dropout}
 
 
 def distributed() -> Tuple[int, int]:

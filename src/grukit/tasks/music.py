@@ -42,11 +42,12 @@ def duration_token(duration: float) -> int:
 class MelodyModel(nn.Module):
     """pitch and duration tokens [B, T] -> next-note (pitch logits [B, T, 129], duration logits [B, T, 10])."""
 
-    def __init__(self, hidden: int = 128, layers: int = 1, reset_after: bool = True, dropout: float = 0.2):
+    def __init__(self, hidden: int = 128, layers: int = 1, reset_after: bool = True, dropout: float = 0.2,
+                 **gru_options):
         super().__init__()
         self.pitch_embedding = nn.Embedding(PITCHES, 48)
         self.duration_embedding = nn.Embedding(len(DURATIONS), 16)
-        self.gru = GRU(64, hidden, num_layers=layers, batch_first=True, reset_after=reset_after)
+        self.gru = GRU(64, hidden, num_layers=layers, batch_first=True, reset_after=reset_after, **gru_options)
         self.dropout = nn.Dropout(dropout)
         self.pitch_head = nn.Linear(hidden, PITCHES)
         self.duration_head = nn.Linear(hidden, len(DURATIONS))
@@ -147,7 +148,7 @@ def train(options: Options) -> Dict:
     train_set = encode(data.train, TRANSPOSITIONS)
     val_set, test_set = encode(data.val), encode(data.test)
     hidden = options.hidden or 128
-    model = MelodyModel(hidden, options.layers, options.reset_after)
+    model = MelodyModel(hidden, options.layers, options.reset_after, **options.gru_options())
     result = fit(model, train_set, melody_loss, lambda: evaluate_model(model, *val_set)["nll"],
                  options.epochs or 30, options.lr or 3e-3, options.batch_size or 32, options,
                  higher_is_better=False)
@@ -171,13 +172,14 @@ def train(options: Options) -> Dict:
     first_notes = [(pitch_token(m[0][0]), duration_token(m[0][1])) for m in data.train]
     report["model_file"] = model_file("music", options, model, first_notes=first_notes,
                                       config={"hidden": hidden, "layers": options.layers,
-                                              "reset_after": options.reset_after})
+                                              "reset_after": options.reset_after, **options.gru_options()})
     return report
 
 
 def load_model(saved: Dict) -> MelodyModel:
     c = saved["config"]
-    model = MelodyModel(c["hidden"], c["layers"], c["reset_after"])
+    model = MelodyModel(c["hidden"], c["layers"], c["reset_after"],
+                        **{k: c[k] for k in ("layer_norm", "zoneout", "recurrent_dropout") if k in c})
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

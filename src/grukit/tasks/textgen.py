@@ -27,10 +27,11 @@ WINDOW, VAL_CHARS = 128, 200_000
 class CharModel(nn.Module):
     """ids [B, T] -> next-character logits [B, T, chars]."""
 
-    def __init__(self, chars: int, hidden: int = 256, layers: int = 1, reset_after: bool = True, embed: int = 64):
+    def __init__(self, chars: int, hidden: int = 256, layers: int = 1, reset_after: bool = True, embed: int = 64,
+                 **gru_options):
         super().__init__()
         self.embedding = nn.Embedding(chars, embed)
-        self.gru = GRU(embed, hidden, num_layers=layers, batch_first=True, reset_after=reset_after)
+        self.gru = GRU(embed, hidden, num_layers=layers, batch_first=True, reset_after=reset_after, **gru_options)
         self.dense = nn.Linear(hidden, chars)
 
     def forward(self, ids):
@@ -63,7 +64,7 @@ def train(options: Options) -> Dict:
     train_ids = encode(data.train_text[:limit], data.vocab)
     val_ids = encode(data.val_text[:VAL_CHARS], data.vocab)
     hidden = options.hidden or 256
-    model = CharModel(chars, hidden, options.layers, options.reset_after)
+    model = CharModel(chars, hidden, options.layers, options.reset_after, **options.gru_options())
     x, y = _windows(train_ids)
     vx, vy = _windows(val_ids)
 
@@ -91,13 +92,17 @@ def train(options: Options) -> Dict:
     }
     report["model_file"] = model_file("textgen", options, model, vocab=data.vocab,
                                       config={"chars": chars, "hidden": hidden, "layers": options.layers,
-                                              "reset_after": options.reset_after})
+                                              "reset_after": options.reset_after, **options.gru_options()})
     return report
+
+
+def _gru_options(config: Dict) -> Dict:
+    return {k: config[k] for k in ("layer_norm", "zoneout", "recurrent_dropout") if k in config}
 
 
 def load_model(saved: Dict) -> CharModel:
     c = saved["config"]
-    model = CharModel(c["chars"], c["hidden"], c["layers"], c["reset_after"])
+    model = CharModel(c["chars"], c["hidden"], c["layers"], c["reset_after"], **_gru_options(c))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
