@@ -230,6 +230,18 @@ ISSUE_TORCH_MS = {
 }
 
 
+def write_section(path: Path, start: str, end: str, text: str) -> None:
+    """Replace the part of ``path`` between the ``start`` and ``end`` markers by ``text`` (or append it)."""
+    import re
+
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        new = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n?", lambda _: text, old, flags=re.S)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
 def fmt(seconds: float) -> str:
     ms = seconds * 1e3
     return f"{ms * 1e3:.1f} us" if ms < 0.1 else f"{ms:.2f} ms"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
@@ -126,12 +126,9 @@ def section(rows, epochs):
 
 
 def write(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END) + r"\n?", lambda _: text, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    from gru_speed import write_section
+
+    write_section(path, START, END, text)
 
 
 def main():

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import grukit  # noqa: E402
-from gru_speed import cpu_name, fmt, measure  # noqa: E402
+from gru_speed import cpu_name, fmt, measure, write_section  # noqa: E402
 
 START, END = "<!-- regularisers-benchmark -->", "<!-- /regularisers-benchmark -->"
 VARIANTS = {
@@ -132,14 +131,8 @@ def main():
     print(text)
     if args.quick:
         return
-    path = Path(args.output)
-    old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END) + r"\n?", lambda _: text, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-    print(f"wrote {path}")
+    write_section(Path(args.output), START, END, text)
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,21 @@ def test_translate_through_the_cli_greedy_and_beam(tmp_path, capsys):
     assert "unknown words ['twelf']" in capsys.readouterr().err
     assert main(["translate", "--model", str(tmp_path / "none.pt"), "one"]) == 2
     assert "grukit train TASK --output" in capsys.readouterr().err
+
+
+def test_regularised_music_model_saves_reloads_and_generates(tmp_path, capsys):
+    from grukit.tasks import music
+
+    path = str(tmp_path / "reg.pt")
+    assert main(["train", "music", "--limit", "30", "--epochs", "1", "--quiet", "--output", path, "--layer-norm",
+                 "--zoneout", "0.1", "--recurrent-dropout", "0.2"]) == 0
+    saved = load(path)
+    assert saved["config"]["layer_norm"] and saved["config"]["zoneout"] == 0.1
+    model, again = music.load_model(saved), music.load_model(load(path))
+    assert model.gru.layer_norm and model.gru.recurrent_dropout == 0.2
+    pitches, durations, _ = music.encode([[(67, 1.0), (69, 0.5), (71, 2.0), (72, 1.0)]])
+    with torch.no_grad():
+        assert torch.equal(model(pitches, durations)[0], again(pitches, durations)[0])
+    assert len(music.generate(saved, "", 10, 1.0, seed=1)) == 11
+    with pytest.raises(SystemExit):  # the forecasts and classifiers keep the plain GRU
+        main(["train", "weather", "--zoneout", "0.1"])

@@ -78,17 +78,7 @@ def test_backward_matches_central_differences(reset_after, update_gate, bias):
         reset_after=reset_after, update_gate=update_gate,
     )
     grads = reference.gru_backward(G, g, cache)
-    eps = 1e-6
-    for name, value in params.items():
-        numeric = np.zeros_like(value)
-        for i in np.ndindex(value.shape):
-            saved = value[i]
-            value[i] = saved + eps
-            up = loss(params)
-            value[i] = saved - eps
-            down = loss(params)
-            value[i] = saved
-            numeric[i] = (up - down) / (2 * eps)
+    for name, numeric in _numeric_gradient(loss, params).items():
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
     if not bias:
         assert grads["b_ih"] is None and grads["b_hh"] is None

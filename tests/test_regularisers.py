@@ -136,13 +136,13 @@ def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurre
 
     torch.manual_seed(0)
     like = torch.zeros(1)
-    masks = _regularisers(0.3, 0.25, True, (200, 8), 8, 64, like)
+    masks = _regularisers(None, 0.3, 0.25, True, (200, 8), 8, 64, like)
     zo, rd = masks["zoneout"], masks["recurrent_mask"]
     assert zo.shape == (200, 8, 64) and rd.shape == (8, 64)  # zoneout per step and unit; dropout per sequence
     assert set(zo.unique().tolist()) == {0.0, 1.0} and abs(zo.mean().item() - 0.3) < 0.01
     assert not torch.equal(zo[0], zo[1])  # a new zoneout mask every step
     assert torch.equal(rd.unique(), torch.tensor([0.0, 1 / 0.75])) and abs((rd == 0).float().mean().item() - 0.25) < 0.05
-    assert _regularisers(0.3, 0.25, False, (200, 8), 8, 64, like) == {"zoneout": 0.3}  # evaluation
+    assert _regularisers(None, 0.3, 0.25, False, (200, 8), 8, 64, like) == {"zoneout": 0.3}  # evaluation
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -142,16 +142,16 @@ def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: i
     return [tuple(ln) for ln in layer_norm]
 
 
-def _regularisers(zoneout: float, recurrent_dropout: float, training: bool, steps_shape, B: int, H: int,
-                  like: Tensor) -> dict:
-    """The zoneout and recurrent-dropout arguments of one layer-direction's backend call.
+def _regularisers(layer_norm_k, zoneout: float, recurrent_dropout: float, training: bool, steps_shape, B: int,
+                  H: int, like: Tensor) -> dict:
+    """The layer-norm, zoneout and recurrent-dropout arguments of one layer-direction's backend call.
 
     Training: a fresh 0/1 zoneout mask per step and unit (1 = keep h_{t-1}; shape
     ``steps_shape + (H,)``, the layout of the layer's input rows) and one recurrent-dropout
     mask [B, H] (0 or 1/(1-p)) for the whole sequence. Evaluation: zoneout becomes its
     expected value (the probability itself), recurrent dropout nothing.
     """
-    options = {}
+    options = {} if layer_norm_k is None else {"layer_norm": layer_norm_k}
     if zoneout:
         if training:
             options["zoneout"] = (torch.rand(tuple(steps_shape) + (H,), device=like.device) < zoneout).to(like.dtype)
@@ -278,9 +278,7 @@ def gru(
     # ---- layers and directions ------------------------------------------
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
-        extra = _regularisers(zoneout, recurrent_dropout, training, (T, B), B, H, x)
-        if ln_k is not None:
-            extra["layer_norm"] = ln_k
+        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, (T, B), B, H, x)
         return chosen.gru_layer(layer_input, h0, *weights_k, lengths, reverse, reset_after,
                                 update_gate == KEEPS_STATE, **extra)
 
@@ -353,9 +351,7 @@ def gru_packed(
 
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
-        extra = _regularisers(zoneout, recurrent_dropout, training, (N,), B, H, data)
-        if ln_k is not None:
-            extra["layer_norm"] = ln_k
+        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, (N,), B, H, data)
         return chosen.gru_layer_packed(layer_input, sizes, h0, *weights_k, reverse, reset_after,
                                        update_gate == KEEPS_STATE, **extra)
 

@@ -327,9 +327,10 @@ void bwd_before_gates(int64_t n, const T* __restrict sr, const T* __restrict sz,
 enum Slot { kGI, kWihT, kWrec, kWhnT, kScratch, kHbuf, kGH, kRH,
             kDGI, kDGH, kHprev, kRHs, kDRH, kXT, kHpT, kRhT, kDWihT, kDWhhT,
             kSortedX, kSortedH0, kSortedOut, kSortedDOut, kSortedDHn, kSortedDX, kSlots };
+constexpr int kMaxSlots = 64;  // kSlots here, and the regularised kernels' slots after them
 
-Tensor workspace(Slot slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
-  thread_local std::vector<Tensor> buffers(kSlots);
+Tensor workspace(int slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
+  thread_local std::vector<Tensor> buffers(kMaxSlots);
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   Tensor& buf = buffers[slot];
@@ -433,7 +434,7 @@ void gather_batch(const Tensor& src_in, const Tensor& index, int64_t batch_dim, 
 }
 
 // A tensor in the kernel's sorted batch order, in a reused workspace (no copy if unsorted).
-Tensor to_sorted(const Problem& p, const Tensor& t, int64_t batch_dim, Slot slot) {
+Tensor to_sorted(const Problem& p, const Tensor& t, int64_t batch_dim, int slot) {
   if (!p.order.defined()) return t.contiguous();
   Tensor dst = workspace(slot, t.sizes(), t.options());
   gather_batch(t, p.order, batch_dim, dst);

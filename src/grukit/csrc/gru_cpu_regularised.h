@@ -18,27 +18,22 @@
 
 constexpr double kLayerNormEps = 1e-5;  // as torch.nn.LayerNorm
 
-enum RegSlot { kRegGI, kRegHd, kRegGH, kRegRH, kRegH, kRegDGI, kRegDRaw, kRegDGH, kRegHdAll, kRegRhAll,
+// workspace slots of these kernels, after gru_cpu.cpp's own
+enum RegSlot { kRegGI = kSlots, kRegHd, kRegGH, kRegRH, kRegH, kRegDGI, kRegDRaw, kRegDGH, kRegHdAll, kRegRhAll,
                kRegDh, kRegDhd, kRegXT, kRegHT, kRegDWihT, kRegDWhhT, kRegSortedZo, kRegSortedRd,
                kRegSortedX, kRegSortedOut, kRegSortedDOut, kRegSlots };
+static_assert(kRegSlots <= kMaxSlots, "raise kMaxSlots in gru_cpu.cpp");
 
-Tensor reg_workspace(RegSlot slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
-  thread_local std::vector<Tensor> buffers(kRegSlots);
-  int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
-  Tensor& buf = buffers[slot];
-  if (!buf.defined() || buf.scalar_type() != opts.dtype().toScalarType() || buf.numel() < numel) {
-    c10::InferenceMode normal(false);
-    buf = at::empty({std::max<int64_t>(numel, 1)}, opts);
+// The thread team for these kernels: gru_cpu.cpp's team when it splits batch rows, else one
+// thread (a split by hidden units cannot compute a row's layer-norm statistics without a barrier).
+Team rows_only_team(int64_t B, int64_t H) {
+  Team team = make_team(B, H, 3 * H);
+  if (!team.by_rows) {
+    team.n = 1;
+    team.by_rows = true;
+    team.row_chunk = B;
   }
-  return buf.narrow(0, 0, numel).view(shape);
-}
-
-Tensor reg_sorted(const Problem& p, const Tensor& t, int64_t batch_dim, RegSlot slot) {
-  if (!p.order.defined()) return t.contiguous();
-  Tensor dst = reg_workspace(slot, t.sizes(), t.options());
-  gather_batch(t, p.order, batch_dim, dst);
-  return dst;
+  return team;
 }
 
 // y = gamma * v_hat + beta over n values, v_hat = (v - mean) * rstd; v_hat written to `hat`
@@ -99,10 +94,10 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   const int64_t B = p.B, I = p.I, H = p.H, N = p.N;
   const bool after = p.reset_after, keeps = p.keeps_state;
   auto opts = x_in.options();
-  Tensor x = reg_sorted(p, x_in, 1, kRegSortedX);
+  Tensor x = to_sorted(p, x_in, 1, kRegSortedX);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
-  Tensor zo = g.zo_mask ? reg_sorted(p, *zo_mask_in, p.packed ? 0 : 1, kRegSortedZo) : Tensor();
-  Tensor rd = g.rd ? reg_sorted(p, *rd_mask_in, 0, kRegSortedRd) : Tensor();
+  Tensor zo = g.zo_mask ? to_sorted(p, *zo_mask_in, p.packed ? 0 : 1, kRegSortedZo) : Tensor();
+  Tensor rd = g.rd ? to_sorted(p, *rd_mask_in, 0, kRegSortedRd) : Tensor();
   std::vector<T> zeros(3 * H, T(0)), ones(3 * H, T(1));
   auto ptr_or = [&](const c10::optional<Tensor>& t, std::vector<T>& fallback) -> Tensor {
     return t.has_value() && t->defined() ? t->contiguous() : at::from_blob(fallback.data(), {3 * H}, opts);
@@ -117,10 +112,10 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   // rows past a sequence's length are never written: zero them, the backward sums over every row
   const bool skips_rows = !p.packed && std::any_of(p.bs.begin(), p.bs.end(), [&](int64_t b) { return b < B; });
   Tensor ws = training ? (skips_rows ? at::zeros({N, W}, opts) : at::empty({N, W}, opts)) : at::empty({0}, opts);
-  Tensor scratch = training ? Tensor() : reg_workspace(kRegDGH, {B, W}, opts);  // one step's saved values
+  Tensor scratch = training ? Tensor() : workspace(kRegDGH, {B, W}, opts);  // one step's saved values
 
   // gi = LN(x W_ih^T) + b_ih  (or x W_ih^T + b_ih) for all steps: one product, then one pass per row
-  Tensor gi = reg_workspace(kRegGI, {N, 3 * H}, opts);
+  Tensor gi = workspace(kRegGI, {N, 3 * H}, opts);
   Tensor w_ih_t = w_ih.t().contiguous();
   mm_parallel<T>(N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
   {
@@ -142,11 +137,11 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
 
   const std::vector<int64_t> out_shape = p.packed ? std::vector<int64_t>{N, H} : std::vector<int64_t>{p.T, B, H};
   Tensor out = at::zeros(out_shape, opts);  // zero at steps past a sequence's length
-  Tensor hstate = reg_workspace(kRegH, {B, H}, opts);
-  hstate.copy_(reg_sorted(p, h0_in, 0, kRegSortedOut));
-  Tensor hd = g.rd ? reg_workspace(kRegHd, {B, H}, opts) : hstate;
-  Tensor gh = reg_workspace(kRegGH, {B, 3 * H}, opts);
-  Tensor rh = after ? Tensor() : reg_workspace(kRegRH, {B, H}, opts);
+  Tensor hstate = workspace(kRegH, {B, H}, opts);
+  hstate.copy_(to_sorted(p, h0_in, 0, kRegSortedOut));
+  Tensor hd = g.rd ? workspace(kRegHd, {B, H}, opts) : hstate;
+  Tensor gh = workspace(kRegGH, {B, 3 * H}, opts);
+  Tensor rh = after ? Tensor() : workspace(kRegRH, {B, H}, opts);
   Tensor w_hh_t = w_hh.t().contiguous();  // [H, 3H]
   const T* whh_t = w_hh_t.data_ptr<T>();
   T* hs = hstate.data_ptr<T>();
@@ -157,13 +152,7 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   const T* zop = g.zo_mask ? zo.data_ptr<T>() : nullptr;
   const T zo_p = T(g.zo_p);
 
-  const Team team = make_team(B, H, 3 * H);
-  Team rows_team = team;
-  if (!team.by_rows) {  // layer norm needs whole rows: fall back to one thread rather than split units
-    rows_team.n = 1;
-    rows_team.by_rows = true;
-    rows_team.row_chunk = B;
-  }
+  const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
     const int64_t r0 = rows_team.row_lo(k), r1 = rows_team.row_hi(k);
     if (r0 >= r1) return;
@@ -259,13 +248,13 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   const int64_t B = p.B, I = p.I, H = p.H, N = p.N, W = g.width;
   const bool after = p.reset_after, keeps = p.keeps_state;
   auto opts = x_in.options();
-  Tensor x = reg_sorted(p, x_in, p.packed ? 0 : 1, kRegSortedX);
-  Tensor out = reg_sorted(p, out_in, p.packed ? 0 : 1, kRegSortedOut);
-  Tensor d_out = reg_sorted(p, d_out_in, p.packed ? 0 : 1, kRegSortedDOut);
+  Tensor x = to_sorted(p, x_in, p.packed ? 0 : 1, kRegSortedX);
+  Tensor out = to_sorted(p, out_in, p.packed ? 0 : 1, kRegSortedOut);
+  Tensor d_out = to_sorted(p, d_out_in, p.packed ? 0 : 1, kRegSortedDOut);
   Tensor h0 = p.order.defined() ? h0_in.index_select(0, p.order).contiguous() : h0_in.contiguous();
   Tensor dh = p.order.defined() ? d_hn_in.index_select(0, p.order).contiguous() : d_hn_in.contiguous().clone();
-  Tensor zo = g.zo_mask ? reg_sorted(p, *zo_mask_in, p.packed ? 0 : 1, kRegSortedZo) : Tensor();
-  Tensor rd = g.rd ? reg_sorted(p, *rd_mask_in, 0, kRegSortedRd) : Tensor();
+  Tensor zo = g.zo_mask ? to_sorted(p, *zo_mask_in, p.packed ? 0 : 1, kRegSortedZo) : Tensor();
+  Tensor rd = g.rd ? to_sorted(p, *rd_mask_in, 0, kRegSortedRd) : Tensor();
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   std::vector<T> ones(3 * H, T(1));
   auto gamma = [&](const c10::optional<Tensor>& t) {
@@ -276,12 +265,12 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
 
   // per row of the (sorted) input: d of gi and of gh after LN (dGI, dGH), d of the raw recurrent
   // products (dRaw), h~ and r * h~ for the weight gradients. Zero at padded rows.
-  Tensor dgi = reg_workspace(kRegDGI, {N, 3 * H}, opts).zero_();
-  Tensor dgh = reg_workspace(kRegDGH, {N, 3 * H}, opts).zero_();
-  Tensor draw = reg_workspace(kRegDRaw, {N, 3 * H}, opts).zero_();
-  Tensor hdall = reg_workspace(kRegHdAll, {N, H}, opts).zero_();
-  Tensor rhall = after ? Tensor() : reg_workspace(kRegRhAll, {N, H}, opts).zero_();
-  Tensor dhd = reg_workspace(kRegDhd, {B, H}, opts);
+  Tensor dgi = workspace(kRegDGI, {N, 3 * H}, opts).zero_();
+  Tensor dgh = workspace(kRegDGH, {N, 3 * H}, opts).zero_();
+  Tensor draw = workspace(kRegDRaw, {N, 3 * H}, opts).zero_();
+  Tensor hdall = workspace(kRegHdAll, {N, H}, opts).zero_();
+  Tensor rhall = after ? Tensor() : workspace(kRegRhAll, {N, H}, opts).zero_();
+  Tensor dhd = workspace(kRegDhd, {B, H}, opts);
   T *dgip = dgi.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *drawp = draw.data_ptr<T>(), *hdallp = hdall.data_ptr<T>();
   T* rhallp = after ? nullptr : rhall.data_ptr<T>();
   T *dhp = dh.data_ptr<T>(), *dhdp = dhd.data_ptr<T>();
@@ -291,13 +280,7 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   const T* whh = w_hh.data_ptr<T>();
   const T zo_p = T(g.zo_p);
 
-  const Team team = make_team(B, H, 3 * H);
-  Team rows_team = team;
-  if (!team.by_rows) {
-    rows_team.n = 1;
-    rows_team.by_rows = true;
-    rows_team.row_chunk = B;
-  }
+  const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
     const int64_t r0 = rows_team.row_lo(k), r1 = rows_team.row_hi(k);
     if (r0 >= r1) return;
@@ -421,14 +404,14 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   Tensor dx = at::empty(dx_shape, opts);
   mm_parallel<T>(N, I, 3 * H, dgip, 3 * H, w_ih.data_ptr<T>(), I, dx.data_ptr<T>(), I, false);
   // dW_ih^T [I, 3H] = X^T [I, N] @ dGI [N, 3H]
-  Tensor x_t = reg_workspace(kRegXT, {I, N}, opts);
+  Tensor x_t = workspace(kRegXT, {I, N}, opts);
   x_t.copy_(x.view({N, I}).t());
-  Tensor dw_ih_t = reg_workspace(kRegDWihT, {I, 3 * H}, opts);
+  Tensor dw_ih_t = workspace(kRegDWihT, {I, 3 * H}, opts);
   mm_parallel<T>(I, 3 * H, N, x_t.data_ptr<T>(), N, dgip, 3 * H, dw_ih_t.data_ptr<T>(), 3 * H, false);
   // dW_hh^T [H, 3H] = H~^T @ dRaw  (reset before: the n block from (r * h~)^T)
-  Tensor h_t = reg_workspace(kRegHT, {H, N}, opts);
+  Tensor h_t = workspace(kRegHT, {H, N}, opts);
   h_t.copy_(hdall.t());
-  Tensor dw_hh_t = reg_workspace(kRegDWhhT, {H, 3 * H}, opts);
+  Tensor dw_hh_t = workspace(kRegDWhhT, {H, 3 * H}, opts);
   mm_parallel<T>(H, after ? 3 * H : 2 * H, N, h_t.data_ptr<T>(), N, drawp, 3 * H, dw_hh_t.data_ptr<T>(), 3 * H, false);
   if (!after) {
     h_t.copy_(rhall.t());
