@@ -132,17 +132,45 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
 
 
 def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurrent_dropout():
+    from grukit.backends.masks import ZoneoutDraw
     from grukit.functional import _regularisers
 
     torch.manual_seed(0)
     like = torch.zeros(1)
-    masks = _regularisers(None, 0.3, 0.25, True, (200, 8), 8, 64, like)
-    zo, rd = masks["zoneout"], masks["recurrent_mask"]
-    assert zo.shape == (200, 8, 64) and rd.shape == (8, 64)  # zoneout per step and unit; dropout per sequence
+    masks = _regularisers(None, 0.3, 0.25, True, 8, 64, like)
+    draw, rd = masks["zoneout"], masks["recurrent_mask"]
+    assert isinstance(draw, ZoneoutDraw) and draw.p == 0.3 and rd.shape == (8, 64)  # dropout: per sequence
+    zo = draw.mask((200, 8, 64), like)  # the portable backend's draw: per step and unit
     assert set(zo.unique().tolist()) == {0.0, 1.0} and abs(zo.mean().item() - 0.3) < 0.01
-    assert not torch.equal(zo[0], zo[1])  # a new zoneout mask every step
+    assert not torch.equal(zo[0], zo[1]) and torch.equal(zo, draw.mask((200, 8, 64), like))  # seeded
     assert torch.equal(rd.unique(), torch.tensor([0.0, 1 / 0.75])) and abs((rd == 0).float().mean().item() - 0.25) < 0.05
-    assert _regularisers(None, 0.3, 0.25, False, (200, 8), 8, 64, like) == {"zoneout": 0.3}  # evaluation
+    assert _regularisers(None, 0.3, 0.25, False, 8, 64, like) == {"zoneout": 0.3}  # evaluation
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda m: m.NAME)
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_after):
+    """The fused kernel recomputes its mask in the backward pass: gradients must match an explicit mask."""
+    from grukit.backends.masks import ZoneoutDraw
+
+    torch.manual_seed(3)
+    T, B, I, H = 6, 20, 4, 24
+    x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    w = [torch.randn(3 * H, I, dtype=torch.float64) * 0.4, torch.randn(3 * H, H, dtype=torch.float64) * 0.4,
+         torch.zeros(3 * H, dtype=torch.float64), torch.zeros(3 * H, dtype=torch.float64)]
+    draw = ZoneoutDraw.new(0.4)
+    leaves = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
+    out, h_n = backend.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
+    previous = torch.cat([h0[None], out[:-1]]).detach()
+    kept = (out.detach() == previous).to(torch.float64)  # the mask the kernel drew, read off its output
+    assert 0.3 < kept.mean().item() < 0.5 and not torch.equal(kept[0], kept[1])
+    (out.sum() + h_n.sum()).backward()
+    again = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
+    out2, h_n2 = torch_ops.gru_layer(*again, None, False, reset_after, True, zoneout=kept)
+    (out2.sum() + h_n2.sum()).backward()
+    torch.testing.assert_close(out2, out)
+    for a, b in zip(leaves, again):
+        torch.testing.assert_close(a.grad, b.grad)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from . import backends
+from .backends.masks import ZoneoutDraw
 from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
 
 LayerWeights = Tuple[Tensor, ...]  # (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
@@ -142,21 +143,18 @@ def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: i
     return [tuple(ln) for ln in layer_norm]
 
 
-def _regularisers(layer_norm_k, zoneout: float, recurrent_dropout: float, training: bool, steps_shape, B: int,
-                  H: int, like: Tensor) -> dict:
+def _regularisers(layer_norm_k, zoneout: float, recurrent_dropout: float, training: bool, B: int, H: int,
+                  like: Tensor) -> dict:
     """The layer-norm, zoneout and recurrent-dropout arguments of one layer-direction's backend call.
 
-    Training: a fresh 0/1 zoneout mask per step and unit (1 = keep h_{t-1}; shape
-    ``steps_shape + (H,)``, the layout of the layer's input rows) and one recurrent-dropout
-    mask [B, H] (0 or 1/(1-p)) for the whole sequence. Evaluation: zoneout becomes its
-    expected value (the probability itself), recurrent dropout nothing.
+    Training: zoneout as a ``ZoneoutDraw`` (the backend draws a fresh 0/1 mask per step and
+    unit, 1 = keep h_{t-1}, in the layout of the layer's input rows) and
+    one recurrent-dropout mask [B, H] (0 or 1/(1-p)) for the whole sequence. Evaluation: zoneout
+    becomes its expected value (the probability itself), recurrent dropout nothing.
     """
     options = {} if layer_norm_k is None else {"layer_norm": layer_norm_k}
     if zoneout:
-        if training:
-            options["zoneout"] = (torch.rand(tuple(steps_shape) + (H,), device=like.device) < zoneout).to(like.dtype)
-        else:
-            options["zoneout"] = float(zoneout)
+        options["zoneout"] = ZoneoutDraw.new(zoneout) if training else float(zoneout)
     if recurrent_dropout and training:
         keep = 1.0 - float(recurrent_dropout)
         options["recurrent_mask"] = (torch.rand(B, H, device=like.device) < keep).to(like.dtype) / keep
@@ -278,7 +276,7 @@ def gru(
     # ---- layers and directions ------------------------------------------
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
-        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, (T, B), B, H, x)
+        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, x)
         return chosen.gru_layer(layer_input, h0, *weights_k, lengths, reverse, reset_after,
                                 update_gate == KEEPS_STATE, **extra)
 
@@ -351,7 +349,7 @@ def gru_packed(
 
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
-        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, (N,), B, H, data)
+        extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, data)
         return chosen.gru_layer_packed(layer_input, sizes, h0, *weights_k, reverse, reset_after,
                                        update_gate == KEEPS_STATE, **extra)
 

@@ -32,6 +32,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .masks import ZoneoutDraw
+
 NAME = "cpu_fused"
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "gru_cpu.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
@@ -174,7 +176,7 @@ def _register_regularised_autograd() -> None:
 
     @torch.library.register_fake(op)
     def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask, zoneout_p,
-              recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training):
+              zoneout_seed, recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training):
         H = w_hh.shape[1]
         rows = x.shape[:-1]
         n = rows[0] * rows[1] if len(rows) == 2 else rows[0]
@@ -182,8 +184,8 @@ def _register_regularised_autograd() -> None:
         return x.new_empty(rows + (H,)), x.new_empty((h0.shape[0], H)), ws
 
     @torch.library.register_fake("grukit::gru_layer_reg_bwd")
-    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, recurrent_mask,
-                  lengths, batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias):
+    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, zoneout_seed,
+                  recurrent_mask, lengths, batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias):
         n = w_hh.shape[0] if has_bias else 0
         g = w_hh.shape[0] if gamma_ih is not None else 0
         return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
@@ -191,30 +193,31 @@ def _register_regularised_autograd() -> None:
 
     def setup_context(ctx, inputs, output):
         (x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask, zoneout_p,
-         recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training) = inputs
+         zoneout_seed, recurrent_mask, lengths, batch_sizes, reverse, reset_after, keeps_state, training) = inputs
         out, _, ws = output
         ctx.save_for_backward(x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, lengths,
                               batch_sizes, out, ws)
-        ctx.flags = (zoneout_p, reverse, reset_after, keeps_state, b_ih is not None, gamma_ih is not None)
+        ctx.flags = (zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, b_ih is not None,
+                     gamma_ih is not None)
 
     def backward(ctx, d_out, d_hn, _d_ws):
         x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, lengths, batch_sizes, out, ws = \
             ctx.saved_tensors
-        zoneout_p, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
+        zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
         if not ws.numel():
             raise RuntimeError("grukit: backward through a fused GRU layer that ran without saving activations "
                                "(training=False); call it with grad enabled")
         d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
         d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
         grads = torch.ops.grukit.gru_layer_reg_bwd(
-            d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, recurrent_mask, lengths,
-            batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias)
+            d_out, d_hn, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, zoneout_mask, zoneout_p, zoneout_seed,
+            recurrent_mask, lengths, batch_sizes, out, ws, reverse, reset_after, keeps_state, has_bias)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h = grads
         if not has_bias:
             db_ih = db_hh = None
         if not has_ln:
             dg_i = dbe_i = dg_h = dbe_h = None
-        return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 9
+        return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 10
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
 
@@ -295,9 +298,12 @@ def _regularised(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, r
     """The layer with layer norm, zoneout and/or recurrent dropout: the ``gru_layer_reg_fwd`` kernel."""
     ln = tuple(layer_norm) if layer_norm is not None else (None, None, None, None)
     mask = zoneout if isinstance(zoneout, Tensor) else None
-    p = float(zoneout) if isinstance(zoneout, (int, float)) else 0.0
+    if isinstance(zoneout, ZoneoutDraw):  # the kernel draws the mask from the seed (never stored)
+        p, seed = zoneout.p, zoneout.seed
+    else:
+        p, seed = (float(zoneout) if isinstance(zoneout, (int, float)) else 0.0), -1
     out, h_n, _ = torch.ops.grukit.gru_layer_reg_fwd(
-        x, h0, w_ih, w_hh, b_ih, b_hh, *ln, mask, p, recurrent_mask, lengths, batch_sizes, reverse, reset_after,
-        keeps_state, _training(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
+        x, h0, w_ih, w_hh, b_ih, b_hh, *ln, mask, p, seed, recurrent_mask, lengths, batch_sizes, reverse,
+        reset_after, keeps_state, _training(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
     )
     return out, h_n

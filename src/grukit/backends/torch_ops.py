@@ -17,6 +17,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .masks import ZoneoutDraw
+
 NAME = "torch"
 LN_EPS = 1e-5  # as grukit.reference and torch.nn.LayerNorm
 
@@ -49,8 +51,9 @@ def gru_layer(
             tanh(.. + (r * h) U_n^T + b_hn) if False.
         keeps_state: h' = z*h + (1-z)*n if True, h' = (1-z)*h + z*n if False.
         layer_norm: None or (gamma_ih, beta_ih, gamma_hh, beta_hh), each [3H].
-        zoneout: None; a [T, B, H] 0/1 mask (1 = the unit keeps h_{t-1}); or the probability
-            p (a float: the expected value, h = p h_{t-1} + (1-p) h').
+        zoneout: None; a [T, B, H] 0/1 mask (1 = the unit keeps h_{t-1}); a ``ZoneoutDraw``
+            (training: draw such a mask); or the probability p (a float: the expected value,
+            h = p h_{t-1} + (1-p) h').
         recurrent_mask: None or [B, H], multiplies h_{t-1} where it enters the products.
         (the equations of all three: ``grukit.reference.gru_forward``)
 
@@ -60,6 +63,8 @@ def gru_layer(
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
+    if isinstance(zoneout, ZoneoutDraw):
+        zoneout = zoneout.mask((T, B, H), x)
     if layer_norm is None:
         # x W^T + b_i for all steps at once: [T, B, 3H]
         gi_all = torch.nn.functional.linear(x, w_ih, b_ih)
@@ -115,7 +120,7 @@ def gru_layer(
         if zoneout is not None:
             keep = zoneout if isinstance(zoneout, float) else zoneout[t]
             # h_t = k * h_{t-1} + (1 - k) * h'   (zoneout)
-            h_new = h_new + keep * (h - h_new)
+            h_new = keep * h + (1 - keep) * h_new  # exactly h_{t-1} where k = 1
         if lengths is None:
             h = h_new
             outputs[t] = h_new

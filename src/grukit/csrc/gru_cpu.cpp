@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <type_traits>
 #include <vector>
@@ -840,15 +841,16 @@ std::tuple<Tensor, Tensor, Tensor> gru_layer_reg_fwd(
     const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
     const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& beta_ih,
     const c10::optional<Tensor>& gamma_hh, const c10::optional<Tensor>& beta_hh,
-    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, const c10::optional<Tensor>& recurrent_mask,
-    const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after,
-    bool keeps_state, bool training) {
+    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, int64_t zoneout_seed,
+    const c10::optional<Tensor>& recurrent_mask, const c10::optional<Tensor>& lengths,
+    const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after, bool keeps_state, bool training) {
   TORCH_CHECK(h0.dim() == 2, "grukit::gru_layer_reg_fwd: h0 must be [B, H]");
   Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
   const bool ln = gamma_ih.has_value() && gamma_ih->defined();
   const bool zo = zoneout_mask.has_value() && zoneout_mask->defined();
   const bool rd = recurrent_mask.has_value() && recurrent_mask->defined();
   Reg g(ln, zo, zoneout_p, rd, p.H, reset_after);
+  g.zo_seed = zoneout_seed;
   at::NoGradGuard no_grad;
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_reg_fwd", [&] {
     return reg_forward_impl<scalar_t>(p, g, x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh,
@@ -859,14 +861,16 @@ std::tuple<Tensor, Tensor, Tensor> gru_layer_reg_fwd(
 std::vector<Tensor> gru_layer_reg_bwd(
     const Tensor& d_out, const Tensor& d_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
     const Tensor& w_hh, const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& gamma_hh,
-    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, const c10::optional<Tensor>& recurrent_mask,
-    const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes, const Tensor& out,
+    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, int64_t zoneout_seed,
+    const c10::optional<Tensor>& recurrent_mask, const c10::optional<Tensor>& lengths,
+    const c10::optional<Tensor>& batch_sizes, const Tensor& out,
     const Tensor& ws, bool reverse, bool reset_after, bool keeps_state, bool has_bias) {
   Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
   const bool ln = gamma_ih.has_value() && gamma_ih->defined();
   const bool zo = zoneout_mask.has_value() && zoneout_mask->defined();
   const bool rd = recurrent_mask.has_value() && recurrent_mask->defined();
   Reg g(ln, zo, zoneout_p, rd, p.H, reset_after);
+  g.zo_seed = zoneout_seed;
   TORCH_CHECK(ws.numel() == p.N * g.width,
               "grukit::gru_layer_reg_bwd: the forward pass saved no activations (it ran without grad)");
   at::NoGradGuard no_grad;
@@ -1028,11 +1032,12 @@ TORCH_LIBRARY(grukit, m) {
   m.def(
       "gru_layer_reg_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "Tensor? gamma_ih, Tensor? beta_ih, Tensor? gamma_hh, Tensor? beta_hh, Tensor? zoneout_mask, "
-      "float zoneout_p, Tensor? recurrent_mask, Tensor? lengths, Tensor? batch_sizes, bool reverse, "
+      "float zoneout_p, int zoneout_seed, Tensor? recurrent_mask, Tensor? lengths, Tensor? batch_sizes, bool reverse, "
       "bool reset_after, bool keeps_state, bool training) -> (Tensor, Tensor, Tensor)");
   m.def(
       "gru_layer_reg_bwd(Tensor d_out, Tensor d_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor? gamma_ih, Tensor? gamma_hh, Tensor? zoneout_mask, float zoneout_p, Tensor? recurrent_mask, "
+      "Tensor? gamma_ih, Tensor? gamma_hh, Tensor? zoneout_mask, float zoneout_p, int zoneout_seed, "
+      "Tensor? recurrent_mask, "
       "Tensor? lengths, Tensor? batch_sizes, Tensor out, Tensor workspace, bool reverse, bool reset_after, "
       "bool keeps_state, bool has_bias) -> Tensor[]");
 }

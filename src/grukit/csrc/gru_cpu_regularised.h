@@ -21,8 +21,35 @@ constexpr double kLayerNormEps = 1e-5;  // as torch.nn.LayerNorm
 // workspace slots of these kernels, after gru_cpu.cpp's own
 enum RegSlot { kRegGI = kSlots, kRegHd, kRegGH, kRegRH, kRegH, kRegDGI, kRegDRaw, kRegDGH, kRegHdAll, kRegRhAll,
                kRegDh, kRegDhd, kRegXT, kRegHT, kRegDWihT, kRegDWhhT, kRegSortedZo, kRegSortedRd,
-               kRegSortedX, kRegSortedOut, kRegSortedDOut, kRegSlots };
+               kRegSortedX, kRegSortedOut, kRegSortedDOut, kRegWs, kRegSlots };
 static_assert(kRegSlots <= kMaxSlots, "raise kMaxSlots in gru_cpu.cpp");
+
+// A tensor handed to autograd (the saved activations), recycled: the buffer of the previous call
+// is reused once nothing holds its storage any more (its backward ran, or the graph was freed),
+// which spares the page faults of a fresh multi-megabyte allocation on every training step.
+Tensor recycled(int slot, at::IntArrayRef shape, const at::TensorOptions& opts) {
+  thread_local std::vector<Tensor> pool(kMaxSlots);
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  Tensor& buf = pool[slot];
+  if (!buf.defined() || buf.storage().use_count() > 1 || buf.scalar_type() != opts.dtype().toScalarType() ||
+      buf.numel() < numel) {
+    c10::InferenceMode normal(false);
+    buf = at::empty({std::max<int64_t>(numel, 1)}, opts);
+  }
+  return buf.narrow(0, 0, numel).view(shape);
+}
+
+// Zoneout's mask drawn inside the kernel: element `index` of a call keeps h_{t-1} when a hash of
+// (seed, index) falls below p * 2^32 (splitmix64's mixer: the forward and the backward pass
+// compute the same bits, so nothing is stored, and drawing costs about a nanosecond an element).
+inline bool zoneout_keeps(uint64_t seed, uint64_t index, uint32_t threshold) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return uint32_t(z >> 32) < threshold;
+}
 
 // The thread team for these kernels: gru_cpu.cpp's team when it splits batch rows, else one
 // thread (a split by hidden units cannot compute a row's layer-norm statistics without a barrier).
@@ -40,12 +67,13 @@ Team rows_only_team(int64_t B, int64_t H) {
 // (may alias nothing else), the result to `y` (may alias v). Returns rstd.
 template <typename T>
 T layer_norm_row(int64_t n, const T* v, const T* gamma, const T* beta, T* hat, T* y) {
-  double mean = 0, var = 0;
-  for (int64_t j = 0; j < n; ++j) mean += v[j];
-  mean /= n;
-  for (int64_t j = 0; j < n; ++j) var += (v[j] - mean) * (v[j] - mean);
-  const T rstd = T(1.0 / std::sqrt(var / n + kLayerNormEps));
-  const T m = T(mean);
+  T sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += v[j];
+  const T m = sum / T(n);
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < n; ++j) sq += (v[j] - m) * (v[j] - m);
+  const T rstd = T(1) / std::sqrt(sq / T(n) + T(kLayerNormEps));
   for (int64_t j = 0; j < n; ++j) {
     const T h = (v[j] - m) * rstd;
     hat[j] = h;
@@ -57,14 +85,26 @@ T layer_norm_row(int64_t n, const T* v, const T* gamma, const T* beta, T* hat, T
 // d v = rstd * (d_hat - mean(d_hat) - v_hat * mean(d_hat * v_hat)),  d_hat = dy * gamma. dv may alias dy.
 template <typename T>
 void layer_norm_row_backward(int64_t n, const T* dy, const T* gamma, const T* hat, T rstd, T* dv) {
-  double s1 = 0, s2 = 0;
+  T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
   for (int64_t j = 0; j < n; ++j) {
-    const double d = double(dy[j]) * gamma[j];
+    const T d = dy[j] * gamma[j];
     s1 += d;
     s2 += d * hat[j];
   }
-  const T m1 = T(s1 / n), m2 = T(s2 / n);
+  const T m1 = s1 / T(n), m2 = s2 / T(n);
   for (int64_t j = 0; j < n; ++j) dv[j] = rstd * (dy[j] * gamma[j] - m1 - hat[j] * m2);
+}
+
+// Padded input with lengths: some rows of some steps are never computed (their outputs are 0).
+bool skips_rows(const Problem& p) {
+  return !p.packed && std::any_of(p.bs.begin(), p.bs.end(), [&](int64_t b) { return b < p.B; });
+}
+
+// dst[j] += sum over rows of a[row, j] * b[row, j] for one row's n values (a per-thread accumulator).
+template <typename T>
+inline void accumulate_product(int64_t n, const T* a, const T* b, double* dst) {
+  for (int64_t j = 0; j < n; ++j) dst[j] += double(a[j]) * b[j];
 }
 
 // What the regularised kernels are asked to do, and where each saved value sits in a row of the
@@ -73,6 +113,8 @@ void layer_norm_row_backward(int64_t n, const T* dy, const T* gamma, const T* ha
 struct Reg {
   bool ln = false, zo_mask = false, rd = false;
   double zo_p = 0;
+  int64_t zo_seed = -1;  // >= 0: draw the zoneout mask in the kernel with probability zo_p
+  uint32_t zo_threshold() const { return uint32_t(std::min(zo_p, 1.0) * 4294967296.0); }
   int64_t H = 0, base = 0, width = 0;
   Reg(bool ln_, bool zo_mask_, double zo_p_, bool rd_, int64_t H_, bool after)
       : ln(ln_), zo_mask(zo_mask_), rd(rd_), zo_p(zo_p_), H(H_) {
@@ -110,8 +152,9 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
 
   const int64_t W = g.width;
   // rows past a sequence's length are never written: zero them, the backward sums over every row
-  const bool skips_rows = !p.packed && std::any_of(p.bs.begin(), p.bs.end(), [&](int64_t b) { return b < B; });
-  Tensor ws = training ? (skips_rows ? at::zeros({N, W}, opts) : at::empty({N, W}, opts)) : at::empty({0}, opts);
+  const bool skipping = skips_rows(p);
+  Tensor ws = training ? recycled(kRegWs, {N, W}, opts) : at::empty({0}, opts);
+  if (training && skipping) ws.zero_();
   Tensor scratch = training ? Tensor() : workspace(kRegDGH, {B, W}, opts);  // one step's saved values
 
   // gi = LN(x W_ih^T) + b_ih  (or x W_ih^T + b_ih) for all steps: one product, then one pass per row
@@ -130,13 +173,14 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
           const T rstd = layer_norm_row<T>(3 * H, v, ga_i, be_i, h, v);
           if (training) wsp[row * W + g.stats()] = rstd;
         }
+        #pragma omp simd
         for (int64_t j = 0; j < 3 * H; ++j) v[j] += b_i[j];
       }
     });
   }
 
   const std::vector<int64_t> out_shape = p.packed ? std::vector<int64_t>{N, H} : std::vector<int64_t>{p.T, B, H};
-  Tensor out = at::zeros(out_shape, opts);  // zero at steps past a sequence's length
+  Tensor out = skipping ? at::zeros(out_shape, opts) : at::empty(out_shape, opts);  // 0 past a sequence's end
   Tensor hstate = workspace(kRegH, {B, H}, opts);
   hstate.copy_(to_sorted(p, h0_in, 0, kRegSortedOut));
   Tensor hd = g.rd ? workspace(kRegHd, {B, H}, opts) : hstate;
@@ -151,6 +195,9 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   const T* rdp = g.rd ? rd.data_ptr<T>() : nullptr;
   const T* zop = g.zo_mask ? zo.data_ptr<T>() : nullptr;
   const T zo_p = T(g.zo_p);
+  const bool drawn = g.zo_seed >= 0 && !g.zo_mask;
+  const uint64_t seed = uint64_t(g.zo_seed);
+  const uint32_t threshold = g.zo_threshold();
 
   const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
@@ -168,6 +215,7 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
       const T* zot = g.zo_mask ? zop + p.off[t] * H : nullptr;
       if (g.rd)  // h~ = h * m
         for (int64_t b = r0; b < re; ++b)
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) hdp[b * H + j] = hs[b * H + j] * rdp[b * H + j];
       // recurrent products of the running rows: h~ W^T ([r | z | n] after, [r | z] before)
       mm<T>(m, after ? 3 * H : 2 * H, H, hdp + r0 * H, H, whh_t, 3 * H, ghp + r0 * 3 * H, 3 * H, false);
@@ -181,18 +229,22 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
           const T rstd = layer_norm_row<T>(rec, q, ga_h, be_h, h, q);
           if (training) s[g.stats() + 1] = rstd;
         }
+        #pragma omp simd
         for (int64_t j = 0; j < rec; ++j) q[j] += b_h[j];
+        #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           s[j] = sigmoid_act(gib[j] + q[j]);              // r
           s[H + j] = sigmoid_act(gib[H + j] + q[H + j]);  // z
         }
         if (after) {
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             const T r = s[j], hn = q[2 * H + j];
             s[2 * H + j] = tanh_act(gib[2 * H + j] + r * hn);  // n
             s[3 * H + j] = hn;
           }
         } else {
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) rhp[b * H + j] = s[j] * hdp[b * H + j];  // r * h~
         }
       }
@@ -208,6 +260,7 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
             if (training) s[g.stats() + 2] = rstd;
           }
           const T* gib = git + b * 3 * H;
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) s[2 * H + j] = tanh_act(gib[2 * H + j] + q[j] + b_h[2 * H + j]);
         }
       }
@@ -215,11 +268,13 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
         const T* s = wst + b * W;
         T* h = hs + b * H;
         T* o = outt + b * H;
+        #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T z = s[H + j], n = s[2 * H + j];
           const T hc = keeps ? n + z * (h[j] - n) : h[j] + z * (n - h[j]);
-          const T keep = zot ? zot[b * H + j] : zo_p;
-          const T hnew = hc + keep * (h[j] - hc);  // zoneout: h_t = k h + (1 - k) h'
+          const T keep = zot ? zot[b * H + j]
+                         : drawn ? T(zoneout_keeps(seed, (p.off[t] + b) * H + j, threshold)) : zo_p;
+          const T hnew = keep * h[j] + (T(1) - keep) * hc;  // zoneout (exactly h_{t-1} where k = 1)
           o[j] = hnew;
           h[j] = hnew;
         }
@@ -265,11 +320,18 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
 
   // per row of the (sorted) input: d of gi and of gh after LN (dGI, dGH), d of the raw recurrent
   // products (dRaw), h~ and r * h~ for the weight gradients. Zero at padded rows.
-  Tensor dgi = workspace(kRegDGI, {N, 3 * H}, opts).zero_();
-  Tensor dgh = workspace(kRegDGH, {N, 3 * H}, opts).zero_();
-  Tensor draw = workspace(kRegDRaw, {N, 3 * H}, opts).zero_();
-  Tensor hdall = workspace(kRegHdAll, {N, H}, opts).zero_();
-  Tensor rhall = after ? Tensor() : workspace(kRegRhAll, {N, H}, opts).zero_();
+  // without layer norm dGH and dRaw are the same numbers: one buffer
+  const bool skipping = skips_rows(p);
+  auto buffer = [&](int slot, int64_t cols) {
+    Tensor t = workspace(slot, {N, cols}, opts);
+    return skipping ? t.zero_() : t;
+  };
+  Tensor dgi = buffer(kRegDGI, 3 * H);
+  Tensor draw = buffer(kRegDRaw, 3 * H);
+  Tensor dgh = g.ln ? buffer(kRegDGH, 3 * H) : draw;
+  Tensor hdall = buffer(kRegHdAll, H);
+  Tensor rhall = after ? Tensor() : buffer(kRegRhAll, H);
+  std::vector<std::vector<double>> dgamma_h(g.ln ? rows_only_team(B, H).n : 0, std::vector<double>(3 * H, 0.0));
   Tensor dhd = workspace(kRegDhd, {B, H}, opts);
   T *dgip = dgi.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *drawp = draw.data_ptr<T>(), *hdallp = hdall.data_ptr<T>();
   T* rhallp = after ? nullptr : rhall.data_ptr<T>();
@@ -279,6 +341,9 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   const T* rdp = g.rd ? rd.data_ptr<T>() : nullptr;
   const T* whh = w_hh.data_ptr<T>();
   const T zo_p = T(g.zo_p);
+  const bool drawn = g.zo_seed >= 0 && !g.zo_mask;
+  const uint64_t seed = uint64_t(g.zo_seed);
+  const uint32_t threshold = g.zo_threshold();
 
   const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
@@ -302,11 +367,12 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
         T* dh_ = dhp + b * H;
         const T* dout = dop + (o + b) * H;
         const T* zot = zop ? zop + (o + b) * H : nullptr;
+        #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           hdr[j] = g.rd ? h[j] * rdp[b * H + j] : h[j];  // h~
           const T r = s[j], z = s[H + j], n = s[2 * H + j];
           const T dH = dout[j] + dh_[j];
-          const T keep = zot ? zot[j] : zo_p;
+          const T keep = zot ? zot[j] : drawn ? T(zoneout_keeps(seed, (o + b) * H + j, threshold)) : zo_p;
           const T dhc = (T(1) - keep) * dH;  // h_t = k h + (1 - k) h'
           T dz, dn, dprev = keep * dH;
           if (keeps) {  // h' = z h + (1 - z) n
@@ -338,11 +404,13 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
         T* drr = drawp + (o + b) * 3 * H;
         if (after) {
           if (g.ln) layer_norm_row_backward<T>(3 * H, dghr, ga_h, s + g.xh_hat(), s[g.stats() + 1], drr);
-          else std::copy(dghr, dghr + 3 * H, drr);
+          else if (dghr != drr) std::copy(dghr, dghr + 3 * H, drr);
+          if (g.ln) accumulate_product<T>(3 * H, dghr, s + g.xh_hat(), dgamma_h[k].data());
         } else {
           if (g.ln) layer_norm_row_backward<T>(H, dghr + 2 * H, ga_h + 2 * H, s + g.xh_hat() + 2 * H,
                                                s[g.stats() + 2], drr + 2 * H);
-          else std::copy(dghr + 2 * H, dghr + 3 * H, drr + 2 * H);
+          else if (dghr != drr) std::copy(dghr + 2 * H, dghr + 3 * H, drr + 2 * H);
+          if (g.ln) accumulate_product<T>(H, dghr + 2 * H, s + g.xh_hat() + 2 * H, dgamma_h[k].data() + 2 * H);
         }
       }
       if (after) {
@@ -358,6 +426,7 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
           T* dgir = dgip + (o + b) * 3 * H;
           T* dghr = dghp + (o + b) * 3 * H;
           T* dhd_ = dhdp + b * H;
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             const T r = s[j];
             rhr[j] = r * hdr[j];
@@ -368,18 +437,19 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
           }
           T* drr = drawp + (o + b) * 3 * H;
           if (g.ln) layer_norm_row_backward<T>(2 * H, dghr, ga_h, s + g.xh_hat(), s[g.stats() + 1], drr);
-          else std::copy(dghr, dghr + 2 * H, drr);
+          else if (dghr != drr) std::copy(dghr, dghr + 2 * H, drr);
+          if (g.ln) accumulate_product<T>(2 * H, dghr, s + g.xh_hat(), dgamma_h[k].data());
         }
         // d h~ += dRaw_rz [m, 2H] @ W_rz [2H, H]
         mm<T>(m, H, 2 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, true);
       }
       for (int64_t b = r0; b < re; ++b)  // h~ = h * m
+        #pragma omp simd
         for (int64_t j = 0; j < H; ++j) dhp[b * H + j] += g.rd ? dhdp[b * H + j] * rdp[b * H + j] : dhdp[b * H + j];
     }
   });
 
   // biases and gains: sums over every row (padded rows hold zeros)
-  Tensor wsv = ws.view({N, W});
   Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);
   Tensor dg_i = at::empty({0}, opts), dbe_i = at::empty({0}, opts), dg_h = at::empty({0}, opts), dbe_h = at::empty({0}, opts);
   if (has_bias) {
@@ -388,16 +458,27 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   }
   if (g.ln) {
     dbe_i = dgi.sum(0);
-    dg_i = (dgi * wsv.narrow(1, g.xi_hat(), 3 * H)).sum(0);
     dbe_h = dgh.sum(0);
-    dg_h = (dgh * wsv.narrow(1, g.xh_hat(), 3 * H)).sum(0);
+    std::vector<double> gamma_i(3 * H, 0.0), gamma_h(3 * H, 0.0);
+    for (const auto& part : dgamma_h)
+      for (int64_t j = 0; j < 3 * H; ++j) gamma_h[j] += part[j];
     // gi = LN(x W_ih^T) + b_ih: dGI -> d of the raw input product, row by row, in place
+    std::mutex lock;
     at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+      std::vector<double> part(3 * H, 0.0);
       for (int64_t row = n0; row < n1; ++row) {
         const T* s = wsp + row * W;
+        accumulate_product<T>(3 * H, dgip + row * 3 * H, s + g.xi_hat(), part.data());
         layer_norm_row_backward<T>(3 * H, dgip + row * 3 * H, ga_i, s + g.xi_hat(), s[g.stats()], dgip + row * 3 * H);
       }
+      std::lock_guard<std::mutex> guard(lock);
+      for (int64_t j = 0; j < 3 * H; ++j) gamma_i[j] += part[j];
     });
+    auto to_tensor = [&](const std::vector<double>& v) {
+      return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(opts.dtype());
+    };
+    dg_i = to_tensor(gamma_i);
+    dg_h = to_tensor(gamma_h);
   }
   // dX [N, I] = dGI [N, 3H] @ W_ih [3H, I]
   const std::vector<int64_t> dx_shape = p.packed ? std::vector<int64_t>{N, I} : std::vector<int64_t>{p.T, B, I};
