@@ -125,6 +125,15 @@ def main():
         "float32, median of interleaved rounds.",
         "",
         table(rows, args.threads),
+        "",
+        "How the options are computed: one separate fused kernel per layer-direction "
+        "(`csrc/gru_cpu_regularised.h`), threads splitting batch rows (layer norm needs whole rows). "
+        "Zoneout's training mask is drawn inside the kernel from a seed, a hash per element, and "
+        "recomputed in the backward pass (never stored); recurrent dropout is one [B, H] mask. Layer "
+        "norm is the expensive one in training: it saves the normalised input and recurrent projections "
+        "(6H values a row on top of the plain kernel's 4H) and runs two row normalisations and their "
+        "backward passes per step; in inference it costs about 1.2-1.3x. The machine is shared: costs "
+        "move by about +-0.1x between runs.",
         END,
         "",
     ])
