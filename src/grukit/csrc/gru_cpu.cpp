@@ -846,11 +846,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_layer_reg_fwd(
     const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after, bool keeps_state, bool training) {
   TORCH_CHECK(h0.dim() == 2, "grukit::gru_layer_reg_fwd: h0 must be [B, H]");
   Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
-  const bool ln = gamma_ih.has_value() && gamma_ih->defined();
-  const bool zo = zoneout_mask.has_value() && zoneout_mask->defined();
-  const bool rd = recurrent_mask.has_value() && recurrent_mask->defined();
-  Reg g(ln, zo, zoneout_p, rd, p.H, reset_after);
-  g.zo_seed = zoneout_seed;
+  const Reg g(gamma_ih, zoneout_mask, zoneout_p, zoneout_seed, recurrent_mask, p.H, reset_after);
   at::NoGradGuard no_grad;
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_reg_fwd", [&] {
     return reg_forward_impl<scalar_t>(p, g, x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh,
@@ -866,11 +862,7 @@ std::vector<Tensor> gru_layer_reg_bwd(
     const c10::optional<Tensor>& batch_sizes, const Tensor& out,
     const Tensor& ws, bool reverse, bool reset_after, bool keeps_state, bool has_bias) {
   Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
-  const bool ln = gamma_ih.has_value() && gamma_ih->defined();
-  const bool zo = zoneout_mask.has_value() && zoneout_mask->defined();
-  const bool rd = recurrent_mask.has_value() && recurrent_mask->defined();
-  Reg g(ln, zo, zoneout_p, rd, p.H, reset_after);
-  g.zo_seed = zoneout_seed;
+  const Reg g(gamma_ih, zoneout_mask, zoneout_p, zoneout_seed, recurrent_mask, p.H, reset_after);
   TORCH_CHECK(ws.numel() == p.N * g.width,
               "grukit::gru_layer_reg_bwd: the forward pass saved no activations (it ran without grad)");
   at::NoGradGuard no_grad;

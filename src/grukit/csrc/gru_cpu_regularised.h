@@ -113,13 +113,25 @@ inline void accumulate_product(int64_t n, const T* a, const T* b, double* dst) {
 struct Reg {
   bool ln = false, zo_mask = false, rd = false;
   double zo_p = 0;
-  int64_t zo_seed = -1;  // >= 0: draw the zoneout mask in the kernel with probability zo_p
-  uint32_t zo_threshold() const { return uint32_t(std::min(zo_p, 1.0) * 4294967296.0); }
+  int64_t zo_seed = -1;  // >= 0 (and no mask): draw the zoneout mask in the kernel with probability zo_p
+  uint32_t zo_threshold = 0;
   int64_t H = 0, base = 0, width = 0;
-  Reg(bool ln_, bool zo_mask_, double zo_p_, bool rd_, int64_t H_, bool after)
-      : ln(ln_), zo_mask(zo_mask_), rd(rd_), zo_p(zo_p_), H(H_) {
+  Reg(const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& zoneout_mask, double zoneout_p,
+      int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask, int64_t H_, bool after)
+      : ln(gamma_ih.has_value() && gamma_ih->defined()),
+        zo_mask(zoneout_mask.has_value() && zoneout_mask->defined()),
+        rd(recurrent_mask.has_value() && recurrent_mask->defined()),
+        zo_p(zoneout_p), zo_seed(zoneout_seed), zo_threshold(uint32_t(std::min(zoneout_p, 1.0) * 4294967296.0)),
+        H(H_) {
     base = (after ? 4 : 3) * H;
     width = base + (ln ? 6 * H + 3 : 0);
+  }
+  // zoneout's k for element `index` (row * H + unit) of the call: the given mask, the drawn one, or p
+  template <typename T>
+  T keep(const T* mask, int64_t index) const {
+    if (mask) return mask[index];
+    if (zo_seed >= 0) return T(zoneout_keeps(uint64_t(zo_seed), uint64_t(index), zo_threshold));
+    return T(zo_p);
   }
   int64_t xi_hat() const { return base; }
   int64_t xh_hat() const { return base + 3 * H; }
@@ -194,10 +206,6 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
   T* rhp = after ? nullptr : rh.data_ptr<T>();
   const T* rdp = g.rd ? rd.data_ptr<T>() : nullptr;
   const T* zop = g.zo_mask ? zo.data_ptr<T>() : nullptr;
-  const T zo_p = T(g.zo_p);
-  const bool drawn = g.zo_seed >= 0 && !g.zo_mask;
-  const uint64_t seed = uint64_t(g.zo_seed);
-  const uint32_t threshold = g.zo_threshold();
 
   const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
@@ -212,7 +220,6 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
       const T* git = gi.data_ptr<T>() + p.off[t] * 3 * H;
       T* outt = out.data_ptr<T>() + p.off[t] * H;
       T* wst = training ? ws.data_ptr<T>() + p.off[t] * W : scratch.data_ptr<T>();
-      const T* zot = g.zo_mask ? zop + p.off[t] * H : nullptr;
       if (g.rd)  // h~ = h * m
         for (int64_t b = r0; b < re; ++b)
           #pragma omp simd
@@ -272,8 +279,7 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
         for (int64_t j = 0; j < H; ++j) {
           const T z = s[H + j], n = s[2 * H + j];
           const T hc = keeps ? n + z * (h[j] - n) : h[j] + z * (n - h[j]);
-          const T keep = zot ? zot[b * H + j]
-                         : drawn ? T(zoneout_keeps(seed, (p.off[t] + b) * H + j, threshold)) : zo_p;
+          const T keep = g.keep<T>(zop, (p.off[t] + b) * H + j);
           const T hnew = keep * h[j] + (T(1) - keep) * hc;  // zoneout (exactly h_{t-1} where k = 1)
           o[j] = hnew;
           h[j] = hnew;
@@ -340,10 +346,6 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   const T* zop = g.zo_mask ? zo.data_ptr<T>() : nullptr;
   const T* rdp = g.rd ? rd.data_ptr<T>() : nullptr;
   const T* whh = w_hh.data_ptr<T>();
-  const T zo_p = T(g.zo_p);
-  const bool drawn = g.zo_seed >= 0 && !g.zo_mask;
-  const uint64_t seed = uint64_t(g.zo_seed);
-  const uint32_t threshold = g.zo_threshold();
 
   const Team rows_team = rows_only_team(B, H);
   run_team(rows_team, [&](int k) {
@@ -366,13 +368,12 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
         T* dghr = dghp + (o + b) * 3 * H;
         T* dh_ = dhp + b * H;
         const T* dout = dop + (o + b) * H;
-        const T* zot = zop ? zop + (o + b) * H : nullptr;
         #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           hdr[j] = g.rd ? h[j] * rdp[b * H + j] : h[j];  // h~
           const T r = s[j], z = s[H + j], n = s[2 * H + j];
           const T dH = dout[j] + dh_[j];
-          const T keep = zot ? zot[j] : drawn ? T(zoneout_keeps(seed, (o + b) * H + j, threshold)) : zo_p;
+          const T keep = g.keep<T>(zop, (o + b) * H + j);
           const T dhc = (T(1) - keep) * dH;  // h_t = k h + (1 - k) h'
           T dz, dn, dprev = keep * dH;
           if (keeps) {  // h' = z h + (1 - z) n
