@@ -75,8 +75,8 @@ def implementations(B, T, H, train, reset_after):
     return impls
 
 
-def run(quick):
-    rounds = 5 if quick else 11
+def run(quick, rounds=21):
+    rounds = 5 if quick else rounds
     rows = []
     for label, B, T, H, train in CASES:
         for reset_after in (True, False):
@@ -113,10 +113,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per case (default 21)")
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = run(args.quick)
+    rows = run(args.quick, args.rounds)
     text = "\n".join([
         START,
         "## Layer norm, zoneout and recurrent dropout",

@@ -101,10 +101,11 @@ bool skips_rows(const Problem& p) {
   return !p.packed && std::any_of(p.bs.begin(), p.bs.end(), [&](int64_t b) { return b < p.B; });
 }
 
-// dst[j] += sum over rows of a[row, j] * b[row, j] for one row's n values (a per-thread accumulator).
+// dst[j] += a[j] * b[j] over one row's n values (into a per-thread accumulator).
 template <typename T>
-inline void accumulate_product(int64_t n, const T* a, const T* b, double* dst) {
-  for (int64_t j = 0; j < n; ++j) dst[j] += double(a[j]) * b[j];
+inline void accumulate_product(int64_t n, const T* __restrict a, const T* __restrict b, T* __restrict dst) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dst[j] += a[j] * b[j];
 }
 
 // What the regularised kernels are asked to do, and where each saved value sits in a row of the
@@ -337,7 +338,7 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   Tensor dgh = g.ln ? buffer(kRegDGH, 3 * H) : draw;
   Tensor hdall = buffer(kRegHdAll, H);
   Tensor rhall = after ? Tensor() : buffer(kRegRhAll, H);
-  std::vector<std::vector<double>> dgamma_h(g.ln ? rows_only_team(B, H).n : 0, std::vector<double>(3 * H, 0.0));
+  std::vector<std::vector<T>> dgamma_h(g.ln ? rows_only_team(B, H).n : 0, std::vector<T>(3 * H, T(0)));
   Tensor dhd = workspace(kRegDhd, {B, H}, opts);
   T *dgip = dgi.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *drawp = draw.data_ptr<T>(), *hdallp = hdall.data_ptr<T>();
   T* rhallp = after ? nullptr : rhall.data_ptr<T>();
@@ -453,20 +454,20 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   // biases and gains: sums over every row (padded rows hold zeros)
   Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);
   Tensor dg_i = at::empty({0}, opts), dbe_i = at::empty({0}, opts), dg_h = at::empty({0}, opts), dbe_h = at::empty({0}, opts);
-  if (has_bias) {
+  if (has_bias || g.ln) {  // b_ih and beta_ih (b_hh and beta_hh) are added at the same place: same gradient
     db_ih = dgi.sum(0);
     db_hh = dgh.sum(0);
   }
   if (g.ln) {
-    dbe_i = dgi.sum(0);
-    dbe_h = dgh.sum(0);
-    std::vector<double> gamma_i(3 * H, 0.0), gamma_h(3 * H, 0.0);
+    dbe_i = db_ih.clone();
+    dbe_h = db_hh.clone();
+    std::vector<double> gamma_i(3 * H, 0.0), gamma_h(3 * H, 0.0);  // the threads' partial sums, added in double
     for (const auto& part : dgamma_h)
       for (int64_t j = 0; j < 3 * H; ++j) gamma_h[j] += part[j];
     // gi = LN(x W_ih^T) + b_ih: dGI -> d of the raw input product, row by row, in place
     std::mutex lock;
     at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
-      std::vector<double> part(3 * H, 0.0);
+      std::vector<T> part(3 * H, T(0));
       for (int64_t row = n0; row < n1; ++row) {
         const T* s = wsp + row * W;
         accumulate_product<T>(3 * H, dgip + row * 3 * H, s + g.xi_hat(), part.data());
@@ -499,6 +500,7 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
     h_t.copy_(rhall.t());
     mm_parallel<T>(H, H, N, h_t.data_ptr<T>(), N, drawp + 2 * H, 3 * H, dw_hh_t.data_ptr<T>() + 2 * H, 3 * H, false);
   }
+  if (!has_bias) db_ih = db_hh = at::empty({0}, opts);
   Tensor dw_ih = dw_ih_t.t().clone(at::MemoryFormat::Contiguous);
   Tensor dw_hh = dw_hh_t.t().clone(at::MemoryFormat::Contiguous);
   Tensor dh0 = dh;
