@@ -190,7 +190,7 @@ def _translate(args: argparse.Namespace) -> int:
                          "`grukit train translate --output FILE`")
     translator = translate.load_translator(saved)
     for text in args.text:
-        english = translate.english(int(text)) if text.strip().isdigit() else text
+        english = translate.as_english(text)
         if args.beam > 1:
             for i, (french, score) in enumerate(translator.beam(english, args.beam)[: args.show]):
                 print(f"{english}  ->  {french}" if i == 0 else f"{'':>{len(english)}}      {french}",

@@ -288,16 +288,9 @@ std::tuple<Tensor, Tensor, Tensor> reg_forward_impl(
       }
     }
   });
-  Tensor h_n = hstate.clone();
-  if (p.order.defined()) {  // padded input with lengths: back to the caller's batch order
-    Tensor o = at::empty_like(out);
-    gather_batch(out, p.inverse, 1, o);
-    out = o;
-    Tensor hn = at::empty_like(h_n);
-    gather_batch(h_n, p.inverse, 0, hn);
-    h_n = hn;
-  }
-  return {out, h_n, ws};
+  // padded input with lengths: back to the caller's batch order (fresh tensors either way)
+  Tensor h_n = p.order.defined() ? to_original(p, hstate, 0) : hstate.clone();
+  return {to_original(p, out, 1), h_n, ws};
 }
 
 template <typename T>
@@ -313,8 +306,9 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   Tensor x = to_sorted(p, x_in, p.packed ? 0 : 1, kRegSortedX);
   Tensor out = to_sorted(p, out_in, p.packed ? 0 : 1, kRegSortedOut);
   Tensor d_out = to_sorted(p, d_out_in, p.packed ? 0 : 1, kRegSortedDOut);
-  Tensor h0 = p.order.defined() ? h0_in.index_select(0, p.order).contiguous() : h0_in.contiguous();
-  Tensor dh = p.order.defined() ? d_hn_in.index_select(0, p.order).contiguous() : d_hn_in.contiguous().clone();
+  Tensor h0 = to_sorted(p, h0_in, 0, kSortedH0);
+  // dh is written in place and, unsorted, returned as d h0: a copy of d_hn either way
+  Tensor dh = p.order.defined() ? to_sorted(p, d_hn_in, 0, kSortedDHn) : d_hn_in.contiguous().clone();
   Tensor zo = g.zo_mask ? to_sorted(p, *zo_mask_in, p.packed ? 0 : 1, kRegSortedZo) : Tensor();
   Tensor rd = g.rd ? to_sorted(p, *rd_mask_in, 0, kRegSortedRd) : Tensor();
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -503,15 +497,5 @@ std::vector<Tensor> reg_backward_impl(const Problem& p, const Reg& g, const Tens
   if (!has_bias) db_ih = db_hh = at::empty({0}, opts);
   Tensor dw_ih = dw_ih_t.t().clone(at::MemoryFormat::Contiguous);
   Tensor dw_hh = dw_hh_t.t().clone(at::MemoryFormat::Contiguous);
-  Tensor dh0 = dh;
-  if (p.order.defined()) {
-    dh0 = at::empty_like(dh);
-    gather_batch(dh, p.inverse, 0, dh0);
-    if (!p.packed) {
-      Tensor d = at::empty_like(dx);
-      gather_batch(dx, p.inverse, 1, d);
-      dx = d;
-    }
-  }
-  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h};
+  return {to_original(p, dx, 1), to_original(p, dh, 0), dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h};
 }

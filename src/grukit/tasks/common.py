@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 
+REGULARISERS = ("layer_norm", "zoneout", "recurrent_dropout")  # grukit.GRU's options a task may set
+
+
 @dataclass
 class Options:
     """What ``grukit train`` passes to a task (None means the task's default)."""
@@ -37,7 +40,12 @@ class Options:
 
     def gru_options(self) -> Dict:
         """The regulariser keyword arguments for ``grukit.GRU`` (saved in model files' config)."""
-        return {"layer_norm": self.layer_norm, "zoneout": self.zoneout, "recurrent_dropout": self.recurrent_dropout}
+        return {name: getattr(self, name) for name in REGULARISERS}
+
+
+def saved_gru_options(config: Dict) -> Dict:
+    """The regulariser keyword arguments stored in a model file's config (none in older files)."""
+    return {name: config[name] for name in REGULARISERS if name in config}
 
 
 def distributed() -> Tuple[int, int]:

@@ -16,7 +16,6 @@ and writes it as MIDI or MusicXML with music21.
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
 from ..nn import GRU
-from .common import Options, fit, model_file
+from .common import Options, fit, model_file, saved_gru_options
 
 PITCHES = 129  # token 0 = rest, 1 + MIDI number otherwise
 TRANSPOSITIONS = range(-5, 7)
@@ -178,8 +177,7 @@ def train(options: Options) -> Dict:
 
 def load_model(saved: Dict) -> MelodyModel:
     c = saved["config"]
-    model = MelodyModel(c["hidden"], c["layers"], c["reset_after"],
-                        **{k: c[k] for k in ("layer_norm", "zoneout", "recurrent_dropout") if k in c})
+    model = MelodyModel(c["hidden"], c["layers"], c["reset_after"], **saved_gru_options(c))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..datasets.plays import encode, shakespeare
 from ..nn import GRU
-from .common import Options, fit, model_file
+from .common import Options, fit, model_file, saved_gru_options
 
 WINDOW, VAL_CHARS = 128, 200_000
 
@@ -96,13 +96,9 @@ def train(options: Options) -> Dict:
     return report
 
 
-def _gru_options(config: Dict) -> Dict:
-    return {k: config[k] for k in ("layer_norm", "zoneout", "recurrent_dropout") if k in config}
-
-
 def load_model(saved: Dict) -> CharModel:
     c = saved["config"]
-    model = CharModel(c["chars"], c["hidden"], c["layers"], c["reset_after"], **_gru_options(c))
+    model = CharModel(c["chars"], c["hidden"], c["layers"], c["reset_after"], **saved_gru_options(c))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

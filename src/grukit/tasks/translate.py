@@ -18,9 +18,8 @@ token replaced by one French token or dropped, in English word order.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +31,11 @@ from .common import Options, fit, model_file
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 MAX_OUTPUT = 40  # tokens; the longest French number below 100,000 has 20
+
+
+def as_english(text: str) -> str:
+    """Digits ("412") as num2words' English words; anything else unchanged."""
+    return english(int(text)) if text.strip().isdigit() else text
 
 
 def build_vocab(sentences: Sequence[str], specials: Sequence[str]) -> Dict[str, int]:
@@ -158,7 +162,7 @@ class Translator:
         return [(self._words(t), s / (len(t) + 1)) for t, s in ranked]
 
     def translate(self, sentences: Sequence[str], beam: int = 1) -> List[str]:
-        sentences = [english(int(s)) if s.strip().isdigit() else s for s in sentences]
+        sentences = [as_english(s) for s in sentences]
         if beam <= 1:
             return self.greedy(sentences)
         return [self.beam(s, beam)[0][0] for s in sentences]
