@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
+from .validation import KEEPS_STATE, check_update_gate
 
 Array = Union[np.ndarray, Tensor]
 TorchWeights = Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]
@@ -92,11 +92,6 @@ def flip_update_gate(weights):
     raise TypeError(f"weights must be a state_dict or a tuple of tensors, got {type(weights).__name__}")
 
 
-def _check_update_gate(update_gate: str) -> None:
-    if update_gate not in UPDATE_GATE_MEANINGS:
-        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
-
-
 # --------------------------------------------------------------------------- Keras
 
 
@@ -122,7 +117,7 @@ def keras_to_torch(
         w_ih [3H, I], w_hh [3H, H], b_ih [3H], b_hh [3H] as torch tensors
         (biases None if ``bias`` is None). For reset before, b_hh is zeros.
     """
-    _check_update_gate(update_gate)
+    check_update_gate(update_gate)
     k = _as_tensor("kernel", kernel, 2)
     rk = _as_tensor("recurrent_kernel", recurrent_kernel, 2)
     if k.shape[1] % 3:
@@ -174,7 +169,7 @@ def torch_to_keras(
         ``[kernel [I, 3H], recurrent_kernel [H, 3H]]`` plus ``bias`` ([3H] if
         reset before, [2, 3H] if reset after) when the GRU has biases.
     """
-    _check_update_gate(update_gate)
+    check_update_gate(update_gate)
     w = [_as_tensor("w_ih", w_ih, 2), _as_tensor("w_hh", w_hh, 2)]
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")

@@ -25,7 +25,6 @@ Conventions decided here, for every backend:
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,50 +32,10 @@ from torch import Tensor
 
 from . import backends
 from .backends.masks import ZoneoutDraw
-from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
+from .validation import (KEEPS_STATE, check_bool, check_dropout, check_lengths, check_regularisers, check_tensor,
+                         check_update_gate, shape_text)
 
 LayerWeights = Tuple[Tensor, ...]  # (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
-
-
-def _shape(t: Tensor) -> str:
-    return str(tuple(t.shape))
-
-
-def _check_tensor(name: str, t, expected_shape: Tuple[int, ...], like: Tensor) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != tuple(expected_shape):
-        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {_shape(t)}")
-    if t.dtype != like.dtype:
-        raise TypeError(f"{name} must have dtype {like.dtype} (the input's), got {t.dtype}")
-    if t.device != like.device:
-        raise ValueError(f"{name} must be on device {like.device} (the input's), got {t.device}")
-
-
-def _check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
-    if isinstance(lengths, Tensor):
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
-        t = lengths
-    else:
-        try:
-            values = list(lengths)
-        except TypeError:
-            raise TypeError(
-                f"lengths must be a 1-D integer tensor or a sequence of ints, got {type(lengths).__name__}"
-            ) from None
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-            raise TypeError(f"lengths must hold integers, got {values!r}")
-        t = torch.tensor(values, dtype=torch.int64)
-    if t.dim() != 1 or t.shape[0] != batch:
-        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {_shape(t)}")
-    if batch:
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi > steps:
-            raise ValueError(
-                f"lengths must lie in 0..{steps} (the input has {steps} steps), got min {lo}, max {hi}"
-            )
-    return t.to(device=device, dtype=torch.int64)
 
 
 def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
@@ -104,11 +63,11 @@ def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
             )
         in_size = I if layer == 0 else D * H
         # w_hh first: H is read from it, so its error is the one that explains a wrong H
-        _check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), like)
-        _check_tensor(f"weights[{k}][0] (w_ih of layer {layer})", w[0], (3 * H, in_size), like)
+        check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), like)
+        check_tensor(f"weights[{k}][0] (w_ih of layer {layer})", w[0], (3 * H, in_size), like)
         if has_bias:
-            _check_tensor(f"weights[{k}][2] (b_ih of layer {layer})", w[2], (3 * H,), like)
-            _check_tensor(f"weights[{k}][3] (b_hh of layer {layer})", w[3], (3 * H,), like)
+            check_tensor(f"weights[{k}][2] (b_ih of layer {layer})", w[2], (3 * H,), like)
+            check_tensor(f"weights[{k}][3] (b_hh of layer {layer})", w[3], (3 * H,), like)
             clean.append(tuple(w))
         else:
             clean.append((w[0], w[1], None, None))
@@ -117,19 +76,14 @@ def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
 
 def _check_flags(update_gate, dropout, **flags) -> None:
     for flag_name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
-    if update_gate not in UPDATE_GATE_MEANINGS:
-        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
-    if not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        check_bool(flag_name, flag)
+    check_update_gate(update_gate)
+    check_dropout(dropout)
 
 
 def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: int, like: Tensor):
     """Validate the regulariser options; returns layer_norm as a list of ``count`` 4-tuples (or Nones)."""
-    for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    check_regularisers(zoneout, recurrent_dropout)
     if layer_norm is None:
         return [None] * count
     if isinstance(layer_norm, Tensor) or not isinstance(layer_norm, (list, tuple)) or len(layer_norm) != count:
@@ -139,7 +93,7 @@ def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: i
         if not isinstance(ln, (list, tuple)) or len(ln) != 4:
             raise ValueError(f"layer_norm[{k}] must be a tuple (gamma_ih, beta_ih, gamma_hh, beta_hh)")
         for name, t in zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), ln):
-            _check_tensor(f"layer_norm[{k}] ({name})", t, (3 * H,), like)
+            check_tensor(f"layer_norm[{k}] ({name})", t, (3 * H,), like)
     return [tuple(ln) for ln in layer_norm]
 
 
@@ -245,7 +199,7 @@ def gru(
         raise TypeError(f"input must have a floating dtype (float16/bfloat16/float32/float64), got {input.dtype}")
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
-        raise ValueError(f"input must be 3-D {layout}, got shape {_shape(input)}")
+        raise ValueError(f"input must be 3-D {layout}, got shape {shape_text(input)}")
     _check_flags(update_gate, dropout, batch_first=batch_first, bidirectional=bidirectional,
                  reset_after=reset_after, training=training)
 
@@ -255,9 +209,9 @@ def gru(
     L, H, clean_weights = _check_weights(weights, I, D, bidirectional, x)
     ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, x)
     if hx is not None:
-        _check_tensor("hx", hx, (L * D, B, H), x)
+        check_tensor("hx", hx, (L * D, B, H), x)
     if lengths is not None:
-        lengths = _check_lengths(lengths, B, T, x.device)
+        lengths = check_lengths(lengths, B, T, x.device)
         if B and int(lengths.min()) == T:
             lengths = None  # every sequence is full: no masking needed
     chosen = backends.select(x, backend)
@@ -320,7 +274,7 @@ def gru_packed(
     if not data.dtype.is_floating_point:
         raise TypeError(f"data must have a floating dtype, got {data.dtype}")
     if data.dim() != 2:
-        raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {_shape(data)}")
+        raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {shape_text(data)}")
     if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:
         raise TypeError("batch_sizes must be a 1-D int64 tensor (PackedSequence.batch_sizes)")
     _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
@@ -335,7 +289,7 @@ def gru_packed(
     L, H, clean_weights = _check_weights(weights, I, D, bidirectional, data)
     ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, data)
     if hx is not None:
-        _check_tensor("hx", hx, (L * D, B, H), data)
+        check_tensor("hx", hx, (L * D, B, H), data)
     chosen = backends.select(data, backend)
     if not hasattr(chosen, "gru_layer_packed"):
         from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence

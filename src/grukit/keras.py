@@ -102,7 +102,7 @@ class GRU(keras.layers.GRU):
         >>> model = Sequential([Input((10, 50)), GRU(128), Dense(1, activation="sigmoid")])
     """
 
-    def _fused_reason(self, mask):
+    def _fused_reason(self):
         """Why this call cannot take the fused path (None if it can)."""
         cell = self.cell
         if cell.activation is not activations.tanh:
@@ -119,7 +119,7 @@ class GRU(keras.layers.GRU):
             initial_state = initial_state[0]
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        reason = self._fused_reason(mask)
+        reason = self._fused_reason()
         runs = None
         if reason is None and mask is not None:
             runs = _mask_runs(ops.convert_to_tensor(mask))

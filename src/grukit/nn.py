@@ -16,7 +16,6 @@ options choose the GRU variant (see ``grukit.reference`` for the equations):
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import List, Optional, Tuple, Union
 
@@ -26,22 +25,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .functional import gru, gru_packed
-from .reference import KEEPS_STATE, UPDATE_GATE_MEANINGS
-
-
-def _check_size(name: str, value, allow_zero: bool = False) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
-def _check_variant(reset_after, update_gate) -> None:
-    if not isinstance(reset_after, bool):
-        raise TypeError(f"reset_after must be a bool, got {reset_after!r}")
-    if update_gate not in UPDATE_GATE_MEANINGS:
-        raise ValueError(f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}")
+from .validation import KEEPS_STATE, check_bool, check_dropout, check_regularisers, check_size, check_update_gate
 
 
 LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
@@ -120,28 +104,21 @@ class GRU(nn.Module):
         recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_size = _check_size("input_size", input_size)
-        self.hidden_size = _check_size("hidden_size", hidden_size)
-        self.num_layers = _check_size("num_layers", num_layers)
-        if not isinstance(layer_norm, bool):
-            raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
-        for name, value in (("zoneout", zoneout), ("recurrent_dropout", recurrent_dropout)):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-        self.layer_norm = layer_norm
-        self.zoneout = float(zoneout)
-        self.recurrent_dropout = float(recurrent_dropout)
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_layers = check_size("num_layers", num_layers)
+        self.layer_norm = check_bool("layer_norm", layer_norm)
+        self.zoneout, self.recurrent_dropout = check_regularisers(zoneout, recurrent_dropout)
         for flag_name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
-        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+            check_bool(flag_name, flag)
+        check_dropout(dropout)
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                 f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}"
             )
-        _check_variant(reset_after, update_gate)
+        check_bool("reset_after", reset_after)
+        check_update_gate(update_gate)
         self.bias = bias
         self.batch_first = batch_first
         self.dropout = float(dropout)
@@ -389,11 +366,11 @@ class GRUCell(nn.Module):
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.input_size = _check_size("input_size", input_size)
-        self.hidden_size = _check_size("hidden_size", hidden_size)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {bias!r}")
-        _check_variant(reset_after, update_gate)
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        check_bool("bias", bias)
+        check_bool("reset_after", reset_after)
+        check_update_gate(update_gate)
         self.bias = bias
         self.reset_after = reset_after
         self.update_gate = update_gate

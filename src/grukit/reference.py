@@ -61,9 +61,7 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
-KEEPS_STATE = "keeps_state"
-TAKES_CANDIDATE = "takes_candidate"
-UPDATE_GATE_MEANINGS = (KEEPS_STATE, TAKES_CANDIDATE)
+from .validation import KEEPS_STATE, TAKES_CANDIDATE, UPDATE_GATE_MEANINGS, check_update_gate  # noqa: F401
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -128,13 +126,6 @@ class ForwardCache:
     recurrent_mask: Optional[np.ndarray] = None
 
 
-def _check_update_gate(update_gate: str) -> None:
-    if update_gate not in UPDATE_GATE_MEANINGS:
-        raise ValueError(
-            f"update_gate must be one of {UPDATE_GATE_MEANINGS}, got {update_gate!r}"
-        )
-
-
 def gru_forward(
     x: np.ndarray,
     h0: np.ndarray,
@@ -184,7 +175,7 @@ def gru_forward(
         hs: [T, B, H] the hidden state after every step (hs[-1] is the final state).
         cache: what :func:`gru_backward` needs.
     """
-    _check_update_gate(update_gate)
+    check_update_gate(update_gate)
     x = np.asarray(x, dtype=np.float64)
     h = np.asarray(h0, dtype=np.float64)
     H = h.shape[1]
