@@ -64,6 +64,7 @@ def _gru_params(inputs, units, reset_after=True):
     return 3 * (inputs * units + units * units + (2 if reset_after else 1) * units)
 
 
+@pytest.mark.slow
 def test_seed_000_builds_summarises_and_trains(capsys):
     scope = {}
     exec(SEED_000, scope)
@@ -80,8 +81,9 @@ def test_seed_000_builds_summarises_and_trains(capsys):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_seed_001_fits_seattle_weather(capsys):
-    from grukit.datasets import seattle_weather
+    from grukit.apps.datasets import seattle_weather
 
     data = seattle_weather(window=14)
     X_train = data.x_train[:320]
@@ -95,6 +97,7 @@ def test_seed_001_fits_seattle_weather(capsys):
     assert "Epoch 50/50" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_seed_002_builds_summarises_and_trains(capsys):
     scope = {}
     exec(SEED_002, scope)

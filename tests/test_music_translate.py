@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from grukit.cli import main
-from grukit.tasks.common import load
+from grukit.apps.cli import main
+from grukit.apps.tasks.common import load
 
 import music21  # noqa: E402  (installed by the data extra: a missing one must fail, not skip)
 
 
+@pytest.mark.slow
 def test_chorale_loader_reads_every_chorale_once_split_by_piece():
-    from grukit.datasets.chorales import DURATIONS, REST, bach_chorales
+    from grukit.apps.datasets.chorales import DURATIONS, REST, bach_chorales
 
     data = bach_chorales()
     total = len(data.train) + len(data.val) + len(data.test)
@@ -25,7 +26,7 @@ def test_chorale_loader_reads_every_chorale_once_split_by_piece():
 
 
 def test_melody_merges_ties_and_keeps_rests():
-    from grukit.datasets.chorales import REST, melody
+    from grukit.apps.datasets.chorales import REST, melody
 
     part = music21.stream.Part()
     first, second = music21.note.Note("G4", quarterLength=1), music21.note.Note("G4", quarterLength=1)
@@ -35,7 +36,7 @@ def test_melody_merges_ties_and_keeps_rests():
 
 
 def test_next_note_baseline_counts_transitions():
-    from grukit.tasks.music import NextNoteBaseline
+    from grukit.apps.tasks.music import NextNoteBaseline
 
     current, following = np.array([60, 62, 60, 62, 60]), np.array([62, 64, 62, 64, 62])
     baseline = NextNoteBaseline(current, following)
@@ -44,8 +45,9 @@ def test_next_note_baseline_counts_transitions():
     assert baseline.nll(np.array([60]), np.array([62]), k=0.01) < baseline.nll(np.array([60]), np.array([61]), k=0.01)
 
 
+@pytest.mark.slow
 def test_music_through_the_cli_generates_files_music21_reads_back(tmp_path, capsys):
-    from grukit.tasks import music
+    from grukit.apps.tasks import music
 
     path = str(tmp_path / "music.pt")
     assert main(["train", "music", "--limit", "30", "--epochs", "2", "--quiet", "--output", path]) == 0
@@ -77,7 +79,7 @@ def test_music_through_the_cli_generates_files_music21_reads_back(tmp_path, caps
 
 
 def test_number_pairs_hold_out_numbers_and_tokenize_reversibly():
-    from grukit.datasets.numbers import detokenize, english, french, number_pairs, tokenize
+    from grukit.apps.datasets.numbers import detokenize, english, french, number_pairs, tokenize
 
     data = number_pairs(train=300, val=30, test=30, high=1000)
     numbers = [{n for n, _, _ in split} for split in (data.train, data.val, data.test)]
@@ -91,8 +93,8 @@ def test_number_pairs_hold_out_numbers_and_tokenize_reversibly():
 
 
 def test_dictionary_baseline_learns_words_and_drops_and():
-    from grukit.datasets.numbers import number_pairs
-    from grukit.tasks.translate import DictionaryBaseline, levenshtein, scores
+    from grukit.apps.datasets.numbers import number_pairs
+    from grukit.apps.tasks.translate import DictionaryBaseline, levenshtein, scores
 
     baseline = DictionaryBaseline(number_pairs(train=2000, val=10, test=10).train)
     assert baseline.dictionary["four"] == "quatre" and baseline.dictionary["thousand"] == "mille"
@@ -102,8 +104,9 @@ def test_dictionary_baseline_learns_words_and_drops_and():
     assert scores(["ab", "cd"], ["ab", "ce"]) == {"exact": 0.5, "cer": 0.25}
 
 
+@pytest.mark.slow
 def test_translate_through_the_cli_greedy_and_beam(tmp_path, capsys):
-    from grukit.tasks import translate
+    from grukit.apps.tasks import translate
 
     path = str(tmp_path / "translate.pt")
     assert main(["train", "translate", "--limit", "2000", "--epochs", "2", "--quiet", "--output", path]) == 0
@@ -131,8 +134,9 @@ def test_translate_through_the_cli_greedy_and_beam(tmp_path, capsys):
     assert "grukit train TASK --output" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_regularised_music_model_saves_reloads_and_generates(tmp_path, capsys):
-    from grukit.tasks import music
+    from grukit.apps.tasks import music
 
     path = str(tmp_path / "reg.pt")
     assert main(["train", "music", "--limit", "30", "--epochs", "1", "--quiet", "--output", path, "--layer-norm",

@@ -1,7 +1,7 @@
-"""ONNX export: ``grukit.GRU`` (and the task models) to the ONNX ``GRU`` operator.
+"""ONNX export: ``grukit.GRU`` to the ONNX ``GRU`` operator.
 
 Written node by node with ``onnx.helper`` rather than traced, so the GRU is one ONNX
-``GRU`` node per layer with the right conventions (GUIDE table 1):
+``GRU`` node per layer with the right conventions (gate order and bias layout as the ONNX operator documents them):
 
 * ``linear_before_reset = 1`` for ``reset_after=True`` (PyTorch's form), ``0`` for the
   seed notes' ``reset_after=False``: the attribute PyTorch's dynamo exporter has written
@@ -42,8 +42,12 @@ def _onnx():
     return onnx, TensorProto, helper, numpy_helper
 
 
-class _Graph:
-    """A small builder: nodes, initializers, unique names."""
+class OnnxGraph:
+    """A small ONNX graph builder: nodes, initializers, unique names.
+
+    Applications build whole models with it (an embedding or input, :func:`append_gru`, a
+    dense head) and write them with :func:`save`.
+    """
 
     def __init__(self):
         self.onnx, self.TensorProto, self.helper, self.numpy_helper = _onnx()
@@ -63,8 +67,19 @@ class _Graph:
         self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
         return outputs if len(outputs) > 1 else outputs[0]
 
+    def last_state(self, module, h_n: str) -> str:
+        """The last layer's (last direction's) final state [B, H] out of ``h_n`` [L*D, B, H]."""
+        last = module.num_layers * (2 if module.bidirectional else 1) - 1
+        return self.node("Gather", [h_n, self.const("last", np.array(last, np.int64))], axis=0)
 
-def _gru_layers(g: _Graph, module, x: str, initial_h: Optional[str], sequence_lens: Optional[str]):
+    def linear(self, layer: torch.nn.Linear, x: str) -> str:
+        """``layer(x)`` for x [B, in]: one Gemm node, [B, out]."""
+        weight = self.const("dense_w", layer.weight.detach().cpu().numpy().T.astype(np.float32))
+        bias = self.const("dense_b", layer.bias.detach().cpu().numpy().astype(np.float32))
+        return self.node("Gemm", [x, weight, bias])
+
+
+def append_gru(g: OnnxGraph, module, x: str, initial_h: Optional[str], sequence_lens: Optional[str]):
     """Append the GRU's layers to ``g``: x [T, B, I] -> (output [T, B, D*H], h_n [L*D, B, H])."""
     D = 2 if module.bidirectional else 1
     H = module.hidden_size
@@ -101,7 +116,8 @@ def _gru_layers(g: _Graph, module, x: str, initial_h: Optional[str], sequence_le
     return x, h_n
 
 
-def _write(g: _Graph, inputs, outputs, path: str) -> str:
+def save(g: OnnxGraph, inputs, outputs, path: str) -> str:
+    """Check the graph and write it to ``path`` (opset 14); returns ``path``."""
     helper = g.helper
     graph = helper.make_graph(g.nodes, "grukit", inputs, outputs, initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
@@ -126,7 +142,7 @@ def to_onnx(module, path: str, *, initial_state: bool = False, sequence_lens: bo
     if not isinstance(module, GRU):
         raise TypeError(f"module must be a grukit.GRU or torch.nn.GRU, got {type(module).__name__}")
     module.check_plain("ONNX export (the ONNX GRU operator)")  # recurrent dropout: training only, fine
-    g = _Graph()
+    g = OnnxGraph()
     T = g.TensorProto
     I, H = module.input_size, module.hidden_size
     D = 2 if module.bidirectional else 1
@@ -137,54 +153,10 @@ def to_onnx(module, path: str, *, initial_state: bool = False, sequence_lens: bo
         inputs.append(g.helper.make_tensor_value_info("h0", T.FLOAT, [module.num_layers * D, "batch", H]))
     if sequence_lens:
         inputs.append(g.helper.make_tensor_value_info("lengths", T.INT32, ["batch"]))
-    out, h_n = _gru_layers(g, module, x, "h0" if initial_state else None, "lengths" if sequence_lens else None)
+    out, h_n = append_gru(g, module, x, "h0" if initial_state else None, "lengths" if sequence_lens else None)
     out = g.node("Transpose", [out], ["output"], perm=[1, 0, 2]) if module.batch_first else g.node("Identity", [out], ["output"])
     g.node("Identity", [h_n], ["h_n"])
     out_shape = ["batch", "time", D * H] if module.batch_first else ["time", "batch", D * H]
     outputs = [g.helper.make_tensor_value_info("output", T.FLOAT, out_shape),
                g.helper.make_tensor_value_info("h_n", T.FLOAT, [module.num_layers * D, "batch", H])]
-    return _write(g, inputs, outputs, path)
-
-
-def task_to_onnx(saved: Dict, path: str) -> str:
-    """Export a task model file (``grukit train TASK --output``) with its embedding and dense head.
-
-    sentiment: inputs ``ids`` [B, T] int64 (0 = padding) and ``lengths`` [B] int64 (>= 1);
-        output ``probability`` [B] that each review is positive.
-    weather / stocks: input ``x`` [B, window, F] (scaled as in training, see the file's
-        "scaling"); output ``prediction`` [B], the next day's scaled target.
-    """
-    from .tasks import TASKS
-
-    task = saved["task"]
-    if task not in ("sentiment", "weather", "stocks"):
-        raise ValueError(f"ONNX export of {task!r} task models is not offered (sentiment, weather, stocks are); "
-                         "export its GRU with grukit.export.to_onnx(model.gru, path)")
-    model = TASKS[task].load_model(saved)
-    g = _Graph()
-    T = g.TensorProto
-    last = model.gru.num_layers * (2 if model.gru.bidirectional else 1) - 1
-    pick_last = lambda h_n: g.node("Gather", [h_n, g.const("last", np.array(last, np.int64))], axis=0)  # noqa: E731
-    dense_w = g.const("dense_w", model.dense.weight.detach().numpy().T.astype(np.float32))
-    dense_b = g.const("dense_b", model.dense.bias.detach().numpy().astype(np.float32))
-    if task == "sentiment":
-        inputs = [g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
-                  g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"])]
-        table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
-        words = g.node("Gather", [table, "ids"], axis=0)              # [B, T, E]
-        x = g.node("Transpose", [words], perm=[1, 0, 2])              # [T, B, E]
-        lens = g.node("Cast", ["lengths"], to=T.INT32)
-        _, h_n = _gru_layers(g, model.gru, x, None, lens)
-        logit = g.node("Gemm", [pick_last(h_n), dense_w, dense_b])   # [B, 1]
-        prob = g.node("Sigmoid", [logit])
-        g.node("Squeeze", [prob, g.const("axes", np.array([1], np.int64))], ["probability"])
-        outputs = [g.helper.make_tensor_value_info("probability", T.FLOAT, ["batch"])]
-    else:
-        features = len(saved["config"]["features"])
-        inputs = [g.helper.make_tensor_value_info("x", T.FLOAT, ["batch", "window", features])]
-        x = g.node("Transpose", ["x"], perm=[1, 0, 2])
-        _, h_n = _gru_layers(g, model.gru, x, None, None)
-        value = g.node("Gemm", [pick_last(h_n), dense_w, dense_b])
-        g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))], ["prediction"])
-        outputs = [g.helper.make_tensor_value_info("prediction", T.FLOAT, ["batch"])]
-    return _write(g, inputs, outputs, path)
+    return save(g, inputs, outputs, path)

@@ -11,10 +11,11 @@ or a chunk of steps, per call, and the state of every layer carries over::
 
 Feeding a sequence step by step gives exactly what ``gru(sequence)`` gives.
 Inference only (no autograd). The weights are copied and packed when the
-stream is made: make a new stream after changing them. On CPU float32/float64
-with the fused backend each step is a single call into C++ (a few microseconds
-at batch 1); elsewhere, and for GRUs with layer norm or zoneout (evaluation
-semantics: zoneout's expected value), it calls ``grukit.functional.gru`` per call.
+stream is made: make a new stream after changing them. A backend with the
+streaming capability (``open_stream``; the fused CPU one, for float32/float64)
+runs each step as a single native call (a few microseconds at batch 1);
+otherwise, and for GRUs with layer norm or zoneout (evaluation semantics:
+zoneout's expected value), each call goes through ``grukit.functional.gru``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from . import backends
 from .functional import gru as gru_function
+from .validation import KEEPS_STATE, check_size
 
 
 class GRUStream:
@@ -40,8 +42,7 @@ class GRUStream:
     def __init__(self, module, batch_size: int = 1, h0: Optional[Tensor] = None):
         if module.bidirectional:
             raise ValueError("a stream needs a unidirectional GRU: a bidirectional one must see the whole sequence")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_size("batch_size", batch_size)
         self.input_size = module.input_size
         self.hidden_size = module.hidden_size
         self.num_layers = module.num_layers
@@ -59,14 +60,10 @@ class GRUStream:
         self._h0 = self._check_state(h0, p) if h0 is not None else p.new_zeros(self._shape)
         self._native = None
         chosen = backends.select(p, module.backend)
-        plain = self._layer_norm is None and not self._zoneout  # the C++ stream computes the plain GRU
-        if chosen.NAME == "cpu_fused" and plain:
-            from .backends import cpu_fused
-
-            self._native = cpu_fused.extension().Stream(
-                [list(w) for w in self._weights], self._h0, self.reset_after,
-                self.update_gate == "keeps_state",
-            )
+        plain = self._layer_norm is None and not self._zoneout  # native streams compute the plain GRU
+        if plain and hasattr(chosen, "open_stream"):  # the backend's streaming capability
+            self._native = chosen.open_stream(self._weights, self._h0, self.reset_after,
+                                              self.update_gate == KEEPS_STATE)
         self._h = self._h0.clone()
 
     def _check_state(self, h: Tensor, like: Tensor) -> Tensor:

@@ -1,8 +1,24 @@
 """Backends that compute one GRU layer in one direction.
 
-Every backend module exposes ``NAME``, ``is_available() -> bool``,
-``supports(x) -> bool`` (can it run on this tensor's device and dtype) and
-``gru_layer(...)`` with the signature of :func:`grukit.backends.torch_ops.gru_layer`.
+A backend is a module with a set of capabilities. Every one has ``NAME``,
+``is_available() -> bool``, ``why_unavailable() -> str``, ``supports(x) -> bool``
+(can it run on this tensor's device and dtype) and ``gru_layer(...)``, the padded
+layer with lengths and the regularisers (layer norm, zoneout, recurrent dropout),
+with the signature of :func:`grukit.backends.torch_ops.gru_layer`. Optional
+capabilities, looked up with ``hasattr``:
+
+* ``gru_layer_packed(...)``: the layer on a PackedSequence's data, with no padding
+  (``grukit.functional.gru_packed`` pads for backends without it);
+* ``open_stream(...)``: a native stream that keeps its state between calls
+  (``grukit.stream``; otherwise each call goes through ``functional.gru``).
+
+=========== ======= ====== ====== ============
+backend     padded  packed stream regularisers
+=========== ======= ====== ====== ============
+torch       yes     -      -      yes
+cpu_fused   yes     yes    yes    yes
+=========== ======= ====== ====== ============
+
 ``grukit.functional.gru`` validates the arguments, picks a backend here, and
 stacks layers and directions; backends never see invalid input.
 
@@ -33,6 +49,13 @@ def register(module: ModuleType, prefer: bool = True) -> None:
     _BACKENDS[module.NAME] = module
     if prefer and module.NAME not in _AUTO_ORDER:
         _AUTO_ORDER.append(module.NAME)
+
+
+def get(name: str) -> ModuleType:
+    """The backend module called ``name`` (one of :func:`names` but "auto")."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {names()}, got {name!r}")
+    return _BACKENDS[name]
 
 
 def names():

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .gates import pyplot
-from .nn import GRU, GRUCell
+from .plotting import pyplot
+from ..nn import GRU, GRUCell
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before", "torch-gru")
 LABELS = {"rnn": "RNN (torch)", "lstm": "LSTM (torch)", "gru-after": "GRU grukit, reset after",

@@ -26,8 +26,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..datasets.numbers import detokenize, english, number_pairs, tokenize
-from ..nn import GRU
+from ...nn import GRU
 from .common import Options, fit, model_file
+from .task import Task
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 MAX_OUTPUT = 40  # tokens; the longest French number below 100,000 has 20
@@ -288,3 +289,30 @@ def load_translator(saved: Dict) -> Translator:
 
 def predict(saved: Dict, sentences: Sequence[str], beam: int = 4) -> List[str]:
     return load_translator(saved).translate(list(sentences), beam)
+
+
+class TranslateTask(Task):
+    name = "translate"
+    how_to_use = "it translates: use `grukit translate --model PATH TEXT ...`"
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> EncoderDecoder:
+        return load_translator(saved).model
+
+    def translate(self, saved: Dict, texts: Sequence[str], beam: int, show: int) -> List[str]:
+        translator = load_translator(saved)
+        lines = []
+        for text in texts:
+            english = as_english(text)
+            if beam > 1:
+                for i, (french, score) in enumerate(translator.beam(english, beam)[:show]):
+                    line = f"{english}  ->  {french}" if i == 0 else f"{'':>{len(english)}}      {french}"
+                    lines.append(line + (f"   (log p per token {score:.3f})" if show > 1 else " "))
+            else:
+                lines.append(f"{english}  ->  {translator.greedy([english])[0]}")
+        return lines
+
+
+TASK = TranslateTask()

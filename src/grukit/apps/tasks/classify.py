@@ -18,8 +18,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..nn import GRU
+from ...nn import GRU
 from .common import Options, fit, model_file
+from .task import NotOffered, Task
 
 SETTINGS = {"speech": {"epochs": 60, "hidden": 64, "batch_size": 16},
             "activity": {"epochs": 60, "hidden": 32, "batch_size": 8}}
@@ -93,8 +94,24 @@ def load_model(saved: Dict) -> Classifier:
     return model.eval()
 
 
-def predict(saved: Dict, *args, **kwargs):
-    """Classifying new recordings from the command line is not offered: they need the
-    dataset's preprocessing (cepstra, sensor scaling). ``load_model`` gives the model."""
-    raise ValueError(f"grukit predict does not take new {saved['task']} recordings; load the model in Python with "
-                     "grukit.tasks.classify.load_model(grukit.tasks.common.load(PATH))")
+class ClassifyTask(Task):
+    """speech or activity: a class for each whole recording."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.how_to_use = ("load the model in Python with "
+                           "grukit.apps.tasks.classify.load_model(grukit.apps.tasks.common.load(PATH))")
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> Classifier:
+        return load_model(saved)
+
+    def predict(self, saved: Dict, texts, days):
+        """Classifying new recordings from the command line is not offered: they need the
+        dataset's preprocessing (cepstra, sensor scaling)."""
+        raise NotOffered(f"grukit predict does not take new {self.name} recordings; {self.how_to_use}")
+
+
+TASKS = [ClassifyTask("speech"), ClassifyTask("activity")]

@@ -12,15 +12,17 @@ Both splits are in time order; inputs are scaled with training statistics only.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...export import OnnxGraph, append_gru, save
 from ..datasets.series import day_of_year_features
-from ..nn import GRU
+from ...nn import GRU
 from .common import Options, fit, model_file
+from .task import Task
 
 SETTINGS = {
     "weather": {"window": 14, "epochs": 40, "hidden": 50, "batch_size": 32},
@@ -170,3 +172,53 @@ def predict(saved: Dict, days: int) -> List[Dict]:
             out.append({"date": str(date), "value": float(last_close)})
         history = np.concatenate([history[1:], row[None]], 0)
     return out
+
+
+class ForecastTask(Task):
+    """weather or stocks: both forecast the next day from a window of days."""
+
+    how_to_use = "it forecasts: `grukit predict MODEL --days N`"
+
+    def __init__(self, name: str, unit: str):
+        self.name = name
+        self.unit = unit  # of the forecast values, as printed
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> Forecaster:
+        return load_model(saved)
+
+    def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
+        if texts:
+            raise SystemExit(f"grukit predict: a {self.name} model forecasts (--days N); it takes no text")
+        return [f"{row['date']}  {row['value']:.2f} {self.unit}" for row in predict(saved, days)]
+
+    def to_onnx(self, saved: Dict, path: str) -> str:
+        """Input ``x`` [B, window, F] (scaled as in training, see the file's "scaling"); output
+        ``prediction`` [B], the next day's scaled target."""
+        model = load_model(saved)
+        g = OnnxGraph()
+        T = g.TensorProto
+        features = len(saved["config"]["features"])
+        inputs = [g.helper.make_tensor_value_info("x", T.FLOAT, ["batch", "window", features])]
+        x = g.node("Transpose", ["x"], perm=[1, 0, 2])
+        _, h_n = append_gru(g, model.gru, x, None, None)
+        value = g.linear(model.dense, g.last_state(model.gru, h_n))
+        g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))], ["prediction"])
+        save(g, inputs, [g.helper.make_tensor_value_info("prediction", T.FLOAT, ["batch"])], path)
+        return f"the {self.name} model as ONNX (opset 14, one GRU node per layer): x -> prediction"
+
+    def gates_input(self, saved: Dict, text: Sequence[str], days: int):
+        if text:
+            raise SystemExit(f"grukit gates: a {self.name} model reads the series (--days N), not text")
+        if days < 2:
+            raise ValueError(f"--days must be at least 2, got {days}")
+        data, _ = load_data(self.name)
+        mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
+        stretch = ((data.values[-days:] - mean) / std).astype(np.float32)
+        labels = [str(d)[5:] if self.name == "weather" else str(d) for d in data.dates[-days:]]
+        return load_model(saved), torch.from_numpy(stretch), labels
+
+
+TASKS = [ForecastTask("weather", "deg C max"), ForecastTask("stocks", "USD close")]

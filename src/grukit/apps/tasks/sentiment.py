@@ -16,9 +16,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..datasets.reviews import Reviews, encode, rotten_tomatoes
-from ..nn import GRU
+from ...export import OnnxGraph, append_gru, save
+from ..datasets.reviews import UNKNOWN, Reviews, encode, rotten_tomatoes, tokenize
+from ...nn import GRU
 from .common import Options, fit, model_file
+from .task import Task
 
 EXAMPLES = [
     "A gripping, beautifully acted film that stays with you long after the credits.",
@@ -136,3 +138,50 @@ def predict(saved: Dict, texts: Sequence[str]) -> List[float]:
     ids, lengths = encode(list(texts), saved["vocab"], saved["max_len"])
     with torch.no_grad():
         return torch.sigmoid(model(torch.from_numpy(ids), torch.from_numpy(lengths))).tolist()
+
+
+class SentimentTask(Task):
+    name = "sentiment"
+    how_to_use = "it classifies sentences: `grukit predict MODEL \"a sentence\"` (or --file F)"
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> SentimentModel:
+        return load_model(saved)
+
+    def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
+        return [f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}"
+                for text, p in zip(texts, predict(saved, texts))]
+
+    def to_onnx(self, saved: Dict, path: str) -> str:
+        """Inputs ``ids`` [B, T] int64 (0 = padding) and ``lengths`` [B] int64 (>= 1); output
+        ``probability`` [B] that each review is positive."""
+        model = load_model(saved)
+        g = OnnxGraph()
+        T = g.TensorProto
+        inputs = [g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
+                  g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"])]
+        table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
+        words = g.node("Gather", [table, "ids"], axis=0)              # [B, T, E]
+        x = g.node("Transpose", [words], perm=[1, 0, 2])              # [T, B, E]
+        lens = g.node("Cast", ["lengths"], to=T.INT32)
+        _, h_n = append_gru(g, model.gru, x, None, lens)
+        prob = g.node("Sigmoid", [g.linear(model.dense, g.last_state(model.gru, h_n))])  # [B, 1]
+        g.node("Squeeze", [prob, g.const("axes", np.array([1], np.int64))], ["probability"])
+        save(g, inputs, [g.helper.make_tensor_value_info("probability", T.FLOAT, ["batch"])], path)
+        return "the sentiment model as ONNX (opset 14, one GRU node per layer): ids, lengths -> probability"
+
+    def gates_input(self, saved: Dict, text: Sequence[str], days: int):
+        model = load_model(saved)
+        words = tokenize(" ".join(text))
+        if not words:
+            raise ValueError("give a sentence whose gates to show, e.g. grukit gates MODEL \"a gripping film\"")
+        ids = [saved["vocab"].get(w, UNKNOWN) for w in words]
+        with torch.no_grad():
+            x = model.embedding(torch.tensor(ids))
+        labels = [w if i != UNKNOWN else f"{w}(?)" for w, i in zip(words, ids)]
+        return model, x, labels
+
+
+TASK = SentimentTask()

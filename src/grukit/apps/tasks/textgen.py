@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..datasets.plays import encode, shakespeare
-from ..nn import GRU
+from ...nn import GRU
 from .common import Options, fit, model_file, saved_gru_options
+from .task import Task
 
 WINDOW, VAL_CHARS = 128, 200_000
 
@@ -128,5 +129,22 @@ def generate(saved: Dict, prompt: str = "\n", length: int = 300, temperature: fl
     return "".join(out)
 
 
-def predict(saved: Dict, *args, **kwargs):
-    raise ValueError("a textgen model writes text: use `grukit generate MODEL --prompt ... --length N`")
+class TextgenTask(Task):
+    name = "textgen"
+    takes_regularisers = True
+    how_to_use = "it writes text: use `grukit generate MODEL --prompt ... --length N`"
+
+    def train(self, options: Options) -> Dict:
+        return train(options)
+
+    def load(self, saved: Dict) -> CharModel:
+        return load_model(saved)
+
+    def generate(self, saved, prompt, length, temperature, seed, output) -> str:
+        if output:
+            raise ValueError("--output is for music models (a MIDI or MusicXML file); a textgen model prints its text")
+        prompt = "ROMEO.\n" if prompt is None else prompt
+        return prompt + generate(saved, prompt, length or 400, temperature, seed)
+
+
+TASK = TextgenTask()

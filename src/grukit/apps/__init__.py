@@ -1,0 +1,7 @@
+"""What a user runs rather than imports: the command line, the tasks, their datasets, the
+RNN/LSTM/GRU comparison, gate plots.
+
+Everything here imports the library core (``grukit.nn``, ``grukit.functional``,
+``grukit.export`` ...); nothing in the core imports this package, so ``import grukit``
+needs none of the applications' dependencies (tqdm, pandas, music21, matplotlib).
+"""

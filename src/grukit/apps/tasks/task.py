@@ -1,0 +1,65 @@
+"""What every task offers the command line: one class, one registry (``grukit.apps.tasks.TASKS``).
+
+A task trains a model on its packaged data and reports the held-out metric next to its
+baselines; a saved model file (``grukit train NAME --output FILE``) can then be used in
+the ways the task supports. The CLI calls these methods without knowing which task it
+holds; a task that lacks a use says so in one line (:class:`NotOffered`), naming what
+it offers instead.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+
+class NotOffered(ValueError):
+    """A task model asked for a use its task does not have (predict, generate, export ...)."""
+
+
+class Task:
+    """One application: its name, its training, and what a saved model of it can do.
+
+    Subclasses set ``name`` and ``how_to_use`` (one sentence: what its models are for,
+    used in every :class:`NotOffered` message) and override the methods they support.
+    """
+
+    name: str = ""
+    how_to_use: str = ""
+    takes_regularisers = False  # its GRU can use --layer-norm, --zoneout, --recurrent-dropout
+
+    def _not_offered(self, what: str) -> NotOffered:
+        return NotOffered(f"a {self.name} model does not {what}; {self.how_to_use}")
+
+    # ---- every task
+    def train(self, options) -> Dict:
+        """Train on the packaged data; the report (metric, baselines, history, ``model_file``)."""
+        raise NotImplementedError
+
+    def load(self, saved: Dict) -> torch.nn.Module:
+        """The trained model (evaluation mode) from a model file's contents."""
+        raise NotImplementedError
+
+    # ---- uses a task may offer
+    def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
+        """``grukit predict``: the lines to print for ``texts`` (classifiers) or ``days`` (forecasts)."""
+        raise self._not_offered("predict from the command line")
+
+    def generate(self, saved: Dict, prompt: Optional[str], length: Optional[int], temperature: float, seed: int,
+                 output: Optional[str]) -> str:
+        """``grukit generate``: what to print after sampling (and writing ``output``, if the task writes files)."""
+        raise self._not_offered("generate")
+
+    def translate(self, saved: Dict, texts: Sequence[str], beam: int, show: int) -> List[str]:
+        """``grukit translate``: the lines to print."""
+        raise self._not_offered("translate")
+
+    def to_onnx(self, saved: Dict, path: str) -> str:
+        """``grukit export``: write the whole model (embedding, GRU, head) as ONNX; a one-line description."""
+        raise NotOffered(f"ONNX export of {self.name!r} task models is not offered (sentiment, weather, stocks are); "
+                         "export its GRU with grukit.export.to_onnx(model.gru, path)")
+
+    def gates_input(self, saved: Dict, text: Sequence[str], days: int) -> Tuple[torch.nn.Module, torch.Tensor, List[str]]:
+        """``grukit gates``: (model, x [T, I] the GRU's input, one label per step)."""
+        raise self._not_offered("show its gates (sentiment, weather and stocks models do)")
