@@ -143,7 +143,8 @@ def test_disable_build_environment_variable():
 def test_inference_saves_no_activations():
     x = torch.randn(6, 2, 3)
     w = (torch.randn(12, 3), torch.randn(12, 4), torch.randn(12), torch.randn(12))
-    args = (x, torch.zeros(2, 4), *w, None, None, False, True, True)
+    no_regularisers = (None, None, None, None, None, 0.0, -1, None)  # layer norm, zoneout, recurrent dropout
+    args = (x, torch.zeros(2, 4), *w, None, None, *no_regularisers, False, True, True)
     _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, False)
     assert ws.numel() == 0
     _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, True)

@@ -1,0 +1,220 @@
+// The GRU cell's element-wise passes: the one copy of the step math, forward and backward,
+// that every layer driver (plain, normalised) and the stream call.
+//
+// One function per pass, over `n` hidden units of one batch row, every pointer already
+// offset to the first unit and marked __restrict so the compiler vectorises the loop.
+// Template options:
+//   KEEPS   the update meaning: h' = z h + (1 - z) n (true, "keeps_state") or (1 - z) h + z n
+//   Z       zoneout: NoZoneout, or Zoneout<T> giving each unit's k (the given mask, a mask drawn
+//           from a seed, or the probability in evaluation); then h_t = k h_{t-1} + (1 - k) h'
+//           (Krueger et al. 2016). `index0` is the first unit's index in the call's [rows, H]
+//           layout, which the drawn mask hashes.
+//
+// The equations (Cho et al. 2014; gate order r, z, n as torch.nn.GRU):
+//   r  = sigmoid(x W_r^T + b_ir + h U_r^T + b_hr)
+//   z  = sigmoid(x W_z^T + b_iz + h U_z^T + b_hz)
+//   n  = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))     reset after  (Cho et al. 2014 v1; cuDNN)
+//   n  = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)     reset before (Cho et al. 2014 v3)
+//   h' = z * h + (1 - z) * n                             keeps_state
+//   h' = (1 - z) * h + z * n                             takes_candidate (Chung et al. 2014)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "activations.h"
+
+namespace grukit {
+
+// ---------------------------------------------------------------- zoneout policies
+
+struct NoZoneout {  // the passes' zoneout code is compiled out: h_t = h'
+  static constexpr bool active = false;
+};
+
+// Zoneout's mask drawn inside the kernel: element `index` of a call keeps h_{t-1} when a hash of
+// (seed, index) falls below p * 2^32 (splitmix64's mixer: the forward and the backward pass
+// compute the same bits, so nothing is stored, and drawing costs about a nanosecond an element).
+inline bool zoneout_keeps(uint64_t seed, uint64_t index, uint32_t threshold) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return uint32_t(z >> 32) < threshold;
+}
+
+template <typename T>
+struct Zoneout {
+  static constexpr bool active = true;
+  const T* mask = nullptr;  // a given 0/1 mask in the call's [rows, H] layout (sorted), or null
+  int64_t seed = -1;        // >= 0 (and no mask): draw the mask from this seed with probability p
+  double p = 0;             // otherwise: evaluation, k = p everywhere
+  uint32_t threshold = 0;
+  Zoneout(const T* mask_, double p_, int64_t seed_)
+      : mask(mask_), seed(seed_), p(p_), threshold(uint32_t(std::min(p_, 1.0) * 4294967296.0)) {}
+  // k for element `index` (row * H + unit) of the call
+  T keep(int64_t index) const {
+    if (mask) return mask[index];
+    if (seed >= 0) return T(zoneout_keeps(uint64_t(seed), uint64_t(index), threshold));
+    return T(p);
+  }
+};
+
+// ---------------------------------------------------------------- forward
+
+// reset after. In: gi_{r,z,n} = x W^T rows, q_{r,z,n} = h U^T rows, biases, h.
+// Out: h_t (to h_new and out), and r, z, n, hn = h U_n^T + b_hn for the backward pass.
+template <typename T, bool KEEPS, typename Z>
+void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict gn,
+                   const T* __restrict qr, const T* __restrict qz, const T* __restrict qn,
+                   const T* __restrict brz_r, const T* __restrict brz_z, const T* __restrict b_in,
+                   const T* __restrict b_hn, const T* __restrict h, T* __restrict h_new, T* __restrict out,
+                   T* __restrict sr, T* __restrict sz, T* __restrict sn, T* __restrict shn, const Z& zoneout,
+                   int64_t index0) {
+  for (int64_t j = 0; j < n; ++j) {
+    // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
+    T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
+    T z = sigmoid_act(gz[j] + qz[j] + brz_z[j]);
+    // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
+    T hn = qn[j] + b_hn[j];
+    T c = tanh_act(gn[j] + b_in[j] + r * hn);
+    // h' = z h + (1 - z) n  =  n + z (h - n)     or     h' = (1 - z) h + z n  =  h + z (n - h)
+    T hv = h[j];
+    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
+    if constexpr (Z::active) {  // h_t = k h_{t-1} + (1 - k) h'  (exactly h_{t-1} where k = 1)
+      const T k = zoneout.keep(index0 + j);
+      hnew = k * hv + (T(1) - k) * hnew;
+    }
+    sr[j] = r;
+    sz[j] = z;
+    sn[j] = c;
+    shn[j] = hn;
+    h_new[j] = hnew;
+    out[j] = hnew;
+  }
+}
+
+// reset before, first pass: r, z, and r * h (the input of the candidate's recurrent product).
+// `h` here is what enters the recurrent products (h * the recurrent-dropout mask, if any).
+template <typename T>
+void forward_before_gates(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict qr,
+                          const T* __restrict qz, const T* __restrict brz_r, const T* __restrict brz_z,
+                          const T* __restrict h, T* __restrict sr, T* __restrict sz, T* __restrict rh) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
+    T z = sigmoid_act(gz[j] + qz[j] + brz_z[j]);
+    sr[j] = r;
+    sz[j] = z;
+    rh[j] = r * h[j];
+  }
+}
+
+// reset before, second pass. In: qn = (r * h) U_n^T. Out: h_t, and n for the backward pass.
+template <typename T, bool KEEPS, typename Z>
+void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict qn, const T* __restrict b_in,
+                          const T* __restrict b_hn, const T* __restrict z_, const T* __restrict h,
+                          T* __restrict h_new, T* __restrict out, T* __restrict sn, const Z& zoneout,
+                          int64_t index0) {
+  for (int64_t j = 0; j < n; ++j) {
+    // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
+    T c = tanh_act(gn[j] + b_in[j] + qn[j] + b_hn[j]);
+    T z = z_[j];
+    T hv = h[j];
+    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
+    if constexpr (Z::active) {
+      const T k = zoneout.keep(index0 + j);
+      hnew = k * hv + (T(1) - k) * hnew;
+    }
+    sn[j] = c;
+    h_new[j] = hnew;
+    out[j] = hnew;
+  }
+}
+
+// ---------------------------------------------------------------- backward
+//
+// d = dL/dh_t (from the output and from step t+1). With zoneout, h_t = k h + (1 - k) h':
+// the cell sees (1 - k) d and h_{t-1} gets k d directly.
+
+// reset after. In: saved r, z, n, hn; h_{t-1}; dout; dh (gradient from step t+1).
+// Out: dGI = [da_r, da_z, da_n], dGH = [da_r, da_z, d(hn)], the direct part of dh_{t-1}
+// (written over dh), and h_{t-1} copied to hp for the weight-gradient GEMM.
+template <typename T, bool KEEPS, typename Z>
+void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict sn,
+                    const T* __restrict shn, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
+                    T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r,
+                    T* __restrict gh_z, T* __restrict gh_n, T* __restrict hp, const Z& zoneout, int64_t index0) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
+    T d = dout[j] + dh[j];
+    T d_zoned = T(0);
+    if constexpr (Z::active) {
+      const T k = zoneout.keep(index0 + j);
+      d_zoned = k * d;
+      d = (T(1) - k) * d;
+    }
+    // h' = z h + (1 - z) n   or   (1 - z) h + z n
+    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
+    T dc = KEEPS ? d * (T(1) - z) : d * z;
+    T dh_direct = KEEPS ? d * z : d * (T(1) - z);
+    if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
+    // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
+    T da_n = dc * (T(1) - c * c);
+    T dr = da_n * hn;
+    // r = sigmoid(a_r), z = sigmoid(a_z)
+    T da_r = dr * r * (T(1) - r);
+    T da_z = dz * z * (T(1) - z);
+    gi_r[j] = da_r;
+    gi_z[j] = da_z;
+    gi_n[j] = da_n;
+    gh_r[j] = da_r;
+    gh_z[j] = da_z;
+    gh_n[j] = da_n * r;
+    hp[j] = hv;
+    dh[j] = dh_direct;
+  }
+}
+
+// backward, reset before, first pass: da_n, dz (parked in gi_z), the direct part of dh_{t-1}.
+template <typename T, bool KEEPS, typename Z>
+void backward_before_candidate(int64_t n, const T* __restrict sz, const T* __restrict sn, const T* __restrict h,
+                               const T* __restrict dout, T* __restrict dh, T* __restrict gi_z, T* __restrict gi_n,
+                               T* __restrict hp, const Z& zoneout, int64_t index0) {
+  for (int64_t j = 0; j < n; ++j) {
+    T z = sz[j], c = sn[j], hv = h[j];
+    T d = dout[j] + dh[j];
+    T d_zoned = T(0);
+    if constexpr (Z::active) {
+      const T k = zoneout.keep(index0 + j);
+      d_zoned = k * d;
+      d = (T(1) - k) * d;
+    }
+    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
+    T dc = KEEPS ? d * (T(1) - z) : d * z;
+    T dh_direct = KEEPS ? d * z : d * (T(1) - z);
+    if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
+    gi_z[j] = dz;
+    gi_n[j] = dc * (T(1) - c * c);  // da_n
+    hp[j] = hv;
+    dh[j] = dh_direct;
+  }
+}
+
+// backward, reset before, second pass. In: drh = d(r * h) = da_n U_n; hp = what entered the
+// recurrent products. Out: da_r, da_z, dh += drh * r, and r * hp for the weight-gradient GEMM.
+template <typename T>
+void backward_before_gates(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict hp,
+                           const T* __restrict drh, T* __restrict dh, T* __restrict gi_r, T* __restrict gi_z,
+                           T* __restrict rh) {
+  for (int64_t j = 0; j < n; ++j) {
+    T r = sr[j], z = sz[j], hv = hp[j];
+    // a_n = ... + (r * h) U_n^T:  dr = d(rh) * h,  dh += d(rh) * r
+    T dr = drh[j] * hv;
+    dh[j] += drh[j] * r;
+    gi_r[j] = dr * r * (T(1) - r);
+    gi_z[j] = gi_z[j] * z * (T(1) - z);
+    rh[j] = r * hv;
+  }
+}
+
+}  // namespace grukit

@@ -1,0 +1,150 @@
+// Streaming inference: a multi-layer, one-direction GRU that carries its state across calls,
+// for real-time use: one call per time step (or per chunk), inference only. The weights are
+// packed once when the stream is made; each step is one pybind call into this code, with no
+// dispatcher or autograd on the way, so a batch-1 step costs a few microseconds.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cell.h"
+#include "gemm.h"
+
+namespace grukit {
+
+using at::Tensor;
+
+class Stream {
+ public:
+  // weights: per layer (w_ih [3H, I_l], w_hh [3H, H], b_ih [3H] or undefined, b_hh);
+  // h0: [L, B, H] initial state (copied).
+  Stream(const std::vector<std::vector<Tensor>>& weights, const Tensor& h0, bool reset_after, bool keeps_state)
+      : reset_after_(reset_after), keeps_(keeps_state) {
+    L_ = (int64_t)weights.size();
+    B_ = h0.size(1);
+    H_ = h0.size(2);
+    I_ = weights[0][0].size(1);
+    auto opts = h0.options();
+    for (const auto& w : weights) {
+      w_ih_t_.push_back(w[0].t().contiguous());  // [I_l, 3H]
+      Tensor whh = w[1].contiguous();
+      w_hh_t_.push_back(whh.t().contiguous());   // [H, 3H]: r, z, n columns
+      Tensor bias = at::zeros({4, H_}, opts);     // rows: b_ir + b_hr, b_iz + b_hz, b_in, b_hn
+      if (w.size() == 4 && w[2].defined()) {
+        bias[0].copy_(w[2].narrow(0, 0, H_) + w[3].narrow(0, 0, H_));
+        bias[1].copy_(w[2].narrow(0, H_, H_) + w[3].narrow(0, H_, H_));
+        bias[2].copy_(w[2].narrow(0, 2 * H_, H_));
+        bias[3].copy_(w[3].narrow(0, 2 * H_, H_));
+      }
+      biases_.push_back(bias);
+    }
+    h_ = h0.clone().contiguous();
+    gi_ = at::empty({B_, 3 * H_}, opts);
+    gh_ = at::empty({B_, 3 * H_}, opts);
+    rh_ = at::empty({B_, H_}, opts);
+    saved_ = at::empty({B_, 4 * H_}, opts);
+    h_next_ = at::empty({B_, H_}, opts);
+  }
+
+  // x [B, I] -> the last layer's new state [B, H] (a new tensor); every layer's state advances.
+  Tensor step(const Tensor& x) {
+    check_input(x, 2);
+    Tensor y = at::empty({B_, H_}, h_.options());
+    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "gru_stream_step", [&] {
+      SequentialBlas one;
+      step_impl<scalar_t>(x.contiguous().data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
+    });
+    return y;
+  }
+
+  // x [T, B, I] -> the last layer's states [T, B, H]
+  Tensor run(const Tensor& x) {
+    check_input(x, 3);
+    const int64_t T = x.size(0);
+    Tensor xc = x.contiguous();
+    Tensor y = at::empty({T, B_, H_}, h_.options());
+    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "gru_stream_run", [&] {
+      SequentialBlas one;
+      for (int64_t t = 0; t < T; ++t)
+        step_impl<scalar_t>(xc.data_ptr<scalar_t>() + t * B_ * I_, y.data_ptr<scalar_t>() + t * B_ * H_);
+    });
+    return y;
+  }
+
+  Tensor state() const { return h_.clone(); }
+  void set_state(const Tensor& h) {
+    TORCH_CHECK_VALUE(h.sizes() == h_.sizes(), "state must have shape ", h_.sizes(), ", got ", h.sizes());
+    TORCH_CHECK_TYPE(h.scalar_type() == h_.scalar_type(), "state must have dtype ", h_.scalar_type(), ", got ",
+                     h.scalar_type());
+    h_.copy_(h);
+  }
+
+ private:
+  void check_input(const Tensor& x, int64_t dims) const {
+    TORCH_CHECK_TYPE(x.scalar_type() == h_.scalar_type(), "x must have dtype ", h_.scalar_type(),
+                     " (the stream's), got ", x.scalar_type());
+    TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be on the CPU, got ", x.device());
+    const bool ok = x.dim() == dims && x.size(dims - 2) == B_ && x.size(dims - 1) == I_;
+    TORCH_CHECK_VALUE(ok, "x must have shape ", dims == 2 ? "" : "[T, ", dims == 2 ? "[" : "", B_, ", ", I_,
+                      "] (batch_size, input_size), got ", x.sizes());
+  }
+
+  template <typename T>
+  void step_impl(const T* x, T* y) {
+    const int64_t B = B_, H = H_;
+    T* gi = gi_.data_ptr<T>();
+    T* gh = gh_.data_ptr<T>();
+    T* s = saved_.data_ptr<T>();
+    const T* in = x;
+    int64_t in_size = I_;
+    for (int64_t l = 0; l < L_; ++l) {
+      T* h = h_.data_ptr<T>() + l * B * H;
+      T* hn = l == L_ - 1 ? y : h_next_.data_ptr<T>();
+      const T* bias = biases_[l].data_ptr<T>();
+      // x W_ih^T [B, 3H] and h W_hh^T (r, z columns; and n for reset after)
+      mm<T>(B, 3 * H, in_size, in, in_size, w_ih_t_[l].data_ptr<T>(), 3 * H, gi, 3 * H, false);
+      const T* whh_t = w_hh_t_[l].data_ptr<T>();
+      if (reset_after_) {
+        mm<T>(B, 3 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
+        for (int64_t b = 0; b < B; ++b) {
+          const T* g = gi + b * 3 * H;
+          const T* q = gh + b * 3 * H;
+          T* sb = s + b * 4 * H;
+          (keeps_ ? forward_after<T, true, NoZoneout> : forward_after<T, false, NoZoneout>)(
+              H, g, g + H, g + 2 * H, q, q + H, q + 2 * H, bias, bias + H, bias + 2 * H, bias + 3 * H,
+              h + b * H, hn + b * H, hn + b * H, sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout(), 0);
+        }
+      } else {
+        T* rh = rh_.data_ptr<T>();
+        mm<T>(B, 2 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
+        for (int64_t b = 0; b < B; ++b) {
+          const T* g = gi + b * 3 * H;
+          const T* q = gh + b * 3 * H;
+          T* sb = s + b * 4 * H;
+          forward_before_gates<T>(H, g, g + H, q, q + H, bias, bias + H, h + b * H, sb, sb + H, rh + b * H);
+        }
+        mm<T>(B, H, H, rh, H, whh_t + 2 * H, 3 * H, gh + 2 * H, 3 * H, false);
+        for (int64_t b = 0; b < B; ++b) {
+          const T* g = gi + b * 3 * H;
+          T* sb = s + b * 4 * H;
+          (keeps_ ? forward_before_state<T, true, NoZoneout> : forward_before_state<T, false, NoZoneout>)(
+              H, g + 2 * H, gh + b * 3 * H + 2 * H, bias + 2 * H, bias + 3 * H, sb + H, h + b * H, hn + b * H,
+              hn + b * H, sb + 2 * H, NoZoneout(), 0);
+        }
+      }
+      std::copy(hn, hn + B * H, h);  // the layer's new state
+      in = h;
+      in_size = H;
+    }
+  }
+
+  int64_t L_, B_, I_, H_;
+  bool reset_after_, keeps_;
+  std::vector<Tensor> w_ih_t_, w_hh_t_, biases_;
+  Tensor h_, gi_, gh_, rh_, saved_, h_next_;
+};
+
+}  // namespace grukit

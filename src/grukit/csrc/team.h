@@ -1,0 +1,107 @@
+// Thread teams for the recurrence.
+//
+// The recurrence is sequential in t, so the threads split each step: by batch rows, which
+// are independent through the whole sequence and need no synchronisation at all, or, for
+// small batches with large H, by hidden units: thread k owns units [a_k, b_k), computes the
+// recurrent-GEMM columns of those units and their element-wise math, and one team barrier
+// per step (two for reset-before) hands the new state to everyone. The whole sequence runs
+// inside one OpenMP parallel region with BLAS single-threaded inside it; small problems run
+// on one thread.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "gemm.h"
+
+namespace grukit {
+
+using at::Tensor;
+
+constexpr int64_t kMinMacsPerThread = 1 << 17;  // per step: less than this is not worth a thread
+constexpr int64_t kMinRowsPerThread = 8;        // fewer rows per thread: split hidden units instead
+
+// Thread k takes batch rows [rows[k], rows[k+1]) and hidden units [units[k], units[k+1]).
+// Batch rows are independent through the whole recurrence, so a split by rows needs no
+// synchronisation at all until the sequence ends; a split by units (small batches, large H)
+// needs a barrier per step, which can cost as much as a small step's arithmetic.
+struct Team {
+  int n = 1;
+  bool by_rows = true;
+  int64_t B = 0, H = 0, row_chunk = 0, unit_chunk = 0;
+  // thread k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
+  int64_t row_lo(int k) const { return by_rows ? std::min(B, k * row_chunk) : 0; }
+  int64_t row_hi(int k) const { return by_rows ? std::min(B, (k + 1) * row_chunk) : B; }
+  int64_t unit_lo(int k) const { return by_rows ? 0 : std::min(H, k * unit_chunk); }
+  int64_t unit_hi(int k) const { return by_rows ? H : std::min(H, (k + 1) * unit_chunk); }
+};
+
+inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
+  Team team;
+  team.B = B;
+  team.H = H;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t work = B * H * macs_per_row_unit;
+  int64_t n = std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinMacsPerThread));
+  team.by_rows = B >= kMinRowsPerThread * n;
+  if (!team.by_rows) n = std::min<int64_t>(n, (H + 15) / 16);
+  team.n = (int)std::max<int64_t>(1, n);
+  if (team.n == 1) team.by_rows = true;
+  team.row_chunk = (B + team.n - 1) / team.n;
+  team.unit_chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
+  return team;
+}
+
+template <typename F>
+void run_team(const Team& team, const F& body) {
+  if (team.n == 1) {
+    SequentialBlas one;
+    body(0);
+    return;
+  }
+#pragma omp parallel num_threads(team.n)
+  {
+    SequentialBlas one;
+    body(omp_get_thread_num());
+  }
+}
+
+inline void team_barrier(const Team& team) {
+  if (!team.by_rows) {
+#pragma omp barrier
+  }
+}
+
+// The recurrent weights as the B operand of thread k's product h @ W_k^T: W_k holds the
+// rows of thread k's units for each of `gates` gates (r, z[, n]), stored transposed as
+// [H, gates * Hc_k], the blocks one after another (block k starts at gates * unit_lo(k) * H).
+inline Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) {
+  const int64_t H = w_hh.size(1);
+  std::vector<Tensor> blocks;
+  const int blocks_n = team.by_rows ? 1 : team.n;  // split by rows: every thread uses all units
+  for (int k = 0; k < blocks_n; ++k) {
+    std::vector<Tensor> rows;
+    for (int64_t g = 0; g < gates; ++g)
+      rows.push_back(w_hh.narrow(0, g * H + team.unit_lo(k), team.unit_hi(k) - team.unit_lo(k)));
+    blocks.push_back(at::cat(rows, 0).t().contiguous().view({-1}));
+  }
+  return at::cat(blocks, 0);
+}
+
+// A team that splits batch rows only (one thread if the rows are too few): the normalised
+// driver's, whose layer norm needs every unit of a row in one thread.
+inline Team rows_only_team(int64_t B, int64_t H) {
+  Team team = make_team(B, H, 3 * H);
+  if (!team.by_rows) {
+    team.n = 1;
+    team.by_rows = true;
+    team.row_chunk = B;
+  }
+  return team;
+}
+
+}  // namespace grukit
