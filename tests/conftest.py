@@ -1,0 +1,11 @@
+"""pytest set-up: the test helpers (``oracle``, ``backend_params``) importable from this folder
+under any import mode. (The ``slow`` marker is declared in pyproject.toml.)
+
+``make test`` runs every test; ``pytest -m "not slow"`` leaves out the end-to-end training,
+torchrun and ``grukit compare`` runs for a quick local check (a few minutes).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
