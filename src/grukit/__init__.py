@@ -12,9 +12,9 @@
 """
 
 from . import convert, functional, reference
+from ._version import __version__
 from .functional import gru
 from .nn import GRU, GRUCell
 from .reference import KEEPS_STATE, TAKES_CANDIDATE
 
-__version__ = "0.1.0"
 __all__ = ["GRU", "GRUCell", "gru", "functional", "reference", "convert", "KEEPS_STATE", "TAKES_CANDIDATE"]
