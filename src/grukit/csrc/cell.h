@@ -60,6 +60,18 @@ struct Zoneout {
   }
 };
 
+// h_t from the gates: h' = z h + (1 - z) n  =  n + z (h - n)  (KEEPS)  or  h' = (1 - z) h + z n  =  h + z (n - h),
+// then zoneout's h_t = k h + (1 - k) h' (exactly h where k = 1).
+template <typename T, bool KEEPS, typename Z>
+inline T new_state(T c, T z, T hv, const Z& zoneout, int64_t index) {
+  T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
+  if constexpr (Z::active) {
+    const T k = zoneout.keep(index);
+    hnew = k * hv + (T(1) - k) * hnew;
+  }
+  return hnew;
+}
+
 // ---------------------------------------------------------------- forward
 
 // reset after. In: gi_{r,z,n} = x W^T rows, q_{r,z,n} = h U^T rows, biases, h.
@@ -78,13 +90,7 @@ void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, co
     // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
     T hn = qn[j] + b_hn[j];
     T c = tanh_act(gn[j] + b_in[j] + r * hn);
-    // h' = z h + (1 - z) n  =  n + z (h - n)     or     h' = (1 - z) h + z n  =  h + z (n - h)
-    T hv = h[j];
-    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
-    if constexpr (Z::active) {  // h_t = k h_{t-1} + (1 - k) h'  (exactly h_{t-1} where k = 1)
-      const T k = zoneout.keep(index0 + j);
-      hnew = k * hv + (T(1) - k) * hnew;
-    }
+    T hnew = new_state<T, KEEPS, Z>(c, z, h[j], zoneout, index0 + j);
     sr[j] = r;
     sz[j] = z;
     sn[j] = c;
@@ -118,13 +124,7 @@ void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict
   for (int64_t j = 0; j < n; ++j) {
     // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
     T c = tanh_act(gn[j] + b_in[j] + qn[j] + b_hn[j]);
-    T z = z_[j];
-    T hv = h[j];
-    T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
-    if constexpr (Z::active) {
-      const T k = zoneout.keep(index0 + j);
-      hnew = k * hv + (T(1) - k) * hnew;
-    }
+    T hnew = new_state<T, KEEPS, Z>(c, z_[j], h[j], zoneout, index0 + j);
     sn[j] = c;
     h_new[j] = hnew;
     out[j] = hnew;
@@ -136,6 +136,22 @@ void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict
 // d = dL/dh_t (from the output and from step t+1). With zoneout, h_t = k h + (1 - k) h':
 // the cell sees (1 - k) d and h_{t-1} gets k d directly.
 
+// d = dL/dh_t through h_t = k h + (1 - k) h' and h' = z h + (1 - z) n (KEEPS) or (1 - z) h + z n:
+// the gradients of z and of the candidate n, and the direct part of dL/dh_{t-1}.
+template <typename T, bool KEEPS, typename Z>
+inline void update_gradients(T d, T hv, T c, T z, const Z& zoneout, int64_t index, T& dz, T& dc, T& dh_direct) {
+  T d_zoned = T(0);
+  if constexpr (Z::active) {
+    const T k = zoneout.keep(index);
+    d_zoned = k * d;
+    d = (T(1) - k) * d;
+  }
+  dz = KEEPS ? d * (hv - c) : d * (c - hv);
+  dc = KEEPS ? d * (T(1) - z) : d * z;
+  dh_direct = KEEPS ? d * z : d * (T(1) - z);
+  if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
+}
+
 // reset after. In: saved r, z, n, hn; h_{t-1}; dout; dh (gradient from step t+1).
 // Out: dGI = [da_r, da_z, da_n], dGH = [da_r, da_z, d(hn)], the direct part of dh_{t-1}
 // (written over dh), and h_{t-1} copied to hp for the weight-gradient GEMM.
@@ -146,18 +162,8 @@ void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, c
                     T* __restrict gh_z, T* __restrict gh_n, T* __restrict hp, const Z& zoneout, int64_t index0) {
   for (int64_t j = 0; j < n; ++j) {
     T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
-    T d = dout[j] + dh[j];
-    T d_zoned = T(0);
-    if constexpr (Z::active) {
-      const T k = zoneout.keep(index0 + j);
-      d_zoned = k * d;
-      d = (T(1) - k) * d;
-    }
-    // h' = z h + (1 - z) n   or   (1 - z) h + z n
-    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
-    T dc = KEEPS ? d * (T(1) - z) : d * z;
-    T dh_direct = KEEPS ? d * z : d * (T(1) - z);
-    if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
+    T dz, dc, dh_direct;
+    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, index0 + j, dz, dc, dh_direct);
     // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
     T da_n = dc * (T(1) - c * c);
     T dr = da_n * hn;
@@ -182,17 +188,8 @@ void backward_before_candidate(int64_t n, const T* __restrict sz, const T* __res
                                T* __restrict hp, const Z& zoneout, int64_t index0) {
   for (int64_t j = 0; j < n; ++j) {
     T z = sz[j], c = sn[j], hv = h[j];
-    T d = dout[j] + dh[j];
-    T d_zoned = T(0);
-    if constexpr (Z::active) {
-      const T k = zoneout.keep(index0 + j);
-      d_zoned = k * d;
-      d = (T(1) - k) * d;
-    }
-    T dz = KEEPS ? d * (hv - c) : d * (c - hv);
-    T dc = KEEPS ? d * (T(1) - z) : d * z;
-    T dh_direct = KEEPS ? d * z : d * (T(1) - z);
-    if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
+    T dz, dc, dh_direct;
+    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, index0 + j, dz, dc, dh_direct);
     gi_z[j] = dz;
     gi_n[j] = dc * (T(1) - c * c);  // da_n
     hp[j] = hv;
