@@ -98,15 +98,10 @@ class ClassifyTask(Task):
     """speech or activity: a class for each whole recording."""
 
     def __init__(self, name: str):
+        super().__init__(train, load_model)
         self.name = name
         self.how_to_use = ("load the model in Python with "
                            "grukit.apps.tasks.classify.load_model(grukit.apps.tasks.common.load(PATH))")
-
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> Classifier:
-        return load_model(saved)
 
     def predict(self, saved: Dict, texts, days):
         """Classifying new recordings from the command line is not offered: they need the

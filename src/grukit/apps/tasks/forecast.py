@@ -1,4 +1,4 @@
-"""Next-day forecasting: seed 001's regressor, GRU then Dense(1), on weather and stock prices.
+"""Next-day forecasting: the tutorials' regressor, GRU then Dense(1), on weather and stock prices.
 
 weather: Seattle's next-day maximum temperature from 14 days of it plus the day of the
     year (sin, cos). Metric: test RMSE in deg C. Baselines: persistence (tomorrow = today)
@@ -180,14 +180,9 @@ class ForecastTask(Task):
     how_to_use = "it forecasts: `grukit predict MODEL --days N`"
 
     def __init__(self, name: str, unit: str):
+        super().__init__(train, load_model)
         self.name = name
         self.unit = unit  # of the forecast values, as printed
-
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> Forecaster:
-        return load_model(saved)
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
         if texts:

@@ -262,16 +262,10 @@ class MusicTask(Task):
     takes_regularisers = True
     how_to_use = "it writes melodies: use `grukit generate MODEL --output melody.mid`"
 
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> MelodyModel:
-        return load_model(saved)
-
     def generate(self, saved, prompt, length, temperature, seed, output) -> str:
         notes = generate(saved, prompt or "", length or 48, temperature, seed)
         path = write_melody(notes, output or "melody.mid")
         return f"wrote {path}: {len(notes)} notes\n{describe(notes)}"
 
 
-TASK = MusicTask()
+TASK = MusicTask(train, load_model)

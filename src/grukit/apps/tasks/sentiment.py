@@ -1,6 +1,6 @@
-"""Movie-review sentiment: seed 002's classifier on Rotten Tomatoes snippets.
+"""Movie-review sentiment: the classic Keras GRU classifier on Rotten Tomatoes snippets.
 
-Model (seed 002): ``Embedding(vocab, 64)`` -> ``GRU(64)`` -> ``Dense(1, sigmoid)``, here
+Model (the Keras tutorials' classifier): ``Embedding(vocab, 64)`` -> ``GRU(64)`` -> ``Dense(1, sigmoid)``, here
 with grukit.GRU reading each review as a packed sequence (no padding steps), adam
 and binary cross-entropy. Metric: test accuracy. Baselines on the same split: the
 majority class, and a bag-of-words logistic regression (its L2 strength chosen on
@@ -144,12 +144,6 @@ class SentimentTask(Task):
     name = "sentiment"
     how_to_use = "it classifies sentences: `grukit predict MODEL \"a sentence\"` (or --file F)"
 
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> SentimentModel:
-        return load_model(saved)
-
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
         return [f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}"
                 for text, p in zip(texts, predict(saved, texts))]
@@ -184,4 +178,4 @@ class SentimentTask(Task):
         return model, x, labels
 
 
-TASK = SentimentTask()
+TASK = SentimentTask(train, load_model)

@@ -9,7 +9,7 @@ it offers instead.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,8 +21,12 @@ class NotOffered(ValueError):
 class Task:
     """One application: its name, its training, and what a saved model of it can do.
 
+    Args:
+        train: ``train(options) -> report`` of the task's module.
+        load: ``load_model(saved) -> model`` of the task's module.
+
     Subclasses set ``name`` and ``how_to_use`` (one sentence: what its models are for,
-    used in every :class:`NotOffered` message) and override the methods they support.
+    used in every :class:`NotOffered` message) and override the uses they support.
     """
 
     name: str = ""
@@ -32,14 +36,17 @@ class Task:
     def _not_offered(self, what: str) -> NotOffered:
         return NotOffered(f"a {self.name} model does not {what}; {self.how_to_use}")
 
+    def __init__(self, train: Callable[..., Dict], load: Callable[[Dict], torch.nn.Module]):
+        self._train, self._load = train, load
+
     # ---- every task
     def train(self, options) -> Dict:
         """Train on the packaged data; the report (metric, baselines, history, ``model_file``)."""
-        raise NotImplementedError
+        return self._train(options)
 
     def load(self, saved: Dict) -> torch.nn.Module:
         """The trained model (evaluation mode) from a model file's contents."""
-        raise NotImplementedError
+        return self._load(saved)
 
     # ---- uses a task may offer
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:

@@ -134,12 +134,6 @@ class TextgenTask(Task):
     takes_regularisers = True
     how_to_use = "it writes text: use `grukit generate MODEL --prompt ... --length N`"
 
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> CharModel:
-        return load_model(saved)
-
     def generate(self, saved, prompt, length, temperature, seed, output) -> str:
         if output:
             raise ValueError("--output is for music models (a MIDI or MusicXML file); a textgen model prints its text")
@@ -147,4 +141,4 @@ class TextgenTask(Task):
         return prompt + generate(saved, prompt, length or 400, temperature, seed)
 
 
-TASK = TextgenTask()
+TASK = TextgenTask(train, load_model)

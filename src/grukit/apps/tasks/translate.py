@@ -287,6 +287,10 @@ def load_translator(saved: Dict) -> Translator:
     return Translator(model, saved["source_vocab"], saved["target_vocab"])
 
 
+def load_model(saved: Dict) -> EncoderDecoder:
+    return load_translator(saved).model
+
+
 def predict(saved: Dict, sentences: Sequence[str], beam: int = 4) -> List[str]:
     return load_translator(saved).translate(list(sentences), beam)
 
@@ -294,12 +298,6 @@ def predict(saved: Dict, sentences: Sequence[str], beam: int = 4) -> List[str]:
 class TranslateTask(Task):
     name = "translate"
     how_to_use = "it translates: use `grukit translate --model PATH TEXT ...`"
-
-    def train(self, options: Options) -> Dict:
-        return train(options)
-
-    def load(self, saved: Dict) -> EncoderDecoder:
-        return load_translator(saved).model
 
     def translate(self, saved: Dict, texts: Sequence[str], beam: int, show: int) -> List[str]:
         translator = load_translator(saved)
@@ -315,4 +313,4 @@ class TranslateTask(Task):
         return lines
 
 
-TASK = TranslateTask()
+TASK = TranslateTask(train, load_model)
