@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[apps,bench]' --no-build-isolation
 	$(BIN)/python bench/gru_speed.py
 
-# every task, both reset placements; the figures in RESULTS.md
+# every task in both reset placements with --seed 0, into runs/*.json; RESULTS.md reports the
+# mean over --seed 0, 1 and 2 (run the train line with each seed)
 results: $(STAMP)
 	for task in sentiment weather stocks speech activity textgen music translate; do for ra in --reset-after --no-reset-after; do \
 	  $(BIN)/grukit train $$task $$ra --quiet --json runs/$$task$$ra.json || exit 1; done; done

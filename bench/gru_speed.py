@@ -211,14 +211,14 @@ def measure(impls, rounds: int, target_seconds: float = 0.02):
 
 
 CASES = [
-    # (label, B, T, H, train, target ms at 2 threads from the issue)
+    # (label, B, T, H, train, the project's target in ms at 2 threads)
     ("B32 T100 I=H=128, fwd+bwd", 32, 100, 128, True, 6.0),
     ("B32 T100 I=H=128, inference", 32, 100, 128, False, 2.5),
     ("B64 T100 I=H=256, fwd+bwd", 64, 100, 256, True, 45.0),
     ("B128 T50 I=H=512, inference", 128, 50, 512, False, 55.0),
     ("B1 T1000 I=H=128, inference", 1, 1000, 128, False, 2.0),
 ]
-# torch.nn.GRU (GRUCell for streaming) on this machine when the issue set the targets, in ms:
+# torch.nn.GRU (GRUCell for streaming) on the machine where the targets were set, in ms:
 # target speed-up = this / target, a criterion that does not drift with the machine's speed
 ISSUE_TORCH_MS = {
     "B32 T100 I=H=128, fwd+bwd": 21.0,
@@ -340,8 +340,8 @@ Python {platform.python_version()}. float32. Each figure is the median over {15}
 rounds after warm-up (see the script's docstring); in brackets, the speed-up over the first
 column (torch.nn.GRU, or torch.nn.GRUCell for streaming) measured in the same rounds. "fwd+bwd" is
 one forward and one backward pass of the layer; "inference" runs under `torch.inference_mode()`.
-The target column is the issue's goal for grukit at 2 threads, as a time and as the speed-up over
-torch.nn.GRU that the time meant when the issue measured torch on this machine (the speed-up does
+The target column is the project's goal for grukit at 2 threads, as a time and as the speed-up over
+torch.nn.GRU that the time meant when the goal was set (torch measured then on an AVX-512 EPYC; the speed-up does
 not drift with the machine's speed); both formulations must meet it, so "met" judges the slower.
 
 This VM's two cores run at speeds that drift over minutes, so small 2-thread cases move by up to
@@ -382,7 +382,7 @@ NOTES = """
 
 - Reproduce: `make install && .venv/bin/python bench/gru_speed.py` (add `--quick` for a short run).
 - onnxruntime is the `GRU` operator alone (no framework overhead), one thread pool of the same size.
-- "torch loop before" is the reset-before GRU (the seed notes' equations) as plain torch ops: the
+- "torch loop before" is the reset-before GRU (Cho et al. 2014 v3, as tutorials write it) as plain torch ops: the
   only way to train it with PyTorch today without grukit.
 """
 

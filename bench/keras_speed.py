@@ -1,9 +1,9 @@
-"""Seconds per epoch of the seed 002 sentiment model: grukit.keras.GRU vs keras.layers.GRU.
+"""Seconds per epoch of the Keras tutorials' sentiment model: grukit.keras.GRU vs keras.layers.GRU.
 
     python bench/keras_speed.py            # measures, then writes the Keras section of BENCHMARKS.md
     python bench/keras_speed.py --quick    # fewer epochs, prints only
 
-The model is seed 002's: Embedding(10000, 64) + GRU(64) + Dense(1, sigmoid), adam,
+The model is the tutorials' classifier: Embedding(10000, 64) + GRU(64) + Dense(1, sigmoid), adam,
 binary cross-entropy, on 2,048 token sequences of length 100 (batch 32, 64 steps per
 epoch), Keras 3 on its torch backend, CPU. Both layers get the same data and the same
 starting weights. Each epoch is timed by Keras' fit; after one warm-up epoch, the median
@@ -95,7 +95,7 @@ def run(epochs: int):
 def section(rows, epochs):
     lines = [
         START,
-        "## Keras: seed 002's sentiment model, seconds per epoch",
+        "## Keras: the tutorials' sentiment model, seconds per epoch",
         "",
         "Written by `python bench/keras_speed.py`. Embedding(10000, 64) + GRU(64) + Dense(1, sigmoid),",
         f"adam, binary cross-entropy, 2,048 sequences of 100 tokens, batch 32; Keras {keras.__version__}",

@@ -88,7 +88,7 @@ def run(quick, rounds=21):
 
 
 def table(rows, threads):
-    lines = [f"Threads: {threads}. Cost = time / plain fused time in the same rounds (targets from the issue: "
+    lines = [f"Threads: {threads}. Cost = time / plain fused time in the same rounds (the project's targets: "
              "layer_norm <= 1.5x, zoneout and recurrent dropout <= 1.15x). Speed-up = the same option as a "
              "per-step torch loop / fused.", "",
              "| case | form | plain | layer_norm | zoneout 0.1 | recurrent dropout 0.25 | all three |",

@@ -15,7 +15,7 @@ def test_weather_split_is_time_ordered_and_scaled_on_training_days_only():
     assert data.x_train.shape == (len(data.y_train), 7, 4)
     # persistence is the target of the day before: last_* of sample i+1 == y of sample i
     assert (data.last_test[1:] == data.y_test[:-1]).all()
-    assert str(data.test_dates[-1])[:10] == "2015-12-31"
+    assert str(data.dates_test[-1])[:10] == "2015-12-31"
     assert abs(data.x_train[:, -1, 0].mean()) < 0.1  # standardised on the training days
 
 

@@ -156,7 +156,7 @@ def test_textgen_trains_beats_unigram_and_generates(tmp_path, capsys):
     from grukit.apps.tasks import textgen
 
     path, report = str(tmp_path / "t.pt"), tmp_path / "t.json"
-    assert main(["train", "textgen", "--epochs", "1", "--limit", "60000", "--hidden", "64", "--quiet", "--output", path,
+    assert main(["train", "textgen", "--epochs", "4", "--limit", "60000", "--hidden", "64", "--quiet", "--output", path,
                  "--json", str(report)]) == 0
     text = capsys.readouterr().out
     assert "bigram character model" in text and "unigram character model" in text

@@ -4,7 +4,7 @@ Written node by node with ``onnx.helper`` rather than traced, so the GRU is one 
 ``GRU`` node per layer with the right conventions (gate order and bias layout as the ONNX operator documents them):
 
 * ``linear_before_reset = 1`` for ``reset_after=True`` (PyTorch's form), ``0`` for the
-  seed notes' ``reset_after=False``: the attribute PyTorch's dynamo exporter has written
+  textbook ``reset_after=False`` (Cho et al. 2014 v3): the attribute PyTorch's dynamo exporter has written
   wrongly for ``nn.GRU`` (pytorch issue 189225).
 * gate order z, r, h and ``B = [Wb, Rb]`` (``grukit.convert.torch_to_onnx``); a
   ``update_gate="takes_candidate"`` GRU is exported with its z rows negated, which is

@@ -172,9 +172,9 @@ def gru(
         bidirectional: ``weights`` holds a forward and a reverse direction per layer.
         reset_after: True (default): n = tanh(x W_n + b_in + r * (h U_n + b_hn)),
             as PyTorch/cuDNN/Keras. False: n = tanh(x W_n + b_in + (r * h) U_n + b_hn),
-            as the seed notes and Cho et al. 2014 v3.
+            as Cho et al. 2014 v3 (arXiv 1406.1078) and most tutorials.
         update_gate: "keeps_state" (default): h' = z*h + (1-z)*n, as PyTorch/Keras/ONNX.
-            "takes_candidate": h' = (1-z)*h + z*n, as seeds 000/001 and Chung et al.
+            "takes_candidate": h' = (1-z)*h + z*n, as Chung et al. 2014 (arXiv 1412.3555).
         dropout: probability of zeroing outputs of each layer but the last
             (only when ``training``), as ``torch.nn.GRU``.
         training: apply ``dropout``.

@@ -1,6 +1,6 @@
 """``grukit.keras.GRU``: a Keras 3 GRU layer that runs on grukit's fused kernels.
 
-The seed notes' Keras code runs with one changed import::
+Keras GRU code written for TensorFlow runs with one changed import::
 
     from grukit.keras import GRU, Dense, Sequential      # was: from tensorflow.keras... import ...
 
@@ -52,7 +52,7 @@ from keras import activations, ops  # noqa: E402
 from . import convert  # noqa: E402
 from .functional import gru as gru_function  # noqa: E402
 
-# the rest of the seeds' imports, so that one import line serves them
+# the other names Keras GRU programs import, so that one import line serves them
 from keras.layers import Bidirectional, Dense, Dropout, Embedding, Input, Masking  # noqa: E402,F401
 from keras.models import Model, Sequential  # noqa: E402,F401
 
@@ -90,7 +90,7 @@ class GRU(keras.layers.GRU):
 
     Arguments, weights and behaviour are exactly those of ``keras.layers.GRU``;
     ``set_weights(keras_gru.get_weights())`` gives the same outputs. Equations
-    (Keras' gate order z, r, h; ``reset_after=False`` is the seed notes' form)::
+    (Keras' gate order z, r, h; ``reset_after=False`` is Cho et al. 2014 v3's form)::
 
         z = sigmoid(x W_z + h U_z + b_z)         r = sigmoid(x W_r + h U_r + b_r)
         h~ = tanh(x W_h + r * (h U_h + b_h'))    reset_after=True  (Keras' default)

@@ -6,11 +6,11 @@ signature and outputs (``PackedSequence`` in and out), so a ``torch.nn.GRU``
 options choose the GRU variant (see ``grukit.reference`` for the equations):
 
 * ``reset_after`` (default True, PyTorch's and cuDNN's form): where the reset
-  gate acts. False gives the seed notes' form, r applied to h before the
+  gate acts. False gives Cho et al. 2014 v3's form (most tutorials'), r applied to h before the
   recurrent product.
 * ``update_gate`` (default "keeps_state", PyTorch's meaning): "keeps_state"
   means h' = z*h + (1-z)*n; "takes_candidate" means h' = (1-z)*h + z*n, as
-  seeds 000 and 001 write it.
+  Chung et al. 2014 write it.
 """
 
 from __future__ import annotations

