@@ -27,7 +27,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,7 +56,6 @@ def cpu_name() -> str:
 
 def make_ort_session(module: grukit.GRU, reset_after: bool, threads: int):
     """A one-node ONNX model holding ``module``'s weights in the GRU operator."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -65,17 +63,25 @@ def make_ort_session(module: grukit.GRU, reset_after: bool, threads: int):
     W, R, B = convert.torch_to_onnx([(s["w_ih"], s["w_hh"], s["b_ih"], s["b_hh"])])
     H = module.hidden_size
     node = helper.make_node(
-        "GRU", ["X", "W", "R", "B"], ["Y", "Y_h"], hidden_size=H,
+        "GRU",
+        ["X", "W", "R", "B"],
+        ["Y", "Y_h"],
+        hidden_size=H,
         linear_before_reset=1 if reset_after else 0,
     )
     graph = helper.make_graph(
-        [node], "gru",
+        [node],
+        "gru",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", module.input_size])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(W.astype(np.float32), "W"),
-                     numpy_helper.from_array(R.astype(np.float32), "R"),
-                     numpy_helper.from_array(B.astype(np.float32), "B")],
+        [
+            helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None),
+        ],
+        initializer=[
+            numpy_helper.from_array(W.astype(np.float32), "W"),
+            numpy_helper.from_array(R.astype(np.float32), "R"),
+            numpy_helper.from_array(B.astype(np.float32), "B"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
     options = ort.SessionOptions()
@@ -115,6 +121,7 @@ def implementations(B, T, H, train, threads):
             def run(module=module):
                 with torch.inference_mode():
                     module(x)
+
         impls[name] = run
     if not train:
         try:
@@ -171,6 +178,7 @@ def packed_implementations(B, T, H, train):
     for name, module in (("torch.nn.GRU", reference), ("grukit after", ours)):
         for kind in ("padded", "packed"):
             if train:  # packing is part of the graph, so it is timed too (for every implementation)
+
                 def run(module=module, kind=kind):
                     xi = x.clone().requires_grad_(True)
                     inp = pack_padded_sequence(xi, lengths, enforce_sorted=False) if kind == "packed" else xi
@@ -178,9 +186,11 @@ def packed_implementations(B, T, H, train):
                     data = out.data if kind == "packed" else out
                     (data.sum() + h_n.sum()).backward()
             else:  # inference: the GRU alone on input packed beforehand
+
                 def run(module=module, kind=kind):
                     with torch.inference_mode():
                         module(packed_once if kind == "packed" else x)
+
             impls[f"{name} {kind}"] = run
     return impls
 
@@ -201,7 +211,7 @@ def measure(impls, rounds: int, target_seconds: float = 0.02):
     samples = {name: [] for name in impls}
     order = list(impls)
     for r in range(rounds):
-        for name in order[r % len(order):] + order[: r % len(order)]:
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             fn, n = impls[name], reps[name]
             start = time.perf_counter()
             for _ in range(n):
@@ -270,8 +280,10 @@ def run(quick: bool):
 def table(rows, threads):
     columns = ["torch.nn.GRU", "grukit after", "grukit before", "torch loop before", "ort after", "ort before"]
     stream_columns = ["torch.nn.GRUCell", "grukit stream after", "grukit stream before", "ort after"]
-    out = ["| case | " + " | ".join(columns) + " | target: time / speed-up | met: time / speed-up |",
-           "|---" * (len(columns) + 3) + "|"]
+    out = [
+        "| case | " + " | ".join(columns) + " | target: time / speed-up | met: time / speed-up |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
     for t, label, result, target in rows:
         if t != threads or label.startswith("packed"):
             continue
@@ -299,13 +311,16 @@ def table(rows, threads):
 
 
 def packed_table(rows, threads):
-    out = ["| case | torch.nn.GRU padded | torch.nn.GRU packed | grukit padded | grukit packed | grukit packed / padded |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| case | torch.nn.GRU padded | torch.nn.GRU packed | grukit padded | grukit packed | grukit packed / padded |",
+        "|---|---|---|---|---|---|",
+    ]
     for t, label, r, _ in rows:
         if t != threads or not label.startswith("packed"):
             continue
         out.append(
-            f"| {label[len('packed vs padded, '):]} | {fmt(r['torch.nn.GRU padded'])} | {fmt(r['torch.nn.GRU packed'])} "
+            f"| {label[len('packed vs padded, ') :]} "
+            f"| {fmt(r['torch.nn.GRU padded'])} | {fmt(r['torch.nn.GRU packed'])} "
             f"| {fmt(r['grukit after padded'])} | {fmt(r['grukit after packed'])} "
             f"| {r['grukit after packed'] / r['grukit after padded']:.2f} |"
         )
@@ -324,7 +339,9 @@ def main():
         print(table(rows, 2))
         print(packed_table(rows, 2))
         return
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     try:
         import onnxruntime
 
@@ -372,7 +389,7 @@ input packed beforehand; fwd+bwd includes `pack_padded_sequence` and its backwar
 """
     # keep the section bench/keras_speed.py writes
     old = Path(args.output).read_text() if Path(args.output).exists() else ""
-    keras_part = old[old.find("<!-- keras-benchmark -->"):] if "<!-- keras-benchmark -->" in old else ""
+    keras_part = old[old.find("<!-- keras-benchmark -->") :] if "<!-- keras-benchmark -->" in old else ""
     Path(args.output).write_text(text + NOTES + ("\n" + keras_part if keras_part else ""))
     print(f"wrote {args.output}")
 

@@ -25,23 +25,25 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import grukit.keras as gk  # noqa: E402
-import keras  # noqa: E402
 
 START, END = "<!-- keras-benchmark -->", "<!-- /keras-benchmark -->"
 
 
 def build(gru_class, reset_after):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((100,), dtype="int32"),
-        keras.layers.Embedding(input_dim=10000, output_dim=64),
-        gru_class(64, reset_after=reset_after),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((100,), dtype="int32"),
+            keras.layers.Embedding(input_dim=10000, output_dim=64),
+            gru_class(64, reset_after=reset_after),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy")
     return model
 
@@ -72,8 +74,10 @@ def run(epochs: int):
     y = (rng.random(2048) < 0.5).astype("float32")
     rows = []
     for reset_after in (True, False):
-        models = {"keras.layers.GRU": build(keras.layers.GRU, reset_after),
-                  "grukit.keras.GRU": build(gk.GRU, reset_after)}
+        models = {
+            "keras.layers.GRU": build(keras.layers.GRU, reset_after),
+            "grukit.keras.GRU": build(gk.GRU, reset_after),
+        }
         models["grukit.keras.GRU"].set_weights(models["keras.layers.GRU"].get_weights())
         times = {name: [] for name in models}
         for name, model in models.items():
@@ -85,10 +89,13 @@ def run(epochs: int):
         med["layer keras"] = layer_ms(keras.layers.GRU, reset_after)
         med["layer grukit"] = layer_ms(gk.GRU, reset_after)
         rows.append((reset_after, med))
-        print(f"reset_after={reset_after}: keras.layers.GRU {med['keras.layers.GRU']:.2f} s/epoch, "
-              f"grukit.keras.GRU {med['grukit.keras.GRU']:.2f} s/epoch "
-              f"({med['keras.layers.GRU'] / med['grukit.keras.GRU']:.1f}x); layer alone "
-              f"{med['layer keras']:.1f} vs {med['layer grukit']:.1f} ms", flush=True)
+        print(
+            f"reset_after={reset_after}: keras.layers.GRU {med['keras.layers.GRU']:.2f} s/epoch, "
+            f"grukit.keras.GRU {med['grukit.keras.GRU']:.2f} s/epoch "
+            f"({med['keras.layers.GRU'] / med['grukit.keras.GRU']:.1f}x); layer alone "
+            f"{med['layer keras']:.1f} vs {med['layer grukit']:.1f} ms",
+            flush=True,
+        )
     return rows
 
 
@@ -109,9 +116,11 @@ def section(rows, epochs):
     for reset_after, med in rows:
         ratio = med["keras.layers.GRU"] / med["grukit.keras.GRU"]
         layer_ratio = med["layer keras"] / med["layer grukit"]
-        lines.append(f"| {reset_after} | {med['keras.layers.GRU']:.2f} s | {med['grukit.keras.GRU']:.2f} s "
-                     f"| {ratio:.1f}x | {'yes' if ratio >= 5 else 'no'} | {med['layer keras']:.1f} ms "
-                     f"| {med['layer grukit']:.1f} ms | {layer_ratio:.1f}x |")
+        lines.append(
+            f"| {reset_after} | {med['keras.layers.GRU']:.2f} s | {med['grukit.keras.GRU']:.2f} s "
+            f"| {ratio:.1f}x | {'yes' if ratio >= 5 else 'no'} | {med['layer keras']:.1f} ms "
+            f"| {med['layer grukit']:.1f} ms | {layer_ratio:.1f}x |"
+        )
     lines += [
         "",
         "Where an epoch's time goes with grukit (cProfile of one epoch, reset_after=True, per batch):",

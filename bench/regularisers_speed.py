@@ -68,9 +68,11 @@ def implementations(B, T, H, train, reset_after):
                     out, h = gru(xs)
                     out.sum().backward()
             else:
+
                 def fn(gru=gru):
                     with torch.no_grad():
                         gru(x)
+
             impls[name + suffix] = fn
     return impls
 
@@ -88,11 +90,14 @@ def run(quick, rounds=21):
 
 
 def table(rows, threads):
-    lines = [f"Threads: {threads}. Cost = time / plain fused time in the same rounds (the project's targets: "
-             "layer_norm <= 1.5x, zoneout and recurrent dropout <= 1.15x). Speed-up = the same option as a "
-             "per-step torch loop / fused.", "",
-             "| case | form | plain | layer_norm | zoneout 0.1 | recurrent dropout 0.25 | all three |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Threads: {threads}. Cost = time / plain fused time in the same rounds (the project's targets: "
+        "layer_norm <= 1.5x, zoneout and recurrent dropout <= 1.15x). Speed-up = the same option as a "
+        "per-step torch loop / fused.",
+        "",
+        "| case | form | plain | layer_norm | zoneout 0.1 | recurrent dropout 0.25 | all three |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, reset_after, t in rows:
         cells = [fmt(t["plain"])]
         for name in list(VARIANTS)[1:]:
@@ -100,11 +105,16 @@ def table(rows, threads):
             mark = " (over target)" if name in TARGETS and cost > TARGETS[name] else ""
             cells.append(f"{fmt(t[name])} = {cost:.2f}x{mark}")
         lines.append(f"| {label} | {'after' if reset_after else 'before'} | " + " | ".join(cells) + " |")
-    lines += ["", "| case | form | layer_norm: torch loop / fused | zoneout | recurrent dropout | all three |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| case | form | layer_norm: torch loop / fused | zoneout | recurrent dropout | all three |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, reset_after, t in rows:
-        cells = [f"{fmt(t[name + ' torch loop'])} / {fmt(t[name])} = {t[name + ' torch loop'] / t[name]:.1f}x"
-                 for name in list(VARIANTS)[1:]]
+        cells = [
+            f"{fmt(t[name + ' torch loop'])} / {fmt(t[name])} = {t[name + ' torch loop'] / t[name]:.1f}x"
+            for name in list(VARIANTS)[1:]
+        ]
         lines.append(f"| {label} | {'after' if reset_after else 'before'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -118,26 +128,28 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = run(args.quick, args.rounds)
-    text = "\n".join([
-        START,
-        "## Layer norm, zoneout and recurrent dropout",
-        "",
-        f"`python bench/regularisers_speed.py`, {datetime.date.today()}, {cpu_name()}, torch {torch.__version__}, "
-        "float32, median of interleaved rounds.",
-        "",
-        table(rows, args.threads),
-        "",
-        "How the options are computed: one separate fused kernel per layer-direction "
-        "(`csrc/gru_cpu_regularised.h`), threads splitting batch rows (layer norm needs whole rows). "
-        "Zoneout's training mask is drawn inside the kernel from a seed, a hash per element, and "
-        "recomputed in the backward pass (never stored); recurrent dropout is one [B, H] mask. Layer "
-        "norm is the expensive one in training: it saves the normalised input and recurrent projections "
-        "(6H values a row on top of the plain kernel's 4H) and runs two row normalisations and their "
-        "backward passes per step; in inference it costs about 1.2-1.3x. The machine is shared: costs "
-        "move by about +-0.1x between runs.",
-        END,
-        "",
-    ])
+    text = "\n".join(
+        [
+            START,
+            "## Layer norm, zoneout and recurrent dropout",
+            "",
+            f"`python bench/regularisers_speed.py`, {datetime.date.today()}, {cpu_name()}, torch {torch.__version__}, "
+            "float32, median of interleaved rounds.",
+            "",
+            table(rows, args.threads),
+            "",
+            "How the options are computed: one separate fused kernel per layer-direction "
+            "(`csrc/gru_cpu_regularised.h`), threads splitting batch rows (layer norm needs whole rows). "
+            "Zoneout's training mask is drawn inside the kernel from a seed, a hash per element, and "
+            "recomputed in the backward pass (never stored); recurrent dropout is one [B, H] mask. Layer "
+            "norm is the expensive one in training: it saves the normalised input and recurrent projections "
+            "(6H values a row on top of the plain kernel's 4H) and runs two row normalisations and their "
+            "backward passes per step; in inference it costs about 1.2-1.3x. The machine is shared: costs "
+            "move by about +-0.1x between runs.",
+            END,
+            "",
+        ]
+    )
     print(text)
     if args.quick:
         return

@@ -26,8 +26,9 @@ def random_weights(rng: np.random.Generator, I: int, H: int, bias: bool = True, 
     return w
 
 
-def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate, layer_norm=None, zoneout=None,
-                 recurrent_mask=None):
+def oracle_layer(
+    x, h0, weights, lengths, reverse, reset_after, update_gate, layer_norm=None, zoneout=None, recurrent_mask=None
+):
     """Forward of one layer-direction with per-sequence lengths, sequence by sequence.
 
     Args:
@@ -58,8 +59,15 @@ def oracle_layer(x, h0, weights, lengths, reverse, reset_after, update_gate, lay
             continue
         keep = zoneout[steps(b), b : b + 1] if isinstance(zoneout, np.ndarray) else zoneout
         hs, cache = reference.gru_forward(
-            x[steps(b), b : b + 1], h0[b : b + 1], weights[0], weights[1], *bias,
-            reset_after=reset_after, update_gate=update_gate, layer_norm=layer_norm, zoneout=keep,
+            x[steps(b), b : b + 1],
+            h0[b : b + 1],
+            weights[0],
+            weights[1],
+            *bias,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            layer_norm=layer_norm,
+            zoneout=keep,
             recurrent_mask=None if recurrent_mask is None else recurrent_mask[b : b + 1],
         )
         caches[b] = cache

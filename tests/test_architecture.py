@@ -7,9 +7,20 @@ import textwrap
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "grukit"
-CORE_MODULES = ["grukit", "grukit.reference", "grukit.functional", "grukit.nn", "grukit.stream", "grukit.backends",
-                "grukit.backends.torch_ops", "grukit.backends.cpu_fused", "grukit.convert", "grukit.export",
-                "grukit.validation", "grukit.keras"]
+CORE_MODULES = [
+    "grukit",
+    "grukit.reference",
+    "grukit.functional",
+    "grukit.nn",
+    "grukit.stream",
+    "grukit.backends",
+    "grukit.backends.torch_ops",
+    "grukit.backends.cpu_fused",
+    "grukit.convert",
+    "grukit.export",
+    "grukit.validation",
+    "grukit.keras",
+]
 APPLICATION_ONLY = ["grukit.apps", "tqdm", "pandas", "music21", "matplotlib", "vega_datasets", "num2words"]
 
 

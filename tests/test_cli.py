@@ -27,7 +27,9 @@ def test_weather_rejects_bad_arguments():
 
 
 def test_console_script_runs_and_rejects_bad_options():
-    done = subprocess.run([sys.executable, "-m", "grukit.apps.cli", "demo", "--epochs", "0"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "grukit.apps.cli", "demo", "--epochs", "0"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "--epochs must be at least 1, got 0" in done.stderr
     done = subprocess.run([sys.executable, "-m", "grukit.apps.cli", "info"], capture_output=True, text=True)
     assert done.returncode == 0 and "backend torch: available" in done.stdout

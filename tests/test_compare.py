@@ -68,10 +68,20 @@ def test_gate_values_equal_the_float64_reference(reset_after, update_gate):
         layer_input = x.double().numpy()[:, None]
         if layer:
             with torch.no_grad():
-                layer_input = grukit.gru(x.unsqueeze(1), gru.layer_weights()[:1], reset_after=reset_after,
-                                         update_gate=update_gate)[0].double().numpy()
-        w = [getattr(gru, f"{n}_l{layer}").detach().double().numpy() for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        hs, cache = reference.gru_forward(layer_input, np.zeros((1, 7)), *w, reset_after=reset_after, update_gate=update_gate)
+                layer_input = (
+                    grukit.gru(
+                        x.unsqueeze(1), gru.layer_weights()[:1], reset_after=reset_after, update_gate=update_gate
+                    )[0]
+                    .double()
+                    .numpy()
+                )
+        w = [
+            getattr(gru, f"{n}_l{layer}").detach().double().numpy()
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
+        hs, cache = reference.gru_forward(
+            layer_input, np.zeros((1, 7)), *w, reset_after=reset_after, update_gate=update_gate
+        )
         for key in ("z", "r"):
             want = np.stack([getattr(s, key)[0] for s in cache.steps])
             np.testing.assert_allclose(got[key], want, atol=1e-5)

@@ -83,8 +83,9 @@ def test_keras_weights_reproduce_keras_formulas(reset_after, update_gate, use_bi
     x = rng.normal(size=(2, 6, I))
     want = keras_gru_by_hand(x, kw[0], kw[1], kw[2] if use_bias else None, reset_after)
     w_ih, w_hh, b_ih, b_hh = convert.keras_to_torch(*kw, reset_after=reset_after, update_gate=update_gate)
-    gru = grukit.GRU(I, H, bias=use_bias, batch_first=True, reset_after=reset_after,
-                     update_gate=update_gate, dtype=torch.float64)
+    gru = grukit.GRU(
+        I, H, bias=use_bias, batch_first=True, reset_after=reset_after, update_gate=update_gate, dtype=torch.float64
+    )
     state = {"weight_ih_l0": w_ih, "weight_hh_l0": w_hh}
     if use_bias:
         state.update(bias_ih_l0=b_ih, bias_hh_l0=b_hh)
@@ -100,7 +101,8 @@ def test_keras_round_trip_is_exact(reset_after, update_gate):
     kw = _keras_weights(rng, 4, 3, reset_after)
     back = convert.torch_to_keras(
         *convert.keras_to_torch(*kw, reset_after=reset_after, update_gate=update_gate),
-        reset_after=reset_after, update_gate=update_gate,
+        reset_after=reset_after,
+        update_gate=update_gate,
     )
     for a, b in zip(kw, back):
         assert a.shape == b.shape and np.array_equal(a, b)
@@ -137,7 +139,8 @@ def test_onnx_layout_matches_onnx_formulas_and_round_trips(reset_after):
     x = np.random.default_rng(3).normal(size=(5, 2, 3))
     np.testing.assert_allclose(
         onnx_gru_by_hand(x, W, R, B, linear_before_reset=reset_after),
-        g(torch.tensor(x))[0].detach().numpy(), atol=1e-13,
+        g(torch.tensor(x))[0].detach().numpy(),
+        atol=1e-13,
     )
     (back,) = convert.onnx_to_torch(W, R, B)
     for a, b in zip(convert.layer_state(g).values(), back):

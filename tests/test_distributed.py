@@ -16,8 +16,9 @@ def _grukit(*args, check_replicas=False):
     env = dict(os.environ)
     if check_replicas:
         env["GRUKIT_CHECK_REPLICAS"] = "1"  # all_gather the parameters after every step, raise if they differ
-    done = subprocess.run([sys.executable, "-m", "grukit.apps.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "grukit.apps.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -51,7 +52,23 @@ def test_checkpoint_resumes_on_another_number_of_processes(tmp_path, first, seco
 
 
 def test_batch_size_must_split_evenly():
-    done = subprocess.run([sys.executable, "-m", "grukit.apps.cli", *COMMON[:-3], "--batch-size", "33", "--epochs", "1",
-                           "--nproc", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grukit.apps.cli",
+            *COMMON[:-3],
+            "--batch-size",
+            "33",
+            "--epochs",
+            "1",
+            "--nproc",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "--batch-size (33) must be divisible by the number of processes (2)" in done.stdout + done.stderr

@@ -11,8 +11,8 @@ pytest.importorskip("onnx")
 
 import grukit  # noqa: E402
 from grukit.apps.cli import main  # noqa: E402
-from grukit.export import to_onnx  # noqa: E402
 from grukit.apps.tasks.common import load  # noqa: E402
+from grukit.export import to_onnx  # noqa: E402
 
 CONFIGS = list(itertools.product([1, 2], [False, True], [True, False], ["keeps_state", "takes_candidate"]))
 
@@ -25,8 +25,15 @@ def _session(path):
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_gru_export_matches_onnxruntime(tmp_path, layers, bidirectional, reset_after, update_gate, batch_first):
     torch.manual_seed(layers * 8 + bidirectional * 4 + reset_after * 2 + batch_first)
-    gru = grukit.GRU(3, 6, num_layers=layers, bidirectional=bidirectional, reset_after=reset_after,
-                     update_gate=update_gate, batch_first=batch_first)
+    gru = grukit.GRU(
+        3,
+        6,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        batch_first=batch_first,
+    )
     D = 2 if bidirectional else 1
     full = _session(to_onnx(gru, str(tmp_path / "full.onnx"), initial_state=True, sequence_lens=True))
     plain = _session(to_onnx(gru, str(tmp_path / "plain.onnx")))
@@ -34,8 +41,16 @@ def test_gru_export_matches_onnxruntime(tmp_path, layers, bidirectional, reset_a
         x = torch.randn(B, T, 3) if batch_first else torch.randn(T, B, 3)
         h0 = torch.randn(layers * D, B, 6)
         lengths = torch.randint(1, T + 1, (B,))
-        want, want_h = grukit.gru(x, gru.layer_weights(), h0, lengths=lengths, batch_first=batch_first,
-                                  bidirectional=bidirectional, reset_after=reset_after, update_gate=update_gate)
+        want, want_h = grukit.gru(
+            x,
+            gru.layer_weights(),
+            h0,
+            lengths=lengths,
+            batch_first=batch_first,
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            update_gate=update_gate,
+        )
         out, h_n = full.run(None, {"input": x.numpy(), "h0": h0.numpy(), "lengths": lengths.int().numpy()})
         np.testing.assert_allclose(out, want.detach().numpy(), atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(h_n, want_h.detach().numpy(), atol=1e-5, rtol=1e-5)
@@ -69,8 +84,23 @@ def test_torch_nn_gru_exports_too(tmp_path):
 @pytest.mark.parametrize("task", ["sentiment", "weather"])
 def test_task_models_export_through_the_cli(tmp_path, task):
     model_path, onnx_path = str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")
-    assert 0 == main(["train", task, "--epochs", "1", "--limit", "300", "--quiet", "--hidden", "12", "--layers", "2",
-          "--output", model_path])
+    assert 0 == main(
+        [
+            "train",
+            task,
+            "--epochs",
+            "1",
+            "--limit",
+            "300",
+            "--quiet",
+            "--hidden",
+            "12",
+            "--layers",
+            "2",
+            "--output",
+            model_path,
+        ]
+    )
     assert main(["export", model_path, onnx_path]) == 0
     saved = load(model_path)
     session = _session(onnx_path)
@@ -79,7 +109,9 @@ def test_task_models_export_through_the_cli(tmp_path, task):
     model = TASKS[task].load(saved)
     if task == "sentiment":
         for texts in (["a fine film"], ["a joyous, moving and very funny film", "dull", "the plot is a mess"]):
-            ids, lengths = __import__("grukit.apps.datasets.reviews", fromlist=["encode"]).encode(texts, saved["vocab"], saved["max_len"])
+            ids, lengths = __import__("grukit.apps.datasets.reviews", fromlist=["encode"]).encode(
+                texts, saved["vocab"], saved["max_len"]
+            )
             got = session.run(None, {"ids": ids, "lengths": lengths})[0]
             with torch.no_grad():
                 want = torch.sigmoid(model(torch.from_numpy(ids), torch.from_numpy(lengths))).numpy()
@@ -96,7 +128,9 @@ def test_task_models_export_through_the_cli(tmp_path, task):
 def test_torch_export_with_dynamic_batch_and_length(reset_after):
     gru = grukit.GRU(3, 5, num_layers=2, bidirectional=True, reset_after=reset_after)
     x = torch.randn(4, 2, 3)
-    exported = torch.export.export(gru, (x,), dynamic_shapes=({0: torch.export.Dim("time"), 1: torch.export.Dim("batch")},))
+    exported = torch.export.export(
+        gru, (x,), dynamic_shapes=({0: torch.export.Dim("time"), 1: torch.export.Dim("batch")},)
+    )
     assert any("grukit.gru_layer_fwd" in str(n.target) for n in exported.graph.nodes)  # the fused op, not a trace of it
     for shape in ((4, 2, 3), (9, 5, 3)):
         x = torch.randn(*shape)

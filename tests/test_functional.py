@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grukit import backends, functional
+from grukit import backends
 from grukit.functional import gru
 from oracle import VARIANT_IDS, VARIANTS, oracle_layer, random_weights, torch_weights
 
@@ -55,15 +55,23 @@ def test_layer_matches_oracle_forward_and_gradients(
         tx = torch.tensor(x, dtype=dtype, requires_grad=True)
         th0 = torch.tensor(h0, dtype=dtype, requires_grad=True)
         out, hn = gru(
-            tx, tw, th0, lengths=None if lengths is None else torch.tensor(lengths),
-            bidirectional=bidirectional, reset_after=reset_after, update_gate=update_gate, backend=backend,
+            tx,
+            tw,
+            th0,
+            lengths=None if lengths is None else torch.tensor(lengths),
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            backend=backend,
         )
         msg = f"shape {(T, B, I, H)} lengths {lengths}"
         np.testing.assert_allclose(out.detach().numpy(), want_out, rtol=tol, atol=tol, err_msg=msg)
         np.testing.assert_allclose(hn.detach().numpy(), np.stack(hns), rtol=tol, atol=tol, err_msg=msg)
         torch.autograd.backward([out, hn], [torch.tensor(d_out, dtype=dtype), torch.tensor(d_hn, dtype=dtype)])
         np.testing.assert_allclose(tx.grad.numpy(), sum(g["x"] for g in grads), rtol=tol, atol=tol, err_msg="x " + msg)
-        np.testing.assert_allclose(th0.grad.numpy(), np.stack([g["h0"] for g in grads]), rtol=tol, atol=tol, err_msg="h0 " + msg)
+        np.testing.assert_allclose(
+            th0.grad.numpy(), np.stack([g["h0"] for g in grads]), rtol=tol, atol=tol, err_msg="h0 " + msg
+        )
         for d in range(D):
             for j, name in enumerate(["w_ih", "w_hh", "b_ih", "b_hh"][: len(tw[d])]):
                 np.testing.assert_allclose(
@@ -84,14 +92,22 @@ def test_stacked_layers_match_oracle_and_gradcheck(backend, reset_after, update_
     for layer in range(L):
         outs = []
         for d in range(2):
-            out, hn, _ = oracle_layer(layer_in, h0[2 * layer + d], weights[2 * layer + d], lengths, d == 1, reset_after, update_gate)
+            out, hn, _ = oracle_layer(
+                layer_in, h0[2 * layer + d], weights[2 * layer + d], lengths, d == 1, reset_after, update_gate
+            )
             outs.append(out)
             finals.append(hn)
         layer_in = np.concatenate(outs, axis=2)
     tw = [torch_weights(w) for w in weights]
     out, hn = gru(
-        torch.tensor(x), tw, torch.tensor(h0), lengths=lengths.tolist(), bidirectional=True,
-        reset_after=reset_after, update_gate=update_gate, backend=backend,
+        torch.tensor(x),
+        tw,
+        torch.tensor(h0),
+        lengths=lengths.tolist(),
+        bidirectional=True,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        backend=backend,
     )
     np.testing.assert_allclose(out.detach().numpy(), layer_in, atol=1e-10, rtol=1e-10)
     np.testing.assert_allclose(hn.detach().numpy(), np.stack(finals), atol=1e-10, rtol=1e-10)
@@ -103,8 +119,16 @@ def test_stacked_layers_match_oracle_and_gradcheck(backend, reset_after, update_
 
     def fn(xs, hs, *ws):
         grouped = [tuple(ws[i : i + 4]) for i in range(0, len(ws), 4)]
-        return gru(xs, grouped, hs, lengths=[4, 3], bidirectional=True,
-                   reset_after=reset_after, update_gate=update_gate, backend=backend)
+        return gru(
+            xs,
+            grouped,
+            hs,
+            lengths=[4, 3],
+            bidirectional=True,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            backend=backend,
+        )
 
     assert torch.autograd.gradcheck(fn, flat)
 
@@ -112,7 +136,10 @@ def test_stacked_layers_match_oracle_and_gradcheck(backend, reset_after, update_
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_first_and_dropout(backend):
     rng = np.random.default_rng(4)
-    w = [torch_weights(random_weights(rng, 3, 4), requires_grad=False), torch_weights(random_weights(rng, 4, 4), requires_grad=False)]
+    w = [
+        torch_weights(random_weights(rng, 3, 4), requires_grad=False),
+        torch_weights(random_weights(rng, 4, 4), requires_grad=False),
+    ]
     x = torch.tensor(rng.normal(size=(5, 2, 3)))
     out, hn = gru(x, w, backend=backend)
     out_bf, hn_bf = gru(x.transpose(0, 1).contiguous(), w, batch_first=True, backend=backend)
@@ -199,18 +226,55 @@ def _with(**changes):
 
 BAD_INPUTS = [
     ("input not a tensor", _with(input=[[1.0]]), TypeError, r"input must be a torch.Tensor, got list"),
-    ("integer input", _with(input=torch.ones(5, 2, 3, dtype=torch.int64)), TypeError, r"input must have a floating dtype.*got torch.int64"),
+    (
+        "integer input",
+        _with(input=torch.ones(5, 2, 3, dtype=torch.int64)),
+        TypeError,
+        r"input must have a floating dtype.*got torch.int64",
+    ),
     ("input rank 2", _with(input=torch.randn(5, 3)), ValueError, r"input must be 3-D \[T, B, I\].*got shape \(5, 3\)"),
     ("input rank 4", _with(input=torch.randn(5, 2, 3, 1)), ValueError, r"input must be 3-D .*got shape \(5, 2, 3, 1\)"),
-    ("wrong input size", _with(input=torch.randn(5, 2, 7)), ValueError, r"w_ih of layer 0\) must have shape \(12, 7\), got \(12, 3\)"),
+    (
+        "wrong input size",
+        _with(input=torch.randn(5, 2, 7)),
+        ValueError,
+        r"w_ih of layer 0\) must have shape \(12, 7\), got \(12, 3\)",
+    ),
     ("weights empty", _with(weights=[]), TypeError, r"weights must be a non-empty list"),
     ("weights a tensor", _with(weights=torch.randn(12, 3)), TypeError, r"weights must be a non-empty list"),
-    ("weights tuple of 3", _with(weights=[(torch.randn(12, 3), torch.randn(12, 4), torch.randn(12))]), TypeError, r"weights\[0\] must be a tuple"),
-    ("w_hh not square", _with(weights=[(torch.randn(12, 3), torch.randn(12, 5), torch.randn(12), torch.randn(12))]), ValueError, r"w_hh of layer 0\) must have shape \(15, 5\), got \(12, 5\)"),
-    ("bias wrong size", _with(weights=[(torch.randn(12, 3), torch.randn(12, 4), torch.randn(11), torch.randn(12))]), ValueError, r"b_ih of layer 0\) must have shape \(12,\), got \(11,\)"),
-    ("weight dtype differs", _with(weights=[(torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 4), torch.randn(12), torch.randn(12))]), TypeError, r"w_ih of layer 0\) must have dtype torch.float32 \(the input's\), got torch.float64"),
+    (
+        "weights tuple of 3",
+        _with(weights=[(torch.randn(12, 3), torch.randn(12, 4), torch.randn(12))]),
+        TypeError,
+        r"weights\[0\] must be a tuple",
+    ),
+    (
+        "w_hh not square",
+        _with(weights=[(torch.randn(12, 3), torch.randn(12, 5), torch.randn(12), torch.randn(12))]),
+        ValueError,
+        r"w_hh of layer 0\) must have shape \(15, 5\), got \(12, 5\)",
+    ),
+    (
+        "bias wrong size",
+        _with(weights=[(torch.randn(12, 3), torch.randn(12, 4), torch.randn(11), torch.randn(12))]),
+        ValueError,
+        r"b_ih of layer 0\) must have shape \(12,\), got \(11,\)",
+    ),
+    (
+        "weight dtype differs",
+        _with(
+            weights=[(torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 4), torch.randn(12), torch.randn(12))]
+        ),
+        TypeError,
+        r"w_ih of layer 0\) must have dtype torch.float32 \(the input's\), got torch.float64",
+    ),
     ("hx wrong shape", _with(hx=torch.randn(1, 3, 4)), ValueError, r"hx must have shape \(1, 2, 4\), got \(1, 3, 4\)"),
-    ("hx wrong dtype", _with(hx=torch.randn(1, 2, 4, dtype=torch.float64)), TypeError, r"hx must have dtype torch.float32"),
+    (
+        "hx wrong dtype",
+        _with(hx=torch.randn(1, 2, 4, dtype=torch.float64)),
+        TypeError,
+        r"hx must have dtype torch.float32",
+    ),
 ]
 
 
@@ -228,7 +292,11 @@ BAD_OPTIONS = [
     ({"lengths": torch.tensor([5.0, 4.0])}, TypeError, r"lengths must hold integers, got dtype torch.float32"),
     ({"lengths": [5.0, 4.0]}, TypeError, r"lengths must hold integers"),
     ({"lengths": 5}, TypeError, r"lengths must be a 1-D integer tensor or a sequence of ints, got int"),
-    ({"update_gate": "update"}, ValueError, r"update_gate must be one of \('keeps_state', 'takes_candidate'\), got 'update'"),
+    (
+        {"update_gate": "update"},
+        ValueError,
+        r"update_gate must be one of \('keeps_state', 'takes_candidate'\), got 'update'",
+    ),
     ({"reset_after": 1}, TypeError, r"reset_after must be a bool, got 1"),
     ({"batch_first": "yes"}, TypeError, r"batch_first must be a bool"),
     ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\], got 1.5"),
@@ -246,7 +314,9 @@ def test_bad_option_raises_clear_error(options, error, message):
 
 def test_second_layer_size_is_checked():
     w0 = (torch.randn(12, 3), torch.randn(12, 4))
-    with pytest.raises(ValueError, match=r"weights\[1\]\[0\] \(w_ih of layer 1\) must have shape \(12, 4\), got \(12, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"weights\[1\]\[0\] \(w_ih of layer 1\) must have shape \(12, 4\), got \(12, 3\)"
+    ):
         gru(torch.randn(5, 2, 3), [w0, w0])
     with pytest.raises(ValueError, match=r"weights\[1\] must be a tuple of 2 tensors like weights\[0\]"):
         gru(torch.randn(5, 2, 3), [w0, w0 + (torch.randn(12), torch.randn(12))])

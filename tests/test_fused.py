@@ -21,7 +21,9 @@ from grukit.backends import cpu_fused
 from grukit.functional import gru
 from oracle import VARIANT_IDS, VARIANTS, oracle_layer, random_weights, torch_weights
 
-pytestmark = pytest.mark.skipif(not cpu_fused.is_available(), reason=f"fused backend unavailable: {cpu_fused.why_unavailable()}")
+pytestmark = pytest.mark.skipif(
+    not cpu_fused.is_available(), reason=f"fused backend unavailable: {cpu_fused.why_unavailable()}"
+)
 
 
 @pytest.fixture
@@ -58,8 +60,16 @@ def test_thread_splits_match_oracle(two_threads, T, B, H, reset_after, update_ga
     tw = [torch_weights(w) for w in weights]
     tx = torch.tensor(x, requires_grad=True)
     th0 = torch.tensor(h0, requires_grad=True)
-    out, hn = gru(tx, tw, th0, lengths=torch.tensor(lengths), bidirectional=True,
-                  reset_after=reset_after, update_gate=update_gate, backend="cpu_fused")
+    out, hn = gru(
+        tx,
+        tw,
+        th0,
+        lengths=torch.tensor(lengths),
+        bidirectional=True,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        backend="cpu_fused",
+    )
     torch.autograd.backward([out, hn], [torch.tensor(d_out), torch.tensor(d_hn)])
     tol = dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(out.detach().numpy(), np.concatenate(outs, 2), **tol)
@@ -90,7 +100,11 @@ def test_float32_fused_equals_portable_path(two_threads, T, B, H, reset_after):
 
 
 def test_fused_is_chosen_automatically_on_cpu_and_can_be_overridden(monkeypatch):
-    x32, x64, x16 = torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, dtype=torch.float64), torch.zeros(2, 1, 3, dtype=torch.bfloat16)
+    x32, x64, x16 = (
+        torch.zeros(2, 1, 3),
+        torch.zeros(2, 1, 3, dtype=torch.float64),
+        torch.zeros(2, 1, 3, dtype=torch.bfloat16),
+    )
     monkeypatch.delenv("GRUKIT_BACKEND", raising=False)
     assert backends.select(x32, None).NAME == "cpu_fused"
     assert backends.select(x64, None).NAME == "cpu_fused"
@@ -178,8 +192,9 @@ def test_compiles_without_graph_breaks(reset_after):
 @pytest.mark.parametrize("backend", ["cpu_fused", "torch"])
 def test_stream_step_by_step_equals_whole_sequence(reset_after, update_gate, backend):
     torch.manual_seed(0)
-    layer = grukit.GRU(6, 40, num_layers=3, reset_after=reset_after, update_gate=update_gate,
-                       dtype=torch.float64, backend=backend)
+    layer = grukit.GRU(
+        6, 40, num_layers=3, reset_after=reset_after, update_gate=update_gate, dtype=torch.float64, backend=backend
+    )
     x = torch.randn(7, 2, 6, dtype=torch.float64)
     h0 = torch.randn(3, 2, 40, dtype=torch.float64)
     want, want_h = layer(x, h0)

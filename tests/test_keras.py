@@ -39,12 +39,16 @@ def _run(layer, x, G, **call):
     outs = list(result) if isinstance(result, (list, tuple)) else [result]
     loss = sum((o * torch.tensor(g)).sum() for o, g in zip(outs, G))
     loss.backward()
-    return [o.detach().numpy() for o in outs], [xt.grad.numpy()] + [v.value.grad.numpy() for v in layer.trainable_variables]
+    return [o.detach().numpy() for o in outs], [xt.grad.numpy()] + [
+        v.value.grad.numpy() for v in layer.trainable_variables
+    ]
 
 
 def _assert_same(ref, ours, x, seed=1, **call):
     with torch.no_grad():
-        shapes = [np.shape(o) for o in (ref(x, **call) if isinstance(ref(x, **call), (list, tuple)) else [ref(x, **call)])]
+        shapes = [
+            np.shape(o) for o in (ref(x, **call) if isinstance(ref(x, **call), (list, tuple)) else [ref(x, **call)])
+        ]
     rng = np.random.default_rng(seed)
     G = [rng.normal(size=s).astype("float32") for s in shapes]
     (o1, g1), (o2, g2) = _run(ref, x, G, **call), _run(ours, x, G, **call)
@@ -59,8 +63,9 @@ FLAGS = list(itertools.product([True, False], [True, False], [True, False], [Tru
 
 @pytest.mark.parametrize("reset_after,return_sequences,return_state,go_backwards", FLAGS)
 def test_same_outputs_and_gradients(reset_after, return_sequences, return_state, go_backwards):
-    ref, ours = _pair(reset_after=reset_after, return_sequences=return_sequences,
-                      return_state=return_state, go_backwards=go_backwards)
+    ref, ours = _pair(
+        reset_after=reset_after, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards
+    )
     x = np.random.default_rng(2).normal(size=(B, T, I)).astype("float32")
     _assert_same(ref, ours, x)
 
@@ -93,16 +98,21 @@ def test_embedding_mask_zero_and_bidirectional(padding, reset_after):
     models = []
     for GRU in (keras.layers.GRU, gk.GRU):
         keras.utils.set_random_seed(0)
-        models.append(keras.Sequential([
-            keras.Input((T,), dtype="int32"),
-            keras.layers.Embedding(12, I, mask_zero=True),
-            keras.layers.Bidirectional(GRU(H, reset_after=reset_after, return_sequences=True)),
-            keras.layers.Bidirectional(GRU(H, reset_after=reset_after)),
-            keras.layers.Dense(1),
-        ]))
+        models.append(
+            keras.Sequential(
+                [
+                    keras.Input((T,), dtype="int32"),
+                    keras.layers.Embedding(12, I, mask_zero=True),
+                    keras.layers.Bidirectional(GRU(H, reset_after=reset_after, return_sequences=True)),
+                    keras.layers.Bidirectional(GRU(H, reset_after=reset_after)),
+                    keras.layers.Dense(1),
+                ]
+            )
+        )
     models[1].set_weights(models[0].get_weights())
-    np.testing.assert_allclose(models[1].predict(tokens, verbose=0), models[0].predict(tokens, verbose=0),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        models[1].predict(tokens, verbose=0), models[0].predict(tokens, verbose=0), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -128,10 +138,13 @@ def test_input_dropout_in_training_matches_keras():
     assert not np.allclose(a, ref(x, training=False).detach().numpy())
 
 
-@pytest.mark.parametrize("option,expected", [
-    ({"activation": "relu"}, "activation='relu'"),
-    ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
-])
+@pytest.mark.parametrize(
+    "option,expected",
+    [
+        ({"activation": "relu"}, "activation='relu'"),
+        ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
+    ],
+)
 def test_other_options_fall_back_to_keras_with_one_warning(option, expected):
     ref, ours = _pair(return_sequences=True, **option)
     gk._warned.clear()
@@ -174,8 +187,14 @@ def test_summary_parameter_counts_and_keras_file_round_trip(tmp_path):
             model = keras.Sequential([keras.Input((T, I)), GRU(H, reset_after=reset_after), keras.layers.Dense(1)])
             counts.append(model.count_params())
     assert counts[:2] == counts[2:] == [3 * (I * H + H * H + 2 * H) + H + 1, 3 * (I * H + H * H + H) + H + 1]
-    model = keras.Sequential([keras.Input((T, I)), gk.GRU(H, reset_after=False, return_sequences=True),
-                              keras.layers.Bidirectional(gk.GRU(H)), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((T, I)),
+            gk.GRU(H, reset_after=False, return_sequences=True),
+            keras.layers.Bidirectional(gk.GRU(H)),
+            keras.layers.Dense(1),
+        ]
+    )
     x = np.random.default_rng(8).normal(size=(B, T, I)).astype("float32")
     path = tmp_path / "model.keras"
     model.save(path)

@@ -12,7 +12,7 @@ pytest.importorskip("grukit.keras")
 
 
 # seed 000: "Python Example (Keras)"
-SEED_000 = '''
+SEED_000 = """
 from grukit.keras import Sequential                 # import changed: tensorflow.keras.models
 from grukit.keras import GRU, Dense                 # import changed: tensorflow.keras.layers
 
@@ -22,10 +22,10 @@ model.add(Dense(1, activation='sigmoid'))
 
 model.compile(optimizer='adam', loss='binary_crossentropy')
 model.summary()
-'''
+"""
 
 # seed 001: "Implementation in TensorFlow/Keras" (`import tensorflow as tf` was unused: dropped)
-SEED_001 = '''
+SEED_001 = """
 from grukit.keras import Sequential                 # import changed: tensorflow.keras.models
 from grukit.keras import GRU, Dense                 # import changed: tensorflow.keras.layers
 
@@ -39,10 +39,10 @@ model.compile(optimizer='adam', loss='mean_squared_error')
 
 # Fit the model
 model.fit(X_train, y_train, epochs=50, batch_size=32)
-'''
+"""
 
 # seed 002: "Keras GRU Example" (it used Embedding without importing it: the import fixes that)
-SEED_002 = '''
+SEED_002 = """
 from grukit.keras import Sequential                      # import changed: tensorflow.keras.models
 from grukit.keras import GRU, Dense, Input, Embedding    # import changed: tensorflow.keras.layers
 import numpy as np
@@ -57,7 +57,7 @@ model.add(GRU(64))
 
 # Step 3: Output layer
 model.add(Dense(1, activation='sigmoid'))
-'''
+"""
 
 
 def _gru_params(inputs, units, reset_after=True):

@@ -1,13 +1,12 @@
 """The music and translate tasks: loaders on their real data, CLI end to end, generation, round trips."""
 
+import music21  # noqa: E402  (installed by the data extra: a missing one must fail, not skip)
 import numpy as np
 import pytest
 import torch
 
 from grukit.apps.cli import main
 from grukit.apps.tasks.common import load
-
-import music21  # noqa: E402  (installed by the data extra: a missing one must fail, not skip)
 
 
 @pytest.mark.slow
@@ -139,8 +138,27 @@ def test_regularised_music_model_saves_reloads_and_generates(tmp_path, capsys):
     from grukit.apps.tasks import music
 
     path = str(tmp_path / "reg.pt")
-    assert main(["train", "music", "--limit", "30", "--epochs", "1", "--quiet", "--output", path, "--layer-norm",
-                 "--zoneout", "0.1", "--recurrent-dropout", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "music",
+                "--limit",
+                "30",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--output",
+                path,
+                "--layer-norm",
+                "--zoneout",
+                "0.1",
+                "--recurrent-dropout",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     saved = load(path)
     assert saved["config"]["layer_norm"] and saved["config"]["zoneout"] == 0.1
     model, again = music.load_model(saved), music.load_model(load(path))

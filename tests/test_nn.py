@@ -7,7 +7,6 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
-
 from backend_params import backend_params
 
 CONFIGS = list(itertools.product([1, 2, 3], [False, True], [False, True], [False, True]))
@@ -84,8 +83,16 @@ def test_matches_torch_gru_packed(enforce_sorted, num_layers, bidirectional):
 def test_packed_equals_each_sequence_alone(reset_after, update_gate, backend):
     """Packed data runs natively in the fused kernel; the portable path pads it with lengths."""
     torch.manual_seed(4)
-    gru = grukit.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=reset_after,
-                     update_gate=update_gate, dtype=torch.float64, backend=backend)
+    gru = grukit.GRU(
+        3,
+        4,
+        num_layers=2,
+        bidirectional=True,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        dtype=torch.float64,
+        backend=backend,
+    )
     lengths = [2, 7, 4]
     seqs = [torch.randn(n, 3, dtype=torch.float64) for n in lengths]
     padded = torch.nn.utils.rnn.pad_sequence(seqs)
@@ -188,9 +195,13 @@ def test_constructor_rejects_bad_arguments(args, kwargs, error, message):
 
 def test_forward_rejects_bad_inputs():
     gru = grukit.GRU(3, 4, batch_first=True)
-    with pytest.raises(ValueError, match=r"input must be 3-D \[B, T, I\] or 2-D \[T, I\] \(unbatched\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"input must be 3-D \[B, T, I\] or 2-D \[T, I\] \(unbatched\), got shape \(3,\)"
+    ):
         gru(torch.randn(3))
-    with pytest.raises(ValueError, match=r"input must have 3 features \(input_size\) in its last dimension, got shape \(2, 5, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"input must have 3 features \(input_size\) in its last dimension, got shape \(2, 5, 7\)"
+    ):
         gru(torch.randn(2, 5, 7))
     with pytest.raises(ValueError, match=r"hx must be 3-D \[L\*D, B, H\], got shape \(2, 4\)"):
         gru(torch.randn(2, 5, 3), torch.randn(2, 4))

@@ -14,10 +14,28 @@ T, B, I, H = 4, 3, 5, 6
 
 def forward_args(**changes):
     """The arguments of a valid gru_layer_fwd call (padded, reset after, layer norm off), with ``changes``."""
-    args = dict(x=torch.randn(T, B, I), h0=torch.zeros(B, H), w_ih=torch.randn(3 * H, I), w_hh=torch.randn(3 * H, H),
-                b_ih=torch.randn(3 * H), b_hh=torch.randn(3 * H), lengths=None, batch_sizes=None, gamma_ih=None,
-                beta_ih=None, gamma_hh=None, beta_hh=None, zoneout_mask=None, zoneout_p=0.0, zoneout_seed=-1,
-                recurrent_mask=None, reverse=False, reset_after=True, keeps_state=True, save_for_backward=True)
+    args = dict(
+        x=torch.randn(T, B, I),
+        h0=torch.zeros(B, H),
+        w_ih=torch.randn(3 * H, I),
+        w_hh=torch.randn(3 * H, H),
+        b_ih=torch.randn(3 * H),
+        b_hh=torch.randn(3 * H),
+        lengths=None,
+        batch_sizes=None,
+        gamma_ih=None,
+        beta_ih=None,
+        gamma_hh=None,
+        beta_hh=None,
+        zoneout_mask=None,
+        zoneout_p=0.0,
+        zoneout_seed=-1,
+        recurrent_mask=None,
+        reverse=False,
+        reset_after=True,
+        keeps_state=True,
+        save_for_backward=True,
+    )
     args.update(changes)
     return list(args.values())
 
@@ -46,13 +64,22 @@ BAD_FORWARD = [
     ({"zoneout_mask": torch.ones(T, B, H - 1)}, "zoneout_mask must have shape \\[4, 3, 6\\]"),
     ({"zoneout_p": 1.5}, "zoneout_p must be in \\[0, 1\\]"),
     ({"gamma_ih": LN[0]}, "layer norm needs all of gamma_ih, beta_ih, gamma_hh, beta_hh, or none"),
-    ({"gamma_ih": LN[0], "beta_ih": LN[1], "gamma_hh": torch.ones(3 * H + 1), "beta_hh": LN[3]},
-     "gamma_hh must have shape \\[18\\], got \\[19\\]"),
-    ({"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 3]), "lengths": torch.tensor([4, 4, 4])},
-     "give lengths \\(padded input\\) or batch_sizes \\(packed input\\), not both"),
-    ({"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 2])}, "packed input has 12 rows, batch_sizes sum to 11"),
-    ({"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 3]), "h0": torch.zeros(2, H)},
-     "h0 must have shape \\[3, 6\\]"),
+    (
+        {"gamma_ih": LN[0], "beta_ih": LN[1], "gamma_hh": torch.ones(3 * H + 1), "beta_hh": LN[3]},
+        "gamma_hh must have shape \\[18\\], got \\[19\\]",
+    ),
+    (
+        {"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 3]), "lengths": torch.tensor([4, 4, 4])},
+        "give lengths \\(padded input\\) or batch_sizes \\(packed input\\), not both",
+    ),
+    (
+        {"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 2])},
+        "packed input has 12 rows, batch_sizes sum to 11",
+    ),
+    (
+        {"x": torch.randn(T * B, I), "batch_sizes": torch.tensor([3, 3, 3, 3]), "h0": torch.zeros(2, H)},
+        "h0 must have shape \\[3, 6\\]",
+    ),
 ]
 
 
@@ -68,8 +95,9 @@ def test_backward_checks_its_tensors_too():
     rest = (None, 0.0, -1, None)  # zoneout mask, p, seed, recurrent mask
 
     def backward(d_out=torch.ones(T, B, H), d_hn=torch.ones(B, H), saved=saved, gamma_hh=None, gamma_ih=None):
-        return torch.ops.grukit.gru_layer_bwd(d_out, d_hn, x, h0, w_ih, w_hh, None, None, gamma_ih, gamma_hh, *rest,
-                                              out, saved, False, True, True, True)
+        return torch.ops.grukit.gru_layer_bwd(
+            d_out, d_hn, x, h0, w_ih, w_hh, None, None, gamma_ih, gamma_hh, *rest, out, saved, False, True, True, True
+        )
 
     grads = backward()
     assert [tuple(g.shape) for g in grads[:6]] == [(T, B, I), (B, H), (3 * H, I), (3 * H, H), (3 * H,), (3 * H,)]

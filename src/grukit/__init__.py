@@ -17,4 +17,14 @@ from .functional import gru
 from .nn import GRU, GRUCell
 from .reference import KEEPS_STATE, TAKES_CANDIDATE
 
-__all__ = ["GRU", "GRUCell", "gru", "functional", "reference", "convert", "KEEPS_STATE", "TAKES_CANDIDATE"]
+__all__ = [
+    "__version__",
+    "GRU",
+    "GRUCell",
+    "gru",
+    "functional",
+    "reference",
+    "convert",
+    "KEEPS_STATE",
+    "TAKES_CANDIDATE",
+]

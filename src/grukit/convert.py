@@ -84,8 +84,7 @@ def flip_update_gate(weights):
     if isinstance(weights, Mapping):
         prefixes = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return type(weights)(
-            (k, _negate_z(v) if k.rsplit(".", 1)[-1].startswith(prefixes) else v)
-            for k, v in weights.items()
+            (k, _negate_z(v) if k.rsplit(".", 1)[-1].startswith(prefixes) else v) for k, v in weights.items()
         )
     if isinstance(weights, (tuple, list)):
         return type(weights)(None if w is None else _negate_z(torch.as_tensor(w)) for w in weights)
@@ -132,16 +131,12 @@ def keras_to_torch(
         if reset_after:
             b = _as_tensor("bias", bias, None)
             if tuple(b.shape) != (2, 3 * H):
-                raise ValueError(
-                    f"bias must have shape (2, {3 * H}) for reset_after=True, got {tuple(b.shape)}"
-                )
+                raise ValueError(f"bias must have shape (2, {3 * H}) for reset_after=True, got {tuple(b.shape)}")
             b_ih, b_hh = _swap_first_two_gates(b[0], 0), _swap_first_two_gates(b[1], 0)
         else:
             b = _as_tensor("bias", bias, None)
             if tuple(b.shape) != (3 * H,):
-                raise ValueError(
-                    f"bias must have shape ({3 * H},) for reset_after=False, got {tuple(b.shape)}"
-                )
+                raise ValueError(f"bias must have shape ({3 * H},) for reset_after=False, got {tuple(b.shape)}")
             b_ih, b_hh = _swap_first_two_gates(b, 0), torch.zeros_like(b)
     weights = (w_ih, w_hh, b_ih, b_hh)
     return flip_update_gate(weights) if update_gate != KEEPS_STATE else weights
@@ -179,9 +174,7 @@ def torch_to_keras(
         w = list(flip_update_gate(tuple(w)))
     H = w[1].shape[1]
     if tuple(w[1].shape) != (3 * H, H) or w[0].shape[0] != 3 * H:
-        raise ValueError(
-            f"w_ih must be (3H, I) and w_hh (3H, H); got {tuple(w[0].shape)} and {tuple(w[1].shape)}"
-        )
+        raise ValueError(f"w_ih must be (3H, I) and w_hh (3H, H); got {tuple(w[0].shape)} and {tuple(w[1].shape)}")
     out = [
         _swap_first_two_gates(w[0], 0).T.contiguous().numpy(),
         _swap_first_two_gates(w[1], 0).T.contiguous().numpy(),

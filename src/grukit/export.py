@@ -21,7 +21,7 @@ Needs the ``onnx`` package (``pip install onnx``); checking needs ``onnxruntime`
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -92,19 +92,30 @@ def append_gru(g: OnnxGraph, module, x: str, initial_h: Optional[str], sequence_
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             get = lambda n: state.get(n + sfx)  # noqa: E731
-            directions.append(tuple(t.detach().float().cpu() for t in
-                                    [get("weight_ih"), get("weight_hh")] + ([get("bias_ih"), get("bias_hh")] if module.bias else [])))
+            directions.append(
+                tuple(
+                    t.detach().float().cpu()
+                    for t in [get("weight_ih"), get("weight_hh")]
+                    + ([get("bias_ih"), get("bias_hh")] if module.bias else [])
+                )
+            )
         W, R, B = torch_to_onnx(directions)
         inputs = [x, g.const("W", W.astype(np.float32)), g.const("R", R.astype(np.float32))]
         inputs.append(g.const("B", B.astype(np.float32)) if B is not None else "")
         inputs.append(sequence_lens or "")
         if initial_h is not None:
-            starts, ends = g.const("start", np.array([layer * D], np.int64)), g.const("end", np.array([(layer + 1) * D], np.int64))
+            starts, ends = (
+                g.const("start", np.array([layer * D], np.int64)),
+                g.const("end", np.array([(layer + 1) * D], np.int64)),
+            )
             inputs.append(g.node("Slice", [initial_h, starts, ends, g.const("axis", np.array([0], np.int64))]))
         while inputs and inputs[-1] == "":
             inputs.pop()
         y, y_h = g.node(
-            "GRU", inputs, [g.name("Y"), g.name("Y_h")], hidden_size=H,
+            "GRU",
+            inputs,
+            [g.name("Y"), g.name("Y_h")],
+            hidden_size=H,
             direction="bidirectional" if D == 2 else "forward",
             linear_before_reset=1 if module.reset_after else 0,
         )
@@ -120,8 +131,9 @@ def save(g: OnnxGraph, inputs, outputs, path: str) -> str:
     """Check the graph and write it to ``path`` (opset 14); returns ``path``."""
     helper = g.helper
     graph = helper.make_graph(g.nodes, "grukit", inputs, outputs, initializer=g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-                              producer_name="grukit")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION, producer_name="grukit"
+    )
     g.onnx.checker.check_model(model)
     g.onnx.save(model, path)
     return path
@@ -146,17 +158,26 @@ def to_onnx(module, path: str, *, initial_state: bool = False, sequence_lens: bo
     T = g.TensorProto
     I, H = module.input_size, module.hidden_size
     D = 2 if module.bidirectional else 1
-    inputs = [g.helper.make_tensor_value_info(
-        "input", T.FLOAT, ["batch", "time", I] if module.batch_first else ["time", "batch", I])]
+    inputs = [
+        g.helper.make_tensor_value_info(
+            "input", T.FLOAT, ["batch", "time", I] if module.batch_first else ["time", "batch", I]
+        )
+    ]
     x = g.node("Transpose", ["input"], perm=[1, 0, 2]) if module.batch_first else "input"
     if initial_state:
         inputs.append(g.helper.make_tensor_value_info("h0", T.FLOAT, [module.num_layers * D, "batch", H]))
     if sequence_lens:
         inputs.append(g.helper.make_tensor_value_info("lengths", T.INT32, ["batch"]))
     out, h_n = append_gru(g, module, x, "h0" if initial_state else None, "lengths" if sequence_lens else None)
-    out = g.node("Transpose", [out], ["output"], perm=[1, 0, 2]) if module.batch_first else g.node("Identity", [out], ["output"])
+    out = (
+        g.node("Transpose", [out], ["output"], perm=[1, 0, 2])
+        if module.batch_first
+        else g.node("Identity", [out], ["output"])
+    )
     g.node("Identity", [h_n], ["h_n"])
     out_shape = ["batch", "time", D * H] if module.batch_first else ["time", "batch", D * H]
-    outputs = [g.helper.make_tensor_value_info("output", T.FLOAT, out_shape),
-               g.helper.make_tensor_value_info("h_n", T.FLOAT, [module.num_layers * D, "batch", H])]
+    outputs = [
+        g.helper.make_tensor_value_info("output", T.FLOAT, out_shape),
+        g.helper.make_tensor_value_info("h_n", T.FLOAT, [module.num_layers * D, "batch", H]),
+    ]
     return save(g, inputs, outputs, path)

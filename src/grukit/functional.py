@@ -32,8 +32,16 @@ from torch import Tensor
 
 from . import backends
 from .backends.masks import ZoneoutDraw
-from .validation import (KEEPS_STATE, check_bool, check_dropout, check_lengths, check_regularisers, check_tensor,
-                         check_update_gate, shape_text)
+from .validation import (
+    KEEPS_STATE,
+    check_bool,
+    check_dropout,
+    check_lengths,
+    check_regularisers,
+    check_tensor,
+    check_update_gate,
+    shape_text,
+)
 
 LayerWeights = Tuple[Tensor, ...]  # (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)
 
@@ -43,9 +51,7 @@ def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
     if isinstance(weights, Tensor) or not isinstance(weights, (list, tuple)) or not weights:
         raise TypeError("weights must be a non-empty list of (w_ih, w_hh[, b_ih, b_hh]) tuples")
     if len(weights) % D:
-        raise ValueError(
-            f"weights must hold {D} tuples per layer (bidirectional={bidirectional}), got {len(weights)}"
-        )
+        raise ValueError(f"weights must hold {D} tuples per layer (bidirectional={bidirectional}), got {len(weights)}")
     L = len(weights) // D
     first = weights[0]
     if not isinstance(first, (list, tuple)) or len(first) not in (2, 4):
@@ -58,9 +64,7 @@ def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
     for k, w in enumerate(weights):
         layer = k // D
         if not isinstance(w, (list, tuple)) or len(w) != len(first):
-            raise ValueError(
-                f"weights[{k}] must be a tuple of {len(first)} tensors like weights[0], got {w!r:.80}"
-            )
+            raise ValueError(f"weights[{k}] must be a tuple of {len(first)} tensors like weights[0], got {w!r:.80}")
         in_size = I if layer == 0 else D * H
         # w_hh first: H is read from it, so its error is the one that explains a wrong H
         check_tensor(f"weights[{k}][1] (w_hh of layer {layer})", w[1], (3 * H, H), like)
@@ -87,8 +91,10 @@ def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: i
     if layer_norm is None:
         return [None] * count
     if isinstance(layer_norm, Tensor) or not isinstance(layer_norm, (list, tuple)) or len(layer_norm) != count:
-        raise ValueError(f"layer_norm must hold one (gamma_ih, beta_ih, gamma_hh, beta_hh) tuple per layer and "
-                         f"direction ({count}), got {layer_norm!r:.80}")
+        raise ValueError(
+            f"layer_norm must hold one (gamma_ih, beta_ih, gamma_hh, beta_hh) tuple per layer and "
+            f"direction ({count}), got {layer_norm!r:.80}"
+        )
     for k, ln in enumerate(layer_norm):
         if not isinstance(ln, (list, tuple)) or len(ln) != 4:
             raise ValueError(f"layer_norm[{k}] must be a tuple (gamma_ih, beta_ih, gamma_hh, beta_hh)")
@@ -97,8 +103,9 @@ def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: i
     return [tuple(ln) for ln in layer_norm]
 
 
-def _regularisers(layer_norm_k, zoneout: float, recurrent_dropout: float, training: bool, B: int, H: int,
-                  like: Tensor) -> dict:
+def _regularisers(
+    layer_norm_k, zoneout: float, recurrent_dropout: float, training: bool, B: int, H: int, like: Tensor
+) -> dict:
     """The layer-norm, zoneout and recurrent-dropout arguments of one layer-direction's backend call.
 
     Training: zoneout as a ``ZoneoutDraw`` (the backend draws a fresh 0/1 mask per step and
@@ -200,8 +207,14 @@ def gru(
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
         raise ValueError(f"input must be 3-D {layout}, got shape {shape_text(input)}")
-    _check_flags(update_gate, dropout, batch_first=batch_first, bidirectional=bidirectional,
-                 reset_after=reset_after, training=training)
+    _check_flags(
+        update_gate,
+        dropout,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        training=training,
+    )
 
     x = input.transpose(0, 1) if batch_first else input
     T, B, I = x.shape
@@ -231,8 +244,9 @@ def gru(
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
         extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, x)
-        return chosen.gru_layer(layer_input, h0, *weights_k, lengths, reverse, reset_after,
-                                update_gate == KEEPS_STATE, **extra)
+        return chosen.gru_layer(
+            layer_input, h0, *weights_k, lengths, reverse, reset_after, update_gate == KEEPS_STATE, **extra
+        )
 
     output, h_n = _stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
     return (output.transpose(0, 1) if batch_first else output), h_n
@@ -295,16 +309,28 @@ def gru_packed(
         from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
         padded, lengths = pad_packed_sequence(PackedSequence(data, sizes))
-        out, h_n = gru(padded, weights, hx, lengths=lengths, bidirectional=bidirectional,
-                       reset_after=reset_after, update_gate=update_gate, dropout=dropout,
-                       training=training, backend=chosen.NAME, layer_norm=layer_norm, zoneout=zoneout,
-                       recurrent_dropout=recurrent_dropout)
+        out, h_n = gru(
+            padded,
+            weights,
+            hx,
+            lengths=lengths,
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            dropout=dropout,
+            training=training,
+            backend=chosen.NAME,
+            layer_norm=layer_norm,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+        )
         return pack_padded_sequence(out, lengths, enforce_sorted=True).data, h_n
 
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
         extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, data)
-        return chosen.gru_layer_packed(layer_input, sizes, h0, *weights_k, reverse, reset_after,
-                                       update_gate == KEEPS_STATE, **extra)
+        return chosen.gru_layer_packed(
+            layer_input, sizes, h0, *weights_k, reverse, reset_after, update_gate == KEEPS_STATE, **extra
+        )
 
     return _stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)

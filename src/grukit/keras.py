@@ -49,12 +49,12 @@ if keras.backend.backend() != "torch":
 import torch  # noqa: E402
 from keras import activations, ops  # noqa: E402
 
-from . import convert  # noqa: E402
-from .functional import gru as gru_function  # noqa: E402
-
 # the other names Keras GRU programs import, so that one import line serves them
 from keras.layers import Bidirectional, Dense, Dropout, Embedding, Input, Masking  # noqa: E402,F401
 from keras.models import Model, Sequential  # noqa: E402,F401
+
+from . import convert  # noqa: E402
+from .functional import gru as gru_function  # noqa: E402
 
 __all__ = ["GRU", "Bidirectional", "Dense", "Dropout", "Embedding", "Input", "Masking", "Model", "Sequential"]
 
@@ -154,8 +154,13 @@ class GRU(keras.layers.GRU):
         B, T, _ = x.shape
         if runs is None:
             out, h_n = gru_function(
-                x, [weights], h0.unsqueeze(0), batch_first=True, reset_after=cell.reset_after,
-                recurrent_dropout=cell.recurrent_dropout, training=bool(training),
+                x,
+                [weights],
+                h0.unsqueeze(0),
+                batch_first=True,
+                reset_after=cell.reset_after,
+                recurrent_dropout=cell.recurrent_dropout,
+                training=bool(training),
             )
             h_n = h_n[0]
             return out[:, -1], out, [h_n]
@@ -168,8 +173,14 @@ class GRU(keras.layers.GRU):
         gather_in = torch.clamp(steps[None, :] + start[:, None], max=T - 1)  # [B, T]
         x_shifted = torch.gather(x, 1, gather_in[:, :, None].expand(-1, -1, x.shape[2]))
         out, h_n = gru_function(
-            x_shifted, [weights], h0.unsqueeze(0), lengths=length, batch_first=True,
-            reset_after=cell.reset_after, recurrent_dropout=cell.recurrent_dropout, training=bool(training),
+            x_shifted,
+            [weights],
+            h0.unsqueeze(0),
+            lengths=length,
+            batch_first=True,
+            reset_after=cell.reset_after,
+            recurrent_dropout=cell.recurrent_dropout,
+            training=bool(training),
         )
         h_n = h_n[0]
         H = h_n.shape[1]
@@ -177,8 +188,10 @@ class GRU(keras.layers.GRU):
         in_run = torch.gather(out, 1, gather_out[:, :, None].expand(-1, -1, H))
         before = steps[None, :] < start[:, None]
         after = steps[None, :] >= (start + length)[:, None]
-        carried = torch.zeros_like(h_n) if self.zero_output_for_mask else torch.where(
-            (length > 0)[:, None], h_n, torch.zeros_like(h_n)
+        carried = (
+            torch.zeros_like(h_n)
+            if self.zero_output_for_mask
+            else torch.where((length > 0)[:, None], h_n, torch.zeros_like(h_n))
         )
         outputs = torch.where(before[:, :, None], torch.zeros_like(in_run), in_run)
         outputs = torch.where(after[:, :, None], carried[:, None, :].expand(-1, T, -1), outputs)

@@ -27,7 +27,6 @@ from . import backends
 from .functional import gru, gru_packed
 from .validation import KEEPS_STATE, check_bool, check_dropout, check_regularisers, check_size, check_update_gate
 
-
 LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
 
 
@@ -218,23 +217,20 @@ class GRU(nn.Module):
             raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
         if input.dim() not in (2, 3):
             raise ValueError(
-                "input must be 3-D " + ("[B, T, I]" if self.batch_first else "[T, B, I]")
+                "input must be 3-D "
+                + ("[B, T, I]" if self.batch_first else "[T, B, I]")
                 + f" or 2-D [T, I] (unbatched), got shape {tuple(input.shape)}"
             )
         unbatched = input.dim() == 2
         if unbatched:
             if hx is not None and hx.dim() != 2:
-                raise ValueError(
-                    f"for unbatched 2-D input, hx must be 2-D [L*D, H], got shape {tuple(hx.shape)}"
-                )
+                raise ValueError(f"for unbatched 2-D input, hx must be 2-D [L*D, H], got shape {tuple(hx.shape)}")
             input = input.unsqueeze(1)
             hx = hx.unsqueeze(1) if hx is not None else None
             batch_first = False
         else:
             if hx is not None and isinstance(hx, Tensor) and hx.dim() != 3:
-                raise ValueError(
-                    f"for batched 3-D input, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}"
-                )
+                raise ValueError(f"for batched 3-D input, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}")
             batch_first = self.batch_first
         self._check_input_size(input)
         output, h_n = self._run(input, hx, None, batch_first)
@@ -290,7 +286,9 @@ class GRU(nn.Module):
         changes even the evaluation function; recurrent dropout only if ``training_only_ok``)."""
         extras = ["layer_norm=True"] if self.layer_norm else []
         extras += [f"zoneout={self.zoneout}"] if self.zoneout else []
-        extras += [f"recurrent_dropout={self.recurrent_dropout}"] if self.recurrent_dropout and not training_only_ok else []
+        extras += (
+            [f"recurrent_dropout={self.recurrent_dropout}"] if self.recurrent_dropout and not training_only_ok else []
+        )
         if extras:
             raise ValueError(f"{what} supports the plain GRU only; this one has {', '.join(extras)}")
 
@@ -308,9 +306,16 @@ class GRU(nn.Module):
             raise TypeError(f"module must be a torch.nn.GRU, got {type(module).__name__}")
         p = next(module.parameters())
         new = cls(
-            module.input_size, module.hidden_size, module.num_layers, module.bias,
-            module.batch_first, module.dropout, module.bidirectional,
-            device=p.device, dtype=p.dtype, **options,
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bias,
+            module.batch_first,
+            module.dropout,
+            module.bidirectional,
+            device=p.device,
+            dtype=p.dtype,
+            **options,
         )
         new.load_state_dict(module.state_dict())
         return new
@@ -332,8 +337,15 @@ class GRU(nn.Module):
             )
         p = next(self.parameters())
         module = nn.GRU(
-            self.input_size, self.hidden_size, self.num_layers, self.bias,
-            self.batch_first, self.dropout, self.bidirectional, device=p.device, dtype=p.dtype,
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.batch_first,
+            self.dropout,
+            self.bidirectional,
+            device=p.device,
+            dtype=p.dtype,
         )
         state = self.state_dict()
         if self.update_gate != KEEPS_STATE:
@@ -406,9 +418,7 @@ class GRUCell(nn.Module):
             raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {tuple(input.shape)}")
         unbatched = input.dim() == 1
         if input.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}"
-            )
+            raise ValueError(f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}")
         if hx is not None:
             if not isinstance(hx, Tensor):
                 raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
@@ -421,7 +431,11 @@ class GRUCell(nn.Module):
         h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))
         weights = [(self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())]
         _, h_n = gru(
-            x, weights, h,
-            reset_after=self.reset_after, update_gate=self.update_gate, backend=self.backend,
+            x,
+            weights,
+            h,
+            reset_after=self.reset_after,
+            update_gate=self.update_gate,
+            backend=self.backend,
         )
         return h_n.view(-1) if unbatched else h_n[0]

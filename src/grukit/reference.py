@@ -203,17 +203,17 @@ def gru_forward(
         # h~ = h * m     recurrent dropout: the h that enters the recurrent products
         hd = h if recurrent_mask is None else h * recurrent_mask
         if layer_norm is None:
-            a_i = x_t @ w_ih.T + b_ih                     # [x W_r^T + b_ir | x W_z^T + b_iz | x W_n^T + b_in]
+            a_i = x_t @ w_ih.T + b_ih  # [x W_r^T + b_ir | x W_z^T + b_iz | x W_n^T + b_in]
         else:
             a_i, ln["i"] = layer_normalize(x_t @ w_ih.T, g_i, be_i)
-            a_i = a_i + b_ih                              # LN(x W_ih^T) + b_ih
+            a_i = a_i + b_ih  # LN(x W_ih^T) + b_ih
         gi_r, gi_z, gi_n = np.split(a_i, 3, axis=1)
         if reset_after:
             if layer_norm is None:
-                a_h = hd @ w_hh.T + b_hh                  # [h U_r^T + b_hr | h U_z^T + b_hz | h U_n^T + b_hn]
+                a_h = hd @ w_hh.T + b_hh  # [h U_r^T + b_hr | h U_z^T + b_hz | h U_n^T + b_hn]
             else:
                 a_h, ln["h"] = layer_normalize(hd @ w_hh.T, g_h, be_h)
-                a_h = a_h + b_hh                          # LN(h U^T) + b_hh
+                a_h = a_h + b_hh  # LN(h U^T) + b_hh
             gh_r, gh_z, hn = np.split(a_h, 3, axis=1)
             # r = sigmoid(x W_r^T + b_ir + h U_r^T + b_hr)              reset gate
             r = sigmoid(gi_r + gh_r)
@@ -230,8 +230,8 @@ def gru_forward(
                 a_h, ln["h_rz"] = layer_normalize(hd @ U_rz.T, g_h[: 2 * H], be_h[: 2 * H])
                 a_h = a_h + b_hh[: 2 * H]
             gh_r, gh_z = np.split(a_h, 2, axis=1)
-            r = sigmoid(gi_r + gh_r)                      # reset gate
-            z = sigmoid(gi_z + gh_z)                      # update gate
+            r = sigmoid(gi_r + gh_r)  # reset gate
+            z = sigmoid(gi_z + gh_z)  # update gate
             # n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)       candidate, reset before
             rh = r * hd
             if layer_norm is None:

@@ -62,15 +62,18 @@ class GRUStream:
         chosen = backends.select(p, module.backend)
         plain = self._layer_norm is None and not self._zoneout  # native streams compute the plain GRU
         if plain and hasattr(chosen, "open_stream"):  # the backend's streaming capability
-            self._native = chosen.open_stream(self._weights, self._h0, self.reset_after,
-                                              self.update_gate == KEEPS_STATE)
+            self._native = chosen.open_stream(
+                self._weights, self._h0, self.reset_after, self.update_gate == KEEPS_STATE
+            )
         self._h = self._h0.clone()
 
     def _check_state(self, h: Tensor, like: Tensor) -> Tensor:
         if not isinstance(h, Tensor):
             raise TypeError(f"h0 must be a torch.Tensor, got {type(h).__name__}")
         if tuple(h.shape) != self._shape:
-            raise ValueError(f"h0 must have shape {self._shape} (layers, batch_size, hidden_size), got {tuple(h.shape)}")
+            raise ValueError(
+                f"h0 must have shape {self._shape} (layers, batch_size, hidden_size), got {tuple(h.shape)}"
+            )
         if h.dtype != like.dtype or h.device != like.device:
             raise TypeError(f"h0 must be {like.dtype} on {like.device} like the weights, got {h.dtype} on {h.device}")
         return h.detach().clone()
@@ -98,13 +101,22 @@ class GRUStream:
         """Several steps: chunk [T, B, I] -> the last layer's state after each, [T, B, H]."""
         if self._native is not None:
             return self._native.run(chunk)
-        if not isinstance(chunk, Tensor) or chunk.dim() != 3 or tuple(chunk.shape[1:]) != (self.batch_size, self.input_size):
+        if (
+            not isinstance(chunk, Tensor)
+            or chunk.dim() != 3
+            or tuple(chunk.shape[1:]) != (self.batch_size, self.input_size)
+        ):
             shape = tuple(chunk.shape) if isinstance(chunk, Tensor) else type(chunk).__name__
             raise ValueError(f"x must have shape [T, {self.batch_size}, {self.input_size}], got {shape}")
         with torch.no_grad():
             out, self._h = gru_function(
-                chunk, self._weights, self._h, reset_after=self.reset_after, update_gate=self.update_gate,
+                chunk,
+                self._weights,
+                self._h,
+                reset_after=self.reset_after,
+                update_gate=self.update_gate,
                 backend=None if self._layer_norm is not None or self._zoneout else "torch",
-                layer_norm=self._layer_norm, zoneout=self._zoneout,
+                layer_norm=self._layer_norm,
+                zoneout=self._zoneout,
             )
         return out

@@ -103,9 +103,7 @@ def check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
     if batch:
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi > steps:
-            raise ValueError(
-                f"lengths must lie in 0..{steps} (the input has {steps} steps), got min {lo}, max {hi}"
-            )
+            raise ValueError(f"lengths must lie in 0..{steps} (the input has {steps} steps), got min {lo}, max {hi}")
     return t.to(device=device, dtype=torch.int64)
 
 

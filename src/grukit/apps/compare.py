@@ -29,12 +29,17 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .plotting import pyplot
 from ..nn import GRU, GRUCell
+from .plotting import pyplot
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before", "torch-gru")
-LABELS = {"rnn": "RNN (torch)", "lstm": "LSTM (torch)", "gru-after": "GRU grukit, reset after",
-          "gru-before": "GRU grukit, reset before", "torch-gru": "GRU torch.nn.GRU"}
+LABELS = {
+    "rnn": "RNN (torch)",
+    "lstm": "LSTM (torch)",
+    "gru-after": "GRU grukit, reset after",
+    "gru-before": "GRU grukit, reset before",
+    "torch-gru": "GRU torch.nn.GRU",
+}
 GATES = {"rnn": 0, "lstm": 3, "gru-after": 2, "gru-before": 2, "torch-gru": 2}
 
 
@@ -118,8 +123,9 @@ class MemoryResult:
     curve: List[float] = field(default_factory=list)
 
 
-def train_memory_task(kind: str, task: str, length: int, hidden: int, steps: int, seed: int,
-                      batch: int = 64) -> MemoryResult:
+def train_memory_task(
+    kind: str, task: str, length: int, hidden: int, steps: int, seed: int, batch: int = 64
+) -> MemoryResult:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     make = adding_problem if task == "adding" else recall_task
@@ -157,8 +163,11 @@ def gradient_flow(kind: str, length: int = 200, hidden: int = 64, seed: int = 0)
     adding-problem sequences, for a freshly initialised cell; loss on the last state only."""
     torch.manual_seed(seed)
     x, y = adding_problem(32, length, np.random.default_rng(seed))
-    cell = {"rnn": lambda: nn.RNNCell(2, hidden), "lstm": lambda: nn.LSTMCell(2, hidden),
-            "gru": lambda: GRUCell(2, hidden)}[kind]()
+    cell = {
+        "rnn": lambda: nn.RNNCell(2, hidden),
+        "lstm": lambda: nn.LSTMCell(2, hidden),
+        "gru": lambda: GRUCell(2, hidden),
+    }[kind]()
     head = nn.Linear(hidden, 1)
     h = torch.zeros(32, hidden)
     c = torch.zeros(32, hidden)
@@ -196,8 +205,17 @@ def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit:
                 logits = model(torch.from_numpy(ids), torch.from_numpy(lengths)).squeeze(1)
             return float(((logits > 0).numpy() == (labels > 0.5)).mean())
 
-        result = fit(model, tensors, lambda m, x, n, y: nn.functional.binary_cross_entropy_with_logits(m(x, n).squeeze(1), y),
-                     lambda: accuracy(data.val_ids, data.val_lengths, data.val_labels), epochs, 3e-3, 64, options, True)
+        result = fit(
+            model,
+            tensors,
+            lambda m, x, n, y: nn.functional.binary_cross_entropy_with_logits(m(x, n).squeeze(1), y),
+            lambda: accuracy(data.val_ids, data.val_lengths, data.val_labels),
+            epochs,
+            3e-3,
+            64,
+            options,
+            True,
+        )
         metric = accuracy(data.test_ids, data.test_lengths, data.test_labels)
         probe = (torch.from_numpy(data.test_ids), torch.from_numpy(data.test_lengths))
     else:
@@ -213,8 +231,17 @@ def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit:
             return float(np.sqrt(np.mean((pred - y) ** 2)))
 
         tensors = (torch.from_numpy(data.x_train), torch.from_numpy(scale(data.y_train)))
-        result = fit(model, tensors, lambda m, x, y: nn.functional.mse_loss(m(x).squeeze(1), y),
-                     lambda: rmse(data.x_val, data.y_val), epochs, 1e-3, 32, options, False)
+        result = fit(
+            model,
+            tensors,
+            lambda m, x, y: nn.functional.mse_loss(m(x).squeeze(1), y),
+            lambda: rmse(data.x_val, data.y_val),
+            epochs,
+            1e-3,
+            32,
+            options,
+            False,
+        )
         metric = rmse(data.x_test, data.y_test)
         probe = (torch.from_numpy(data.x_test),)
     with torch.inference_mode():
@@ -223,10 +250,16 @@ def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit:
         for _ in range(3):
             model(*probe)
         inference = (time.perf_counter() - started) / 3
-    return {"kind": kind, "task": task, "hidden": hidden, "metric": metric,
-            "parameters": sum(p.numel() for p in model.rnn.parameters()),
-            "seconds_per_epoch": result["train_seconds"] / max(1, len(result["history"])),
-            "inference_seconds": inference, "loss_curve": [h["train_loss"] for h in result["history"]]}
+    return {
+        "kind": kind,
+        "task": task,
+        "hidden": hidden,
+        "metric": metric,
+        "parameters": sum(p.numel() for p in model.rnn.parameters()),
+        "seconds_per_epoch": result["train_seconds"] / max(1, len(result["history"])),
+        "inference_seconds": inference,
+        "loss_curve": [h["train_loss"] for h in result["history"]],
+    }
 
 
 # ---------------------------------------------------------------- the whole comparison
@@ -241,8 +274,9 @@ def _sizes(inputs: int, hidden: int):
             yield setting, kind, hidden if setting == "hidden" else matched_hidden(kind, inputs, target)
 
 
-def run(lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], limit: int,
-        out_dir: str, log=print) -> Dict:
+def run(
+    lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], limit: int, out_dir: str, log=print
+) -> Dict:
     """Every experiment; returns the raw results and writes the plots into ``out_dir``."""
     import os
 
@@ -255,15 +289,19 @@ def run(lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], 
                 r = train_task(kind, task, hidden, epochs[task], seed, limit)
                 r.update(setting=setting, seed=seed)
                 results["tasks"].append(r)
-                log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} H={hidden:3d} seed {seed}: {r['metric']:.4f} "
-                    f"({r['seconds_per_epoch']:.1f} s/epoch)")
+                log(
+                    f"{task:9s} {setting:6s} {LABELS[kind]:26s} H={hidden:3d} seed {seed}: {r['metric']:.4f} "
+                    f"({r['seconds_per_epoch']:.1f} s/epoch)"
+                )
     for task in ("adding", "recall"):
         for setting, kind, hidden in _sizes(2 if task == "adding" else 9, H):
             for length in lengths:
                 r = train_memory_task(kind, task, length, hidden, steps, seed=0)
                 results["memory"].append({**r.__dict__, "setting": setting})
-                log(f"{task:9s} {setting:6s} {LABELS[kind]:26s} T={length:4d}: {r.metric:.4f}"
-                    f"{' solved' if r.solved else ''} ({r.seconds:.1f} s)")
+                log(
+                    f"{task:9s} {setting:6s} {LABELS[kind]:26s} T={length:4d}: {r.metric:.4f}"
+                    f"{' solved' if r.solved else ''} ({r.seconds:.1f} s)"
+                )
     for kind in ("rnn", "lstm", "gru"):
         results["flow"][kind] = gradient_flow(kind, length=max(lengths)).tolist()
     plot(results, lengths, out_dir)
@@ -275,9 +313,14 @@ def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
 
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, task, ylabel in ((axes[0], "adding", "test MSE (solved < 0.01)"), (axes[1], "recall", "test accuracy (solved >= 0.95)")):
+    for ax, task, ylabel in (
+        (axes[0], "adding", "test MSE (solved < 0.01)"),
+        (axes[1], "recall", "test accuracy (solved >= 0.95)"),
+    ):
         for kind in KINDS:
-            rows = [r for r in results["memory"] if r["task"] == task and r["kind"] == kind and r["setting"] == "hidden"]
+            rows = [
+                r for r in results["memory"] if r["task"] == task and r["kind"] == kind and r["setting"] == "hidden"
+            ]
             ax.plot([r["length"] for r in rows], [r["metric"] for r in rows], marker="o", label=LABELS[kind])
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(lengths), [str(v) for v in lengths])
@@ -297,8 +340,11 @@ def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in KINDS:
-        rows = [r for r in results["tasks"] if r["task"] == "sentiment" and r["kind"] == kind
-                and r["setting"] == "hidden" and r["seed"] == 0]
+        rows = [
+            r
+            for r in results["tasks"]
+            if r["task"] == "sentiment" and r["kind"] == kind and r["setting"] == "hidden" and r["seed"] == 0
+        ]
         if rows:
             ax.plot(range(1, len(rows[0]["loss_curve"]) + 1), rows[0]["loss_curve"], marker="o", label=LABELS[kind])
     ax.set_xlabel("epoch")
@@ -327,6 +373,7 @@ def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
 
 def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
     """The tutorials' GRU-vs-LSTM table with measured numbers, and the per-task details."""
+
     def task_rows(task, setting):
         return [r for r in results["tasks"] if r["task"] == task and r["setting"] == setting]
 
@@ -337,48 +384,117 @@ def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
         return f"{fmt.format(np.mean(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
     def longest(task, kind, setting):
-        solved = [r["length"] for r in results["memory"] if r["task"] == task and r["kind"] == kind
-                  and r["setting"] == setting and r["solved"]]
+        solved = [
+            r["length"]
+            for r in results["memory"]
+            if r["task"] == task and r["kind"] == kind and r["setting"] == setting and r["solved"]
+        ]
         return str(max(solved)) if solved else "none"
 
-    lines = [f"Made by `{command}`.", "",
-             "## The GRU-vs-LSTM table, measured (hidden size 64 for every model)", "",
-             "| | " + " | ".join(LABELS[k] for k in KINDS) + " |",
-             "|---" * (len(KINDS) + 1) + "|"]
-    rows_h = {t: {k: [r for r in task_rows(t, "hidden") if r["kind"] == k] for k in KINDS} for t in ("sentiment", "weather")}
+    lines = [
+        f"Made by `{command}`.",
+        "",
+        "## The GRU-vs-LSTM table, measured (hidden size 64 for every model)",
+        "",
+        "| | " + " | ".join(LABELS[k] for k in KINDS) + " |",
+        "|---" * (len(KINDS) + 1) + "|",
+    ]
+    rows_h = {
+        t: {k: [r for r in task_rows(t, "hidden") if r["kind"] == k] for k in KINDS} for t in ("sentiment", "weather")
+    }
     lines.append("| gates | " + " | ".join(str(GATES[k]) for k in KINDS) + " |")
     lines.append("| memory cell | " + " | ".join("yes" if k == "lstm" else "no" for k in KINDS) + " |")
-    lines.append("| parameters (recurrent layer, sentiment) | " + " | ".join(str(rows_h["sentiment"][k][0]["parameters"]) for k in KINDS) + " |")
-    lines.append("| training, s per epoch (sentiment) | " + " | ".join(summary(rows_h["sentiment"][k], "seconds_per_epoch", "{:.1f}") for k in KINDS) + " |")
-    lines.append("| inference, s for the 1,276 test reviews | " + " | ".join(summary(rows_h["sentiment"][k], "inference_seconds", "{:.3f}") for k in KINDS) + " |")
-    lines.append("| sentiment test accuracy | " + " | ".join(summary(rows_h["sentiment"][k], "metric", "{:.3f}") for k in KINDS) + " |")
-    lines.append("| weather test RMSE, deg C | " + " | ".join(summary(rows_h["weather"][k], "metric", "{:.3f}") for k in KINDS) + " |")
+    lines.append(
+        "| parameters (recurrent layer, sentiment) | "
+        + " | ".join(str(rows_h["sentiment"][k][0]["parameters"]) for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| training, s per epoch (sentiment) | "
+        + " | ".join(summary(rows_h["sentiment"][k], "seconds_per_epoch", "{:.1f}") for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| inference, s for the 1,276 test reviews | "
+        + " | ".join(summary(rows_h["sentiment"][k], "inference_seconds", "{:.3f}") for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| sentiment test accuracy | "
+        + " | ".join(summary(rows_h["sentiment"][k], "metric", "{:.3f}") for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| weather test RMSE, deg C | "
+        + " | ".join(summary(rows_h["weather"][k], "metric", "{:.3f}") for k in KINDS)
+        + " |"
+    )
     for task in ("adding", "recall"):
-        lines.append(f"| longest {task} length solved (of {', '.join(map(str, lengths))}) | "
-                     + " | ".join(longest(task, k, "hidden") for k in KINDS) + " |")
-    lines += ["", "## Matched parameter counts (each model's hidden size chosen to match the GRU's recurrent parameters at H=64)", "",
-              "| | " + " | ".join(LABELS[k] for k in KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
-    rows_p = {t: {k: [r for r in task_rows(t, "params") if r["kind"] == k] for k in KINDS} for t in ("sentiment", "weather")}
-    lines.append("| hidden size (sentiment) | " + " | ".join(str(rows_p["sentiment"][k][0]["hidden"]) for k in KINDS) + " |")
-    lines.append("| parameters (sentiment) | " + " | ".join(str(rows_p["sentiment"][k][0]["parameters"]) for k in KINDS) + " |")
-    lines.append("| sentiment test accuracy | " + " | ".join(summary(rows_p["sentiment"][k], "metric", "{:.3f}") for k in KINDS) + " |")
-    lines.append("| training, s per epoch (sentiment) | " + " | ".join(summary(rows_p["sentiment"][k], "seconds_per_epoch", "{:.1f}") for k in KINDS) + " |")
-    lines.append("| weather test RMSE, deg C | " + " | ".join(summary(rows_p["weather"][k], "metric", "{:.3f}") for k in KINDS) + " |")
+        lines.append(
+            f"| longest {task} length solved (of {', '.join(map(str, lengths))}) | "
+            + " | ".join(longest(task, k, "hidden") for k in KINDS)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Matched parameter counts (each model's hidden size chosen to match the GRU's recurrent parameters at H=64)",
+        "",
+        "| | " + " | ".join(LABELS[k] for k in KINDS) + " |",
+        "|---" * (len(KINDS) + 1) + "|",
+    ]
+    rows_p = {
+        t: {k: [r for r in task_rows(t, "params") if r["kind"] == k] for k in KINDS} for t in ("sentiment", "weather")
+    }
+    lines.append(
+        "| hidden size (sentiment) | " + " | ".join(str(rows_p["sentiment"][k][0]["hidden"]) for k in KINDS) + " |"
+    )
+    lines.append(
+        "| parameters (sentiment) | " + " | ".join(str(rows_p["sentiment"][k][0]["parameters"]) for k in KINDS) + " |"
+    )
+    lines.append(
+        "| sentiment test accuracy | "
+        + " | ".join(summary(rows_p["sentiment"][k], "metric", "{:.3f}") for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| training, s per epoch (sentiment) | "
+        + " | ".join(summary(rows_p["sentiment"][k], "seconds_per_epoch", "{:.1f}") for k in KINDS)
+        + " |"
+    )
+    lines.append(
+        "| weather test RMSE, deg C | "
+        + " | ".join(summary(rows_p["weather"][k], "metric", "{:.3f}") for k in KINDS)
+        + " |"
+    )
     for task in ("adding", "recall"):
-        lines.append(f"| longest {task} length solved | " + " | ".join(longest(task, k, "params") for k in KINDS) + " |")
-    lines += ["", "## Long-range memory, every length (hidden 64)", "",
-              "| task | model | " + " | ".join(f"T={n}" for n in lengths) + " |", "|---|---|" + "---|" * len(lengths)]
+        lines.append(
+            f"| longest {task} length solved | " + " | ".join(longest(task, k, "params") for k in KINDS) + " |"
+        )
+    lines += [
+        "",
+        "## Long-range memory, every length (hidden 64)",
+        "",
+        "| task | model | " + " | ".join(f"T={n}" for n in lengths) + " |",
+        "|---|---|" + "---|" * len(lengths),
+    ]
     for task in ("adding", "recall"):
         for k in KINDS:
             rows = [r for r in results["memory"] if r["task"] == task and r["kind"] == k and r["setting"] == "hidden"]
-            lines.append(f"| {task} | {LABELS[k]} | " + " | ".join(
-                f"{r['metric']:.3f}{' (solved)' if r['solved'] else ''}" for r in rows) + " |")
+            lines.append(
+                f"| {task} | {LABELS[k]} | "
+                + " | ".join(f"{r['metric']:.3f}{' (solved)' if r['solved'] else ''}" for r in rows)
+                + " |"
+            )
     flow = results["flow"]
     n = len(flow["gru"])
     distances = sorted({d for d in (0, 10, 50, 100, n - 1) if d < n})
-    lines += ["", f"## Gradient flow at initialisation (adding problem, T = {n})", "",
-              "| distance from the end | " + " | ".join(str(d) for d in distances) + " |",
-              "|---|" + "---|" * len(distances)]
+    lines += [
+        "",
+        f"## Gradient flow at initialisation (adding problem, T = {n})",
+        "",
+        "| distance from the end | " + " | ".join(str(d) for d in distances) + " |",
+        "|---|" + "---|" * len(distances),
+    ]
     for kind, norms in flow.items():
         lines.append(f"| {kind.upper()} | " + " | ".join(f"{norms[d]:.2e}" for d in distances) + " |")
     return "\n".join(lines) + "\n"

@@ -44,14 +44,28 @@ def gate_values(gru, x: torch.Tensor, layer: int = 0) -> Dict[str, np.ndarray]:
         seq = x.unsqueeze(1)  # [T, 1, I]
         if layer:
             D = 2 if gru.bidirectional else 1
-            seq, _ = functional.gru(seq, gru.layer_weights()[: layer * D], bidirectional=gru.bidirectional,
-                                    reset_after=gru.reset_after, update_gate=gru.update_gate)
+            seq, _ = functional.gru(
+                seq,
+                gru.layer_weights()[: layer * D],
+                bidirectional=gru.bidirectional,
+                reset_after=gru.reset_after,
+                update_gate=gru.update_gate,
+            )
         weights = [w.detach().double().numpy() for w in gru.all_weights[layer * (2 if gru.bidirectional else 1)]]
-    states, cache = reference.gru_forward(seq.double().numpy(), np.zeros((1, gru.hidden_size)), *weights,
-                                          reset_after=gru.reset_after, update_gate=gru.update_gate)
+    states, cache = reference.gru_forward(
+        seq.double().numpy(),
+        np.zeros((1, gru.hidden_size)),
+        *weights,
+        reset_after=gru.reset_after,
+        update_gate=gru.update_gate,
+    )
     steps = cache.steps
-    return {"r": np.stack([s.r[0] for s in steps]), "z": np.stack([s.z[0] for s in steps]),
-            "n": np.stack([s.n[0] for s in steps]), "h": states[:, 0]}
+    return {
+        "r": np.stack([s.r[0] for s in steps]),
+        "z": np.stack([s.z[0] for s in steps]),
+        "n": np.stack([s.n[0] for s in steps]),
+        "h": states[:, 0],
+    }
 
 
 def figure_png(gates: Dict[str, np.ndarray], labels: List[str], meaning: str, title: str) -> bytes:
@@ -84,11 +98,15 @@ def page_html(gates: Dict[str, np.ndarray], labels: List[str], meaning: str, tit
     spans = []
     for t, label in enumerate(labels):
         z, r = gates["z"][t], gates["r"][t]
-        tip = (f"step {t}: {label}\nmean z = {z.mean():.3f}, mean r = {r.mean():.3f}\n"
-               f"z by unit: {' '.join(f'{v:.2f}' for v in z)}\nr by unit: {' '.join(f'{v:.2f}' for v in r)}")
+        tip = (
+            f"step {t}: {label}\nmean z = {z.mean():.3f}, mean r = {r.mean():.3f}\n"
+            f"z by unit: {' '.join(f'{v:.2f}' for v in z)}\nr by unit: {' '.join(f'{v:.2f}' for v in r)}"
+        )
         shade = int(255 * (1 - float(z.mean())))
-        spans.append(f'<span class="tok" style="background: rgb(255,{shade},{shade})" title="{html.escape(tip)}" '
-                     f'data-z="{z.mean():.4f}" data-r="{r.mean():.4f}">{html.escape(label)}</span>')
+        spans.append(
+            f'<span class="tok" style="background: rgb(255,{shade},{shade})" title="{html.escape(tip)}" '
+            f'data-z="{z.mean():.4f}" data-r="{r.mean():.4f}">{html.escape(label)}</span>'
+        )
     image = base64.b64encode(png).decode()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -86,9 +86,7 @@ def select(x: Tensor, backend: Optional[str]) -> ModuleType:
     if not module.is_available():
         raise RuntimeError(f"{source}={backend!r} is not available: {module.why_unavailable()}")
     if not module.supports(x):
-        raise RuntimeError(
-            f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}"
-        )
+        raise RuntimeError(f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}")
     return module
 
 

@@ -142,9 +142,28 @@ def _register_autograd() -> None:
     saved_width = _state["module"].saved_width  # columns of the saved activations (csrc/saved_layout.h)
 
     @torch.library.register_fake(forward_op)
-    def _fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_sizes, gamma_ih, beta_ih, gamma_hh, beta_hh,
-              zoneout_mask, zoneout_p, zoneout_seed, recurrent_mask, reverse, reset_after, keeps_state,
-              save_for_backward):
+    def _fake(
+        x,
+        h0,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        lengths,
+        batch_sizes,
+        gamma_ih,
+        beta_ih,
+        gamma_hh,
+        beta_hh,
+        zoneout_mask,
+        zoneout_p,
+        zoneout_seed,
+        recurrent_mask,
+        reverse,
+        reset_after,
+        keeps_state,
+        save_for_backward,
+    ):
         H = w_hh.shape[1]
         rows = x.shape[:-1]  # (T, B) padded, (N,) packed
         n = rows[0] * rows[1] if len(rows) == 2 else rows[0]
@@ -153,34 +172,102 @@ def _register_autograd() -> None:
         return x.new_empty(rows + (H,)), x.new_empty((h0.shape[0], H)), saved
 
     @torch.library.register_fake(backward_op)
-    def _fake_bwd(d_out, d_hn, x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask,
-                  zoneout_p, zoneout_seed, recurrent_mask, out, saved, reverse, reset_after, keeps_state, has_bias):
+    def _fake_bwd(
+        d_out,
+        d_hn,
+        x,
+        h0,
+        w_ih,
+        w_hh,
+        lengths,
+        batch_sizes,
+        gamma_ih,
+        gamma_hh,
+        zoneout_mask,
+        zoneout_p,
+        zoneout_seed,
+        recurrent_mask,
+        out,
+        saved,
+        reverse,
+        reset_after,
+        keeps_state,
+        has_bias,
+    ):
         n = w_hh.shape[0] if has_bias or gamma_ih is not None else 0
         g = w_hh.shape[0] if gamma_ih is not None else 0
-        return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
-                w_hh.new_empty((n,)), w_hh.new_empty((n,))] + [w_hh.new_empty((g,)) for _ in range(4)]
+        return [
+            torch.empty_like(x),
+            torch.empty_like(h0),
+            torch.empty_like(w_ih),
+            torch.empty_like(w_hh),
+            w_hh.new_empty((n,)),
+            w_hh.new_empty((n,)),
+        ] + [w_hh.new_empty((g,)) for _ in range(4)]
 
     def setup_context(ctx, inputs, output):
-        (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, batch_sizes, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask,
-         zoneout_p, zoneout_seed, recurrent_mask, reverse, reset_after, keeps_state, _) = inputs
+        (
+            x,
+            h0,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            lengths,
+            batch_sizes,
+            gamma_ih,
+            beta_ih,
+            gamma_hh,
+            beta_hh,
+            zoneout_mask,
+            zoneout_p,
+            zoneout_seed,
+            recurrent_mask,
+            reverse,
+            reset_after,
+            keeps_state,
+            _,
+        ) = inputs
         out, _, saved = output
-        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask,
-                              recurrent_mask, out, saved)
-        ctx.flags = (zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, b_ih is not None,
-                     gamma_ih is not None)
+        ctx.save_for_backward(
+            x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved
+        )
+        ctx.flags = (zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, b_ih is not None, gamma_ih is not None)
 
     def backward(ctx, d_out, d_hn, _d_saved):
-        (x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out,
-         saved) = ctx.saved_tensors
+        (x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved) = (
+            ctx.saved_tensors
+        )
         zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
         if not saved.numel():
-            raise RuntimeError("grukit: backward through a fused GRU layer that ran without saving activations "
-                               "(save_for_backward=False); call it with grad enabled")
+            raise RuntimeError(
+                "grukit: backward through a fused GRU layer that ran without saving activations "
+                "(save_for_backward=False); call it with grad enabled"
+            )
         d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
         d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h = torch.ops.grukit.gru_layer_bwd(
-            d_out, d_hn, x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, zoneout_p,
-            zoneout_seed, recurrent_mask, out, saved, reverse, reset_after, keeps_state, has_bias)
+            d_out,
+            d_hn,
+            x,
+            h0,
+            w_ih,
+            w_hh,
+            lengths,
+            batch_sizes,
+            gamma_ih,
+            gamma_hh,
+            zoneout_mask,
+            zoneout_p,
+            zoneout_seed,
+            recurrent_mask,
+            out,
+            saved,
+            reverse,
+            reset_after,
+            keeps_state,
+            has_bias,
+        )
         if not has_bias:
             db_ih = db_hh = None
         if not has_ln:
@@ -201,8 +288,22 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
 
 
-def _layer(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm,
-           zoneout, recurrent_mask):
+def _layer(
+    x,
+    batch_sizes,
+    h0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    lengths,
+    reverse,
+    reset_after,
+    keeps_state,
+    layer_norm,
+    zoneout,
+    recurrent_mask,
+):
     """One call of ``gru_layer_fwd``, padded or packed, plain or regularised: (out, h_n)."""
     ln = tuple(_contiguous(t) for t in layer_norm) if layer_norm is not None else (None, None, None, None)
     mask = zoneout.contiguous() if isinstance(zoneout, Tensor) else None
@@ -212,8 +313,19 @@ def _layer(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_a
         p, seed = (float(zoneout) if isinstance(zoneout, (int, float)) else 0.0), -1
     weights = [_contiguous(t) for t in (h0, w_ih, w_hh, b_ih, b_hh)]
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
-        x.contiguous(), *weights, lengths, batch_sizes, *ln, mask, p, seed, _contiguous(recurrent_mask), reverse,
-        reset_after, keeps_state, _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
+        x.contiguous(),
+        *weights,
+        lengths,
+        batch_sizes,
+        *ln,
+        mask,
+        p,
+        seed,
+        _contiguous(recurrent_mask),
+        reverse,
+        reset_after,
+        keeps_state,
+        _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
     )
     return out, h_n
 
@@ -234,8 +346,22 @@ def gru_layer(
     recurrent_mask: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
-    return _layer(x, None, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm,
-                  zoneout, recurrent_mask)
+    return _layer(
+        x,
+        None,
+        h0,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        lengths,
+        reverse,
+        reset_after,
+        keeps_state,
+        layer_norm,
+        zoneout,
+        recurrent_mask,
+    )
 
 
 def gru_layer_packed(
@@ -266,5 +392,19 @@ def gru_layer_packed(
     Returns:
         out: [N, H] the states in the packed layout; h_n: [B, H] each sequence's final state.
     """
-    return _layer(x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, None, reverse, reset_after, keeps_state, layer_norm,
-                  zoneout, recurrent_mask)
+    return _layer(
+        x,
+        batch_sizes,
+        h0,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        None,
+        reverse,
+        reset_after,
+        keeps_state,
+        layer_norm,
+        zoneout,
+        recurrent_mask,
+    )

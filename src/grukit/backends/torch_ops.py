@@ -86,8 +86,9 @@ def gru_layer(
         """h W^T + b, or LN(h W^T) + b with gamma_hh / beta_hh's ``block`` slice."""
         if layer_norm is None:
             return torch.nn.functional.linear(h_in, weight, bias)
-        y = torch.nn.functional.layer_norm(torch.nn.functional.linear(h_in, weight), (weight.shape[0],),
-                                           g_h[block], be_h[block], LN_EPS)
+        y = torch.nn.functional.layer_norm(
+            torch.nn.functional.linear(h_in, weight), (weight.shape[0],), g_h[block], be_h[block], LN_EPS
+        )
         return y if bias is None else y + bias
 
     if lengths is not None:

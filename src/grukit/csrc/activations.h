@@ -30,19 +30,27 @@ inline float exp_f32(float x) {
   return p * scale;
 }
 
-inline float sigmoid_act(float a) { return 1.0f / (1.0f + exp_f32(-a)); }
-inline double sigmoid_act(double a) { return 1.0 / (1.0 + std::exp(-a)); }
+inline float sigmoid_act(float a) {
+  return 1.0f / (1.0f + exp_f32(-a));
+}
+inline double sigmoid_act(double a) {
+  return 1.0 / (1.0 + std::exp(-a));
+}
 
 // tanh for float32: Cephes' odd polynomial near 0, 1 - 2 / (exp(2|x|) + 1) elsewhere.
 inline float tanh_act(float x) {
   float ax = std::fabs(x);
   float z = x * x;
-  float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                  1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+  float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+                 3.33332819422e-1f) *
+                    z * x +
+                x;
   float e = exp_f32(2.0f * ax);
   float large = std::copysign(1.0f - 2.0f / (e + 1.0f), x);
   return ax < 0.625f ? small : large;
 }
-inline double tanh_act(double x) { return std::tanh(x); }
+inline double tanh_act(double x) {
+  return std::tanh(x);
+}
 
 }  // namespace grukit

@@ -78,11 +78,10 @@ inline T new_state(T c, T z, T hv, const Z& zoneout, int64_t index) {
 // Out: h_t (to h_new and out), and r, z, n, hn = h U_n^T + b_hn for the backward pass.
 template <typename T, bool KEEPS, typename Z>
 void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict gn,
-                   const T* __restrict qr, const T* __restrict qz, const T* __restrict qn,
-                   const T* __restrict brz_r, const T* __restrict brz_z, const T* __restrict b_in,
-                   const T* __restrict b_hn, const T* __restrict h, T* __restrict h_new, T* __restrict out,
-                   T* __restrict sr, T* __restrict sz, T* __restrict sn, T* __restrict shn, const Z& zoneout,
-                   int64_t index0) {
+                   const T* __restrict qr, const T* __restrict qz, const T* __restrict qn, const T* __restrict brz_r,
+                   const T* __restrict brz_z, const T* __restrict b_in, const T* __restrict b_hn, const T* __restrict h,
+                   T* __restrict h_new, T* __restrict out, T* __restrict sr, T* __restrict sz, T* __restrict sn,
+                   T* __restrict shn, const Z& zoneout, int64_t index0) {
   for (int64_t j = 0; j < n; ++j) {
     // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
     T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
@@ -118,9 +117,8 @@ void forward_before_gates(int64_t n, const T* __restrict gr, const T* __restrict
 // reset before, second pass. In: qn = (r * h) U_n^T. Out: h_t, and n for the backward pass.
 template <typename T, bool KEEPS, typename Z>
 void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict qn, const T* __restrict b_in,
-                          const T* __restrict b_hn, const T* __restrict z_, const T* __restrict h,
-                          T* __restrict h_new, T* __restrict out, T* __restrict sn, const Z& zoneout,
-                          int64_t index0) {
+                          const T* __restrict b_hn, const T* __restrict z_, const T* __restrict h, T* __restrict h_new,
+                          T* __restrict out, T* __restrict sn, const Z& zoneout, int64_t index0) {
   for (int64_t j = 0; j < n; ++j) {
     // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
     T c = tanh_act(gn[j] + b_in[j] + qn[j] + b_hn[j]);
@@ -158,8 +156,8 @@ inline void update_gradients(T d, T hv, T c, T z, const Z& zoneout, int64_t inde
 template <typename T, bool KEEPS, typename Z>
 void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict sn,
                     const T* __restrict shn, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
-                    T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r,
-                    T* __restrict gh_z, T* __restrict gh_n, T* __restrict hp, const Z& zoneout, int64_t index0) {
+                    T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r, T* __restrict gh_z,
+                    T* __restrict gh_n, T* __restrict hp, const Z& zoneout, int64_t index0) {
   for (int64_t j = 0; j < n; ++j) {
     T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
     T dz, dc, dh_direct;

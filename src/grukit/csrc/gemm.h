@@ -17,27 +17,27 @@
 #include <type_traits>
 
 extern "C" {
-void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-            const float* beta, float* c, const int* ldc);
-void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
-            const double* beta, double* c, const int* ldc);
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc);
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc);
 // MKL's C entry point (the lowercase symbol is the Fortran one, which takes a pointer)
 int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
 }
 
 namespace grukit {
 
-inline void blas_mm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                    float* C, int64_t ldc, bool accumulate) {
+inline void blas_mm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, bool accumulate) {
   // a row-major matrix is its column-major transpose: BLAS computes C^T = B^T A^T
   int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
   float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   sgemm_("N", "N", &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
 }
-inline void blas_mm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
-                    int64_t ldb, double* C, int64_t ldc, bool accumulate) {
+inline void blas_mm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B, int64_t ldb,
+                    double* C, int64_t ldc, bool accumulate) {
   int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
   double one = 1.0, beta = accumulate ? 1.0 : 0.0;
   dgemm_("N", "N", &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
@@ -81,17 +81,20 @@ void mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, in
   blas_mm(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-
 struct SequentialBlas {  // BLAS runs single-threaded in this thread while in scope
   int saved = 0;
-  SequentialBlas() { if (MKL_Set_Num_Threads_Local) saved = MKL_Set_Num_Threads_Local(1); }
-  ~SequentialBlas() { if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved); }
+  SequentialBlas() {
+    if (MKL_Set_Num_Threads_Local) saved = MKL_Set_Num_Threads_Local(1);
+  }
+  ~SequentialBlas() {
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved);
+  }
 };
 
 // A large product split over torch's threads: by rows if there are many, else by columns.
 template <typename T>
-void mm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                 int64_t ldc, bool accumulate) {
+void mm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
+                 bool accumulate) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   if (M >= 64 * threads || N < 32 * threads) {
     const int64_t rows = std::max<int64_t>(1, (M + threads - 1) / threads);

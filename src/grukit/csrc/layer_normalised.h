@@ -43,7 +43,7 @@ struct Regularisers {
   c10::optional<Tensor> zoneout_mask;                          // [T, B, H] or [N, H] 0/1, or none
   double zoneout_p = 0;                                        // drawn (seed >= 0) or expected value
   int64_t zoneout_seed = -1;
-  c10::optional<Tensor> recurrent_mask;                        // [B, H], or none
+  c10::optional<Tensor> recurrent_mask;  // [B, H], or none
   bool layer_norm() const { return gamma_ih.has_value() && gamma_ih->defined(); }
   bool zoneout() const { return (zoneout_mask.has_value() && zoneout_mask->defined()) || zoneout_p > 0; }
   bool recurrent_dropout() const { return recurrent_mask.has_value() && recurrent_mask->defined(); }
@@ -60,14 +60,16 @@ Tensor parameter_or(const c10::optional<Tensor>& t, std::vector<T>& fallback, co
 // Calls `body(zoneout_policy)` with NoZoneout or the call's Zoneout<T> (`mask`: the sorted mask or null).
 template <typename T, typename F>
 void with_zoneout(const Regularisers& g, const T* mask, const F& body) {
-  if (g.zoneout()) body(Zoneout<T>(mask, g.zoneout_p, g.zoneout_seed));
-  else body(NoZoneout());
+  if (g.zoneout())
+    body(Zoneout<T>(mask, g.zoneout_p, g.zoneout_seed));
+  else
+    body(NoZoneout());
 }
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Regularisers& g, const Tensor& x_in,
-                                                      const Tensor& h0_in, const Tensor& w_ih_in,
-                                                      const Tensor& w_hh_in, const c10::optional<Tensor>& b_ih,
+                                                      const Tensor& h0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                                      const c10::optional<Tensor>& b_ih,
                                                       const c10::optional<Tensor>& b_hh, bool save) {
   const int64_t B = p.B, I = p.I, H = p.H, N = p.N;
   const bool after = p.reset_after, ln = g.layer_norm(), rd = g.recurrent_dropout();
@@ -77,14 +79,16 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
   Tensor x = to_sorted(p, x_in, 1, kSortedX);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   Tensor zo = g.zoneout_mask.has_value() && g.zoneout_mask->defined()
-                  ? to_sorted(p, *g.zoneout_mask, p.packed ? 0 : 1, kSortedZoneout) : Tensor();
+                  ? to_sorted(p, *g.zoneout_mask, p.packed ? 0 : 1, kSortedZoneout)
+                  : Tensor();
   Tensor rdm = rd ? to_sorted(p, *g.recurrent_mask, 0, kSortedRecurrent) : Tensor();
   std::vector<T> zeros(3 * H, T(0)), ones(3 * H, T(1));
   Tensor bi = parameter_or<T>(b_ih, zeros, opts), bh = parameter_or<T>(b_hh, zeros, opts);
   Tensor gi_g = parameter_or<T>(g.gamma_ih, ones, opts), gi_b = parameter_or<T>(g.beta_ih, zeros, opts);
   Tensor gh_g = parameter_or<T>(g.gamma_hh, ones, opts), gh_b = parameter_or<T>(g.beta_hh, zeros, opts);
   const T *b_i = bi.data_ptr<T>(), *b_h = bh.data_ptr<T>();
-  const T *ga_i = gi_g.data_ptr<T>(), *be_i = gi_b.data_ptr<T>(), *ga_h = gh_g.data_ptr<T>(), *be_h = gh_b.data_ptr<T>();
+  const T *ga_i = gi_g.data_ptr<T>(), *be_i = gi_b.data_ptr<T>(), *ga_h = gh_g.data_ptr<T>(),
+          *be_h = gh_b.data_ptr<T>();
   const T* zero = zeros.data();  // the cell passes' biases: here they are added before (layer norm's order)
 
   // rows past a sequence's length are never written: zero them, the backward sums over every row
@@ -109,7 +113,7 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
           const T rstd = layer_norm_row<T>(3 * H, v, ga_i, be_i, h, v);
           if (save) wsp[row * W + layout.stats()] = rstd;
         }
-        #pragma omp simd
+#pragma omp simd
         for (int64_t j = 0; j < 3 * H; ++j) v[j] += b_i[j];
       }
     });
@@ -154,7 +158,7 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
         if (rd) {
           T* hdp = hd.data_ptr<T>();
           for (int64_t b = r0; b < re; ++b)
-            #pragma omp simd
+#pragma omp simd
             for (int64_t j = 0; j < H; ++j) hdp[b * H + j] = h[b * H + j] * rdp[b * H + j];
           hin = hdp;
         }
@@ -170,17 +174,17 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
             const T rstd = layer_norm_row<T>(rec, q, ga_h, be_h, hh, q);
             if (save) s[layout.stats() + 1] = rstd;
           }
-          #pragma omp simd
+#pragma omp simd
           for (int64_t j = 0; j < rec; ++j) q[j] += b_h[j];
           const int64_t index0 = (p.off[t] + b) * H;
           if (after) {
-            (keeps ? forward_after<T, true, Z> : forward_after<T, false, Z>)(
-                H, gib, gib + H, gib + 2 * H, q, q + H, q + 2 * H, zero, zero, zero, zero, h + b * H,
-                h_new + b * H, outt + b * H, s + layout.r(), s + layout.z(), s + layout.n(), s + layout.hn(),
-                zoneout, index0);
+            (keeps ? forward_after<T, true, Z>
+                   : forward_after<T, false, Z>)(H, gib, gib + H, gib + 2 * H, q, q + H, q + 2 * H, zero, zero, zero,
+                                                 zero, h + b * H, h_new + b * H, outt + b * H, s + layout.r(),
+                                                 s + layout.z(), s + layout.n(), s + layout.hn(), zoneout, index0);
           } else {
-            forward_before_gates<T>(H, gib, gib + H, q, q + H, zero, zero, hin + b * H, s + layout.r(),
-                                    s + layout.z(), rhp + b * H);
+            forward_before_gates<T>(H, gib, gib + H, q, q + H, zero, zero, hin + b * H, s + layout.r(), s + layout.z(),
+                                    rhp + b * H);
           }
         }
         if (!after) {
@@ -195,9 +199,10 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
               if (save) s[layout.stats() + 2] = rstd;
             }
             const T* gib = git + b * 3 * H;
-            (keeps ? forward_before_state<T, true, Z> : forward_before_state<T, false, Z>)(
-                H, gib + 2 * H, q, zero, b_h + 2 * H, s + layout.z(), h + b * H, h_new + b * H, outt + b * H,
-                s + layout.n(), zoneout, (p.off[t] + b) * H);
+            (keeps ? forward_before_state<T, true, Z>
+                   : forward_before_state<T, false, Z>)(H, gib + 2 * H, q, zero, b_h + 2 * H, s + layout.z(), h + b * H,
+                                                        h_new + b * H, outt + b * H, s + layout.n(), zoneout,
+                                                        (p.off[t] + b) * H);
           }
         }
       }
@@ -224,7 +229,8 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
   // dh is written in place and, unsorted, returned as d h0: a copy of d_hn either way
   Tensor dh = p.order.defined() ? to_sorted(p, d_hn_in, 0, kSortedDHn) : d_hn_in.contiguous().clone();
   Tensor zo = g.zoneout_mask.has_value() && g.zoneout_mask->defined()
-                  ? to_sorted(p, *g.zoneout_mask, p.packed ? 0 : 1, kSortedZoneout) : Tensor();
+                  ? to_sorted(p, *g.zoneout_mask, p.packed ? 0 : 1, kSortedZoneout)
+                  : Tensor();
   Tensor rdm = rd ? to_sorted(p, *g.recurrent_mask, 0, kSortedRecurrent) : Tensor();
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   std::vector<T> ones(3 * H, T(1));
@@ -247,8 +253,8 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
   Tensor rhall = after ? Tensor() : buffer(kNormRhAll, H);
   const Team team = rows_only_team(B, H);
   std::vector<std::vector<T>> dgamma_h(ln ? team.n : 0, std::vector<T>(3 * H, T(0)));
-  Tensor dhd = workspace(kNormDhd, {B, H}, opts);                      // d h~ of the running rows
-  Tensor drh = after ? Tensor() : workspace(kNormDRH, {B, H}, opts);   // d (r * h~)
+  Tensor dhd = workspace(kNormDhd, {B, H}, opts);                     // d h~ of the running rows
+  Tensor drh = after ? Tensor() : workspace(kNormDRH, {B, H}, opts);  // d (r * h~)
   T *dgip = dgi.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *drawp = draw.data_ptr<T>();
   T *hdallp = hdall.data_ptr<T>(), *rhallp = after ? nullptr : rhall.data_ptr<T>();
   T *dhp = dh.data_ptr<T>(), *dhdp = dhd.data_ptr<T>(), *drhp = after ? nullptr : drh.data_ptr<T>();
@@ -281,17 +287,18 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
           const T* dout = dop + (o + b) * H;
           const int64_t index0 = (o + b) * H;
           if (after) {
-            (keeps ? backward_after<T, true, Z> : backward_after<T, false, Z>)(
-                H, s + layout.r(), s + layout.z(), s + layout.n(), s + layout.hn(), h, dout, dhp + b * H, dgir,
-                dgir + H, dgir + 2 * H, dghr, dghr + H, dghr + 2 * H, hdr, zoneout, index0);
+            (keeps ? backward_after<T, true, Z>
+                   : backward_after<T, false, Z>)(H, s + layout.r(), s + layout.z(), s + layout.n(), s + layout.hn(), h,
+                                                  dout, dhp + b * H, dgir, dgir + H, dgir + 2 * H, dghr, dghr + H,
+                                                  dghr + 2 * H, hdr, zoneout, index0);
             if (ln) {
               layer_norm_row_backward<T>(3 * H, dghr, ga_h, s + layout.h_hat(), s[layout.stats() + 1], drr);
               accumulate_product<T>(3 * H, dghr, s + layout.h_hat(), dgamma_h[k].data());
             }
           } else {
-            (keeps ? backward_before_candidate<T, true, Z> : backward_before_candidate<T, false, Z>)(
-                H, s + layout.z(), s + layout.n(), h, dout, dhp + b * H, dgir + H, dgir + 2 * H, hdr, zoneout,
-                index0);
+            (keeps ? backward_before_candidate<T, true, Z>
+                   : backward_before_candidate<T, false, Z>)(H, s + layout.z(), s + layout.n(), h, dout, dhp + b * H,
+                                                             dgir + H, dgir + 2 * H, hdr, zoneout, index0);
             if (ln) {
               layer_norm_row_backward<T>(H, dgir + 2 * H, ga_h + 2 * H, s + layout.h_hat() + 2 * H,
                                          s[layout.stats() + 2], drr + 2 * H);
@@ -299,7 +306,7 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
             }
           }
           if (rd)  // the weight gradients see h~ = h * m
-            #pragma omp simd
+#pragma omp simd
             for (int64_t j = 0; j < H; ++j) hdr[j] = h[j] * rdp[b * H + j];
         }
         if (after) {
@@ -324,7 +331,7 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
           mm<T>(m, H, 2 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, true);
         }
         for (int64_t b = r0; b < re; ++b)  // h~ = h * m
-          #pragma omp simd
+#pragma omp simd
           for (int64_t j = 0; j < H; ++j) dhp[b * H + j] += rd ? dhdp[b * H + j] * rdp[b * H + j] : dhdp[b * H + j];
       }
     });
@@ -333,7 +340,8 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
   // biases and gains: sums over every row (padded rows hold zeros). b_ih and beta_ih (b_hh and
   // beta_hh) are added at the same place: the same gradient.
   Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);
-  Tensor dg_i = at::empty({0}, opts), dbe_i = at::empty({0}, opts), dg_h = at::empty({0}, opts), dbe_h = at::empty({0}, opts);
+  Tensor dg_i = at::empty({0}, opts), dbe_i = at::empty({0}, opts), dg_h = at::empty({0}, opts),
+         dbe_h = at::empty({0}, opts);
   if (has_bias || ln) std::tie(db_ih, db_hh) = bias_gradients(dgi, after ? dgh : Tensor());
   if (ln) {
     dbe_i = db_ih.clone();

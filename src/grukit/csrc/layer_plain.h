@@ -47,9 +47,9 @@ struct Biases {
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor& x_in, const Tensor& h0_in,
-                                                const Tensor& w_ih_in, const Tensor& w_hh_in,
-                                                const c10::optional<Tensor>& b_ih,
-                                                const c10::optional<Tensor>& b_hh, bool training) {
+                                                 const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                                 const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
+                                                 bool training) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
   Tensor x = to_sorted(p, x_in, 1, kSortedX);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -73,7 +73,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
   Tensor out = p.order.defined() ? workspace(kSortedOut, out_shape, opts) : at::empty(out_shape, opts);
   Tensor hbuf = workspace(kHbuf, {2, B, H}, opts);  // double-buffered state: read one, write the other
   hbuf[0].copy_(to_sorted(p, h0_in, 0, kSortedH0));
-  Tensor gh = workspace(kGH, {B, 3 * H}, opts);   // recurrent products, thread k's columns at 3*lo[k]
+  Tensor gh = workspace(kGH, {B, 3 * H}, opts);  // recurrent products, thread k's columns at 3*lo[k]
   Tensor rh = p.reset_after ? Tensor() : workspace(kRH, {B, H}, opts);
 
   const T* wr = w_rec.data_ptr<T>();
@@ -97,7 +97,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
     for (int64_t step = 0; step < T_; ++step) {
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
-      const int64_t re = std::min(r1, bs);                 // this thread's running rows: r0 .. re
+      const int64_t re = std::min(r1, bs);  // this thread's running rows: r0 .. re
       const int64_t m = std::max<int64_t>(0, re - r0);
       const T* h = h_bufs[step & 1];
       T* hn_out = h_bufs[(step + 1) & 1];
@@ -113,9 +113,10 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
           const T* g = git + b * 3 * H + a;
           const T* q = q0 + b * ldq;
           T* s = wst + b * G * H + a;
-          (keeps ? forward_after<T, true, NoZoneout> : forward_after<T, false, NoZoneout>)(
-              Hc, g, g + H, g + 2 * H, q, q + Hc, q + 2 * Hc, brz + a, brz + H + a, bin + a, bhn + a,
-              h + b * H + a, hn_out + b * H + a, outt + b * H + a, s, s + H, s + 2 * H, s + 3 * H, none, 0);
+          (keeps ? forward_after<T, true, NoZoneout>
+                 : forward_after<T, false, NoZoneout>)(Hc, g, g + H, g + 2 * H, q, q + Hc, q + 2 * Hc, brz + a,
+                                                       brz + H + a, bin + a, bhn + a, h + b * H + a, hn_out + b * H + a,
+                                                       outt + b * H + a, s, s + H, s + 2 * H, s + 3 * H, none, 0);
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
@@ -126,7 +127,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
           const T* q = q0 + b * ldq;
           T* s = wst + b * G * H + a;
           forward_before_gates<T>(Hc, g, g + H, q, q + Hc, brz + a, brz + H + a, h + b * H + a, s, s + H,
-                              rhp + b * H + a);
+                                  rhp + b * H + a);
         }
         team_barrier(team);  // every unit of r * h is needed below
         // (r * h) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
@@ -134,9 +135,10 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* s = wst + b * G * H + a;
-          (keeps ? forward_before_state<T, true, NoZoneout> : forward_before_state<T, false, NoZoneout>)(
-              Hc, g + 2 * H, q0 + b * ldq, bin + a, bhn + a, s + H, h + b * H + a, hn_out + b * H + a,
-              outt + b * H + a, s + 2 * H, none, 0);
+          (keeps ? forward_before_state<T, true, NoZoneout>
+                 : forward_before_state<T, false, NoZoneout>)(Hc, g + 2 * H, q0 + b * ldq, bin + a, bhn + a, s + H,
+                                                              h + b * H + a, hn_out + b * H + a, outt + b * H + a,
+                                                              s + 2 * H, none, 0);
         }
       }
       // rows not running at this step: state carried; padded layout: output 0 (this thread's units)
@@ -145,7 +147,8 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
         if (p.packed) continue;  // packed: the step has no rows for them
         std::fill(outt + b * H + a, outt + b * H + a + Hc, T(0));
         if (training)
-          for (int64_t g = 0; g < G; ++g) std::fill(wst + b * G * H + g * H + a, wst + b * G * H + g * H + a + Hc, T(0));
+          for (int64_t g = 0; g < G; ++g)
+            std::fill(wst + b * G * H + g * H + a, wst + b * G * H + g * H + a + Hc, T(0));
       }
       team_barrier(team);  // the new state is complete
     }
@@ -154,12 +157,10 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
   return {to_original(p, out, 1), to_original(p, h_n, 0), ws};
 }
 
-
 template <typename T>
-std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, const Tensor& d_hn_in,
-                                  const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
-                                  const Tensor& w_hh_in, const Tensor& out_in, const Tensor& ws,
-                                  bool has_bias) {
+std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, const Tensor& d_hn_in, const Tensor& x_in,
+                                   const Tensor& h0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                   const Tensor& out_in, const Tensor& ws, bool has_bias) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
   const int64_t G = SavedLayout(H, p.reset_after, false).width / H;
   Tensor d_out = to_sorted(p, d_out_in, 1, kSortedDOut);
@@ -197,9 +198,9 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
     for (int64_t step = T_ - 1; step >= 0; --step) {
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
-      const int64_t re = std::min(r1, bs);                 // this thread's running rows: r0 .. re
+      const int64_t re = std::min(r1, bs);  // this thread's running rows: r0 .. re
       const int64_t m = std::max<int64_t>(0, re - r0);
-      const int64_t pad_end = p.packed ? 0 : r1;           // padded rows to zero: max(bs, r0) .. pad_end
+      const int64_t pad_end = p.packed ? 0 : r1;  // padded rows to zero: max(bs, r0) .. pad_end
       // the step processed before this one in the forward pass, and how many of its rows ran
       const int64_t tp = p.reverse ? t + 1 : t - 1;
       const int64_t bs_prev = step == 0 ? 0 : p.bs[tp];
@@ -216,9 +217,10 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
           const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
           T* gi_ = dgit + b * 3 * H + a;
           T* gh_ = dght + b * 3 * H + a;
-          (keeps ? backward_after<T, true, NoZoneout> : backward_after<T, false, NoZoneout>)(
-              Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_, gi_ + H,
-              gi_ + 2 * H, gh_, gh_ + H, gh_ + 2 * H, hpt + b * H + a, none, 0);
+          (keeps ? backward_after<T, true, NoZoneout>
+                 : backward_after<T, false, NoZoneout>)(Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a,
+                                                        dhp + b * H + a, gi_, gi_ + H, gi_ + 2 * H, gh_, gh_ + H,
+                                                        gh_ + 2 * H, hpt + b * H + a, none, 0);
         }
         for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g) {
@@ -236,9 +238,10 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
           const T* s = s_all + b * G * H + a;
           const T* hsrc = (b < bs_prev ? prev_out + b * H : h0p + b * H) + a;
           T* gi_ = dgit + b * 3 * H + a;
-          (keeps ? backward_before_candidate<T, true, NoZoneout> : backward_before_candidate<T, false, NoZoneout>)(
-              Hc, s + H, s + 2 * H, hsrc, dot + b * H + a, dhp + b * H + a, gi_ + H, gi_ + 2 * H,
-              hpt + b * H + a, none, 0);
+          (keeps ? backward_before_candidate<T, true, NoZoneout>
+                 : backward_before_candidate<T, false, NoZoneout>)(Hc, s + H, s + 2 * H, hsrc, dot + b * H + a,
+                                                                   dhp + b * H + a, gi_ + H, gi_ + 2 * H,
+                                                                   hpt + b * H + a, none, 0);
         }
         for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g)
@@ -253,8 +256,8 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
         for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * G * H + a;
           T* gi_ = dgit + b * 3 * H + a;
-          backward_before_gates<T>(Hc, s, s + H, hpt + b * H + a, drhp + b * H + a, dhp + b * H + a, gi_,
-                              gi_ + H, rht + b * H + a);
+          backward_before_gates<T>(Hc, s, s + H, hpt + b * H + a, drhp + b * H + a, dhp + b * H + a, gi_, gi_ + H,
+                                   rht + b * H + a);
         }
         team_barrier(team);  // every unit of da_r, da_z is needed below
         // dh_{t-1}[:, units] += [da_r, da_z] [bs, 2H] @ W_hh[:2H, units] [2H, Hc]

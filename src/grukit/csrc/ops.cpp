@@ -58,7 +58,9 @@ void check_optional(const char* op, const char* name, const c10::optional<Tensor
   if (t.has_value() && t->defined()) check_tensor(op, name, *t, like, shape);
 }
 
-bool given(const c10::optional<Tensor>& t) { return t.has_value() && t->defined(); }
+bool given(const c10::optional<Tensor>& t) {
+  return t.has_value() && t->defined();
+}
 
 // The sizes of a call, from x, h0 and w_hh, after checking every tensor against them.
 struct Sizes {
@@ -98,13 +100,13 @@ Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tenso
       const Tensor& len = *lengths;
       TORCH_CHECK_TYPE(len.scalar_type() == at::kLong, "grukit::", op, ": lengths must be int64, got ",
                        len.scalar_type());
-      TORCH_CHECK_VALUE(len.dim() == 1 && len.size(0) == s.B, "grukit::", op, ": lengths must have shape [",
-                        s.B, "], got ", shape_text(len.sizes()));
+      TORCH_CHECK_VALUE(len.dim() == 1 && len.size(0) == s.B, "grukit::", op, ": lengths must have shape [", s.B,
+                        "], got ", shape_text(len.sizes()));
       if (s.B) {
         const Tensor cpu = len.cpu();
         const int64_t lo = cpu.min().item<int64_t>(), hi = cpu.max().item<int64_t>();
-        TORCH_CHECK_VALUE(lo >= 0 && hi <= s.T, "grukit::", op, ": lengths must lie in 0..", s.T, ", got ", lo,
-                          "..", hi);
+        TORCH_CHECK_VALUE(lo >= 0 && hi <= s.T, "grukit::", op, ": lengths must lie in 0..", s.T, ", got ", lo, "..",
+                          hi);
       }
     }
   }
@@ -115,21 +117,24 @@ Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tenso
 }
 
 // The regularisers of a call, checked against its sizes.
-Regularisers check_regularisers(const char* op, const Sizes& s, const Tensor& x,
-                                const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& beta_ih,
-                                const c10::optional<Tensor>& gamma_hh, const c10::optional<Tensor>& beta_hh,
-                                const c10::optional<Tensor>& zoneout_mask, double zoneout_p, int64_t zoneout_seed,
-                                const c10::optional<Tensor>& recurrent_mask, bool check_betas) {
+Regularisers check_regularisers(const char* op, const Sizes& s, const Tensor& x, const c10::optional<Tensor>& gamma_ih,
+                                const c10::optional<Tensor>& beta_ih, const c10::optional<Tensor>& gamma_hh,
+                                const c10::optional<Tensor>& beta_hh, const c10::optional<Tensor>& zoneout_mask,
+                                double zoneout_p, int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask,
+                                bool check_betas) {
   const bool ln = given(gamma_ih);
   TORCH_CHECK_VALUE(given(gamma_hh) == ln && (!check_betas || (given(beta_ih) == ln && given(beta_hh) == ln)),
                     "grukit::", op, ": layer norm needs all of gamma_ih, beta_ih, gamma_hh, beta_hh, or none");
   for (auto [name, t] : {std::pair<const char*, const c10::optional<Tensor>*>{"gamma_ih", &gamma_ih},
-                         {"beta_ih", &beta_ih}, {"gamma_hh", &gamma_hh}, {"beta_hh", &beta_hh}})
+                         {"beta_ih", &beta_ih},
+                         {"gamma_hh", &gamma_hh},
+                         {"beta_hh", &beta_hh}})
     check_optional(op, name, *t, x, {3 * s.H});
-  if (s.packed) check_optional(op, "zoneout_mask", zoneout_mask, x, {s.N, s.H});
-  else check_optional(op, "zoneout_mask", zoneout_mask, x, {s.T, s.B, s.H});
-  TORCH_CHECK_VALUE(zoneout_p >= 0 && zoneout_p <= 1, "grukit::", op, ": zoneout_p must be in [0, 1], got ",
-                    zoneout_p);
+  if (s.packed)
+    check_optional(op, "zoneout_mask", zoneout_mask, x, {s.N, s.H});
+  else
+    check_optional(op, "zoneout_mask", zoneout_mask, x, {s.T, s.B, s.H});
+  TORCH_CHECK_VALUE(zoneout_p >= 0 && zoneout_p <= 1, "grukit::", op, ": zoneout_p must be in [0, 1], got ", zoneout_p);
   check_optional(op, "recurrent_mask", recurrent_mask, x, {s.B, s.H});
   Regularisers g;
   g.gamma_ih = gamma_ih;
@@ -148,10 +153,9 @@ Regularisers check_regularisers(const char* op, const Sizes& s, const Tensor& x,
 std::tuple<Tensor, Tensor, Tensor> gru_layer_fwd(
     const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
     const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes,
-    const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& beta_ih,
-    const c10::optional<Tensor>& gamma_hh, const c10::optional<Tensor>& beta_hh,
-    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, int64_t zoneout_seed,
-    const c10::optional<Tensor>& recurrent_mask, bool reverse, bool reset_after, bool keeps_state,
+    const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& beta_ih, const c10::optional<Tensor>& gamma_hh,
+    const c10::optional<Tensor>& beta_hh, const c10::optional<Tensor>& zoneout_mask, double zoneout_p,
+    int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask, bool reverse, bool reset_after, bool keeps_state,
     bool save_for_backward) {
   const char* op = "gru_layer_fwd";
   const Sizes s = check_layer(op, x, h0, w_ih, w_hh, lengths, batch_sizes);
@@ -168,13 +172,13 @@ std::tuple<Tensor, Tensor, Tensor> gru_layer_fwd(
   });
 }
 
-std::vector<Tensor> gru_layer_bwd(
-    const Tensor& d_out, const Tensor& d_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-    const Tensor& w_hh, const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes,
-    const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& gamma_hh,
-    const c10::optional<Tensor>& zoneout_mask, double zoneout_p, int64_t zoneout_seed,
-    const c10::optional<Tensor>& recurrent_mask, const Tensor& out, const Tensor& saved, bool reverse,
-    bool reset_after, bool keeps_state, bool has_bias) {
+std::vector<Tensor> gru_layer_bwd(const Tensor& d_out, const Tensor& d_hn, const Tensor& x, const Tensor& h0,
+                                  const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& lengths,
+                                  const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& gamma_ih,
+                                  const c10::optional<Tensor>& gamma_hh, const c10::optional<Tensor>& zoneout_mask,
+                                  double zoneout_p, int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask,
+                                  const Tensor& out, const Tensor& saved, bool reverse, bool reset_after,
+                                  bool keeps_state, bool has_bias) {
   const char* op = "gru_layer_bwd";
   const Sizes s = check_layer(op, x, h0, w_ih, w_hh, lengths, batch_sizes);
   const Regularisers g = check_regularisers(op, s, x, gamma_ih, c10::nullopt, gamma_hh, c10::nullopt, zoneout_mask,
@@ -224,9 +228,12 @@ TORCH_LIBRARY_IMPL(grukit, CPU, m) {
 }  // namespace grukit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("saved_width", [](int64_t H, bool reset_after, bool layer_norm) {
-    return grukit::SavedLayout(H, reset_after, layer_norm).width;
-  }, "Columns per row of the activations gru_layer_fwd saves for the backward pass (saved_layout.h).");
+  m.def(
+      "saved_width",
+      [](int64_t H, bool reset_after, bool layer_norm) {
+        return grukit::SavedLayout(H, reset_after, layer_norm).width;
+      },
+      "Columns per row of the activations gru_layer_fwd saves for the backward pass (saved_layout.h).");
   pybind11::class_<grukit::Stream>(m, "Stream")
       .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, const at::Tensor&, bool, bool>())
       .def("step", &grukit::Stream::step)

@@ -22,13 +22,12 @@ namespace grukit {
 
 using at::Tensor;
 
-
 // Two input layouts. Padded: x [T, B, I], with optional per-sequence lengths (the batch is
 // then sorted inside the kernel). Packed: x [N, I] holding the steps of a PackedSequence, step
 // t's bs[t] rows at offset off[t], already sorted longest first; nothing is padded or sorted.
 struct Problem {
   int64_t T, B, I, H;
-  int64_t N;                 // rows of x: T * B padded, sum(batch_sizes) packed
+  int64_t N;  // rows of x: T * B padded, sum(batch_sizes) packed
   bool packed = false;
   bool reverse, reset_after, keeps_state;
   std::vector<int64_t> bs;   // bs[t]: rows (of the sorted batch) still running at step t
@@ -38,7 +37,7 @@ struct Problem {
 };
 
 inline Problem describe(const Tensor& x, const Tensor& w_hh, const c10::optional<Tensor>& lengths,
-                 const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after, bool keeps_state) {
+                        const c10::optional<Tensor>& batch_sizes, bool reverse, bool reset_after, bool keeps_state) {
   Problem p;
   p.H = w_hh.size(1);
   p.reverse = reverse;
@@ -127,7 +126,9 @@ inline Tensor to_original(const Problem& p, const Tensor& t, int64_t batch_dim) 
 }
 
 // step index of the k-th step processed
-inline int64_t step_at(const Problem& p, int64_t k) { return p.reverse ? p.T - 1 - k : k; }
+inline int64_t step_at(const Problem& p, int64_t k) {
+  return p.reverse ? p.T - 1 - k : k;
+}
 
 // Padded input with lengths: some rows of some steps are never computed (their outputs are 0).
 inline bool skips_rows(const Problem& p) {

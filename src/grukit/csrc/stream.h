@@ -31,8 +31,8 @@ class Stream {
     for (const auto& w : weights) {
       w_ih_t_.push_back(w[0].t().contiguous());  // [I_l, 3H]
       Tensor whh = w[1].contiguous();
-      w_hh_t_.push_back(whh.t().contiguous());   // [H, 3H]: r, z, n columns
-      Tensor bias = at::zeros({4, H_}, opts);     // rows: b_ir + b_hr, b_iz + b_hz, b_in, b_hn
+      w_hh_t_.push_back(whh.t().contiguous());  // [H, 3H]: r, z, n columns
+      Tensor bias = at::zeros({4, H_}, opts);   // rows: b_ir + b_hr, b_iz + b_hz, b_in, b_hn
       if (w.size() == 4 && w[2].defined()) {
         bias[0].copy_(w[2].narrow(0, 0, H_) + w[3].narrow(0, 0, H_));
         bias[1].copy_(w[2].narrow(0, H_, H_) + w[3].narrow(0, H_, H_));
@@ -113,9 +113,10 @@ class Stream {
           const T* g = gi + b * 3 * H;
           const T* q = gh + b * 3 * H;
           T* sb = s + b * 4 * H;
-          (keeps_ ? forward_after<T, true, NoZoneout> : forward_after<T, false, NoZoneout>)(
-              H, g, g + H, g + 2 * H, q, q + H, q + 2 * H, bias, bias + H, bias + 2 * H, bias + 3 * H,
-              h + b * H, hn + b * H, hn + b * H, sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout(), 0);
+          (keeps_ ? forward_after<T, true, NoZoneout>
+                  : forward_after<T, false, NoZoneout>)(H, g, g + H, g + 2 * H, q, q + H, q + 2 * H, bias, bias + H,
+                                                        bias + 2 * H, bias + 3 * H, h + b * H, hn + b * H, hn + b * H,
+                                                        sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout(), 0);
         }
       } else {
         T* rh = rh_.data_ptr<T>();
@@ -130,9 +131,10 @@ class Stream {
         for (int64_t b = 0; b < B; ++b) {
           const T* g = gi + b * 3 * H;
           T* sb = s + b * 4 * H;
-          (keeps_ ? forward_before_state<T, true, NoZoneout> : forward_before_state<T, false, NoZoneout>)(
-              H, g + 2 * H, gh + b * 3 * H + 2 * H, bias + 2 * H, bias + 3 * H, sb + H, h + b * H, hn + b * H,
-              hn + b * H, sb + 2 * H, NoZoneout(), 0);
+          (keeps_ ? forward_before_state<T, true, NoZoneout>
+                  : forward_before_state<T, false, NoZoneout>)(H, g + 2 * H, gh + b * 3 * H + 2 * H, bias + 2 * H,
+                                                               bias + 3 * H, sb + H, h + b * H, hn + b * H, hn + b * H,
+                                                               sb + 2 * H, NoZoneout(), 0);
         }
       }
       std::copy(hn, hn + B * H, h);  // the layer's new state

@@ -50,8 +50,8 @@ InputAndWeightGradients input_and_weight_gradients(const Problem& p, const Tenso
   hp_t.copy_(hp.view({N, H}).t());
   Tensor dw_hh_t = workspace(kDWhhT, {H, 3 * H}, opts);
   const T* drp = d_rec.data_ptr<T>();
-  mm_parallel<T>(H, p.reset_after ? 3 * H : 2 * H, N, hp_t.data_ptr<T>(), N, drp, 3 * H, dw_hh_t.data_ptr<T>(),
-                 3 * H, false);
+  mm_parallel<T>(H, p.reset_after ? 3 * H : 2 * H, N, hp_t.data_ptr<T>(), N, drp, 3 * H, dw_hh_t.data_ptr<T>(), 3 * H,
+                 false);
   if (!p.reset_after) {
     Tensor rh_t = workspace(kRhT, {H, N}, opts);
     rh_t.copy_(rh.view({N, H}).t());

@@ -24,5 +24,14 @@ from .stocks import msft_prices, msft_returns
 from .uea import basic_motions, japanese_vowels
 from .weather import seattle_weather
 
-__all__ = ["Reviews", "SeriesSplit", "basic_motions", "japanese_vowels", "msft_prices", "msft_returns",
-           "rotten_tomatoes", "seattle_weather", "tokenize"]
+__all__ = [
+    "Reviews",
+    "SeriesSplit",
+    "basic_motions",
+    "japanese_vowels",
+    "msft_prices",
+    "msft_returns",
+    "rotten_tomatoes",
+    "seattle_weather",
+    "tokenize",
+]

@@ -45,8 +45,10 @@ def _music21():
     try:
         import music21
     except ImportError:
-        raise ImportError("the Bach chorales ship inside music21, which is not installed: run "
-                          "`pip install music21` (or `make install`)") from None
+        raise ImportError(
+            "the Bach chorales ship inside music21, which is not installed: run "
+            "`pip install music21` (or `make install`)"
+        ) from None
     return music21
 
 
@@ -119,6 +121,8 @@ def bach_chorales(limit: Optional[int] = None) -> Chorales:
     n_train = len(pieces) - n_val - n_test
     if n_train < 1:
         raise ValueError(f"limit={limit} leaves {len(pieces)} distinct chorales: need at least 3")
-    parts = {"train": pieces[:n_train], "val": pieces[n_train:n_train + n_val], "test": pieces[n_train + n_val:]}
-    return Chorales(*([m for _, m in parts[k]] for k in ("train", "val", "test")),
-                    titles={k: [t for t, _ in v] for k, v in parts.items()})
+    parts = {"train": pieces[:n_train], "val": pieces[n_train : n_train + n_val], "test": pieces[n_train + n_val :]}
+    return Chorales(
+        *([m for _, m in parts[k]] for k in ("train", "val", "test")),
+        titles={k: [t for t, _ in v] for k, v in parts.items()},
+    )

@@ -29,8 +29,10 @@ def _num2words():
     try:
         from num2words import num2words
     except ImportError:
-        raise ImportError("the translation pairs are made with num2words, which is not installed: "
-                          "run `pip install num2words` (or `make install`)") from None
+        raise ImportError(
+            "the translation pairs are made with num2words, which is not installed: "
+            "run `pip install num2words` (or `make install`)"
+        ) from None
     return num2words
 
 
@@ -61,8 +63,9 @@ class NumberPairs:
     high: int
 
 
-def number_pairs(train: int = 20_000, val: int = 1_000, test: int = 2_000, high: int = 100_000,
-                 seed: int = 0) -> NumberPairs:
+def number_pairs(
+    train: int = 20_000, val: int = 1_000, test: int = 2_000, high: int = 100_000, seed: int = 0
+) -> NumberPairs:
     """``train + val + test`` distinct numbers below ``high`` with their English and French words."""
     for name, value in (("train", train), ("val", val), ("test", test)):
         if value < 1:
@@ -78,4 +81,4 @@ def number_pairs(train: int = 20_000, val: int = 1_000, test: int = 2_000, high:
     numbers = sorted(range(high), key=keys.__getitem__, reverse=True)[: train + val + test]
     rng.shuffle(numbers)  # every split gets its share of every size
     pairs = [(n, english(n), french(n)) for n in numbers]
-    return NumberPairs(train=pairs[val + test:], val=pairs[test:test + val], test=pairs[:test], high=high)
+    return NumberPairs(train=pairs[val + test :], val=pairs[test : test + val], test=pairs[:test], high=high)

@@ -20,10 +20,10 @@ UNKNOWN_CHAR = "?"
 
 
 def strip_markdown(text: str) -> str:
-    text = re.sub(r"^#+\s*", "", text, flags=re.M)   # headings
-    text = text.replace("**", "")                      # bold speaker names
+    text = re.sub(r"^#+\s*", "", text, flags=re.M)  # headings
+    text = text.replace("**", "")  # bold speaker names
     text = re.sub(r"(?<!\w)_([^_\n]+)_(?!\w)", r"\1", text)  # italic stage directions
-    text = re.sub(r"[ \t]+\n", "\n", text)             # Markdown line breaks (two trailing spaces)
+    text = re.sub(r"[ \t]+\n", "\n", text)  # Markdown line breaks (two trailing spaces)
     return re.sub(r"\n{3,}", "\n\n", text)
 
 

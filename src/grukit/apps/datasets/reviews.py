@@ -87,6 +87,7 @@ def rotten_tomatoes(vocab_size: int = 10000, max_len: int = 60, limit: int = 0) 
     for name, index in zip(("train", "val", "test"), parts):
         chosen = [texts[i] for i in index]
         ids, lengths = encode(chosen, vocab, max_len)
-        out.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels[index],
-                    f"{name}_texts": chosen})
+        out.update(
+            {f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels[index], f"{name}_texts": chosen}
+        )
     return Reviews(vocab=vocab, max_len=max_len, **out)

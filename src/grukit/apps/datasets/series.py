@@ -80,13 +80,26 @@ def make_windows(
     parts = [slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)]
     xs, ys, ls, ds = ([a[p] for p in parts] for a in (x, y, last, day))
     return SeriesSplit(
-        x_train=xs[0], y_train=ys[0], last_train=ls[0], dates_train=ds[0],
-        x_val=xs[1], y_val=ys[1], last_val=ls[1], dates_val=ds[1],
-        x_test=xs[2], y_test=ys[2], last_test=ls[2], dates_test=ds[2],
-        features=features, target=target,
-        feature_mean=mean, feature_std=std,
-        target_mean=float(mean[t_col]), target_std=float(std[t_col]),
-        values=values, dates=dates,
+        x_train=xs[0],
+        y_train=ys[0],
+        last_train=ls[0],
+        dates_train=ds[0],
+        x_val=xs[1],
+        y_val=ys[1],
+        last_val=ls[1],
+        dates_val=ds[1],
+        x_test=xs[2],
+        y_test=ys[2],
+        last_test=ls[2],
+        dates_test=ds[2],
+        features=features,
+        target=target,
+        feature_mean=mean,
+        feature_std=std,
+        target_mean=float(mean[t_col]),
+        target_std=float(std[t_col]),
+        values=values,
+        dates=dates,
     )
 
 

@@ -62,8 +62,10 @@ class SeriesClasses:
 
 
 def _load(name: str, limit: int = 0) -> SeriesClasses:
-    files = [package_file("aeon", f"datasets/data/{name}/{name}_{part}.ts", "pip install --no-deps aeon==1.6.0")
-             for part in ("TRAIN", "TEST")]
+    files = [
+        package_file("aeon", f"datasets/data/{name}/{name}_{part}.ts", "pip install --no-deps aeon==1.6.0")
+        for part in ("TRAIN", "TEST")
+    ]
     (train_s, train_l), (test_s, test_l) = read_ts(files[0]), read_ts(files[1])
     classes = sorted(set(train_l), key=lambda c: (len(c), c))
     index = {c: i for i, c in enumerate(classes)}

@@ -22,8 +22,10 @@ from ...nn import GRU
 from .common import Options, fit, model_file
 from .task import NotOffered, Task
 
-SETTINGS = {"speech": {"epochs": 60, "hidden": 64, "batch_size": 16},
-            "activity": {"epochs": 60, "hidden": 32, "batch_size": 8}}
+SETTINGS = {
+    "speech": {"epochs": 60, "hidden": 64, "batch_size": 16},
+    "activity": {"epochs": 60, "hidden": 32, "batch_size": 8},
+}
 
 
 class Classifier(nn.Module):
@@ -63,11 +65,22 @@ def train(options: Options) -> Dict:
             return float((model(torch.from_numpy(x), torch.from_numpy(lengths)).argmax(1).numpy() == y).mean())
 
     tensors = tuple(torch.from_numpy(a) for a in (data.x_train, data.lengths_train, data.y_train))
-    result = fit(model, tensors, lambda m, x, n, y: nn.functional.cross_entropy(m(x, n), y),
-                 lambda: accuracy(data.x_val, data.lengths_val, data.y_val), options.epochs or settings["epochs"],
-                 options.lr or 3e-3, options.batch_size or settings["batch_size"], options, higher_is_better=True)
+    result = fit(
+        model,
+        tensors,
+        lambda m, x, n, y: nn.functional.cross_entropy(m(x, n), y),
+        lambda: accuracy(data.x_val, data.lengths_val, data.y_val),
+        options.epochs or settings["epochs"],
+        options.lr or 3e-3,
+        options.batch_size or settings["batch_size"],
+        options,
+        higher_is_better=True,
+    )
     majority = np.bincount(data.y_train).argmax()
-    train_means, test_means = _mean_features(data.x_train, data.lengths_train), _mean_features(data.x_test, data.lengths_test)
+    train_means, test_means = (
+        _mean_features(data.x_train, data.lengths_train),
+        _mean_features(data.x_test, data.lengths_test),
+    )
     nearest = ((test_means[:, None] - train_means[None]) ** 2).sum(2).argmin(1)
     report = {
         "task": task,
@@ -81,9 +94,19 @@ def train(options: Options) -> Dict:
         **result,
     }
     report["model_file"] = model_file(
-        task, options, model, classes=data.classes, scaling={"mean": data.mean.tolist(), "std": data.std.tolist()},
-        config={"channels": data.x_train.shape[2], "classes": len(data.classes), "hidden": hidden,
-                "layers": options.layers, "reset_after": options.reset_after})
+        task,
+        options,
+        model,
+        classes=data.classes,
+        scaling={"mean": data.mean.tolist(), "std": data.std.tolist()},
+        config={
+            "channels": data.x_train.shape[2],
+            "classes": len(data.classes),
+            "hidden": hidden,
+            "layers": options.layers,
+            "reset_after": options.reset_after,
+        },
+    )
     return report
 
 
@@ -100,8 +123,9 @@ class ClassifyTask(Task):
     def __init__(self, name: str):
         super().__init__(train, load_model)
         self.name = name
-        self.how_to_use = ("load the model in Python with "
-                           "grukit.apps.tasks.classify.load_model(grukit.apps.tasks.common.load(PATH))")
+        self.how_to_use = (
+            "load the model in Python with grukit.apps.tasks.classify.load_model(grukit.apps.tasks.common.load(PATH))"
+        )
 
     def predict(self, saved: Dict, texts, days):
         """Classifying new recordings from the command line is not offered: they need the

@@ -13,7 +13,6 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
-
 REGULARISERS = ("layer_norm", "zoneout", "recurrent_dropout")  # grukit.GRU's options a task may set
 
 
@@ -55,8 +54,17 @@ def distributed() -> Tuple[int, int]:
     return 0, 1
 
 
-def fit(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn, evaluate: Callable[[], float],
-        epochs: int, lr: float, batch_size: int, options: "Options", higher_is_better: bool) -> Dict:
+def fit(
+    model: torch.nn.Module,
+    data: Sequence[torch.Tensor],
+    loss_fn,
+    evaluate: Callable[[], float],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    options: "Options",
+    higher_is_better: bool,
+) -> Dict:
     """Adam over ``epochs``: one progress bar per epoch, the best validation epoch's weights kept.
 
     ``data`` holds aligned training tensors (first dimension = samples); each global batch of
@@ -76,14 +84,20 @@ def fit(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn, evaluate:
     dataset = TensorDataset(*data)
     # the sampler shuffles epoch e with seed + e: space the seeds apart, or --seed 0 and --seed 1
     # would share all but one epoch's order
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=options.seed * 100_003, drop_last=False)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=options.seed * 100_003, drop_last=False
+    )
     best, best_state, history, start_epoch = None, None, [], 1
     if options.resume:
         state = torch.load(options.resume, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
-        best, best_state, history, start_epoch = state["best"], state["best_state"], state["history"], state["epoch"] + 1
+        best, best_state, history, start_epoch = (
+            state["best"],
+            state["best_state"],
+            state["history"],
+            state["epoch"] + 1,
+        )
     started = time.perf_counter()
     for epoch in range(start_epoch, epochs + 1):
         model.train()
@@ -110,15 +124,23 @@ def fit(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn, evaluate:
         if best is None or (score > best if higher_is_better else score < best):
             best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
         if options.checkpoint and rank == 0:
-            torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimiser.state_dict(),
-                        "best": best, "best_state": best_state, "history": history, "world_size": world},
-                       options.checkpoint)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimiser.state_dict(),
+                    "best": best,
+                    "best_state": best_state,
+                    "history": history,
+                    "world_size": world,
+                },
+                options.checkpoint,
+            )
     if best_state is None:
         raise ValueError(f"nothing to train: --epochs {epochs} is not past the resumed epoch {start_epoch - 1}")
     model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "best_val": best, "train_seconds": time.perf_counter() - started,
-            "processes": world}
+    return {"history": history, "best_val": best, "train_seconds": time.perf_counter() - started, "processes": world}
 
 
 def _check_replicas(model: torch.nn.Module) -> None:
@@ -146,9 +168,9 @@ def load(path: str) -> Dict:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no model file at {path!r} (make one with `grukit train TASK --output {path}`)") from None
+        raise FileNotFoundError(
+            f"no model file at {path!r} (make one with `grukit train TASK --output {path}`)"
+        ) from None
     if not isinstance(saved, dict) or "task" not in saved:
         raise ValueError(f"{path!r} is not a grukit model file (train one with `grukit train TASK --output ...`)")
     return saved
-
-

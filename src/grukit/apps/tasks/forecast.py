@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ...export import OnnxGraph, append_gru, save
-from ..datasets.series import day_of_year_features
 from ...nn import GRU
+from ..datasets.series import day_of_year_features
 from .common import Options, fit, model_file
 from .task import Task
 
@@ -68,6 +68,7 @@ def _predict_scaled(model, x) -> np.ndarray:
 
 def day_of_year_mean(train_dates, train_targets, dates, half_width: int = 7) -> np.ndarray:
     """For each date: the mean training target over days of the year within +-half_width."""
+
     def doy(d):
         return (d.astype("datetime64[D]") - d.astype("datetime64[Y]")).astype(int)
 
@@ -99,8 +100,9 @@ def train(options: Options) -> Dict:
     def val_rmse():
         return _rmse(unscale(_predict_scaled(model, data.x_val)), data.y_val)
 
-    result = fit(model, (x, y), loss_fn, val_rmse, epochs, options.lr or 1e-3, batch_size, options,
-                 higher_is_better=False)
+    result = fit(
+        model, (x, y), loss_fn, val_rmse, epochs, options.lr or 1e-3, batch_size, options, higher_is_better=False
+    )
     pred = unscale(_predict_scaled(model, data.x_test))
     if task == "weather":
         report = {
@@ -109,7 +111,8 @@ def train(options: Options) -> Dict:
             "baselines": {
                 "persistence (tomorrow = today)": _rmse(data.last_test, data.y_test),
                 "day-of-year mean of the training years": _rmse(
-                    day_of_year_mean(data.dates_train, data.y_train, data.dates_test), data.y_test),
+                    day_of_year_mean(data.dates_train, data.y_train, data.dates_test), data.y_test
+                ),
             },
         }
     else:
@@ -120,15 +123,30 @@ def train(options: Options) -> Dict:
             "metric": "test RMSE of the next day's close (USD), from the predicted log return",
             "model": _rmse(prev_close * np.exp(pred), true_close),
             "baselines": {"persistence (tomorrow's close = today's)": _rmse(prev_close, true_close)},
-            "log_return_rmse": {"model": _rmse(pred, data.y_test), "persistence (zero return)": _rmse(0 * pred, data.y_test)},
+            "log_return_rmse": {
+                "model": _rmse(pred, data.y_test),
+                "persistence (zero return)": _rmse(0 * pred, data.y_test),
+            },
         }
-    report.update(task=task, split={"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
-                  test_period=f"{str(data.dates_test[0])} .. {str(data.dates_test[-1])}", **result)
+    report.update(
+        task=task,
+        split={"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
+        test_period=f"{str(data.dates_test[0])} .. {str(data.dates_test[-1])}",
+        **result,
+    )
     report["model_file"] = model_file(
-        task, options, model,
-        config={"features": list(data.features), "hidden": hidden, "layers": options.layers,
-                "reset_after": options.reset_after, "window": settings["window"]},
-        scaling={"mean": data.feature_mean.tolist(), "std": data.feature_std.tolist()})
+        task,
+        options,
+        model,
+        config={
+            "features": list(data.features),
+            "hidden": hidden,
+            "layers": options.layers,
+            "reset_after": options.reset_after,
+            "window": settings["window"],
+        },
+        scaling={"mean": data.feature_mean.tolist(), "std": data.feature_std.tolist()},
+    )
     return report
 
 
@@ -151,7 +169,7 @@ def predict(saved: Dict, days: int) -> List[Dict]:
     model = load_model(saved)
     mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
     data, close = load_data(task)
-    history = data.values[-c["window"]:].copy()  # [window, F] in natural units
+    history = data.values[-c["window"] :].copy()  # [window, F] in natural units
     date = data.dates[-1]
     last_close = close[-1] if close is not None else None
     out = []

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
 from ...nn import GRU
+from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
 from .common import Options, fit, model_file, saved_gru_options
 from .task import Task
 
@@ -42,8 +42,9 @@ def duration_token(duration: float) -> int:
 class MelodyModel(nn.Module):
     """pitch and duration tokens [B, T] -> next-note (pitch logits [B, T, 129], duration logits [B, T, 10])."""
 
-    def __init__(self, hidden: int = 128, layers: int = 1, reset_after: bool = True, dropout: float = 0.2,
-                 **gru_options):
+    def __init__(
+        self, hidden: int = 128, layers: int = 1, reset_after: bool = True, dropout: float = 0.2, **gru_options
+    ):
         super().__init__()
         self.pitch_embedding = nn.Embedding(PITCHES, 48)
         self.duration_embedding = nn.Embedding(len(DURATIONS), 16)
@@ -72,8 +73,9 @@ def encode(melodies: Sequence[List[Note]], shifts: Sequence[int] = (0,)):
         for s in shifts:
             if sounding and not (0 <= min(sounding) + s and max(sounding) + s <= 127):
                 continue
-            rows.append(([pitch_token(p + s if p != REST else REST) for p, _ in notes],
-                         [duration_token(d) for _, d in notes]))
+            rows.append(
+                ([pitch_token(p + s if p != REST else REST) for p, _ in notes], [duration_token(d) for _, d in notes])
+            )
     longest = max(len(p) for p, _ in rows)
     pitches = torch.zeros(len(rows), longest, dtype=torch.long)
     durations = torch.zeros(len(rows), longest, dtype=torch.long)
@@ -92,8 +94,9 @@ def _transition_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
 def melody_loss(model, pitches, durations, lengths):
     pitch_logits, duration_logits = model(pitches[:, :-1], durations[:, :-1])
     mask = _transition_mask(lengths, pitches.shape[1] - 1)
-    return (nn.functional.cross_entropy(pitch_logits[mask], pitches[:, 1:][mask])
-            + nn.functional.cross_entropy(duration_logits[mask], durations[:, 1:][mask]))
+    return nn.functional.cross_entropy(pitch_logits[mask], pitches[:, 1:][mask]) + nn.functional.cross_entropy(
+        duration_logits[mask], durations[:, 1:][mask]
+    )
 
 
 def evaluate_model(model: MelodyModel, pitches, durations, lengths) -> Dict[str, float]:
@@ -102,9 +105,11 @@ def evaluate_model(model: MelodyModel, pitches, durations, lengths) -> Dict[str,
         pitch_logits, duration_logits = model(pitches[:, :-1], durations[:, :-1])
     mask = _transition_mask(lengths, pitches.shape[1] - 1)
     logits, target = pitch_logits[mask], pitches[:, 1:][mask]
-    return {"accuracy": float((logits.argmax(-1) == target).float().mean()),
-            "nll": float(nn.functional.cross_entropy(logits, target)),
-            "duration_accuracy": float((duration_logits[mask].argmax(-1) == durations[:, 1:][mask]).float().mean())}
+    return {
+        "accuracy": float((logits.argmax(-1) == target).float().mean()),
+        "nll": float(nn.functional.cross_entropy(logits, target)),
+        "duration_accuracy": float((duration_logits[mask].argmax(-1) == durations[:, 1:][mask]).float().mean()),
+    }
 
 
 def _pairs(pitches, lengths):
@@ -149,9 +154,17 @@ def train(options: Options) -> Dict:
     val_set, test_set = encode(data.val), encode(data.test)
     hidden = options.hidden or 128
     model = MelodyModel(hidden, options.layers, options.reset_after, **options.gru_options())
-    result = fit(model, train_set, melody_loss, lambda: evaluate_model(model, *val_set)["nll"],
-                 options.epochs or 30, options.lr or 3e-3, options.batch_size or 32, options,
-                 higher_is_better=False)
+    result = fit(
+        model,
+        train_set,
+        melody_loss,
+        lambda: evaluate_model(model, *val_set)["nll"],
+        options.epochs or 30,
+        options.lr or 3e-3,
+        options.batch_size or 32,
+        options,
+        higher_is_better=False,
+    )
     scores = evaluate_model(model, *test_set)
     baseline = NextNoteBaseline(*_pairs(*encode(data.train)[::2]))
     baseline.choose_k(*_pairs(val_set[0], val_set[2]))
@@ -162,17 +175,34 @@ def train(options: Options) -> Dict:
         "metric": "next-note (pitch) accuracy on held-out chorales",
         "model": scores["accuracy"],
         "baselines": {name: baseline.accuracy(*test_pairs)},
-        "also": {"next-note negative log-likelihood (nats per note, lower is better)": {
-                     "grukit GRU": scores["nll"], f"{name} (add-{baseline.k:g} smoothed)": baseline.nll(*test_pairs)},
-                 "next-note duration accuracy": {"grukit GRU": scores["duration_accuracy"]}},
-        "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
-                  "test_notes": int(len(test_pairs[0]))},
+        "also": {
+            "next-note negative log-likelihood (nats per note, lower is better)": {
+                "grukit GRU": scores["nll"],
+                f"{name} (add-{baseline.k:g} smoothed)": baseline.nll(*test_pairs),
+            },
+            "next-note duration accuracy": {"grukit GRU": scores["duration_accuracy"]},
+        },
+        "split": {
+            "train": len(data.train),
+            "val": len(data.val),
+            "test": len(data.test),
+            "test_notes": int(len(test_pairs[0])),
+        },
         **result,
     }
     first_notes = [(pitch_token(m[0][0]), duration_token(m[0][1])) for m in data.train]
-    report["model_file"] = model_file("music", options, model, first_notes=first_notes,
-                                      config={"hidden": hidden, "layers": options.layers,
-                                              "reset_after": options.reset_after, **options.gru_options()})
+    report["model_file"] = model_file(
+        "music",
+        options,
+        model,
+        first_notes=first_notes,
+        config={
+            "hidden": hidden,
+            "layers": options.layers,
+            "reset_after": options.reset_after,
+            **options.gru_options(),
+        },
+    )
     return report
 
 
@@ -193,8 +223,10 @@ def parse_prompt(prompt: str) -> List[Note]:
             duration = float(length) if length else 1.0
             pitch = REST if name.upper() == "R" else music21.pitch.Pitch(name).midi
         except Exception:
-            raise ValueError(f"--prompt: cannot read {word!r}; write notes like 'G4 G4:2 D5:0.5 R' "
-                             "(pitch name or R, optional ':' quarter-note length)") from None
+            raise ValueError(
+                f"--prompt: cannot read {word!r}; write notes like 'G4 G4:2 D5:0.5 R' "
+                "(pitch name or R, optional ':' quarter-note length)"
+            ) from None
         if duration <= 0 or not 0 <= (pitch if pitch != REST else 0) <= 127:
             raise ValueError(f"--prompt: {word!r} needs a positive length and a MIDI pitch 0..127")
         notes.append((pitch, snap_duration(duration)))
@@ -227,8 +259,9 @@ def generate(saved: Dict, prompt: str = "", length: int = 48, temperature: float
             h = stream.step(model.embed(torch.tensor([pitch]), torch.tensor([duration])))
             pitch_logits, duration_logits = model.heads(h)
             pitch = int(torch.multinomial(torch.softmax(pitch_logits[0] / temperature, 0), 1, generator=generator))
-            duration = int(torch.multinomial(torch.softmax(duration_logits[0] / temperature, 0), 1,
-                                             generator=generator))
+            duration = int(
+                torch.multinomial(torch.softmax(duration_logits[0] / temperature, 0), 1, generator=generator)
+            )
             tokens.append((pitch, duration))
     return [(REST if p == 0 else p - 1, DURATIONS[d]) for p, d in tokens]
 

@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...export import OnnxGraph, append_gru, save
-from ..datasets.reviews import UNKNOWN, Reviews, encode, rotten_tomatoes, tokenize
 from ...nn import GRU
+from ..datasets.reviews import UNKNOWN, Reviews, encode, rotten_tomatoes, tokenize
 from .common import Options, fit, model_file
 from .task import Task
 
@@ -33,8 +33,15 @@ EXAMPLES = [
 class SentimentModel(nn.Module):
     """ids [B, T] (0 = padding), lengths [B] -> logit of "fresh" [B]."""
 
-    def __init__(self, vocab_size: int, embed: int = 64, hidden: int = 64, layers: int = 1, reset_after: bool = True,
-                 dropout: float = 0.5):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed: int = 64,
+        hidden: int = 64,
+        layers: int = 1,
+        reset_after: bool = True,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.dropout = nn.Dropout(dropout)  # on the word vectors and the final state: 10K reviews overfit fast
@@ -99,9 +106,17 @@ def train(options: Options) -> Dict:
     def loss_fn(m, x, n, y):
         return nn.functional.binary_cross_entropy_with_logits(m(x, n), y)
 
-    result = fit(model, (ids, lengths, labels), loss_fn,
-                 lambda: _accuracy(model, data.val_ids, data.val_lengths, data.val_labels),
-                 epochs, options.lr or 3e-3, batch_size, options, higher_is_better=True)
+    result = fit(
+        model,
+        (ids, lengths, labels),
+        loss_fn,
+        lambda: _accuracy(model, data.val_ids, data.val_lengths, data.val_labels),
+        epochs,
+        options.lr or 3e-3,
+        batch_size,
+        options,
+        higher_is_better=True,
+    )
     test_acc = _accuracy(model, data.test_ids, data.test_lengths, data.test_labels)
     majority = float(data.train_labels.mean() >= 0.5)
     bow = bag_of_words_accuracy(data, options.seed)
@@ -117,9 +132,18 @@ def train(options: Options) -> Dict:
         **result,
     }
     report["model_file"] = model_file(
-        "sentiment", options, model, vocab=data.vocab, max_len=data.max_len,
-        config={"vocab_size": len(data.vocab) + 2, "hidden": hidden, "layers": options.layers,
-                "reset_after": options.reset_after})
+        "sentiment",
+        options,
+        model,
+        vocab=data.vocab,
+        max_len=data.max_len,
+        config={
+            "vocab_size": len(data.vocab) + 2,
+            "hidden": hidden,
+            "layers": options.layers,
+            "reset_after": options.reset_after,
+        },
+    )
     return report
 
 
@@ -142,11 +166,13 @@ def predict(saved: Dict, texts: Sequence[str]) -> List[float]:
 
 class SentimentTask(Task):
     name = "sentiment"
-    how_to_use = "it classifies sentences: `grukit predict MODEL \"a sentence\"` (or --file F)"
+    how_to_use = 'it classifies sentences: `grukit predict MODEL "a sentence"` (or --file F)'
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
-        return [f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}"
-                for text, p in zip(texts, predict(saved, texts))]
+        return [
+            f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}"
+            for text, p in zip(texts, predict(saved, texts))
+        ]
 
     def to_onnx(self, saved: Dict, path: str) -> str:
         """Inputs ``ids`` [B, T] int64 (0 = padding) and ``lengths`` [B] int64 (>= 1); output
@@ -154,11 +180,13 @@ class SentimentTask(Task):
         model = load_model(saved)
         g = OnnxGraph()
         T = g.TensorProto
-        inputs = [g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
-                  g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"])]
+        inputs = [
+            g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
+            g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"]),
+        ]
         table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
-        words = g.node("Gather", [table, "ids"], axis=0)              # [B, T, E]
-        x = g.node("Transpose", [words], perm=[1, 0, 2])              # [T, B, E]
+        words = g.node("Gather", [table, "ids"], axis=0)  # [B, T, E]
+        x = g.node("Transpose", [words], perm=[1, 0, 2])  # [T, B, E]
         lens = g.node("Cast", ["lengths"], to=T.INT32)
         _, h_n = append_gru(g, model.gru, x, None, lens)
         prob = g.node("Sigmoid", [g.linear(model.dense, g.last_state(model.gru, h_n))])  # [B, 1]
@@ -170,7 +198,7 @@ class SentimentTask(Task):
         model = load_model(saved)
         words = tokenize(" ".join(text))
         if not words:
-            raise ValueError("give a sentence whose gates to show, e.g. grukit gates MODEL \"a gripping film\"")
+            raise ValueError('give a sentence whose gates to show, e.g. grukit gates MODEL "a gripping film"')
         ids = [saved["vocab"].get(w, UNKNOWN) for w in words]
         with torch.no_grad():
             x = model.embedding(torch.tensor(ids))

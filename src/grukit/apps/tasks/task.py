@@ -53,8 +53,15 @@ class Task:
         """``grukit predict``: the lines to print for ``texts`` (classifiers) or ``days`` (forecasts)."""
         raise self._not_offered("predict from the command line")
 
-    def generate(self, saved: Dict, prompt: Optional[str], length: Optional[int], temperature: float, seed: int,
-                 output: Optional[str]) -> str:
+    def generate(
+        self,
+        saved: Dict,
+        prompt: Optional[str],
+        length: Optional[int],
+        temperature: float,
+        seed: int,
+        output: Optional[str],
+    ) -> str:
         """``grukit generate``: what to print after sampling (and writing ``output``, if the task writes files)."""
         raise self._not_offered("generate")
 
@@ -64,9 +71,13 @@ class Task:
 
     def to_onnx(self, saved: Dict, path: str) -> str:
         """``grukit export``: write the whole model (embedding, GRU, head) as ONNX; a one-line description."""
-        raise NotOffered(f"ONNX export of {self.name!r} task models is not offered (sentiment, weather, stocks are); "
-                         "export its GRU with grukit.export.to_onnx(model.gru, path)")
+        raise NotOffered(
+            f"ONNX export of {self.name!r} task models is not offered (sentiment, weather, stocks are); "
+            "export its GRU with grukit.export.to_onnx(model.gru, path)"
+        )
 
-    def gates_input(self, saved: Dict, text: Sequence[str], days: int) -> Tuple[torch.nn.Module, torch.Tensor, List[str]]:
+    def gates_input(
+        self, saved: Dict, text: Sequence[str], days: int
+    ) -> Tuple[torch.nn.Module, torch.Tensor, List[str]]:
         """``grukit gates``: (model, x [T, I] the GRU's input, one label per step)."""
         raise self._not_offered("show its gates (sentiment, weather and stocks models do)")

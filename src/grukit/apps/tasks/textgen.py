@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.plays import encode, shakespeare
 from ...nn import GRU
+from ..datasets.plays import encode, shakespeare
 from .common import Options, fit, model_file, saved_gru_options
 from .task import Task
 
@@ -28,8 +28,9 @@ WINDOW, VAL_CHARS = 128, 200_000
 class CharModel(nn.Module):
     """ids [B, T] -> next-character logits [B, T, chars]."""
 
-    def __init__(self, chars: int, hidden: int = 256, layers: int = 1, reset_after: bool = True, embed: int = 64,
-                 **gru_options):
+    def __init__(
+        self, chars: int, hidden: int = 256, layers: int = 1, reset_after: bool = True, embed: int = 64, **gru_options
+    ):
         super().__init__()
         self.embedding = nn.Embedding(chars, embed)
         self.gru = GRU(embed, hidden, num_layers=layers, batch_first=True, reset_after=reset_after, **gru_options)
@@ -42,19 +43,22 @@ class CharModel(nn.Module):
 
 def _windows(ids: np.ndarray) -> torch.Tensor:
     n = (len(ids) - 1) // WINDOW
-    return torch.from_numpy(ids[: n * WINDOW + 1][: n * WINDOW].reshape(n, WINDOW)), \
-        torch.from_numpy(ids[1 : n * WINDOW + 1].reshape(n, WINDOW))
+    return torch.from_numpy(ids[: n * WINDOW + 1][: n * WINDOW].reshape(n, WINDOW)), torch.from_numpy(
+        ids[1 : n * WINDOW + 1].reshape(n, WINDOW)
+    )
 
 
 def ngram_bits(train: np.ndarray, val: np.ndarray, chars: int) -> Dict[str, float]:
     """Bits per character of unigram and add-one bigram models fitted on ``train``, on ``val``."""
-    unigram = (np.bincount(train, minlength=chars) + 1.0)
+    unigram = np.bincount(train, minlength=chars) + 1.0
     unigram /= unigram.sum()
     pairs = np.zeros((chars, chars))
     np.add.at(pairs, (train[:-1], train[1:]), 1)
     bigram = (pairs + 1) / (pairs + 1).sum(1, keepdims=True)
-    return {"unigram character model": float(-np.log2(unigram[val]).mean()),
-            "bigram character model": float(-np.log2(bigram[val[:-1], val[1:]]).mean())}
+    return {
+        "unigram character model": float(-np.log2(unigram[val]).mean()),
+        "bigram character model": float(-np.log2(bigram[val[:-1], val[1:]]).mean()),
+    }
 
 
 def train(options: Options) -> Dict:
@@ -74,15 +78,25 @@ def train(options: Options) -> Dict:
             total = 0.0
             for i in range(0, len(vx), 256):
                 logits = model(vx[i : i + 256])
-                total += nn.functional.cross_entropy(logits.reshape(-1, chars), vy[i : i + 256].reshape(-1),
-                                                     reduction="sum").item()
+                total += nn.functional.cross_entropy(
+                    logits.reshape(-1, chars), vy[i : i + 256].reshape(-1), reduction="sum"
+                ).item()
         return total / vy.numel() / math.log(2)
 
     def loss_fn(m, xb, yb):
         return nn.functional.cross_entropy(m(xb).reshape(-1, chars), yb.reshape(-1))
 
-    result = fit(model, (x, y), loss_fn, bits, options.epochs or 8, options.lr or 3e-3,
-                 options.batch_size or 64, options, higher_is_better=False)
+    result = fit(
+        model,
+        (x, y),
+        loss_fn,
+        bits,
+        options.epochs or 8,
+        options.lr or 3e-3,
+        options.batch_size or 64,
+        options,
+        higher_is_better=False,
+    )
     report = {
         "task": "textgen",
         "metric": "validation bits per character (2 held-out plays)",
@@ -91,9 +105,19 @@ def train(options: Options) -> Dict:
         "split": {"train": int(y.numel()), "val": int(vy.numel()), "test": int(vy.numel())},
         **result,
     }
-    report["model_file"] = model_file("textgen", options, model, vocab=data.vocab,
-                                      config={"chars": chars, "hidden": hidden, "layers": options.layers,
-                                              "reset_after": options.reset_after, **options.gru_options()})
+    report["model_file"] = model_file(
+        "textgen",
+        options,
+        model,
+        vocab=data.vocab,
+        config={
+            "chars": chars,
+            "hidden": hidden,
+            "layers": options.layers,
+            "reset_after": options.reset_after,
+            **options.gru_options(),
+        },
+    )
     return report
 
 

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..datasets.numbers import detokenize, english, number_pairs, tokenize
 from ...nn import GRU
+from ..datasets.numbers import detokenize, english, number_pairs, tokenize
 from .common import Options, fit, model_file
 from .task import Task
 
@@ -59,8 +59,15 @@ def encode_batch(sentences: Sequence[str], vocab: Dict[str, int], bos: bool = Fa
 class EncoderDecoder(nn.Module):
     """Cho et al. 2014's RNN encoder-decoder with GRUs (equations in the module docstring)."""
 
-    def __init__(self, source_words: int, target_words: int, hidden: int = 128, layers: int = 1,
-                 reset_after: bool = True, embed: int = 64):
+    def __init__(
+        self,
+        source_words: int,
+        target_words: int,
+        hidden: int = 128,
+        layers: int = 1,
+        reset_after: bool = True,
+        embed: int = 64,
+    ):
         super().__init__()
         self.source_embedding = nn.Embedding(source_words, embed, padding_idx=0)
         self.target_embedding = nn.Embedding(target_words, embed, padding_idx=0)
@@ -101,9 +108,12 @@ class Translator:
         for s in sentences:
             unknown = [w for w in tokenize(s) if w not in self.source_vocab]
             if not tokenize(s) or unknown:
-                raise ValueError(f"cannot translate {s!r}: " + (f"unknown words {unknown}" if unknown else "no words")
-                                 + "; write English number words as num2words spells them, e.g. "
-                                 "'four hundred and twelve', or digits")
+                raise ValueError(
+                    f"cannot translate {s!r}: "
+                    + (f"unknown words {unknown}" if unknown else "no words")
+                    + "; write English number words as num2words spells them, e.g. "
+                    "'four hundred and twelve', or digits"
+                )
 
     def _words(self, ids: Sequence[int]) -> str:
         return detokenize([self.target_words[i] for i in ids])
@@ -154,8 +164,11 @@ class Translator:
                     rows.append(row)
             # per generated token: a finished (words, score) generated its words and </s>;
             # a live [<s>, words...] generated its words
-            if not candidates or len(finished) >= width and \
-                    max(s / (len(t) + 1) for t, s in finished) >= max(s / (len(t) - 1) for t, s in candidates):
+            if (
+                not candidates
+                or len(finished) >= width
+                and max(s / (len(t) + 1) for t, s in finished) >= max(s / (len(t) - 1) for t, s in candidates)
+            ):
                 break
             live, state = candidates, new_state[:, rows]
         finished = finished or [(t[1:], s) for t, s in live]
@@ -187,6 +200,7 @@ class DictionaryBaseline:
             en_count.update(e)
             fr_count.update(f)
             both.update((a, b) for a in e for b in f)
+
         def dice(e, f):
             return 2 * both[e, f] / (en_count[e] + fr_count[f])
 
@@ -253,8 +267,17 @@ def train(options: Options) -> Dict:
         predictions = translator.greedy([en for _, en, _ in data.val])
         return scores(predictions, [fr for _, _, fr in data.val])["exact"]
 
-    result = fit(model, (source, source_lengths, target), loss_fn, val_exact, options.epochs or 12,
-                 options.lr or 3e-3, options.batch_size or 64, options, higher_is_better=True)
+    result = fit(
+        model,
+        (source, source_lengths, target),
+        loss_fn,
+        val_exact,
+        options.epochs or 12,
+        options.lr or 3e-3,
+        options.batch_size or 64,
+        options,
+        higher_is_better=True,
+    )
     english_test, references = [en for _, en, _ in data.test], [fr for _, _, fr in data.test]
     greedy = scores(translator.greedy(english_test), references)
     beam = scores([translator.beam(s, 4)[0][0] for s in english_test], references)
@@ -265,24 +288,33 @@ def train(options: Options) -> Dict:
         "metric": "exact-match accuracy, English -> French number words (held-out numbers)",
         "model": beam["exact"],
         "baselines": {"word-by-word dictionary": dictionary["exact"]},
-        "also": {"exact match, greedy decoding": {"grukit GRU": greedy["exact"]},
-                 "character error rate (lower is better)": {
-                     "grukit GRU, beam 4": beam["cer"], "grukit GRU, greedy": greedy["cer"],
-                     "word-by-word dictionary": dictionary["cer"]}},
+        "also": {
+            "exact match, greedy decoding": {"grukit GRU": greedy["exact"]},
+            "character error rate (lower is better)": {
+                "grukit GRU, beam 4": beam["cer"],
+                "grukit GRU, greedy": greedy["cer"],
+                "word-by-word dictionary": dictionary["cer"],
+            },
+        },
         "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         **result,
     }
-    report["model_file"] = model_file("translate", options, model, source_vocab=source_vocab,
-                                      target_vocab=target_vocab,
-                                      config={"hidden": hidden, "layers": options.layers,
-                                              "reset_after": options.reset_after})
+    report["model_file"] = model_file(
+        "translate",
+        options,
+        model,
+        source_vocab=source_vocab,
+        target_vocab=target_vocab,
+        config={"hidden": hidden, "layers": options.layers, "reset_after": options.reset_after},
+    )
     return report
 
 
 def load_translator(saved: Dict) -> Translator:
     c = saved["config"]
-    model = EncoderDecoder(len(saved["source_vocab"]), len(saved["target_vocab"]), c["hidden"], c["layers"],
-                           c["reset_after"])
+    model = EncoderDecoder(
+        len(saved["source_vocab"]), len(saved["target_vocab"]), c["hidden"], c["layers"], c["reset_after"]
+    )
     model.load_state_dict(saved["state_dict"])
     return Translator(model, saved["source_vocab"], saved["target_vocab"])
 
