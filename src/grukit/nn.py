@@ -27,6 +27,20 @@ from . import backends
 from .functional import gru, gru_packed
 from .validation import KEEPS_STATE, check_bool, check_dropout, check_regularisers, check_size, check_update_gate
 
+
+def _shared_arguments(module) -> tuple:
+    """The positional constructor arguments torch.nn.GRU and grukit.GRU share, read from either."""
+    return (
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bias,
+        module.batch_first,
+        module.dropout,
+        module.bidirectional,
+    )
+
+
 LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
 
 
@@ -305,18 +319,7 @@ class GRU(nn.Module):
         if not isinstance(module, nn.GRU):
             raise TypeError(f"module must be a torch.nn.GRU, got {type(module).__name__}")
         p = next(module.parameters())
-        new = cls(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            module.dropout,
-            module.bidirectional,
-            device=p.device,
-            dtype=p.dtype,
-            **options,
-        )
+        new = cls(*_shared_arguments(module), device=p.device, dtype=p.dtype, **options)
         new.load_state_dict(module.state_dict())
         return new
 
@@ -336,17 +339,7 @@ class GRU(nn.Module):
                 "as a torch.nn.GRU, which always applies the reset gate after it"
             )
         p = next(self.parameters())
-        module = nn.GRU(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.dropout,
-            self.bidirectional,
-            device=p.device,
-            dtype=p.dtype,
-        )
+        module = nn.GRU(*_shared_arguments(self), device=p.device, dtype=p.dtype)
         state = self.state_dict()
         if self.update_gate != KEEPS_STATE:
             state = flip_update_gate(state)
