@@ -7,8 +7,7 @@
 //   KEEPS   the update meaning: h' = z h + (1 - z) n (true, "keeps_state") or (1 - z) h + z n
 //   Z       zoneout: NoZoneout, or Zoneout<T> giving each unit's k (the given mask, a mask drawn
 //           from a seed, or the probability in evaluation); then h_t = k h_{t-1} + (1 - k) h'
-//           (Krueger et al. 2016). `index0` is the first unit's index in the call's [rows, H]
-//           layout, which the drawn mask hashes.
+//           (Krueger et al. 2016), as ZoneoutRow: the k of this row's units, in an array.
 //
 // The equations (Cho et al. 2014; gate order r, z, n as torch.nn.GRU):
 //   r  = sigmoid(x W_r^T + b_ir + h U_r^T + b_hr)
@@ -30,6 +29,17 @@ namespace grukit {
 
 struct NoZoneout {  // the passes' zoneout code is compiled out: h_t = h'
   static constexpr bool active = false;
+  // the policy for one row: itself (see Zoneout::for_row)
+  NoZoneout for_row(int64_t, int64_t, void*) const { return *this; }
+};
+
+// Zoneout's k for the units of one row, read from an array: the passes' loops stay branch-free
+// and vectorise (the drawing, if any, is done before the pass, by Zoneout::for_row).
+template <typename T>
+struct ZoneoutRow {
+  static constexpr bool active = true;
+  const T* k;
+  T keep(int64_t j) const { return k[j]; }
 };
 
 // Zoneout's mask drawn inside the kernel: element `index` of a call keeps h_{t-1} when a hash of
@@ -43,6 +53,7 @@ inline bool zoneout_keeps(uint64_t seed, uint64_t index, uint32_t threshold) {
   return uint32_t(z >> 32) < threshold;
 }
 
+// Zoneout in a call: a given 0/1 mask, a mask drawn from a seed, or (evaluation) k = p.
 template <typename T>
 struct Zoneout {
   static constexpr bool active = true;
@@ -52,21 +63,25 @@ struct Zoneout {
   uint32_t threshold = 0;
   Zoneout(const T* mask_, double p_, int64_t seed_)
       : mask(mask_), seed(seed_), p(p_), threshold(uint32_t(std::min(p_, 1.0) * 4294967296.0)) {}
-  // k for element `index` (row * H + unit) of the call
-  T keep(int64_t index) const {
-    if (mask) return mask[index];
-    if (seed >= 0) return T(zoneout_keeps(uint64_t(seed), uint64_t(index), threshold));
-    return T(p);
+  // k of the n units of the row whose first element is `index0` (row * H) in the call's layout:
+  // the given mask's row, or `buffer` [n] filled with the drawn mask or with p
+  ZoneoutRow<T> for_row(int64_t index0, int64_t n, T* buffer) const {
+    if (mask) return {mask + index0};
+    if (seed >= 0)
+      for (int64_t j = 0; j < n; ++j) buffer[j] = T(zoneout_keeps(uint64_t(seed), uint64_t(index0 + j), threshold));
+    else
+      std::fill(buffer, buffer + n, T(p));
+    return {buffer};
   }
 };
 
 // h_t from the gates: h' = z h + (1 - z) n  =  n + z (h - n)  (KEEPS)  or  h' = (1 - z) h + z n  =  h + z (n - h),
 // then zoneout's h_t = k h + (1 - k) h' (exactly h where k = 1).
 template <typename T, bool KEEPS, typename Z>
-inline T new_state(T c, T z, T hv, const Z& zoneout, int64_t index) {
+inline T new_state(T c, T z, T hv, const Z& zoneout, int64_t j) {
   T hnew = KEEPS ? c + z * (hv - c) : hv + z * (c - hv);
   if constexpr (Z::active) {
-    const T k = zoneout.keep(index);
+    const T k = zoneout.keep(j);
     hnew = k * hv + (T(1) - k) * hnew;
   }
   return hnew;
@@ -81,7 +96,7 @@ void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, co
                    const T* __restrict qr, const T* __restrict qz, const T* __restrict qn, const T* __restrict brz_r,
                    const T* __restrict brz_z, const T* __restrict b_in, const T* __restrict b_hn, const T* __restrict h,
                    T* __restrict h_new, T* __restrict out, T* __restrict sr, T* __restrict sz, T* __restrict sn,
-                   T* __restrict shn, const Z& zoneout, int64_t index0) {
+                   T* __restrict shn, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
     // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
     T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
@@ -89,7 +104,7 @@ void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, co
     // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
     T hn = qn[j] + b_hn[j];
     T c = tanh_act(gn[j] + b_in[j] + r * hn);
-    T hnew = new_state<T, KEEPS, Z>(c, z, h[j], zoneout, index0 + j);
+    T hnew = new_state<T, KEEPS, Z>(c, z, h[j], zoneout, j);
     sr[j] = r;
     sz[j] = z;
     sn[j] = c;
@@ -118,11 +133,11 @@ void forward_before_gates(int64_t n, const T* __restrict gr, const T* __restrict
 template <typename T, bool KEEPS, typename Z>
 void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict qn, const T* __restrict b_in,
                           const T* __restrict b_hn, const T* __restrict z_, const T* __restrict h, T* __restrict h_new,
-                          T* __restrict out, T* __restrict sn, const Z& zoneout, int64_t index0) {
+                          T* __restrict out, T* __restrict sn, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
     // n = tanh(x W_n^T + b_in + (r * h) U_n^T + b_hn)
     T c = tanh_act(gn[j] + b_in[j] + qn[j] + b_hn[j]);
-    T hnew = new_state<T, KEEPS, Z>(c, z_[j], h[j], zoneout, index0 + j);
+    T hnew = new_state<T, KEEPS, Z>(c, z_[j], h[j], zoneout, j);
     sn[j] = c;
     h_new[j] = hnew;
     out[j] = hnew;
@@ -137,10 +152,10 @@ void forward_before_state(int64_t n, const T* __restrict gn, const T* __restrict
 // d = dL/dh_t through h_t = k h + (1 - k) h' and h' = z h + (1 - z) n (KEEPS) or (1 - z) h + z n:
 // the gradients of z and of the candidate n, and the direct part of dL/dh_{t-1}.
 template <typename T, bool KEEPS, typename Z>
-inline void update_gradients(T d, T hv, T c, T z, const Z& zoneout, int64_t index, T& dz, T& dc, T& dh_direct) {
+inline void update_gradients(T d, T hv, T c, T z, const Z& zoneout, int64_t j, T& dz, T& dc, T& dh_direct) {
   T d_zoned = T(0);
   if constexpr (Z::active) {
-    const T k = zoneout.keep(index);
+    const T k = zoneout.keep(j);
     d_zoned = k * d;
     d = (T(1) - k) * d;
   }
@@ -157,11 +172,11 @@ template <typename T, bool KEEPS, typename Z>
 void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict sn,
                     const T* __restrict shn, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
                     T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r, T* __restrict gh_z,
-                    T* __restrict gh_n, T* __restrict hp, const Z& zoneout, int64_t index0) {
+                    T* __restrict gh_n, T* __restrict hp, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
     T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
     T dz, dc, dh_direct;
-    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, index0 + j, dz, dc, dh_direct);
+    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, j, dz, dc, dh_direct);
     // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
     T da_n = dc * (T(1) - c * c);
     T dr = da_n * hn;
@@ -183,11 +198,11 @@ void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, c
 template <typename T, bool KEEPS, typename Z>
 void backward_before_candidate(int64_t n, const T* __restrict sz, const T* __restrict sn, const T* __restrict h,
                                const T* __restrict dout, T* __restrict dh, T* __restrict gi_z, T* __restrict gi_n,
-                               T* __restrict hp, const Z& zoneout, int64_t index0) {
+                               T* __restrict hp, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
     T z = sz[j], c = sn[j], hv = h[j];
     T dz, dc, dh_direct;
-    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, index0 + j, dz, dc, dh_direct);
+    update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, j, dz, dc, dh_direct);
     gi_z[j] = dz;
     gi_n[j] = dc * (T(1) - c * c);  // da_n
     hp[j] = hv;

@@ -137,11 +137,11 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
 
   const Team team = rows_only_team(B, H);
   with_zoneout<T>(g, zop, [&](const auto& zoneout) {
-    using Z = std::decay_t<decltype(zoneout)>;
+    using Z = decltype(zoneout.for_row(0, 0, nullptr));  // NoZoneout or ZoneoutRow<T>
     run_team(team, [&](int k) {
       const int64_t r0 = team.row_lo(k), r1 = team.row_hi(k);
       if (r0 >= r1) return;
-      std::vector<T> hat(3 * H);
+      std::vector<T> hat(3 * H), keeps_k(H);  // keeps_k: a row's zoneout k, when drawn or p
       for (int64_t step = 0; step < p.T; ++step) {
         const int64_t t = step_at(p, step);
         const int64_t re = std::min(r1, p.bs[t]);
@@ -181,7 +181,8 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
             (keeps ? forward_after<T, true, Z>
                    : forward_after<T, false, Z>)(H, gib, gib + H, gib + 2 * H, q, q + H, q + 2 * H, zero, zero, zero,
                                                  zero, h + b * H, h_new + b * H, outt + b * H, s + layout.r(),
-                                                 s + layout.z(), s + layout.n(), s + layout.hn(), zoneout, index0);
+                                                 s + layout.z(), s + layout.n(), s + layout.hn(),
+                                                 zoneout.for_row(index0, H, keeps_k.data()));
           } else {
             forward_before_gates<T>(H, gib, gib + H, q, q + H, zero, zero, hin + b * H, s + layout.r(), s + layout.z(),
                                     rhp + b * H);
@@ -201,8 +202,8 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
             const T* gib = git + b * 3 * H;
             (keeps ? forward_before_state<T, true, Z>
                    : forward_before_state<T, false, Z>)(H, gib + 2 * H, q, zero, b_h + 2 * H, s + layout.z(), h + b * H,
-                                                        h_new + b * H, outt + b * H, s + layout.n(), zoneout,
-                                                        (p.off[t] + b) * H);
+                                                        h_new + b * H, outt + b * H, s + layout.n(),
+                                                        zoneout.for_row((p.off[t] + b) * H, H, keeps_k.data()));
           }
         }
       }
@@ -264,10 +265,11 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
   const T* whh = w_hh.data_ptr<T>();
 
   with_zoneout<T>(g, zop, [&](const auto& zoneout) {
-    using Z = std::decay_t<decltype(zoneout)>;
+    using Z = decltype(zoneout.for_row(0, 0, nullptr));  // NoZoneout or ZoneoutRow<T>
     run_team(team, [&](int k) {
       const int64_t r0 = team.row_lo(k), r1 = team.row_hi(k);
       if (r0 >= r1) return;
+      std::vector<T> keeps_k(H);  // a row's zoneout k, when drawn or p
       for (int64_t step = p.T - 1; step >= 0; --step) {
         const int64_t t = step_at(p, step);
         const int64_t re = std::min(r1, p.bs[t]);
@@ -290,7 +292,7 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
             (keeps ? backward_after<T, true, Z>
                    : backward_after<T, false, Z>)(H, s + layout.r(), s + layout.z(), s + layout.n(), s + layout.hn(), h,
                                                   dout, dhp + b * H, dgir, dgir + H, dgir + 2 * H, dghr, dghr + H,
-                                                  dghr + 2 * H, hdr, zoneout, index0);
+                                                  dghr + 2 * H, hdr, zoneout.for_row(index0, H, keeps_k.data()));
             if (ln) {
               layer_norm_row_backward<T>(3 * H, dghr, ga_h, s + layout.h_hat(), s[layout.stats() + 1], drr);
               accumulate_product<T>(3 * H, dghr, s + layout.h_hat(), dgamma_h[k].data());
@@ -298,7 +300,8 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
           } else {
             (keeps ? backward_before_candidate<T, true, Z>
                    : backward_before_candidate<T, false, Z>)(H, s + layout.z(), s + layout.n(), h, dout, dhp + b * H,
-                                                             dgir + H, dgir + 2 * H, hdr, zoneout, index0);
+                                                             dgir + H, dgir + 2 * H, hdr,
+                                                             zoneout.for_row(index0, H, keeps_k.data()));
             if (ln) {
               layer_norm_row_backward<T>(H, dgir + 2 * H, ga_h + 2 * H, s + layout.h_hat() + 2 * H,
                                          s[layout.stats() + 2], drr + 2 * H);

@@ -116,7 +116,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
           (keeps ? forward_after<T, true, NoZoneout>
                  : forward_after<T, false, NoZoneout>)(Hc, g, g + H, g + 2 * H, q, q + Hc, q + 2 * Hc, brz + a,
                                                        brz + H + a, bin + a, bhn + a, h + b * H + a, hn_out + b * H + a,
-                                                       outt + b * H + a, s, s + H, s + 2 * H, s + 3 * H, none, 0);
+                                                       outt + b * H + a, s, s + H, s + 2 * H, s + 3 * H, none);
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
@@ -138,7 +138,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
           (keeps ? forward_before_state<T, true, NoZoneout>
                  : forward_before_state<T, false, NoZoneout>)(Hc, g + 2 * H, q0 + b * ldq, bin + a, bhn + a, s + H,
                                                               h + b * H + a, hn_out + b * H + a, outt + b * H + a,
-                                                              s + 2 * H, none, 0);
+                                                              s + 2 * H, none);
         }
       }
       // rows not running at this step: state carried; padded layout: output 0 (this thread's units)
@@ -220,7 +220,7 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
           (keeps ? backward_after<T, true, NoZoneout>
                  : backward_after<T, false, NoZoneout>)(Hc, s, s + H, s + 2 * H, s + 3 * H, hsrc, dot + b * H + a,
                                                         dhp + b * H + a, gi_, gi_ + H, gi_ + 2 * H, gh_, gh_ + H,
-                                                        gh_ + 2 * H, hpt + b * H + a, none, 0);
+                                                        gh_ + 2 * H, hpt + b * H + a, none);
         }
         for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g) {
@@ -241,7 +241,7 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
           (keeps ? backward_before_candidate<T, true, NoZoneout>
                  : backward_before_candidate<T, false, NoZoneout>)(Hc, s + H, s + 2 * H, hsrc, dot + b * H + a,
                                                                    dhp + b * H + a, gi_ + H, gi_ + 2 * H,
-                                                                   hpt + b * H + a, none, 0);
+                                                                   hpt + b * H + a, none);
         }
         for (int64_t b = std::max(bs, r0); b < pad_end; ++b)
           for (int64_t g = 0; g < 3; ++g)

@@ -116,7 +116,7 @@ class Stream {
           (keeps_ ? forward_after<T, true, NoZoneout>
                   : forward_after<T, false, NoZoneout>)(H, g, g + H, g + 2 * H, q, q + H, q + 2 * H, bias, bias + H,
                                                         bias + 2 * H, bias + 3 * H, h + b * H, hn + b * H, hn + b * H,
-                                                        sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout(), 0);
+                                                        sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout());
         }
       } else {
         T* rh = rh_.data_ptr<T>();
@@ -134,7 +134,7 @@ class Stream {
           (keeps_ ? forward_before_state<T, true, NoZoneout>
                   : forward_before_state<T, false, NoZoneout>)(H, g + 2 * H, gh + b * 3 * H + 2 * H, bias + 2 * H,
                                                                bias + 3 * H, sb + H, h + b * H, hn + b * H, hn + b * H,
-                                                               sb + 2 * H, NoZoneout(), 0);
+                                                               sb + 2 * H, NoZoneout());
         }
       }
       std::copy(hn, hn + B * H, h);  // the layer's new state
