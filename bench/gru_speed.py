@@ -41,6 +41,18 @@ from grukit import convert  # noqa: E402
 from grukit.backends import cpu_fused  # noqa: E402
 
 
+def instruction_set() -> str:
+    """The widest x86 vector extension this CPU reports (what the kernels were compiled for, -march=native)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.machine()
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return platform.machine()
+
+
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
@@ -352,14 +364,15 @@ def main():
 
 Written by `python bench/gru_speed.py` on {datetime.date.today().isoformat()} (commit {commit}).
 
-Machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {ort_version},
-Python {platform.python_version()}. float32. Each figure is the median over {15} interleaved
-rounds after warm-up (see the script's docstring); in brackets, the speed-up over the first
-column (torch.nn.GRU, or torch.nn.GRUCell for streaming) measured in the same rounds. "fwd+bwd" is
-one forward and one backward pass of the layer; "inference" runs under `torch.inference_mode()`.
-The target column is the project's goal for grukit at 2 threads, as a time and as the speed-up over
-torch.nn.GRU that the time meant when the goal was set (torch measured then on an AVX-512 EPYC; the speed-up does
-not drift with the machine's speed); both formulations must meet it, so "met" judges the slower.
+Machine: {cpu_name()} ({instruction_set()}), {os.cpu_count()} cores;
+torch {torch.__version__}, onnxruntime {ort_version}, Python {platform.python_version()}. float32.
+Each figure is the median over {15} interleaved rounds after warm-up (see the script's
+docstring); in brackets, the speed-up over the first column (torch.nn.GRU, or torch.nn.GRUCell
+for streaming) measured in the same rounds. "fwd+bwd" is one forward and one backward pass of
+the layer; "inference" runs under `torch.inference_mode()`. The target column is the project's
+goal for grukit at 2 threads, as a time and as the speed-up over torch.nn.GRU that the time
+meant when the goal was set (torch measured then on an AVX-512 EPYC; the speed-up does not
+drift with the machine's speed); both formulations must meet it, so "met" judges the slower.
 
 This VM's two cores run at speeds that drift over minutes, so small 2-thread cases move by up to
 1.6x between runs; the 1-thread table is steadier.

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import grukit  # noqa: E402
-from gru_speed import cpu_name, fmt, measure, write_section  # noqa: E402
+from gru_speed import cpu_name, fmt, instruction_set, measure, write_section  # noqa: E402
 
 START, END = "<!-- regularisers-benchmark -->", "<!-- /regularisers-benchmark -->"
 VARIANTS = {
@@ -133,13 +133,15 @@ def main():
             START,
             "## Layer norm, zoneout and recurrent dropout",
             "",
-            f"`python bench/regularisers_speed.py`, {datetime.date.today()}, {cpu_name()}, torch {torch.__version__}, "
+            f"`python bench/regularisers_speed.py`, {datetime.date.today()}, {cpu_name()} ({instruction_set()}), "
+            f"torch {torch.__version__}, "
             "float32, median of interleaved rounds.",
             "",
             table(rows, args.threads),
             "",
-            "How the options are computed: one separate fused kernel per layer-direction "
-            "(`csrc/gru_cpu_regularised.h`), threads splitting batch rows (layer norm needs whole rows). "
+            "How the options are computed: one fused layer driver per layer-direction "
+            "(`csrc/layer_normalised.h`, calling the same cell passes as the plain one), threads "
+            "splitting batch rows (layer norm needs whole rows). "
             "Zoneout's training mask is drawn inside the kernel from a seed, a hash per element, and "
             "recomputed in the backward pass (never stored); recurrent dropout is one [B, H] mask. Layer "
             "norm is the expensive one in training: it saves the normalised input and recurrent projections "
