@@ -3,11 +3,23 @@
     python bench/gru_speed.py                 # every case, 2 and 1 threads; writes BENCHMARKS.md
     python bench/gru_speed.py --quick         # fewer rounds, no file written
 
+    # the same machine limited to AVX2 (kernels, oneDNN and MKL), as a second table:
+    GRUKIT_CPU_LEVEL=x86-64-v3 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/gru_speed.py
+
 Method: one process; for each case and thread count every implementation is
 warmed up, then the implementations run interleaved, round after round (so a
 slow spell of the machine hits all of them alike), and each one's median over
 the rounds is reported. Small cases time a batch of calls per round. Ratios are
 against torch.nn.GRU measured in the same rounds. All float32.
+
+Roofline: the same process first measures the machine's float32 GEMM peak at each thread count:
+the best of torch.mm (MKL) and of grukit's own routines (oneDNN brgemm, BLAS; run side by side on
+every thread) on a 2048 x 2048 x 2048 product. Each case then reports the fraction of that peak
+each implementation reaches, counting GEMM FLOPs only: forward 2*T*B*3H*(I+H), fwd+bwd three
+times that.
+
+BENCHMARKS.md keeps one section per machine (CPU model, instruction set, the kernels' build
+level and the instruction-set switches): a run replaces its own machine's section only.
 
 Implementations:
   torch.nn.GRU        PyTorch's own (reset after only)
@@ -22,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -38,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import grukit  # noqa: E402
 from grukit import convert  # noqa: E402
-from grukit.backends import cpu_fused  # noqa: E402
+from grukit.backends import cpu_fused, gemm_choice  # noqa: E402
 
 
 def instruction_set() -> str:
@@ -61,6 +74,68 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+SWITCHES = ("GRUKIT_CPU_LEVEL", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def machine_label() -> str:
+    """The CPU, its instruction set, and any switch limiting what the libraries run."""
+    limits = [f"{name}={os.environ[name]}" for name in SWITCHES if os.environ.get(name)]
+    return f"{cpu_name()} ({instruction_set()})" + (f", limited by {', '.join(limits)}" if limits else "")
+
+
+def build_level() -> str:
+    manifest = json.loads((cpu_fused.build_dir() / "manifest.json").read_text())
+    return manifest["level"]
+
+
+# ------------------------------------------------------------------ roofline
+
+
+def gemm_flops(B: int, T: int, H: int, I: int, train: bool) -> float:
+    """GEMM FLOPs of one call: forward 2*T*B*3H*(I+H) (input and recurrent products), fwd+bwd 3x."""
+    forward = 2.0 * T * B * 3 * H * (I + H)
+    return 3 * forward if train else forward
+
+
+def gemm_peak(threads: int, sizes=(512, 1024, 2048)):
+    """(GFLOP/s, how, every rate): the best float32 GEMM rate with ``threads`` threads over square
+    products of ``sizes``: torch.mm (MKL), or each of grukit's routines run side by side on
+    ``threads`` Python threads (the extension releases the GIL while it times)."""
+    import threading
+
+    torch.set_num_threads(threads)
+    extension = cpu_fused.extension()
+    routines = gemm_choice.ROUTINES if extension.brgemm_works() else ("blas",)
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        calls = max(1, int(2e9 / n**3))
+        torch.mm(a, b)
+        best_mm = min(_seconds(lambda: [torch.mm(a, b) for _ in range(calls)]) for _ in range(3)) / calls
+        rates[f"torch.mm {n}"] = 2 * n**3 / best_mm / 1e9
+        for routine in routines:
+            index = gemm_choice.ROUTINES.index(routine)
+            seconds = [0.0] * threads
+
+            def work(k, index=index, seconds=seconds, n=n, calls=calls):
+                seconds[k] = extension.gemm_seconds(index, n, n, n, calls, 2)
+
+            workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            rates[f"grukit {routine} {n}"] = threads * 2 * n**3 / max(seconds) / 1e9
+    how = max(rates, key=rates.get)
+    return rates[how], how, rates
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------ implementations
@@ -253,14 +328,18 @@ ISSUE_TORCH_MS = {
 
 
 def write_section(path: Path, start: str, end: str, text: str) -> None:
-    """Replace the part of ``path`` between the ``start`` and ``end`` markers by ``text`` (or append it)."""
+    """Replace the part of ``path`` between the ``start`` and ``end`` markers by ``text``; a new
+    machine's section goes after the last machine section (or before the first other section)."""
     import re
 
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
         new = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n?", lambda _: text, old, flags=re.S)
     else:
-        new = old.rstrip("\n") + "\n\n" + text
+        last = old.rfind("<!-- /gru-speed:")
+        at = old.find("\n", last) + 1 if last >= 0 else old.find("<!--")
+        at = len(old) if at <= 0 else at
+        new = old[:at].rstrip("\n") + "\n\n" + text + "\n" + old[at:]
     path.write_text(new)
 
 
@@ -271,8 +350,14 @@ def fmt(seconds: float) -> str:
 
 def run(quick: bool):
     rounds = 5 if quick else 15
-    rows = []
+    rows, peaks = [], {}
     for threads in (2, 1):
+        peaks[threads] = gemm_peak(threads)
+        print(
+            f"[{threads} threads] float32 GEMM peak {peaks[threads][0]:.0f} GFLOP/s ({peaks[threads][1]}); "
+            + ", ".join(f"{k} {v:.0f}" for k, v in peaks[threads][2].items()),
+            flush=True,
+        )
         torch.set_num_threads(threads)
         for label, B, T, H, train, target in CASES:
             result = measure(implementations(B, T, H, train, threads), rounds)
@@ -286,12 +371,15 @@ def run(quick: bool):
         result = measure(streaming_implementations(128, threads), rounds, target_seconds=0.01)
         rows.append((threads, "streaming B1 H128, one step per Python call", result, 5e-3))
         print(f"[{threads} threads] streaming: " + ", ".join(f"{k} {fmt(v)}" for k, v in result.items()), flush=True)
-    return rows
+    return rows, peaks
 
 
-def table(rows, threads):
+def table(rows, threads, peak_gflops: float):
+    """One row per case: each implementation's time, its speed-up over the first column and,
+    for the layer cases, the fraction of the GEMM peak its GEMM FLOPs reach."""
     columns = ["torch.nn.GRU", "grukit after", "grukit before", "torch loop before", "ort after", "ort before"]
     stream_columns = ["torch.nn.GRUCell", "grukit stream after", "grukit stream before", "ort after"]
+    shapes = {label: (B, T, H, train) for label, B, T, H, train, _ in CASES}
     out = [
         "| case | " + " | ".join(columns) + " | target: time / speed-up | met: time / speed-up |",
         "|---" * (len(columns) + 3) + "|",
@@ -299,16 +387,23 @@ def table(rows, threads):
     for t, label, result, target in rows:
         if t != threads or label.startswith("packed"):
             continue
-        cols = stream_columns if label.startswith("streaming") else columns
+        streaming = label.startswith("streaming")
+        cols = stream_columns if streaming else columns
         base = result[cols[0]]
+        flops = None if streaming else gemm_flops(*shapes[label][:3], shapes[label][2], shapes[label][3])
+
+        def peak_share(seconds):
+            return "" if flops is None else f"{flops / seconds / 1e9 / peak_gflops:.0%}"
+
         cells = []
         for c in cols + [None] * (len(columns) - len(cols)):
             if c is None or c not in result:
                 cells.append("-")
-            elif c == cols[0]:
-                cells.append(f"{c if cols is stream_columns else ''} {fmt(result[c])}".strip())
-            else:
-                cells.append(f"{c + ' ' if cols is stream_columns else ''}{fmt(result[c])} ({base / result[c]:.2f}x)")
+                continue
+            name = c + " " if streaming else ""
+            notes = [] if c == cols[0] else [f"{base / result[c]:.2f}x"]
+            notes += [peak_share(result[c])] if flops else []
+            cells.append(f"{name}{fmt(result[c])}" + (f" ({', '.join(notes)})" if notes else ""))
         slowest = max(result[c] for c in cols if c.startswith("grukit"))  # both formulations must meet it
         want_ratio = ISSUE_TORCH_MS[label] / target
         got_ratio = base / slowest
@@ -346,9 +441,12 @@ def main():
     args = parser.parse_args()
     if not cpu_fused.is_available():
         sys.exit(f"the fused CPU backend is unavailable: {cpu_fused.why_unavailable()}")
-    rows = run(args.quick)
+    label = machine_label()
+    gemm = cpu_fused.gemm_routines()
+    print(f"{label}; kernels built for {build_level()}; matrix products: {gemm['routines']}", flush=True)
+    rows, peaks = run(args.quick)
     if args.quick:
-        print(table(rows, 2))
+        print(table(rows, 2, peaks[2][0]))
         print(packed_table(rows, 2))
         return
     commit = subprocess.run(
@@ -360,37 +458,36 @@ def main():
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = "not installed"
-    text = f"""# Benchmarks
 
-Written by `python bench/gru_speed.py` on {datetime.date.today().isoformat()} (commit {commit}).
+    def peak_line(threads):
+        gflops, how, rates = peaks[threads]
+        mkl = max(v for k, v in rates.items() if k.startswith("torch.mm"))
+        return (
+            f"float32 GEMM peak at {threads} thread{'s' if threads > 1 else ''}: {gflops:.0f} GFLOP/s "
+            f"({how}^3; torch.mm's best {mkl:.0f})"
+        )
 
-Machine: {cpu_name()} ({instruction_set()}), {os.cpu_count()} cores;
+    start, end = f"<!-- gru-speed: {label} -->", f"<!-- /gru-speed: {label} -->"
+    section = f"""{start}
+## {label}
+
+Written by `{" ".join(f"{k}={os.environ[k]}" for k in SWITCHES if os.environ.get(k))} python bench/gru_speed.py`
+on {datetime.date.today().isoformat()} (commit {commit}). {os.cpu_count()} cores; kernels built for {build_level()};
+matrix products: {", ".join(f"{k} {r}" for k, r in gemm["routines"].items())} ({gemm["source"]}).
 torch {torch.__version__}, onnxruntime {ort_version}, Python {platform.python_version()}. float32.
-Each figure is the median over {15} interleaved rounds after warm-up (see the script's
-docstring); in brackets, the speed-up over the first column (torch.nn.GRU, or torch.nn.GRUCell
-for streaming) measured in the same rounds. "fwd+bwd" is one forward and one backward pass of
-the layer; "inference" runs under `torch.inference_mode()`. The target column is the project's
-goal for grukit at 2 threads, as a time and as the speed-up over torch.nn.GRU that the time
-meant when the goal was set (torch measured then on an AVX-512 EPYC; the speed-up does not
-drift with the machine's speed); both formulations must meet it, so "met" judges the slower.
+{peak_line(2)}; {peak_line(1)}.
+In brackets: the speed-up over the first column, and the share of that peak the case's GEMM
+FLOPs reach.
 
-This VM's two cores run at speeds that drift over minutes, so small 2-thread cases move by up to
-1.6x between runs; the 1-thread table is steadier.
+### 2 threads
 
-## 2 threads
+{table(rows, 2, peaks[2][0])}
 
-{table(rows, 2)}
+### 1 thread
 
-## 1 thread
+{table(rows, 1, peaks[1][0])}
 
-{table(rows, 1)}
-
-## Packed sequences cost no more than padded ones
-
-Lengths drawn from 50..100 (one sequence of 100), packed with `enforce_sorted=False`; "padded" is
-the same batch with every sequence 100 steps long. grukit runs `PackedSequence.data` directly in
-the kernel (no padding, each step only the sequences still running). Inference times the GRU on
-input packed beforehand; fwd+bwd includes `pack_padded_sequence` and its backward, for both.
+### Packed sequences cost no more than padded ones
 
 2 threads:
 
@@ -399,21 +496,36 @@ input packed beforehand; fwd+bwd includes `pack_padded_sequence` and its backwar
 1 thread:
 
 {packed_table(rows, 1)}
+{end}
 """
-    # keep the section bench/keras_speed.py writes
-    old = Path(args.output).read_text() if Path(args.output).exists() else ""
-    keras_part = old[old.find("<!-- keras-benchmark -->") :] if "<!-- keras-benchmark -->" in old else ""
-    Path(args.output).write_text(text + NOTES + ("\n" + keras_part if keras_part else ""))
+    path = Path(args.output)
+    if not path.exists():
+        path.write_text(HEADER)
+    write_section(path, start, end, section)
     print(f"wrote {args.output}")
 
 
-NOTES = """
-## Notes
+HEADER = """# Benchmarks
+
+`python bench/gru_speed.py` writes one section per machine below (its CPU, instruction set and
+the switches that limited it), replacing only its own machine's section. Each figure is the
+median over 15 interleaved rounds after warm-up (see the script's docstring); in brackets, the
+speed-up over the first column (torch.nn.GRU, or torch.nn.GRUCell for streaming) measured in the
+same rounds, and the share of the machine's float32 GEMM peak (measured in the same process) that
+the case's GEMM FLOPs reach. "fwd+bwd" is one forward and one backward pass of the layer;
+"inference" runs under `torch.inference_mode()`. The target column is the project's goal for
+grukit at 2 threads, as a time and as the speed-up over torch.nn.GRU that the time meant when the
+goal was set (torch measured then on an AVX-512 EPYC); both formulations must meet it, so "met"
+judges the slower. Packed-sequence rows: lengths drawn from 50..100 (one of 100), packed with
+`enforce_sorted=False`; "padded" is the same batch at full length; fwd+bwd includes
+`pack_padded_sequence` and its backward.
 
 - Reproduce: `make install && .venv/bin/python bench/gru_speed.py` (add `--quick` for a short run).
 - onnxruntime is the `GRU` operator alone (no framework overhead), one thread pool of the same size.
-- "torch loop before" is the reset-before GRU (Cho et al. 2014 v3, as tutorials write it) as plain torch ops: the
-  only way to train it with PyTorch today without grukit.
+- "torch loop before" is the reset-before GRU (Cho et al. 2014 v3, as tutorials write it) as plain
+  torch ops: the only way to train it with PyTorch today without grukit.
+- The VM's two cores run at speeds that drift over minutes, so small 2-thread cases move by up
+  to 1.6x between runs; the 1-thread tables are steadier.
 """
 
 

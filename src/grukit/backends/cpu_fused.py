@@ -8,13 +8,15 @@ inputs; this module builds them, registers the autograd formula
 ``torch.compile`` (``register_fake``).
 
 Building: the first time the backend is asked for, the C++ source is compiled
-against the installed torch with the machine's C++ compiler (BENCHMARKS.md
-records how long it took) into a cache folder keyed by the source, the torch version and the
-compiler flags: ``$GRUKIT_BUILD_DIR`` if set, else ``~/.cache/grukit``. Later
-processes load the cached library in well under a second. Nothing is built at
-install time, so ``pip install`` never needs torch in a build environment. If
-the build fails (no compiler, say) the backend reports itself unavailable, one
-warning says why, and ``grukit.functional.gru`` uses the portable torch path.
+against the installed torch with the machine's C++ compiler (about 40 s; BENCHMARKS.md) for
+this CPU's instruction-set level, in a child process, and cached (``cpu_build.py``: keyed by
+source, torch, compiler, flags and level; written atomically, checked before loading, never
+reused on a CPU that lacks the level). The cache is ``$GRUKIT_BUILD_DIR`` if set, else
+``~/.cache/grukit``; later processes load it in well under a second. Nothing is built at install
+time, so ``pip install`` never needs torch in a build environment. If the build fails (no
+compiler, say) the backend reports itself unavailable, one warning says why, and
+``grukit.functional.gru`` uses the portable torch path. After loading, the matrix-product
+routine for each kind of product is set from a per-machine measurement (``gemm_choice.py``).
 
 Supports CPU tensors of float32 and float64. Double backward is not supported
 (the backward op is not itself differentiable).
@@ -22,9 +24,10 @@ Supports CPU tensors of float32 and float64. Double backward is not supported
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
+import json
 import os
-import platform
+import subprocess
 import sys
 import threading
 import warnings
@@ -34,28 +37,66 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from . import cpu_build, gemm_choice
 from .masks import ZoneoutDraw
 
 NAME = "cpu_fused"
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "ops.cpp"
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
+CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]  # + the level's flags
 LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
-_state = {"loaded": False, "error": None, "module": None}
+_state = {"loaded": False, "error": None, "module": None, "gemm": None}
+
+
+def cache_root() -> Path:
+    """The folder holding the builds: ``$GRUKIT_BUILD_DIR`` if set, else ``~/.cache/grukit``."""
+    return Path(os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit"))
+
+
+def _build_inputs(level: str):
+    """(key, compiler flags): the cache key covers the sources, torch, the compiler and the flags."""
+    cflags = CFLAGS + cpu_build.compile_flags(level)
+    inputs = [source.read_bytes() for source in sorted(SOURCE.parent.glob("*"))]  # the .cpp and its headers
+    inputs += [torch.__version__.encode(), " ".join(cflags).encode(), os.environ.get("CXX", "").encode()]
+    return cpu_build.cache_key(inputs, level, cpu_build.cpu_flags()), cflags
 
 
 def build_dir() -> Path:
-    """Where the kernels are built and cached for this source, torch, compiler and flags."""
-    root = os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit")
-    key = hashlib.sha256()
-    for source in sorted(SOURCE.parent.glob("*")):  # the .cpp and the headers it includes
-        key.update(source.read_bytes())
-    key.update(torch.__version__.encode())
-    key.update(" ".join(CFLAGS).encode())
-    key.update(platform.machine().encode())
-    key.update(os.environ.get("CXX", "").encode())
-    return Path(root) / f"cpu-{key.hexdigest()[:16]}"
+    """Where the kernels for this source, torch, compiler, flags and instruction-set level are cached."""
+    key, _ = _build_inputs(cpu_build.chosen_level(cpu_build.cpu_flags()))
+    return cache_root() / f"cpu-{key}"
+
+
+def _compile_into(folder: Path, cflags) -> Path:
+    """Compile the extension into ``folder`` in a child process (which also imports it once, so a
+    library that cannot load is never cached); returns the library's path."""
+    arguments = {
+        "name": "grukit_cpu",
+        "sources": [str(SOURCE)],
+        "extra_cflags": cflags,
+        "extra_ldflags": LDFLAGS,
+        "build_directory": str(folder),
+        "is_python_module": True,
+        "verbose": bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),
+    }
+    code = "import json, sys\nfrom torch.utils import cpp_extension\ncpp_extension.load(**json.loads(sys.argv[1]))\n"
+    env = dict(os.environ)
+    bin_dir = os.path.dirname(sys.executable)  # ninja from this environment (a virtualenv's is not always on PATH)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(arguments)], env=env, capture_output=True, text=True
+    )
+    if arguments["verbose"]:
+        sys.stderr.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit status {result.returncode}"]
+        raise RuntimeError(f"compiling {SOURCE.name} failed: {errors[0].strip()}")
+    libraries = sorted(folder.glob("grukit_cpu*.so")) + sorted(folder.glob("grukit_cpu*.pyd"))
+    if not libraries:
+        raise RuntimeError(f"compiling {SOURCE.name} produced no library in {folder}")
+    return libraries[0]
 
 
 def load() -> bool:
@@ -64,23 +105,22 @@ def load() -> bool:
         if _state["loaded"] or _state["error"] is not None:
             return _state["loaded"]
         try:
-            from torch.utils import cpp_extension
-
-            target = build_dir()
-            target.mkdir(parents=True, exist_ok=True)
-            # ninja from this environment's bin folder (a virtualenv's is not always on PATH)
-            bin_dir = os.path.dirname(sys.executable)
-            if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-                os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-            _state["module"] = cpp_extension.load(
-                name="grukit_cpu",
-                sources=[str(SOURCE)],
-                extra_cflags=CFLAGS,
-                extra_ldflags=LDFLAGS,
-                build_directory=str(target),
-                is_python_module=True,
-                verbose=bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),
+            flags = cpu_build.cpu_flags()
+            level = cpu_build.chosen_level(flags)
+            key, cflags = _build_inputs(level)
+            library = cpu_build.build(
+                cache_root(),
+                key,
+                level,
+                flags,
+                lambda folder: _compile_into(folder, cflags),
+                {"torch": torch.__version__, "compiler": os.environ.get("CXX", "c++"), "cflags": " ".join(cflags)},
             )
+            spec = importlib.util.spec_from_file_location("grukit_cpu", library)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _state["module"] = module
+            _state["gemm"] = gemm_choice.configure(module, library.parent)
             _register_autograd()
             _state["loaded"] = True
         except Exception as exc:  # a compiler error, a missing compiler, a missing BLAS symbol ...
@@ -93,6 +133,17 @@ def load() -> bool:
                 stacklevel=3,
             )
         return _state["loaded"]
+
+
+def extension():
+    """The loaded extension module (``None`` until ``load()`` succeeds)."""
+    return _state["module"]
+
+
+def gemm_routines() -> Optional[dict]:
+    """The matrix-product routine chosen for each kind of product, and how it was chosen
+    (``gemm_choice.configure``); ``None`` until the kernels are loaded."""
+    return _state["gemm"]
 
 
 def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool):

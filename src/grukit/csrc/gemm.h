@@ -1,11 +1,14 @@
 // Matrix products for the GRU kernels: C[M, N] (+)= A[M, K] @ B[K, N], row-major with leading
 // dimensions, so a thread can take a block of rows or columns by offsetting pointers.
 //
-// float32 goes to oneDNN's brgemm JIT kernels (exported by libtorch_cpu) when they run on this
-// CPU, tiled for the cache; float64, and float32 where brgemm is unusable, go to the BLAS that
-// libtorch_cpu exports (MKL's sgemm_/dgemm_). `mm` is single-threaded (callers split the work);
-// `mm_parallel` splits one large product over torch's threads. Which is faster on which CPU is
-// measured in BENCHMARKS.md.
+// Three routines can compute a float32 product: the BLAS that libtorch_cpu exports (MKL's sgemm_),
+// oneDNN's brgemm JIT micro-kernel (also exported by libtorch_cpu) tiled 256 x 256 over N and K,
+// and the same brgemm tiled over 128-row blocks of M as well. Which is fastest depends on the CPU
+// (brgemm's JIT code follows the instruction set; MKL takes a generic path on some CPUs) and on the
+// shape, so a routine is chosen per kind of product (`Product`), by measurement on the machine
+// (grukit/backends/gemm_choice.py times `gemm_seconds` and sets the table with
+// `set_gemm_routines`). float64 always goes to BLAS (dgemm_). `mm` is single-threaded (callers
+// split the work); `mm_parallel` splits one large product over torch's threads.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -13,6 +16,9 @@
 #include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <vector>
 #include <cstdint>
 #include <type_traits>
 
@@ -57,9 +63,31 @@ inline bool brgemm_works() {
   return works;
 }
 
+// The kinds of product a GRU computes, which differ in shape:
+//   recurrent        per step: h [rows, H] @ W_hh^T [H, 3H] (and the backward's d gates @ W_hh)
+//   projection       all steps at once: x [T*B, I] @ W_ih^T [I, 3H] (and d x)
+//   weight_gradient  sums over all steps: x^T [I, T*B] @ d gates [T*B, 3H] (K = T*B is large)
+//   row              any product of one row (batch 1, streaming): bound by reading B
+enum class Product : int { recurrent = 0, projection = 1, weight_gradient = 2, row = 3 };
+constexpr int kProducts = 4;
+constexpr int64_t kRowMax = 1;
+enum class Routine : int { blas = 0, brgemm = 1, brgemm_row_tiled = 2 };
+constexpr int kRoutines = 3;
+
+// The routine of each kind of product; brgemm until gemm_choice.py measures this machine.
+inline std::atomic<int>* routine_table() {
+  static std::atomic<int> table[kProducts] = {1, 1, 1, 1};
+  return table;
+}
+inline Routine routine_for(Product kind, int64_t M) {
+  const int k = static_cast<int>(M <= kRowMax ? Product::row : kind);
+  return static_cast<Routine>(routine_table()[k].load(std::memory_order_relaxed));
+}
+
+// One product by the named routine (float64, and float32 without brgemm, always use BLAS).
 template <typename T>
-void mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
-        bool accumulate) {
+void mm_by(Routine routine, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+           int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K == 0) {
     if (!accumulate)
@@ -67,18 +95,28 @@ void mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, in
     return;
   }
   if constexpr (std::is_same<T, float>::value) {
-    if (brgemm_works()) {
+    if (routine != Routine::blas && brgemm_works()) {
       // brgemm is a micro-kernel: it does not block for the cache itself. Tiles of 256
-      // columns by 256 of K keep B's tile in L2 (the effect at large K: BENCHMARKS.md).
+      // columns by 256 of K keep B's tile in L2; row tiles keep C's tile there too.
       constexpr int64_t kTileN = 256, kTileK = 256;
-      for (int64_t n0 = 0; n0 < N; n0 += kTileN)
-        for (int64_t k0 = 0; k0 < K; k0 += kTileK)
-          at::native::cpublas::brgemm(M, std::min(kTileN, N - n0), std::min(kTileK, K - k0), lda, ldb, ldc,
-                                      accumulate || k0 > 0, A + k0, B + k0 * ldb + n0, C + n0, false);
+      const int64_t tile_m = routine == Routine::brgemm_row_tiled ? 128 : M;
+      for (int64_t m0 = 0; m0 < M; m0 += tile_m)
+        for (int64_t n0 = 0; n0 < N; n0 += kTileN)
+          for (int64_t k0 = 0; k0 < K; k0 += kTileK)
+            at::native::cpublas::brgemm(std::min(tile_m, M - m0), std::min(kTileN, N - n0), std::min(kTileK, K - k0),
+                                        lda, ldb, ldc, accumulate || k0 > 0, A + m0 * lda + k0, B + k0 * ldb + n0,
+                                        C + m0 * ldc + n0, false);
       return;
     }
   }
   blas_mm(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// One product of the given kind, by the routine chosen for it.
+template <typename T>
+void mm(Product kind, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+        int64_t ldc, bool accumulate) {
+  mm_by<T>(routine_for(kind, M), M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 struct SequentialBlas {  // BLAS runs single-threaded in this thread while in scope
@@ -93,22 +131,53 @@ struct SequentialBlas {  // BLAS runs single-threaded in this thread while in sc
 
 // A large product split over torch's threads: by rows if there are many, else by columns.
 template <typename T>
-void mm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
-                 bool accumulate) {
+void mm_parallel(Product kind, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                 int64_t ldc, bool accumulate) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   if (M >= 64 * threads || N < 32 * threads) {
     const int64_t rows = std::max<int64_t>(1, (M + threads - 1) / threads);
     at::parallel_for(0, M, rows, [&](int64_t m0, int64_t m1) {
       SequentialBlas one;
-      mm<T>(m1 - m0, N, K, A + m0 * lda, lda, B, ldb, C + m0 * ldc, ldc, accumulate);
+      mm<T>(kind, m1 - m0, N, K, A + m0 * lda, lda, B, ldb, C + m0 * ldc, ldc, accumulate);
     });
   } else {
     const int64_t cols = ((N + threads - 1) / threads + 15) / 16 * 16;
     at::parallel_for(0, N, cols, [&](int64_t n0, int64_t n1) {
       SequentialBlas one;
-      mm<T>(M, n1 - n0, K, A, lda, B + n0, ldb, C + n0, ldc, accumulate);
+      mm<T>(kind, M, n1 - n0, K, A, lda, B + n0, ldb, C + n0, ldc, accumulate);
     });
   }
+}
+
+// Seconds per call of one float32 product of this shape by this routine, in this thread, with
+// BLAS single-threaded: the best of `repeats` timings of `calls` calls each. The calls alternate
+// between two sets of operands, as a GRU step alternates between weight matrices (timing one
+// product repeated on the same operands favours a routine with a larger per-call overhead).
+inline double gemm_seconds(Routine routine, int64_t M, int64_t N, int64_t K, int64_t calls, int64_t repeats) {
+  constexpr int kSets = 2;
+  std::vector<float> A[kSets], B[kSets], C[kSets];
+  for (int s = 0; s < kSets; ++s) {
+    A[s].resize(M * K);
+    B[s].resize(K * N);
+    C[s].resize(M * N);
+    for (size_t i = 0; i < A[s].size(); ++i) A[s][i] = float((i + s) % 7) * 0.125f - 0.375f;
+    for (size_t i = 0; i < B[s].size(); ++i) B[s][i] = float((i + s) % 5) * 0.25f - 0.5f;
+  }
+  SequentialBlas one;
+  auto call = [&](int64_t c) {
+    const int s = int(c % kSets);
+    mm_by<float>(routine, M, N, K, A[s].data(), K, B[s].data(), N, C[s].data(), N, false);
+  };
+  call(0);  // warm-up (JIT, caches)
+  call(1);
+  double best = 1e30;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t c = 0; c < calls; ++c) call(c);
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    best = std::min(best, took.count() / double(calls));
+  }
+  return best;
 }
 
 }  // namespace grukit

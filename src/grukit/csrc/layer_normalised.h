@@ -100,7 +100,8 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
   // gi = LN(x W_ih^T) + b_ih  (or x W_ih^T + b_ih) for all steps: one product, then one pass per row
   Tensor gi = workspace(kNormGI, {N, 3 * H}, opts);
   Tensor w_ih_t = w_ih.t().contiguous();
-  mm_parallel<T>(N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
+  mm_parallel<T>(Product::projection, N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(),
+                 3 * H, false);
   {
     T* gip = gi.data_ptr<T>();
     T* wsp = save ? ws.data_ptr<T>() : nullptr;
@@ -164,7 +165,7 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
         }
         // recurrent products of the running rows: h~ W^T ([r | z | n] after, [r | z] before)
         const int64_t rec = after ? 3 * H : 2 * H;
-        mm<T>(m, rec, H, hin + r0 * H, H, whh_t, 3 * H, ghp + r0 * 3 * H, 3 * H, false);
+        mm<T>(Product::recurrent, m, rec, H, hin + r0 * H, H, whh_t, 3 * H, ghp + r0 * 3 * H, 3 * H, false);
         for (int64_t b = r0; b < re; ++b) {
           T* q = ghp + b * 3 * H;
           T* s = wst + b * W;
@@ -190,7 +191,8 @@ std::tuple<Tensor, Tensor, Tensor> normalised_forward(const Problem& p, const Re
         }
         if (!after) {
           // the candidate's recurrent term: (r * h~) W_n^T
-          mm<T>(m, H, H, rhp + r0 * H, H, whh_t + 2 * H, 3 * H, ghp + r0 * 3 * H + 2 * H, 3 * H, false);
+          mm<T>(Product::recurrent, m, H, H, rhp + r0 * H, H, whh_t + 2 * H, 3 * H, ghp + r0 * 3 * H + 2 * H, 3 * H,
+                false);
           for (int64_t b = r0; b < re; ++b) {
             T* q = ghp + b * 3 * H + 2 * H;
             T* s = wst + b * W;
@@ -314,10 +316,11 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
         }
         if (after) {
           // d h~ = dRaw [m, 3H] @ W_hh [3H, H]
-          mm<T>(m, H, 3 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, false);
+          mm<T>(Product::recurrent, m, H, 3 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, false);
         } else {
           // d(r * h~) = dRaw_n [m, H] @ W_n [H, H]
-          mm<T>(m, H, H, drawp + (o + r0) * 3 * H + 2 * H, 3 * H, whh + 2 * H * H, H, drhp + r0 * H, H, false);
+          mm<T>(Product::recurrent, m, H, H, drawp + (o + r0) * 3 * H + 2 * H, 3 * H, whh + 2 * H * H, H, drhp + r0 * H,
+                H, false);
           std::fill(dhdp + r0 * H, dhdp + re * H, T(0));
           for (int64_t b = r0; b < re; ++b) {
             const T* s = wsp + (o + b) * W;
@@ -331,7 +334,7 @@ std::vector<Tensor> normalised_backward(const Problem& p, const Regularisers& g,
             }
           }
           // d h~ += dRaw_rz [m, 2H] @ W_rz [2H, H]
-          mm<T>(m, H, 2 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, true);
+          mm<T>(Product::recurrent, m, H, 2 * H, drawp + (o + r0) * 3 * H, 3 * H, whh, H, dhdp + r0 * H, H, true);
         }
         for (int64_t b = r0; b < re; ++b)  // h~ = h * m
 #pragma omp simd

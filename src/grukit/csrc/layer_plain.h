@@ -60,7 +60,8 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
   Tensor gi = workspace(kGI, {p.N, 3 * H}, opts);
   Tensor w_ih_t = workspace(kWihT, {I, 3 * H}, opts);
   w_ih_t.copy_(w_ih.t());
-  mm_parallel<T>(p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(), 3 * H, false);
+  mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(),
+                 3 * H, false);
 
   const Team team = make_team(B, H, 3 * H);
   Tensor w_rec = pack_by_team(w_hh, team, p.reset_after ? 3 : 2);
@@ -108,7 +109,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
       const int64_t ldq = (after ? 3 : 2) * H;
       if (after) {
         // [r | z | n] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 3Hc]
-        mm<T>(m, 3 * Hc, H, h + r0 * H, H, wr + 3 * a * H, 3 * Hc, q0 + r0 * ldq, ldq, false);
+        mm<T>(Product::recurrent, m, 3 * Hc, H, h + r0 * H, H, wr + 3 * a * H, 3 * Hc, q0 + r0 * ldq, ldq, false);
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           const T* q = q0 + b * ldq;
@@ -120,7 +121,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h [bs, H] @ W_k^T [H, 2Hc]
-        mm<T>(m, 2 * Hc, H, h + r0 * H, H, wr + 2 * a * H, 2 * Hc, q0 + r0 * ldq, ldq, false);
+        mm<T>(Product::recurrent, m, 2 * Hc, H, h + r0 * H, H, wr + 2 * a * H, 2 * Hc, q0 + r0 * ldq, ldq, false);
         T* rhp = rh.data_ptr<T>();
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
@@ -131,7 +132,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
         }
         team_barrier(team);  // every unit of r * h is needed below
         // (r * h) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
-        mm<T>(m, Hc, H, rhp + r0 * H, H, whn_t + a, H, q0 + r0 * ldq, ldq, false);
+        mm<T>(Product::recurrent, m, Hc, H, rhp + r0 * H, H, whn_t + a, H, q0 + r0 * ldq, ldq, false);
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* s = wst + b * G * H + a;
@@ -230,7 +231,7 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
         for (int64_t b = std::max(bs, r0); b < pad_end; ++b) std::fill(hpt + b * H + a, hpt + b * H + a + Hc, T(0));
         team_barrier(team);  // every unit of dGH_t is needed below
         // dh_{t-1}[:, units] += dGH_t [bs, 3H] @ W_hh[:, units] [3H, Hc]
-        mm<T>(m, Hc, 3 * H, dght + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
+        mm<T>(Product::recurrent, m, Hc, 3 * H, dght + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
       } else {
         T* rht = rhs.data_ptr<T>() + p.off[t] * H;
         T* drhp = drh.data_ptr<T>();
@@ -252,7 +253,8 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
         }
         team_barrier(team);  // every unit of da_n is needed below
         // d(r*h)[:, units] = da_n [bs, H] @ W_hn[:, units] [H, Hc]
-        mm<T>(m, Hc, H, dgit + r0 * 3 * H + 2 * H, 3 * H, whh + 2 * H * H + a, H, drhp + r0 * H + a, H, false);
+        mm<T>(Product::recurrent, m, Hc, H, dgit + r0 * 3 * H + 2 * H, 3 * H, whh + 2 * H * H + a, H, drhp + r0 * H + a,
+              H, false);
         for (int64_t b = r0; b < re; ++b) {
           const T* s = s_all + b * G * H + a;
           T* gi_ = dgit + b * 3 * H + a;
@@ -261,7 +263,7 @@ std::vector<Tensor> plain_backward(const Problem& p, const Tensor& d_out_in, con
         }
         team_barrier(team);  // every unit of da_r, da_z is needed below
         // dh_{t-1}[:, units] += [da_r, da_z] [bs, 2H] @ W_hh[:2H, units] [2H, Hc]
-        mm<T>(m, Hc, 2 * H, dgit + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
+        mm<T>(Product::recurrent, m, Hc, 2 * H, dgit + r0 * 3 * H, 3 * H, whh + a, H, dhp + r0 * H + a, H, true);
       }
     }
   });

@@ -234,6 +234,42 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return grukit::SavedLayout(H, reset_after, layer_norm).width;
       },
       "Columns per row of the activations gru_layer_fwd saves for the backward pass (saved_layout.h).");
+  m.def(
+      "gemm_seconds",
+      [](int64_t routine, int64_t M, int64_t N, int64_t K, int64_t calls, int64_t repeats) {
+        TORCH_CHECK(0 <= routine && routine < grukit::kRoutines, "routine must be 0 .. ", grukit::kRoutines - 1,
+                    ", got ", routine);
+        TORCH_CHECK(M > 0 && N > 0 && K > 0 && calls > 0 && repeats > 0,
+                    "M, N, K, calls and repeats must be positive, got ", M, ", ", N, ", ", K, ", ", calls, ", ",
+                    repeats);
+        return grukit::gemm_seconds(static_cast<grukit::Routine>(routine), M, N, K, calls, repeats);
+      },
+      "Seconds per float32 product C[M, N] = A[M, K] @ B[K, N] by a routine (0 blas, 1 brgemm, "
+      "2 brgemm tiled by rows), one thread: the best of `repeats` timings of `calls` calls. Releases "
+      "the GIL, so Python threads can time products side by side.",
+      pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("brgemm_works", &grukit::brgemm_works,
+        "Whether oneDNN's brgemm runs on this CPU (tried once on a small product).");
+  m.def(
+      "set_gemm_routines",
+      [](const std::vector<int64_t>& routines) {
+        TORCH_CHECK(routines.size() == grukit::kProducts, "routines must name one routine per product kind (",
+                    grukit::kProducts, "), got ", routines.size());
+        for (int k = 0; k < grukit::kProducts; ++k) {
+          TORCH_CHECK(0 <= routines[k] && routines[k] < grukit::kRoutines, "routines[", k, "] must be 0 .. ",
+                      grukit::kRoutines - 1, ", got ", routines[k]);
+          grukit::routine_table()[k].store(static_cast<int>(routines[k]));
+        }
+      },
+      "Set the routine of each product kind (recurrent, projection, weight_gradient, row).");
+  m.def(
+      "gemm_routines",
+      [] {
+        std::vector<int64_t> out;
+        for (int k = 0; k < grukit::kProducts; ++k) out.push_back(grukit::routine_table()[k].load());
+        return out;
+      },
+      "The routine of each product kind (recurrent, projection, weight_gradient, row).");
   pybind11::class_<grukit::Stream>(m, "Stream")
       .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, const at::Tensor&, bool, bool>())
       .def("step", &grukit::Stream::step)

@@ -105,10 +105,10 @@ class Stream {
       T* hn = l == L_ - 1 ? y : h_next_.data_ptr<T>();
       const T* bias = biases_[l].data_ptr<T>();
       // x W_ih^T [B, 3H] and h W_hh^T (r, z columns; and n for reset after)
-      mm<T>(B, 3 * H, in_size, in, in_size, w_ih_t_[l].data_ptr<T>(), 3 * H, gi, 3 * H, false);
+      mm<T>(Product::recurrent, B, 3 * H, in_size, in, in_size, w_ih_t_[l].data_ptr<T>(), 3 * H, gi, 3 * H, false);
       const T* whh_t = w_hh_t_[l].data_ptr<T>();
       if (reset_after_) {
-        mm<T>(B, 3 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
+        mm<T>(Product::recurrent, B, 3 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
         for (int64_t b = 0; b < B; ++b) {
           const T* g = gi + b * 3 * H;
           const T* q = gh + b * 3 * H;
@@ -120,14 +120,14 @@ class Stream {
         }
       } else {
         T* rh = rh_.data_ptr<T>();
-        mm<T>(B, 2 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
+        mm<T>(Product::recurrent, B, 2 * H, H, h, H, whh_t, 3 * H, gh, 3 * H, false);
         for (int64_t b = 0; b < B; ++b) {
           const T* g = gi + b * 3 * H;
           const T* q = gh + b * 3 * H;
           T* sb = s + b * 4 * H;
           forward_before_gates<T>(H, g, g + H, q, q + H, bias, bias + H, h + b * H, sb, sb + H, rh + b * H);
         }
-        mm<T>(B, H, H, rh, H, whh_t + 2 * H, 3 * H, gh + 2 * H, 3 * H, false);
+        mm<T>(Product::recurrent, B, H, H, rh, H, whh_t + 2 * H, 3 * H, gh + 2 * H, 3 * H, false);
         for (int64_t b = 0; b < B; ++b) {
           const T* g = gi + b * 3 * H;
           T* sb = s + b * 4 * H;

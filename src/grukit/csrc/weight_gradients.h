@@ -38,24 +38,26 @@ InputAndWeightGradients input_and_weight_gradients(const Problem& p, const Tenso
   // dX [N, I] = dGI [N, 3H] @ W_ih [3H, I]
   const std::vector<int64_t> dx_shape = p.packed ? std::vector<int64_t>{N, I} : std::vector<int64_t>{p.T, p.B, I};
   Tensor dx = p.order.defined() ? workspace(kSortedDX, dx_shape, opts) : at::empty(dx_shape, opts);
-  mm_parallel<T>(N, I, 3 * H, dip, 3 * H, w_ih.data_ptr<T>(), I, dx.data_ptr<T>(), I, false);
+  mm_parallel<T>(Product::projection, N, I, 3 * H, dip, 3 * H, w_ih.data_ptr<T>(), I, dx.data_ptr<T>(), I, false);
   // dW_ih^T [I, 3H] = X^T [I, N] @ dGI [N, 3H]
   Tensor x_t = workspace(kXT, {I, N}, opts);
   x_t.copy_(x.view({N, I}).t());
   Tensor dw_ih_t = workspace(kDWihT, {I, 3 * H}, opts);
-  mm_parallel<T>(I, 3 * H, N, x_t.data_ptr<T>(), N, dip, 3 * H, dw_ih_t.data_ptr<T>(), 3 * H, false);
+  mm_parallel<T>(Product::weight_gradient, I, 3 * H, N, x_t.data_ptr<T>(), N, dip, 3 * H, dw_ih_t.data_ptr<T>(), 3 * H,
+                 false);
   // dW_hh^T [H, 3H] = HP^T [H, N] @ dRec [N, 3H]                                (reset after)
   // dW_hh^T = [HP^T @ dRec[:, :2H],  (r * HP)^T @ dRec[:, 2H:]]                  (reset before)
   Tensor hp_t = workspace(kHpT, {H, N}, opts);
   hp_t.copy_(hp.view({N, H}).t());
   Tensor dw_hh_t = workspace(kDWhhT, {H, 3 * H}, opts);
   const T* drp = d_rec.data_ptr<T>();
-  mm_parallel<T>(H, p.reset_after ? 3 * H : 2 * H, N, hp_t.data_ptr<T>(), N, drp, 3 * H, dw_hh_t.data_ptr<T>(), 3 * H,
-                 false);
+  mm_parallel<T>(Product::weight_gradient, H, p.reset_after ? 3 * H : 2 * H, N, hp_t.data_ptr<T>(), N, drp, 3 * H,
+                 dw_hh_t.data_ptr<T>(), 3 * H, false);
   if (!p.reset_after) {
     Tensor rh_t = workspace(kRhT, {H, N}, opts);
     rh_t.copy_(rh.view({N, H}).t());
-    mm_parallel<T>(H, H, N, rh_t.data_ptr<T>(), N, drp + 2 * H, 3 * H, dw_hh_t.data_ptr<T>() + 2 * H, 3 * H, false);
+    mm_parallel<T>(Product::weight_gradient, H, H, N, rh_t.data_ptr<T>(), N, drp + 2 * H, 3 * H,
+                   dw_hh_t.data_ptr<T>() + 2 * H, 3 * H, false);
   }
   // always copies (contiguous() would return the reused workspace itself when a dimension is 1)
   return {dx, dw_ih_t.t().clone(at::MemoryFormat::Contiguous), dw_hh_t.t().clone(at::MemoryFormat::Contiguous)};
