@@ -79,6 +79,16 @@ def test_choose_takes_the_fastest_per_kind_and_the_preferred_within_noise():
     }
 
 
+@pytest.fixture
+def rows_timed_by_the_fake(monkeypatch):
+    """One-row products are timed inside a real layer forward; with a fake extension, by its table."""
+
+    def fake(extension, routine, H, repeats):
+        return extension.gemm_seconds(gemm_choice.ROUTINES.index(routine), 1, 3 * H, H, 1, repeats)
+
+    monkeypatch.setattr(gemm_choice, "_batch_one_layer_seconds", fake)
+
+
 class FakeExtension:
     """Records what configure() sets; times every routine alike except the one made fastest."""
 
@@ -96,7 +106,7 @@ class FakeExtension:
         self.set_to = [gemm_choice.ROUTINES[r] for r in routines]
 
 
-def test_choice_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch):
+def test_choice_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch, rows_timed_by_the_fake):
     monkeypatch.delenv("GRUKIT_GEMM", raising=False)
     first = FakeExtension("brgemm_row_tiled")
     result = gemm_choice.configure(first, tmp_path)
@@ -109,7 +119,7 @@ def test_choice_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch)
     assert again["source"] == "cached" and second.timed == 0 and second.set_to == ["brgemm_row_tiled"] * 4
 
 
-def test_another_machine_identity_measures_again(tmp_path, monkeypatch):
+def test_another_machine_identity_measures_again(tmp_path, monkeypatch, rows_timed_by_the_fake):
     monkeypatch.delenv("GRUKIT_GEMM", raising=False)
     gemm_choice.configure(FakeExtension("brgemm"), tmp_path)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the libraries now run other code
@@ -119,7 +129,7 @@ def test_another_machine_identity_measures_again(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("gemm-*.json"))) == 2
 
 
-def test_environment_forces_a_routine_or_a_new_measurement(tmp_path, monkeypatch):
+def test_environment_forces_a_routine_or_a_new_measurement(tmp_path, monkeypatch, rows_timed_by_the_fake):
     monkeypatch.setenv("GRUKIT_GEMM", "blas")
     forced = FakeExtension("brgemm")
     assert gemm_choice.configure(forced, tmp_path)["source"] == "$GRUKIT_GEMM"
@@ -134,7 +144,7 @@ def test_environment_forces_a_routine_or_a_new_measurement(tmp_path, monkeypatch
         gemm_choice.configure(FakeExtension(), tmp_path)
 
 
-def test_without_brgemm_only_blas_is_timed(tmp_path, monkeypatch):
+def test_without_brgemm_only_blas_is_timed(tmp_path, monkeypatch, rows_timed_by_the_fake):
     monkeypatch.delenv("GRUKIT_GEMM", raising=False)
     extension = FakeExtension("brgemm", brgemm=False)
     result = gemm_choice.configure(extension, tmp_path)

@@ -213,11 +213,14 @@ def torch_to_onnx(directions: Sequence[Sequence[Array]]) -> Tuple[np.ndarray, np
     return torch.stack(Ws).numpy(), torch.stack(Rs).numpy(), B
 
 
-def onnx_to_torch(W: Array, R: Array, B: Optional[Array] = None) -> List[TorchWeights]:
-    """ONNX ``GRU`` W [D, 3H, I], R [D, 3H, H], B [D, 6H] -> one torch-layout tuple per direction."""
+def onnx_to_torch(W: Array, R: Array, B: Optional[Array] = None) -> List[Tuple[Tensor, ...]]:
+    """ONNX ``GRU`` W [D, 3H, I], R [D, 3H, H], B [D, 6H] -> one torch-layout tuple per direction:
+    (w_ih, w_hh, b_ih, b_hh), or (w_ih, w_hh) without B, as ``grukit.gru`` takes them."""
     W = _as_tensor("W", W, 3)
     R = _as_tensor("R", R, 3)
     D, threeH, _ = W.shape
+    if threeH % 3:
+        raise ValueError(f"W must have shape (D, 3H, I) with 3H rows, a multiple of 3; got {tuple(W.shape)}")
     H = threeH // 3
     if tuple(R.shape) != (D, 3 * H, H):
         raise ValueError(f"R must have shape ({D}, {3 * H}, {H}), got {tuple(R.shape)}")
@@ -230,7 +233,7 @@ def onnx_to_torch(W: Array, R: Array, B: Optional[Array] = None) -> List[TorchWe
         w_ih = _swap_first_two_gates(W[d], 0)
         w_hh = _swap_first_two_gates(R[d], 0)
         if B is None:
-            out.append((w_ih, w_hh, None, None))
+            out.append((w_ih, w_hh))
         else:
             out.append((w_ih, w_hh, _swap_first_two_gates(B[d, : 3 * H], 0), _swap_first_two_gates(B[d, 3 * H :], 0)))
     return out

@@ -231,7 +231,7 @@ def gru(
 
     # ---- empty input: zero steps leave the state unchanged ---------------
     if T == 0 or B == 0:
-        h_n = hx if hx is not None else x.new_zeros(L * D, B, H)
+        h_n = hx.clone() if hx is not None else x.new_zeros(L * D, B, H)  # a new tensor, as torch.nn.GRU
         out = x.new_zeros(T, B, D * H)
         return (out.transpose(0, 1) if batch_first else out), h_n
 

@@ -284,12 +284,38 @@ def _register_autograd() -> None:
             x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved
         )
         ctx.flags = (zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, b_ih is not None, gamma_ih is not None)
+        ctx.biases = (b_ih, b_hh, beta_ih, beta_hh)  # only a differentiable backward needs them
 
     def backward(ctx, d_out, d_hn, _d_saved):
         (x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved) = (
             ctx.saved_tensors
         )
         zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
+        if torch.is_grad_enabled():  # create_graph=True: the gradient itself must be differentiable
+            b_ih, b_hh, beta_ih, beta_hh = ctx.biases
+            layer_norm = (gamma_ih, beta_ih, gamma_hh, beta_hh) if has_ln else None
+            inputs = (x, h0, w_ih, w_hh, b_ih, b_hh) + (layer_norm or (None,) * 4)
+            if zoneout_mask is None and zoneout_seed >= 0:
+                raise RuntimeError(
+                    "grukit: double backward (create_graph=True) through zoneout drawn inside the fused CPU "
+                    "kernel is not supported: pass backend='torch', or an explicit zoneout mask"
+                )
+            zoneout = zoneout_mask if zoneout_mask is not None else (zoneout_p or None)
+            return (
+                differentiable_backward(
+                    inputs,
+                    d_out,
+                    d_hn,
+                    lengths,
+                    batch_sizes,
+                    reverse,
+                    reset_after,
+                    keeps_state,
+                    zoneout,
+                    recurrent_mask,
+                )
+                + (None,) * 8
+            )
         if not saved.numel():
             raise RuntimeError(
                 "grukit: backward through a fused GRU layer that ran without saving activations "
@@ -326,6 +352,57 @@ def _register_autograd() -> None:
         return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 8
 
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
+
+
+def differentiable_backward(
+    inputs, d_out, d_hn, lengths, batch_sizes, reverse, reset_after, keeps_state, zoneout, recurrent_mask
+):
+    """The layer's gradients as a differentiable function (for ``create_graph=True``): the forward
+    is run again on the portable path (``torch_ops.gru_layer``, plain torch ops, so autograd can
+    differentiate it twice) and differentiated with ``create_graph=True``.
+
+    Args:
+        inputs: (x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh), the op's
+            differentiable inputs (None where absent); x [T, B, I] padded or [N, I] packed.
+        d_out, d_hn: the incoming gradients of out and h_n.
+        batch_sizes: [T] for packed input (the op's batch_sizes), else None.
+
+    Returns the gradients in the op's argument order: x, h0, w_ih, w_hh, b_ih, b_hh, None for
+    lengths and batch_sizes, then gamma_ih, beta_ih, gamma_hh, beta_hh.
+    """
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+    from . import torch_ops
+
+    x, h0, w_ih, w_hh, b_ih, b_hh, *norm = inputs
+    layer_norm = tuple(norm) if norm[0] is not None else None
+    with torch.enable_grad():
+        if batch_sizes is not None:  # packed rows -> padded [T, B, I] with lengths, and back
+            padded, lengths = pad_packed_sequence(PackedSequence(x, batch_sizes))
+            if isinstance(zoneout, Tensor):
+                zoneout, _ = pad_packed_sequence(PackedSequence(zoneout, batch_sizes))
+            out, h_n = torch_ops.gru_layer(
+                padded, h0, w_ih, w_hh, b_ih, b_hh, lengths.to(x.device), reverse, reset_after, keeps_state,
+                layer_norm, zoneout, recurrent_mask,
+            )  # fmt: skip
+            out = pack_padded_sequence(out, lengths).data
+        else:
+            out, h_n = torch_ops.gru_layer(
+                x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm, zoneout,
+                recurrent_mask,
+            )  # fmt: skip
+        wanted = [t for t in inputs if t is not None and t.requires_grad]
+        grads = iter(
+            torch.autograd.grad(
+                [out, h_n],
+                wanted,
+                [torch.zeros_like(out) if d_out is None else d_out, torch.zeros_like(h_n) if d_hn is None else d_hn],
+                create_graph=True,
+                allow_unused=True,
+            )
+        )
+    by_input = [next(grads) if t is not None and t.requires_grad else None for t in inputs]
+    return tuple(by_input[:6]) + (None, None) + tuple(by_input[6:])
 
 
 # ------------------------------------------------------------------ backend entry point

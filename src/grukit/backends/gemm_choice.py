@@ -8,7 +8,9 @@ The fused kernels spend most of their time in float32 matrix products of four ki
 * weight_gradient: sums over all steps, x^T [I, T*B] @ d gates [T*B, 3H] (K = T*B is large);
 * row: any product of one row (batch 1, streaming), bound by reading the weights.
 
-``SHAPES`` lists the (M, N, K) timed for each, at H = 128 to 512.
+``SHAPES`` lists the (M, N, K) timed for each, at H = 128 to 512. One-row products are timed
+inside a batch-1 layer forward (T = 64 steps, per H): timed alone on the same operands, MKL looked
+faster than brgemm at H = 128 while the layer ran 4 % (streaming 10 %) slower with it.
 
 Three routines can compute each (``ROUTINES``): the BLAS libtorch exports (MKL's sgemm), oneDNN's
 brgemm micro-kernel tiled 256 x 256 over N and K, and brgemm tiled over 128-row blocks too. Which
@@ -63,7 +65,7 @@ def machine_identity() -> Dict[str, str]:
     }
 
 
-def measure(extension, repeats: int = 3) -> Dict[str, Dict[str, List[float]]]:
+def measure(extension, repeats: int = 5) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per call, ``{kind: {routine: [seconds per shape in SHAPES[kind]]}}``, single-threaded.
 
     Routines that cannot run here (brgemm on a CPU oneDNN does not support) are left out.
@@ -73,12 +75,41 @@ def measure(extension, repeats: int = 3) -> Dict[str, Dict[str, List[float]]]:
     for kind, shapes in SHAPES.items():
         timings[kind] = {}
         for routine in routines:
+            if kind == "row":
+                timings[kind][routine] = [
+                    _batch_one_layer_seconds(extension, routine, H, repeats) for _, _, H in shapes
+                ]
+                continue
             seconds = []
             for M, N, K in shapes:
                 calls = max(1, math.ceil(1.5e8 / (M * N * K)))  # about 3 ms per timing at 100 GFLOP/s
                 seconds.append(extension.gemm_seconds(ROUTINES.index(routine), M, N, K, calls, repeats))
             timings[kind][routine] = seconds
     return timings
+
+
+def _batch_one_layer_seconds(extension, routine: str, H: int, repeats: int, T: int = 64) -> float:
+    """Seconds of one batch-1 layer forward of T steps (input size H) with one-row products on
+    ``routine``: a one-row product is bound by reading the weights, so timed alone, repeated on the
+    same operands, it misleads; timed inside the layer it is judged where it runs."""
+    import time
+
+    saved = extension.gemm_routines()
+    extension.set_gemm_routines(saved[:3] + [ROUTINES.index(routine)])
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(T, 1, H, generator=generator)
+        w_ih, w_hh = torch.randn(3 * H, H, generator=generator) * 0.1, torch.randn(3 * H, H, generator=generator) * 0.1
+        args = (x, torch.zeros(1, H), w_ih, w_hh, None, None, None, None) + (None,) * 5 + (0.0, -1, None)
+        flags = (False, True, True, False)  # forward, reset after, keeps the state, nothing saved
+        best = math.inf
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            torch.ops.grukit.gru_layer_fwd(*args, *flags)
+            best = min(best, time.perf_counter() - start)
+        return best
+    finally:
+        extension.set_gemm_routines(saved)
 
 
 def choose(timings: Dict[str, Dict[str, List[float]]]) -> Dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -89,7 +90,7 @@ def fit(
     )
     best, best_state, history, start_epoch = None, None, [], 1
     if options.resume:
-        state = torch.load(options.resume, map_location="cpu", weights_only=False)
+        state = load_tensors(options.resume, "checkpoint")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         best, best_state, history, start_epoch = (
@@ -124,7 +125,7 @@ def fit(
         if best is None or (score > best if higher_is_better else score < best):
             best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
         if options.checkpoint and rank == 0:
-            torch.save(
+            save_atomically(
                 {
                     "epoch": epoch,
                     "model": model.state_dict(),
@@ -160,13 +161,39 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
     """
     saved = {"task": task, "options": asdict(options), "state_dict": model.state_dict(), **extra}
     if options.output and distributed()[0] == 0:
-        torch.save(saved, options.output)
+        save_atomically(saved, options.output)
     return saved
+
+
+def save_atomically(obj, path: str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: a crash
+    or a kill mid-write leaves the previous file (or none), never a partial one."""
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def load_tensors(path: str, what: str) -> Dict:
+    """A model file or checkpoint, read with ``weights_only=True``: tensors and plain Python data
+    only, so a crafted file cannot run code. ``what`` names the file in errors."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"{path!r} is not a grukit {what}: it holds objects other than tensors and plain data, "
+            f"which grukit does not load because loading them could run code ({reason})"
+        ) from None
 
 
 def load(path: str) -> Dict:
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_tensors(path, "model file")
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no model file at {path!r} (make one with `grukit train TASK --output {path}`)"

@@ -1,0 +1,69 @@
+"""Model files and checkpoints: nothing in a file runs code, and nothing is left half-written."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from grukit.apps.tasks import common
+
+
+class WritesAMarker:
+    """Unpickling this would create ``path``: what a crafted model file could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture
+def crafted(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "model.pt"
+    torch.save({"task": "sentiment", "options": {}, "state_dict": {}, "payload": WritesAMarker(marker)}, path)
+    assert not marker.exists()
+    return path, marker
+
+
+def test_crafted_model_file_is_refused_and_runs_nothing(crafted):
+    path, marker = crafted
+    with pytest.raises(ValueError, match="is not a grukit model file: it holds objects other than tensors"):
+        common.load(str(path))
+    with pytest.raises(ValueError, match="is not a grukit checkpoint: it holds objects other than tensors"):
+        common.load_tensors(str(path), "checkpoint")
+    assert not marker.exists()
+
+
+def test_crafted_model_file_through_the_cli_is_one_line_and_runs_nothing(crafted):
+    path, marker = crafted
+    done = subprocess.run(
+        [sys.executable, "-m", "grukit.apps.cli", "predict", str(path), "a fine film"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "is not a grukit model file" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not marker.exists()
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    common.save_atomically({"version": 1}, str(path))
+    real_save = torch.save
+
+    def dies_midway(obj, f):
+        with open(f, "wb") as handle:
+            handle.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt  # as a Ctrl-C (or a kill) in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        common.save_atomically({"version": 2}, str(path))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert common.load_tensors(str(path), "model file") == {"version": 1}  # the previous file, whole
+    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left
