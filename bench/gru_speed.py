@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import grukit  # noqa: E402
 from grukit import convert  # noqa: E402
-from grukit.backends import cpu_fused, gemm_choice  # noqa: E402
+from grukit.backends import cpu_build, cpu_fused, gemm_choice  # noqa: E402
 
 
 def instruction_set() -> str:
@@ -67,13 +67,7 @@ def instruction_set() -> str:
 
 
 def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpu_build.cpu_model()
 
 
 SWITCHES = ("GRUKIT_CPU_LEVEL", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")

@@ -18,8 +18,9 @@ compiler, say) the backend reports itself unavailable, one warning says why, and
 ``grukit.functional.gru`` uses the portable torch path. After loading, the matrix-product
 routine for each kind of product is set from a per-machine measurement (``gemm_choice.py``).
 
-Supports CPU tensors of float32 and float64. Double backward is not supported
-(the backward op is not itself differentiable).
+Supports CPU tensors of float32 and float64. The backward op is not itself differentiable:
+with ``create_graph=True`` (second derivatives) the backward recomputes the layer on the portable
+path and differentiates that (``differentiable_backward``).
 """
 
 from __future__ import annotations
