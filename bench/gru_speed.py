@@ -14,7 +14,7 @@ against torch.nn.GRU measured in the same rounds. All float32.
 
 Roofline: the same process first measures the machine's float32 GEMM peak at each thread count:
 the best of torch.mm (MKL) and of grukit's own routines (oneDNN brgemm, BLAS; run side by side on
-every thread) on a 2048 x 2048 x 2048 product. Each case then reports the fraction of that peak
+every thread) on square products of 512, 1024 and 2048. Each case then reports the fraction of that peak
 each implementation reaches, counting GEMM FLOPs only: forward 2*T*B*3H*(I+H), fwd+bwd three
 times that.
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -55,11 +54,8 @@ from grukit.backends import cpu_build, cpu_fused, gemm_choice  # noqa: E402
 
 
 def instruction_set() -> str:
-    """The widest x86 vector extension this CPU reports (what the kernels were compiled for, -march=native)."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
+    """The widest x86 vector extension this CPU reports (the kernels' build level may be lower)."""
+    flags = cpu_build.cpu_flags()
     for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")):
         if flag in flags:
             return name
@@ -80,8 +76,7 @@ def machine_label() -> str:
 
 
 def build_level() -> str:
-    manifest = json.loads((cpu_fused.build_dir() / "manifest.json").read_text())
-    return manifest["level"]
+    return cpu_fused.build_manifest()["level"]
 
 
 # ------------------------------------------------------------------ roofline

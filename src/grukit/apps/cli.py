@@ -242,9 +242,9 @@ def _build(args: argparse.Namespace) -> int:
     if not cpu_fused.is_available():
         print(f"the fused CPU kernels are unavailable: {cpu_fused.why_unavailable()}", file=sys.stderr)
         return 1
-    manifest = json.loads((cpu_fused.build_dir() / "manifest.json").read_text())
+    manifest = cpu_fused.build_manifest()
     print(f"fused CPU kernels ready in {time.perf_counter() - started:.1f} s")
-    print(f"  built for {manifest['level']} on {manifest['cpu']} (cache: {cpu_fused.build_dir()})")
+    print(f"  built for {manifest['level']} on {manifest['cpu']} (cache: {manifest['folder']})")
     gemm = cpu_fused.gemm_routines()
     print(f"  matrix products ({gemm['source']}): " + ", ".join(f"{k} {r}" for k, r in gemm["routines"].items()))
     return 0

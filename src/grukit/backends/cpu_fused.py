@@ -47,7 +47,7 @@ CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-cont
 LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
-_state = {"loaded": False, "error": None, "module": None, "gemm": None}
+_state = {"loaded": False, "error": None, "module": None, "gemm": None, "library": None}
 
 
 def cache_root() -> Path:
@@ -55,17 +55,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit"))
 
 
-def _build_inputs(level: str):
+def _build_inputs(level: str, cpu_flags):
     """(key, compiler flags): the cache key covers the sources, torch, the compiler and the flags."""
     cflags = CFLAGS + cpu_build.compile_flags(level)
     inputs = [source.read_bytes() for source in sorted(SOURCE.parent.glob("*"))]  # the .cpp and its headers
     inputs += [torch.__version__.encode(), " ".join(cflags).encode(), os.environ.get("CXX", "").encode()]
-    return cpu_build.cache_key(inputs, level, cpu_build.cpu_flags()), cflags
+    return cpu_build.cache_key(inputs, level, cpu_flags), cflags
 
 
 def build_dir() -> Path:
     """Where the kernels for this source, torch, compiler, flags and instruction-set level are cached."""
-    key, _ = _build_inputs(cpu_build.chosen_level(cpu_build.cpu_flags()))
+    flags = cpu_build.cpu_flags()
+    key, _ = _build_inputs(cpu_build.chosen_level(flags), flags)
     return cache_root() / f"cpu-{key}"
 
 
@@ -108,7 +109,7 @@ def load() -> bool:
         try:
             flags = cpu_build.cpu_flags()
             level = cpu_build.chosen_level(flags)
-            key, cflags = _build_inputs(level)
+            key, cflags = _build_inputs(level, flags)
             library = cpu_build.build(
                 cache_root(),
                 key,
@@ -120,7 +121,7 @@ def load() -> bool:
             spec = importlib.util.spec_from_file_location("grukit_cpu", library)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            _state["module"] = module
+            _state["module"], _state["library"] = module, library
             _state["gemm"] = gemm_choice.configure(module, library.parent)
             _register_autograd()
             _state["loaded"] = True
@@ -139,6 +140,15 @@ def load() -> bool:
 def extension():
     """The loaded extension module (``None`` until ``load()`` succeeds)."""
     return _state["module"]
+
+
+def build_manifest() -> Optional[dict]:
+    """The loaded build's manifest (level, required CPU flags, CPU, compiler flags; ``cpu_build``)
+    and its folder as ``"folder"``; ``None`` until the kernels are loaded."""
+    if _state["library"] is None:
+        return None
+    folder = _state["library"].parent
+    return {**json.loads((folder / cpu_build.MANIFEST).read_text()), "folder": str(folder)}
 
 
 def gemm_routines() -> Optional[dict]:
