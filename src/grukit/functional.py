@@ -122,6 +122,17 @@ def _regularisers(
     return options
 
 
+def _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout) -> backends.Variant:
+    """What the call computes, for choosing a backend (validated before)."""
+    return backends.Variant(
+        reset_after=reset_after,
+        keeps_state=update_gate == KEEPS_STATE,
+        layer_norm=layer_norm is not None,
+        zoneout=bool(zoneout),
+        recurrent_dropout=bool(recurrent_dropout),
+    )
+
+
 def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
     """Run L layers of D directions: each layer's directions see the previous layer's output
     (directions concatenated along ``feature_dim``), with dropout between layers when training.
@@ -227,7 +238,7 @@ def gru(
         lengths = check_lengths(lengths, B, T, x.device)
         if B and int(lengths.min()) == T:
             lengths = None  # every sequence is full: no masking needed
-    chosen = backends.select(x, backend)
+    chosen = backends.select(x, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout))
 
     # ---- empty input: zero steps leave the state unchanged ---------------
     if T == 0 or B == 0:
@@ -241,6 +252,10 @@ def gru(
         x = torch.where(valid.unsqueeze(2), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
     # ---- layers and directions ------------------------------------------
+    if hasattr(chosen, "gru_network"):  # the backend runs the whole stack in one call
+        output, h_n = chosen.gru_network(x, hx, clean_weights, L, bidirectional, lengths, dropout, training)
+        return (output.transpose(0, 1) if batch_first else output), h_n
+
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
         extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, x)
@@ -304,7 +319,9 @@ def gru_packed(
     ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, data)
     if hx is not None:
         check_tensor("hx", hx, (L * D, B, H), data)
-    chosen = backends.select(data, backend)
+    chosen = backends.select(data, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout))
+    if hasattr(chosen, "gru_network_packed"):
+        return chosen.gru_network_packed(data, sizes, hx, clean_weights, L, bidirectional, dropout, training)
     if not hasattr(chosen, "gru_layer_packed"):
         from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 

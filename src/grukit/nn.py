@@ -140,6 +140,7 @@ class GRU(nn.Module):
         self.update_gate = update_gate
         self.backend = backend
         self.mode = "GRU"
+        self.proj_size = 0  # as torch.nn.GRU (read by flatten_parameters)
         factory = {"device": device, "dtype": dtype}
         D = 2 if bidirectional else 1
         H = self.hidden_size
@@ -161,7 +162,7 @@ class GRU(nn.Module):
         self.reset_parameters()
         # choose (and for the fused kernels, build or load) the backend now, outside any
         # torch.compile trace; an unknown backend name fails here rather than at the first call
-        backends.select(self.weight_hh_l0, backend)
+        backends.select(self.weight_hh_l0, backend, self._variant())
 
     def reset_parameters(self) -> None:
         """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``; layer-norm
@@ -175,8 +176,28 @@ class GRU(nn.Module):
             else:
                 nn.init.uniform_(p, -bound, bound)
 
+    def _variant(self) -> backends.Variant:
+        return backends.Variant(
+            reset_after=self.reset_after,
+            keeps_state=self.update_gate == KEEPS_STATE,
+            layer_norm=self.layer_norm,
+            zoneout=bool(self.zoneout),
+            recurrent_dropout=bool(self.recurrent_dropout),
+        )
+
     def flatten_parameters(self) -> None:
-        """No-op, kept so code written for ``torch.nn.GRU`` runs unchanged."""
+        """On CUDA, for the form cuDNN computes, put the weights in one buffer in cuDNN's layout, as
+        ``torch.nn.GRU.flatten_parameters`` does (the native backend then passes them to cuDNN
+        without a copy per call). Elsewhere a no-op, kept so code written for torch runs unchanged."""
+        if backends.why_not_variant(backends.get("native"), self._variant()):
+            return
+        torch.nn.RNNBase.flatten_parameters(self)
+
+    def _apply(self, fn, recurse=True):
+        # as torch.nn.GRU: moving the module (.cuda(), .to(...)) re-flattens its weights
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
 
     @property
     def _flat_weights(self) -> List[Tensor]:

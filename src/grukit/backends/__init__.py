@@ -1,38 +1,51 @@
-"""Backends that compute one GRU layer in one direction.
+"""Backends that compute a GRU.
 
 A backend is a module with a set of capabilities. Every one has ``NAME``,
-``is_available() -> bool``, ``why_unavailable() -> str``, ``supports(x) -> bool``
-(can it run on this tensor's device and dtype) and ``gru_layer(...)``, the padded
-layer with lengths and the regularisers (layer norm, zoneout, recurrent dropout),
-with the signature of :func:`grukit.backends.torch_ops.gru_layer`. Optional
-capabilities, looked up with ``hasattr``:
+``AUTO_DEVICE_TYPES`` (the device types on which "auto" may pick it),
+``is_available() -> bool``, ``why_unavailable() -> str``,
+``runs_on(device_type, dtype) -> bool`` (and ``supports(x)``, the same for a tensor), and one
+of two ways to compute:
 
-* ``gru_layer_packed(...)``: the layer on a PackedSequence's data, with no padding
-  (``grukit.functional.gru_packed`` pads for backends without it);
+* ``gru_layer(...)``: one layer in one direction on padded input with lengths, with the
+  signature of :func:`grukit.backends.torch_ops.gru_layer`; ``grukit.functional.gru`` stacks
+  the layers and directions;
+* ``gru_network(...)``: every layer and direction in one call (:mod:`grukit.backends.native`).
+
+Optional capabilities, looked up with ``hasattr``:
+
+* ``gru_layer_packed(...)`` / ``gru_network_packed(...)``: the same on a PackedSequence's data,
+  with no padding (``grukit.functional.gru_packed`` pads for backends without it);
 * ``open_stream(...)``: a native stream that keeps its state between calls
-  (``grukit.stream``; otherwise each call goes through ``functional.gru``).
+  (``grukit.stream``; otherwise each call goes through ``functional.gru``);
+* ``why_not_variant(variant) -> str``: the backend computes only some GRU variants
+  (empty string: it computes ``variant``).
 
-=========== ======= ====== ====== ============
-backend     padded  packed stream regularisers
-=========== ======= ====== ====== ============
-torch       yes     -      -      yes
-cpu_fused   yes     yes    yes    yes
-=========== ======= ====== ====== ============
+=========== ============ ======= ====== ====== ================= ===========
+backend     auto picks   padded  packed stream variants          regularisers
+=========== ============ ======= ====== ====== ================= ===========
+native      cuda         yes     yes    -      torch.nn.GRU's    -
+triton      cuda         yes     -      -      all               yes
+cpu_fused   cpu          yes     yes    yes    all               yes
+torch       (fallback)   yes     -      -      all               yes
+=========== ============ ======= ====== ====== ================= ===========
 
 ``grukit.functional.gru`` validates the arguments, picks a backend here, and
 stacks layers and directions; backends never see invalid input.
 
 Choosing: ``backend=`` on the call, else the ``GRUKIT_BACKEND`` environment
-variable, else "auto" (the fastest available backend that supports the input,
-falling back to the portable "torch" backend).
+variable, else "auto": the first backend in the order above that "auto" may pick on the
+input's device, that runs the input's dtype and computes the variant, and is available;
+else the portable "torch" backend. :func:`choose` is that rule as a function of the device
+type, dtype and variant, so it can be tested without the device.
 """
 
 from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
+import torch
 from torch import Tensor
 
 from . import torch_ops
@@ -42,6 +55,16 @@ _BACKENDS: Dict[str, ModuleType] = {torch_ops.NAME: torch_ops}
 _AUTO_ORDER = []
 
 ENV_VAR = "GRUKIT_BACKEND"
+
+
+class Variant(NamedTuple):
+    """What a call computes, as far as choosing a backend is concerned."""
+
+    reset_after: bool = True
+    keeps_state: bool = True
+    layer_norm: bool = False
+    zoneout: bool = False
+    recurrent_dropout: bool = False
 
 
 def register(module: ModuleType, prefer: bool = True) -> None:
@@ -63,12 +86,34 @@ def names():
     return ("auto",) + tuple(_BACKENDS)
 
 
-def select(x: Tensor, backend: Optional[str]) -> ModuleType:
-    """The backend module to use for input ``x``.
+def why_not_variant(module: ModuleType, variant: Variant) -> str:
+    """Empty if ``module`` computes ``variant``, else the reason it does not."""
+    check = getattr(module, "why_not_variant", None)
+    return check(variant) if check is not None else ""
+
+
+def choose(device_type: str, dtype: torch.dtype, variant: Variant = Variant()) -> str:
+    """The name of the backend "auto" picks for input on ``device_type`` with ``dtype``
+    computing ``variant``. Availability is asked last, so a CPU build is never started
+    for a CUDA input."""
+    for name in _AUTO_ORDER:
+        module = _BACKENDS[name]
+        if device_type not in module.AUTO_DEVICE_TYPES or not module.runs_on(device_type, dtype):
+            continue
+        if why_not_variant(module, variant):
+            continue
+        if module.is_available():
+            return name
+    return torch_ops.NAME
+
+
+def select(x: Tensor, backend: Optional[str], variant: Variant = Variant()) -> ModuleType:
+    """The backend module to use for input ``x`` computing ``variant``.
 
     Raises:
         ValueError: ``backend`` (or $GRUKIT_BACKEND) is not a known name.
-        RuntimeError: the named backend is unavailable or cannot run on ``x``.
+        RuntimeError: the named backend is unavailable, cannot run on ``x`` or does not
+            compute ``variant``.
     """
     source = "backend"
     if backend is None:
@@ -77,19 +122,20 @@ def select(x: Tensor, backend: Optional[str]) -> ModuleType:
     if backend != "auto" and backend not in _BACKENDS:
         raise ValueError(f"{source} must be one of {names()}, got {backend!r}")
     if backend == "auto":
-        for name in _AUTO_ORDER:
-            module = _BACKENDS[name]
-            if module.is_available() and module.supports(x):
-                return module
-        return torch_ops
+        return _BACKENDS[choose(x.device.type, x.dtype, variant)]
     module = _BACKENDS[backend]
     if not module.is_available():
         raise RuntimeError(f"{source}={backend!r} is not available: {module.why_unavailable()}")
     if not module.supports(x):
         raise RuntimeError(f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}")
+    reason = why_not_variant(module, variant)
+    if reason:
+        raise RuntimeError(f"{source}={backend!r} cannot compute this GRU: {reason}")
     return module
 
 
-from . import cpu_fused  # noqa: E402  (registers itself below; builds lazily on first use)
+from . import cpu_fused, native, triton_backend  # noqa: E402  (each builds or imports lazily on first use)
 
+register(native)
+register(triton_backend)
 register(cpu_fused)

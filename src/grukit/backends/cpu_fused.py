@@ -190,8 +190,15 @@ def why_unavailable() -> str:
     return _state["error"] or ""
 
 
+AUTO_DEVICE_TYPES = ("cpu",)
+
+
+def runs_on(device_type: str, dtype: torch.dtype) -> bool:
+    return device_type == "cpu" and dtype in (torch.float32, torch.float64)
+
+
 def supports(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return runs_on(x.device.type, x.dtype)
 
 
 # ------------------------------------------------------------------ autograd

@@ -141,5 +141,12 @@ def why_unavailable() -> str:
     return ""
 
 
+AUTO_DEVICE_TYPES = ()  # the fallback: "auto" returns it when nothing else applies
+
+
+def runs_on(device_type: str, dtype: torch.dtype) -> bool:
+    return True
+
+
 def supports(x: Tensor) -> bool:
     return True
