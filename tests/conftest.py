@@ -9,3 +9,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Without a GPU, the triton backend's kernels run under Triton's interpreter on CPU tensors
+# (set before anything imports triton: the interpreter is chosen when a kernel is defined).
+import os  # noqa: E402
+
+import torch  # noqa: E402
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from grukit import reference
-from grukit.backends import cpu_fused, torch_ops
+from grukit.backends import cpu_fused, torch_ops, triton_backend
 from oracle import oracle_layer, random_weights
 
-BACKENDS = [torch_ops] + ([cpu_fused] if cpu_fused.is_available() else [])
+# every backend with the regularisers that runs on CPU tensors here (triton: under its interpreter)
+BACKENDS = [torch_ops] + [
+    m for m in (cpu_fused, triton_backend) if m.is_available() and m.runs_on("cpu", torch.float64)
+]
 OPTIONS = [
     (ln, zo, rd)
     for ln, zo, rd in itertools.product((False, True), (None, "mask", "eval"), (False, True))

@@ -122,6 +122,22 @@ def _regularisers(
     return options
 
 
+def _autocast_compute_dtype(input: Tensor, weights) -> Optional[torch.dtype]:
+    """Under ``torch.autocast`` for the input's device, an input whose dtype differs from the
+    weights' (say bfloat16 input, float32 weights) is computed in the weights' dtype and the
+    results are returned in the input's: the dtypes torch.nn.GRU returns there, with float32
+    accuracy. None when no such conversion applies (then mixed dtypes are an error)."""
+    if not torch.is_autocast_enabled(input.device.type):
+        return None
+    try:
+        weight = weights[0][0]
+    except (TypeError, IndexError, KeyError):
+        return None  # malformed weights: validation below says what is wrong
+    if not isinstance(weight, Tensor) or not weight.dtype.is_floating_point or weight.dtype == input.dtype:
+        return None
+    return weight.dtype
+
+
 def _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout) -> backends.Variant:
     """What the call computes, for choosing a backend (validated before)."""
     return backends.Variant(
@@ -215,6 +231,25 @@ def gru(
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
         raise TypeError(f"input must have a floating dtype (float16/bfloat16/float32/float64), got {input.dtype}")
+    compute_dtype = _autocast_compute_dtype(input, weights)
+    if compute_dtype is not None:
+        out, h_n = gru(
+            input.to(compute_dtype),
+            weights,
+            None if not isinstance(hx, Tensor) else hx.to(compute_dtype),
+            lengths=lengths,
+            batch_first=batch_first,
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            dropout=dropout,
+            training=training,
+            backend=backend,
+            layer_norm=layer_norm,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+        )
+        return out.to(input.dtype), h_n.to(input.dtype)
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
         raise ValueError(f"input must be 3-D {layout}, got shape {shape_text(input)}")
@@ -302,6 +337,24 @@ def gru_packed(
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
     if not data.dtype.is_floating_point:
         raise TypeError(f"data must have a floating dtype, got {data.dtype}")
+    compute_dtype = _autocast_compute_dtype(data, weights)
+    if compute_dtype is not None:
+        out, h_n = gru_packed(
+            data.to(compute_dtype),
+            batch_sizes,
+            weights,
+            None if not isinstance(hx, Tensor) else hx.to(compute_dtype),
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            update_gate=update_gate,
+            dropout=dropout,
+            training=training,
+            backend=backend,
+            layer_norm=layer_norm,
+            zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout,
+        )
+        return out.to(data.dtype), h_n.to(data.dtype)
     if data.dim() != 2:
         raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {shape_text(data)}")
     if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:

@@ -162,7 +162,9 @@ class GRU(nn.Module):
         self.reset_parameters()
         # choose (and for the fused kernels, build or load) the backend now, outside any
         # torch.compile trace; an unknown backend name fails here rather than at the first call
-        backends.select(self.weight_hh_l0, backend, self._variant())
+        backends.check_named(backend, self._variant())
+        if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh_l0):
+            backends.select(self.weight_hh_l0, backend, self._variant())
 
     def reset_parameters(self) -> None:
         """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``; layer-norm
@@ -412,7 +414,10 @@ class GRUCell(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
-        backends.select(self.weight_hh, backend)  # as GRU: build or load the kernels now
+        variant = backends.Variant(reset_after=reset_after, keeps_state=update_gate == KEEPS_STATE)
+        backends.check_named(backend, variant)
+        if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh):
+            backends.select(self.weight_hh, backend, variant)  # as GRU: build or load the kernels now
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)

@@ -107,6 +107,22 @@ def choose(device_type: str, dtype: torch.dtype, variant: Variant = Variant()) -
     return torch_ops.NAME
 
 
+def check_named(backend: Optional[str], variant: Variant = Variant()) -> None:
+    """Raise unless ``backend`` is None, "auto", or a known, available backend that computes
+    ``variant`` (the checks of :func:`select` that need no tensor: a module checks its backend
+    when it is made, before it is moved to the device it will run on)."""
+    if backend is None or backend == "auto":
+        return
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {names()}, got {backend!r}")
+    module = _BACKENDS[backend]
+    if not module.is_available():
+        raise RuntimeError(f"backend={backend!r} is not available: {module.why_unavailable()}")
+    reason = why_not_variant(module, variant)
+    if reason:
+        raise RuntimeError(f"backend={backend!r} cannot compute this GRU: {reason}")
+
+
 def select(x: Tensor, backend: Optional[str], variant: Variant = Variant()) -> ModuleType:
     """The backend module to use for input ``x`` computing ``variant``.
 

@@ -116,7 +116,15 @@ def gru_network(
     packed = pack_padded_sequence(x_run, lengths.index_select(0, running).cpu(), enforce_sorted=False)
     hx_sorted = hx_run.index_select(1, packed.sorted_indices)
     data, h_sorted = torch._VF.gru(
-        packed.data, packed.batch_sizes, hx_sorted, flat, has_biases, num_layers, float(dropout), training, bidirectional
+        packed.data,
+        packed.batch_sizes,
+        hx_sorted,
+        flat,
+        has_biases,
+        num_layers,
+        float(dropout),
+        training,
+        bidirectional,
     )
     h_run = h_sorted.index_select(1, packed.unsorted_indices)
     out_run, _ = pad_packed_sequence(packed._replace(data=data), total_length=T)

@@ -244,7 +244,9 @@ def gru_layer(
     out_dtype = x.dtype
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     with torch.autocast(x.device.type, enabled=False):
-        x, h0, w_ih, w_hh, b_ih, b_hh = (t.to(compute) if t is not None else None for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
+        x, h0, w_ih, w_hh, b_ih, b_hh = (
+            t.to(compute) if t is not None else None for t in (x, h0, w_ih, w_hh, b_ih, b_hh)
+        )
         if recurrent_mask is not None:
             recurrent_mask = recurrent_mask.to(compute)
         T, B, _ = x.shape

@@ -69,9 +69,25 @@ def _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT: t
 
 
 @triton.jit
-def _product(src, src_stride, rmask, w, w_row0, rows, row_ok, cols, col_ok, H, APPLY_RMASK: tl.constexpr,
-             TRANSPOSED: tl.constexpr, K, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
-             BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+def _product(
+    src,
+    src_stride,
+    rmask,
+    w,
+    w_row0,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    H,
+    APPLY_RMASK: tl.constexpr,
+    TRANSPOSED: tl.constexpr,
+    K,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """acc [BLOCK_B, BLOCK_N] = src[rows, :K] @ W-block, src's rows ``src_stride`` apart.
 
     TRANSPOSED: W^T, i.e. acc[b, c] = sum_k src[b, k] * w[w_row0 + c, k]  (w is [*, K] row-major);
@@ -106,10 +122,28 @@ def _normalise(v, stats, s, rows, row_ok, B, slot: tl.constexpr, g, beta, gb_col
 
 
 @triton.jit
-def _raw_products(src, rmask, w, ghraw, stats, s, rows, row_ok, B, H, gate0: tl.constexpr, gates: tl.constexpr,
-                  src_is_state: tl.constexpr,
-                  slot: tl.constexpr, HAS_RMASK: tl.constexpr, HAS_LN: tl.constexpr, BLOCK_B: tl.constexpr,
-                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+def _raw_products(
+    src,
+    rmask,
+    w,
+    ghraw,
+    stats,
+    s,
+    rows,
+    row_ok,
+    B,
+    H,
+    gate0: tl.constexpr,
+    gates: tl.constexpr,
+    src_is_state: tl.constexpr,
+    slot: tl.constexpr,
+    HAS_RMASK: tl.constexpr,
+    HAS_LN: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Store src @ W[gate0*H : (gate0+gates)*H]^T into ghraw[s] (its columns gate0*H ...), and
     with layer norm the segment's mean and 1/std into stats[s, :, slot:slot+2]."""
     total = tl.zeros((BLOCK_B,), dtype=ghraw.dtype.element_ty)
@@ -118,8 +152,25 @@ def _raw_products(src, rmask, w, ghraw, stats, s, rows, row_ok, B, H, gate0: tl.
     for c0 in range(0, width, BLOCK_N):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < width
-        acc = _product(src, H, rmask, w, gate0 * H, rows, row_ok, cols, col_ok, H, HAS_RMASK and src_is_state, True,
-                       H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+        acc = _product(
+            src,
+            H,
+            rmask,
+            w,
+            gate0 * H,
+            rows,
+            row_ok,
+            cols,
+            col_ok,
+            H,
+            HAS_RMASK and src_is_state,
+            True,
+            H,
+            BLOCK_B,
+            BLOCK_N,
+            BLOCK_K,
+            PRECISION,
+        )
         mask2 = row_ok[:, None] & col_ok[None, :]
         tl.store(ghraw + (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :], acc, mask=mask2)
         if HAS_LN:
@@ -135,8 +186,24 @@ def _raw_products(src, rmask, w, ghraw, stats, s, rows, row_ok, B, H, gate0: tl.
 
 
 @triton.jit
-def _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, gate: tl.constexpr,
-               slot: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LN: tl.constexpr):
+def _projected(
+    ghraw,
+    stats,
+    b_hh,
+    ln_g,
+    ln_b,
+    s,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    B,
+    H,
+    gate: tl.constexpr,
+    slot: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_LN: tl.constexpr,
+):
     """P(raw) + b_hh for gate ``gate``'s units ``cols`` at step s (see the module doc)."""
     mask2 = row_ok[:, None] & col_ok[None, :]
     v = tl.load(ghraw + (s * B + rows[:, None]) * 3 * H + gate * H + cols[None, :], mask=mask2, other=0.0)
@@ -149,12 +216,37 @@ def _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B,
 
 @triton.jit
 def gru_forward_kernel(
-    gi, w_hh, b_hh, ln_g, ln_b, rmask, zmask, lengths,
-    hs, out, gates, ghraw, rhd, stats,
-    T, B, H, zoneout_p, seed,
-    REVERSE: tl.constexpr, RESET_AFTER: tl.constexpr, KEEPS: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_LN: tl.constexpr, HAS_RMASK: tl.constexpr, ZONEOUT: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    gi,
+    w_hh,
+    b_hh,
+    ln_g,
+    ln_b,
+    rmask,
+    zmask,
+    lengths,
+    hs,
+    out,
+    gates,
+    ghraw,
+    rhd,
+    stats,
+    T,
+    B,
+    H,
+    zoneout_p,
+    seed,
+    REVERSE: tl.constexpr,
+    RESET_AFTER: tl.constexpr,
+    KEEPS: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_LN: tl.constexpr,
+    HAS_RMASK: tl.constexpr,
+    ZONEOUT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """Every step of one layer-direction for rows [pid * BLOCK_B, ...).
 
@@ -181,11 +273,51 @@ def gru_forward_kernel(
         state = hs + s * B * H  # [B, H] h_{t-1}
         # pass 1: the recurrent products of r and z (reset before) or of all three gates (after)
         if RESET_AFTER:
-            _raw_products(state, rmask, w_hh, ghraw, stats, s, rows, row_ok, B, H, 0, 3, True, 0, HAS_RMASK,
-                          HAS_LN, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+            _raw_products(
+                state,
+                rmask,
+                w_hh,
+                ghraw,
+                stats,
+                s,
+                rows,
+                row_ok,
+                B,
+                H,
+                0,
+                3,
+                True,
+                0,
+                HAS_RMASK,
+                HAS_LN,
+                BLOCK_B,
+                BLOCK_N,
+                BLOCK_K,
+                PRECISION,
+            )
         else:
-            _raw_products(state, rmask, w_hh, ghraw, stats, s, rows, row_ok, B, H, 0, 2, True, 0, HAS_RMASK,
-                          HAS_LN, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+            _raw_products(
+                state,
+                rmask,
+                w_hh,
+                ghraw,
+                stats,
+                s,
+                rows,
+                row_ok,
+                B,
+                H,
+                0,
+                2,
+                True,
+                0,
+                HAS_RMASK,
+                HAS_LN,
+                BLOCK_B,
+                BLOCK_N,
+                BLOCK_K,
+                PRECISION,
+            )
         tl.debug_barrier()
         if not RESET_AFTER:
             # pass 2 (reset before): r, z; then r * ~h, the input of the candidate's product
@@ -194,12 +326,18 @@ def gru_forward_kernel(
                 col_ok = cols < H
                 mask2 = row_ok[:, None] & col_ok[None, :]
                 gi_row = gi + (t * B + rows[:, None]) * 3 * H + cols[None, :]
-                r = _sigmoid(tl.load(gi_row, mask=mask2, other=0.0)
-                             + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0,
-                                          HAS_BIAS, HAS_LN))
-                z = _sigmoid(tl.load(gi_row + H, mask=mask2, other=0.0)
-                             + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0,
-                                          HAS_BIAS, HAS_LN))
+                r = _sigmoid(
+                    tl.load(gi_row, mask=mask2, other=0.0)
+                    + _projected(
+                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN
+                    )
+                )
+                z = _sigmoid(
+                    tl.load(gi_row + H, mask=mask2, other=0.0)
+                    + _projected(
+                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN
+                    )
+                )
                 h_tilde = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
                 if HAS_RMASK:
                     h_tilde = h_tilde * tl.load(rmask + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
@@ -209,8 +347,28 @@ def gru_forward_kernel(
                 tl.store(rhd + (s * B + rows[:, None]) * H + cols[None, :], r * h_tilde, mask=mask2)
             tl.debug_barrier()
             # pass 3: (r * ~h) W_hn^T
-            _raw_products(rhd + s * B * H, rmask, w_hh, ghraw, stats, s, rows, row_ok, B, H, 2, 1, False, 2,
-                          HAS_RMASK, HAS_LN, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+            _raw_products(
+                rhd + s * B * H,
+                rmask,
+                w_hh,
+                ghraw,
+                stats,
+                s,
+                rows,
+                row_ok,
+                B,
+                H,
+                2,
+                1,
+                False,
+                2,
+                HAS_RMASK,
+                HAS_LN,
+                BLOCK_B,
+                BLOCK_N,
+                BLOCK_K,
+                PRECISION,
+            )
             tl.debug_barrier()
         # last pass: the candidate and the new state
         for c0 in range(0, H, BLOCK_N):
@@ -221,14 +379,21 @@ def gru_forward_kernel(
             saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
             h = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
             if RESET_AFTER:
-                r = _sigmoid(tl.load(gi_row, mask=mask2, other=0.0)
-                             + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0,
-                                          HAS_BIAS, HAS_LN))
-                z = _sigmoid(tl.load(gi_row + H, mask=mask2, other=0.0)
-                             + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0,
-                                          HAS_BIAS, HAS_LN))
-                g_n = _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS,
-                                 HAS_LN)
+                r = _sigmoid(
+                    tl.load(gi_row, mask=mask2, other=0.0)
+                    + _projected(
+                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN
+                    )
+                )
+                z = _sigmoid(
+                    tl.load(gi_row + H, mask=mask2, other=0.0)
+                    + _projected(
+                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN
+                    )
+                )
+                g_n = _projected(
+                    ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
+                )
                 # n = tanh(gi_n + r * (P(~h U_n^T) + b_hn))
                 n = _tanh(tl.load(gi_row + 2 * H, mask=mask2, other=0.0) + r * g_n)
                 tl.store(saved, r, mask=mask2)
@@ -236,9 +401,12 @@ def gru_forward_kernel(
             else:
                 z = tl.load(saved + H, mask=mask2, other=0.0)
                 # n = tanh(gi_n + P((r * ~h) U_n^T) + b_hn)
-                n = _tanh(tl.load(gi_row + 2 * H, mask=mask2, other=0.0)
-                          + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 2,
-                                       HAS_BIAS, HAS_LN))
+                n = _tanh(
+                    tl.load(gi_row + 2 * H, mask=mask2, other=0.0)
+                    + _projected(
+                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 2, HAS_BIAS, HAS_LN
+                    )
+                )
             tl.store(saved + 2 * H, n, mask=mask2)
             if KEEPS:
                 h_new = n + z * (h - n)  # h' = z h + (1 - z) n
@@ -254,9 +422,23 @@ def gru_forward_kernel(
 
 
 @triton.jit
-def _ln_backward_pass(dpost, dpre, ghraw, stats, ln_g, s, rows, row_ok, B, H, gate0: tl.constexpr,
-                      gates: tl.constexpr, slot: tl.constexpr,
-                      BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+def _ln_backward_pass(
+    dpost,
+    dpre,
+    ghraw,
+    stats,
+    ln_g,
+    s,
+    rows,
+    row_ok,
+    B,
+    H,
+    gate0: tl.constexpr,
+    gates: tl.constexpr,
+    slot: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """dpre = d LN(v)/dv applied to dpost over the segment of ``gates`` gates from ``gate0``:
     with xhat = (v - mean) * rstd and dxhat = dpost * gamma,
     dv = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
@@ -270,8 +452,10 @@ def _ln_backward_pass(dpost, dpre, ghraw, stats, ln_g, s, rows, row_ok, B, H, ga
         col_ok = cols < width
         mask2 = row_ok[:, None] & col_ok[None, :]
         at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat = tl.load(dpost + at, mask=mask2, other=0.0) * tl.load(ln_g + gate0 * H + cols, mask=col_ok,
-                                                                   other=0.0)[None, :]
+        dxhat = (
+            tl.load(dpost + at, mask=mask2, other=0.0)
+            * tl.load(ln_g + gate0 * H + cols, mask=col_ok, other=0.0)[None, :]
+        )
         xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
         sum_d += tl.sum(tl.where(mask2, dxhat, 0.0), axis=1)
         sum_dx += tl.sum(tl.where(mask2, dxhat * xhat, 0.0), axis=1)
@@ -282,21 +466,52 @@ def _ln_backward_pass(dpost, dpre, ghraw, stats, ln_g, s, rows, row_ok, B, H, ga
         col_ok = cols < width
         mask2 = row_ok[:, None] & col_ok[None, :]
         at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat = tl.load(dpost + at, mask=mask2, other=0.0) * tl.load(ln_g + gate0 * H + cols, mask=col_ok,
-                                                                   other=0.0)[None, :]
+        dxhat = (
+            tl.load(dpost + at, mask=mask2, other=0.0)
+            * tl.load(ln_g + gate0 * H + cols, mask=col_ok, other=0.0)[None, :]
+        )
         xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
         tl.store(dpre + at, rstd[:, None] * (dxhat - mean_d[:, None] - xhat * mean_dx[:, None]), mask=mask2)
 
 
 @triton.jit
 def gru_backward_kernel(
-    d_out, w_hh, b_hh, ln_g, ln_b, rmask, zmask, lengths,
-    hs, gates, ghraw, rhd, stats,
-    d_gi, d_gh, d_gh_post, d_direct, d_htilde, d_rhd,
-    T, B, H, zoneout_p, seed,
-    REVERSE: tl.constexpr, RESET_AFTER: tl.constexpr, KEEPS: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_LN: tl.constexpr, HAS_RMASK: tl.constexpr, ZONEOUT: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    d_out,
+    w_hh,
+    b_hh,
+    ln_g,
+    ln_b,
+    rmask,
+    zmask,
+    lengths,
+    hs,
+    gates,
+    ghraw,
+    rhd,
+    stats,
+    d_gi,
+    d_gh,
+    d_gh_post,
+    d_direct,
+    d_htilde,
+    d_rhd,
+    T,
+    B,
+    H,
+    zoneout_p,
+    seed,
+    REVERSE: tl.constexpr,
+    RESET_AFTER: tl.constexpr,
+    KEEPS: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_LN: tl.constexpr,
+    HAS_RMASK: tl.constexpr,
+    ZONEOUT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """The steps of :func:`gru_forward_kernel` in reverse, for rows [pid * BLOCK_B, ...).
 
@@ -353,8 +568,13 @@ def gru_backward_kernel(
             d_ht = tl.load(htilde_in + at, mask=mask2, other=0.0)
             if HAS_RMASK:
                 d_ht = d_ht * tl.load(rmask + at, mask=mask2, other=0.0)
-            dh = dh + d_ht + tl.where(act, tl.load(d_out + (t * B + rows[:, None]) * H + cols[None, :], mask=mask2,
-                                                   other=0.0), 0.0)
+            dh = (
+                dh
+                + d_ht
+                + tl.where(
+                    act, tl.load(d_out + (t * B + rows[:, None]) * H + cols[None, :], mask=mask2, other=0.0), 0.0
+                )
+            )
             h = tl.load(state + at, mask=mask2, other=0.0)
             saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
             r = tl.load(saved, mask=mask2, other=0.0)
@@ -384,8 +604,9 @@ def gru_backward_kernel(
             post = (s * B + rows[:, None]) * 3 * H + cols[None, :]
             tl.store(dpost + post + H, dz_pre, mask=mask2)
             if RESET_AFTER:
-                g_n = _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS,
-                                 HAS_LN)
+                g_n = _projected(
+                    ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
+                )
                 dr_pre = tl.where(act, dn_pre * g_n * r * (1.0 - r), 0.0)
                 tl.store(d_gi + gi_at, dr_pre, mask=mask2)
                 tl.store(dpost + post, dr_pre, mask=mask2)
@@ -395,21 +616,36 @@ def gru_backward_kernel(
         tl.debug_barrier()
         if RESET_AFTER:
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B,
-                                  BLOCK_N)
+                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
             # d~h = d_gh[s] W_hh  (all three gates)
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
                 col_ok = cols < H
                 mask2 = row_ok[:, None] & col_ok[None, :]
-                acc = _product(d_gh + s * B * 3 * H, 3 * H, rmask, w_hh, 0, rows, row_ok, cols, col_ok, H, False, False,
-                               3 * H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+                acc = _product(
+                    d_gh + s * B * 3 * H,
+                    3 * H,
+                    rmask,
+                    w_hh,
+                    0,
+                    rows,
+                    row_ok,
+                    cols,
+                    col_ok,
+                    H,
+                    False,
+                    False,
+                    3 * H,
+                    BLOCK_B,
+                    BLOCK_N,
+                    BLOCK_K,
+                    PRECISION,
+                )
                 tl.store(htilde_out + rows[:, None] * H + cols[None, :], acc, mask=mask2)
         else:
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B,
-                                  BLOCK_N)
+                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
             # d(r ~h) = P'(d g_n) W_hn;  dr = d(r ~h) ~h;  d~h = d(r ~h) r (+ the r, z products below)
             for c0 in range(0, H, BLOCK_N):
@@ -418,8 +654,25 @@ def gru_backward_kernel(
                 mask2 = row_ok[:, None] & col_ok[None, :]
                 at = rows[:, None] * H + cols[None, :]
                 # d_gh[s]'s n block: [B, H] at column 2H of rows 3H long, times W_hn (rows 2H..3H)
-                acc = _product(d_gh + s * B * 3 * H + 2 * H, 3 * H, rmask, w_hh, 2 * H, rows, row_ok, cols, col_ok, H,
-                               False, False, H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+                acc = _product(
+                    d_gh + s * B * 3 * H + 2 * H,
+                    3 * H,
+                    rmask,
+                    w_hh,
+                    2 * H,
+                    rows,
+                    row_ok,
+                    cols,
+                    col_ok,
+                    H,
+                    False,
+                    False,
+                    H,
+                    BLOCK_B,
+                    BLOCK_N,
+                    BLOCK_K,
+                    PRECISION,
+                )
                 h_tilde = tl.load(state + at, mask=mask2, other=0.0)
                 if HAS_RMASK:
                     h_tilde = h_tilde * tl.load(rmask + at, mask=mask2, other=0.0)
@@ -432,16 +685,32 @@ def gru_backward_kernel(
                 tl.store(d_rhd + at, acc * r, mask=mask2)
             tl.debug_barrier()
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B,
-                                  BLOCK_N)
+                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
                 col_ok = cols < H
                 mask2 = row_ok[:, None] & col_ok[None, :]
                 at = rows[:, None] * H + cols[None, :]
-                acc = _product(d_gh + s * B * 3 * H, 3 * H, rmask, w_hh, 0, rows, row_ok, cols, col_ok, H, False, False,
-                               2 * H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION)
+                acc = _product(
+                    d_gh + s * B * 3 * H,
+                    3 * H,
+                    rmask,
+                    w_hh,
+                    0,
+                    rows,
+                    row_ok,
+                    cols,
+                    col_ok,
+                    H,
+                    False,
+                    False,
+                    2 * H,
+                    BLOCK_B,
+                    BLOCK_N,
+                    BLOCK_K,
+                    PRECISION,
+                )
                 acc += tl.load(d_rhd + at, mask=mask2, other=0.0)
                 tl.store(htilde_out + at, acc, mask=mask2)
         tl.debug_barrier()
