@@ -37,6 +37,7 @@ CASES = [
     ("grukit triton, layer norm", {"layer_norm": True}, "triton"),
     ("grukit triton, zoneout 0.1", {"zoneout": 0.1}, "triton"),
     ("grukit triton, recurrent dropout 0.1", {"recurrent_dropout": 0.1}, "triton"),
+    ("grukit triton, reset before, TF32 products", {"reset_after": False, "tf32": True}, "triton"),
     ("grukit portable, reset before", {"reset_after": False}, "torch"),
 ]
 
@@ -57,6 +58,17 @@ def median_ms(fn, repeats: int, warmup: int = 3) -> float:
 
 
 def time_case(B, T, H, options, backend, repeats):
+    options = dict(options)
+    tf32 = options.pop("tf32", False)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32 or previous
+    try:
+        return _time_case(B, T, H, options, backend, repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def _time_case(B, T, H, options, backend, repeats):
     torch.manual_seed(0)
     if backend is None:
         module = torch.nn.GRU(H, H).cuda()
@@ -83,13 +95,34 @@ def time_case(B, T, H, options, backend, repeats):
     return median_ms(inference, repeats), median_ms(train_step, repeats)
 
 
+TILES = [(16, 32, 32, 4), (16, 64, 64, 4), (16, 64, 64, 8), (16, 128, 64, 8), (16, 128, 32, 8), (32, 64, 64, 8)]
+
+
+def sweep_tiles() -> None:
+    """Reset-before GRU (the seed notes' form) with each (BLOCK_B, BLOCK_N, BLOCK_K, num_warps)."""
+    from grukit.backends import triton_backend
+
+    chosen = triton_backend._blocks
+    print("| B | T | H | BLOCK_B, BLOCK_N, BLOCK_K, warps | inference ms | fwd+bwd ms |\n|---|---|---|---|---|---|")
+    for B, T, H in [(1, 100, 256), (64, 100, 256), (64, 100, 1024)]:
+        for bb, bn, bk, warps in TILES:
+            triton_backend._blocks = lambda B, H: dict(BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+            inf, fb = time_case(B, T, H, {"reset_after": False}, "triton", 5)
+            print(f"| {B} | {T} | {H} | {bb}, {bn}, {bk}, {warps} | {inf:.3f} | {fb:.3f} |", flush=True)
+    triton_backend._blocks = chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two sizes, fewer repeats")
     parser.add_argument("--write", type=Path, help="write the markdown table to this file")
+    parser.add_argument("--sweep", action="store_true", help="time the triton kernels' tile choices and stop")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_speed.py needs a CUDA GPU; none is visible to torch")
+    if args.sweep:
+        sweep_tiles()
+        return
     sizes = SIZES_QUICK if args.quick else SIZES_FULL
     repeats = 5 if args.quick else 20
     device = torch.cuda.get_device_name()

@@ -147,7 +147,7 @@ class _TimeLoop(torch.autograd.Function):
         stats = gi.new_empty(T, B, 4) if config.flags["HAS_LN"] else config.dummy
         dummy = config.dummy
         kernels.gru_forward_kernel[config.grid](
-            gi, w_hh, b_hh if b_hh is not None else dummy,
+            gi, w_hh.t().contiguous(), b_hh if b_hh is not None else dummy,
             gamma_hh if gamma_hh is not None else dummy, beta_hh if beta_hh is not None else dummy,
             config.rmask, config.zmask, config.lengths,
             hs, out, gates, ghraw, rhd, stats,

@@ -90,8 +90,9 @@ def _product(
 ):
     """acc [BLOCK_B, BLOCK_N] = src[rows, :K] @ W-block, src's rows ``src_stride`` apart.
 
-    TRANSPOSED: W^T, i.e. acc[b, c] = sum_k src[b, k] * w[w_row0 + c, k]  (w is [*, K] row-major);
-    else:       acc[b, c] = sum_k src[b, k] * w[w_row0 + k, c]             (w is [*, H]).
+    TRANSPOSED: acc[b, c] = sum_k src[b, k] * W[w_row0 + c, k], read from w = W^T [H, 3H] (so
+                a tile's rows are contiguous: coalesced loads);
+    else:       acc[b, c] = sum_k src[b, k] * w[w_row0 + k, c]   (w = W [3H, H]).
     With APPLY_RMASK, src's elements are first multiplied by rmask [B, K] (the state's mask).
     """
     acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=src.dtype.element_ty)
@@ -104,7 +105,7 @@ def _product(
             a = a * tl.load(rmask + rows[:, None] * K + kk[None, :], mask=a_mask, other=0.0)
         w_mask = k_ok[:, None] & col_ok[None, :]
         if TRANSPOSED:
-            b = tl.load(w + (w_row0 + cols[None, :]) * K + kk[:, None], mask=w_mask, other=0.0)
+            b = tl.load(w + kk[:, None] * (3 * H) + (w_row0 + cols[None, :]), mask=w_mask, other=0.0)
         else:
             b = tl.load(w + (w_row0 + kk[:, None]) * H + cols[None, :], mask=w_mask, other=0.0)
         acc += tl.dot(a, b, input_precision=PRECISION)
@@ -217,7 +218,7 @@ def _projected(
 @triton.jit
 def gru_forward_kernel(
     gi,
-    w_hh,
+    w_hh_t,
     b_hh,
     ln_g,
     ln_b,
@@ -250,7 +251,7 @@ def gru_forward_kernel(
 ):
     """Every step of one layer-direction for rows [pid * BLOCK_B, ...).
 
-    gi [T, B, 3H] (input projection with b_ih); w_hh [3H, H]; b_hh, ln_g, ln_b [3H]; rmask [B, H];
+    gi [T, B, 3H] (input projection with b_ih); w_hh_t [H, 3H] (W_hh transposed, contiguous); b_hh, ln_g, ln_b [3H]; rmask [B, H];
     zmask [T, B, H] (given zoneout mask); lengths [B] int64. Writes hs [T+1, B, H] (hs[0] = h0
     on entry), out [T, B, H], and for the backward pass gates [T, B, 3H] (r, z, n), ghraw
     [T, B, 3H] (products before layer norm and bias), rhd [T, B, H] (r * ~h, reset before),
@@ -276,7 +277,7 @@ def gru_forward_kernel(
             _raw_products(
                 state,
                 rmask,
-                w_hh,
+                w_hh_t,
                 ghraw,
                 stats,
                 s,
@@ -299,7 +300,7 @@ def gru_forward_kernel(
             _raw_products(
                 state,
                 rmask,
-                w_hh,
+                w_hh_t,
                 ghraw,
                 stats,
                 s,
@@ -350,7 +351,7 @@ def gru_forward_kernel(
             _raw_products(
                 rhd + s * B * H,
                 rmask,
-                w_hh,
+                w_hh_t,
                 ghraw,
                 stats,
                 s,
