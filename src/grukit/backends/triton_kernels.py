@@ -253,9 +253,9 @@ def gru_forward_kernel(
 
     gi [T, B, 3H] (input projection with b_ih); w_hh_t [H, 3H] (W_hh transposed, contiguous);
     b_hh, ln_g, ln_b [3H]; rmask [B, H]; zmask [T, B, H] (given zoneout mask); lengths [B] int64.
-    Writes hs [T+1, B, H] (hs[0] = h0 on entry), out [T, B, H], and for the backward pass gates [T, B, 3H] (r, z, n), ghraw
-    [T, B, 3H] (products before layer norm and bias), rhd [T, B, H] (r * ~h, reset before),
-    stats [T, B, 4] (layer norm's mean and 1/std per segment).
+    Writes hs [T+1, B, H] (hs[0] = h0 on entry), out [T, B, H], and for the backward pass
+    gates [T, B, 3H] (r, z, n), ghraw [T, B, 3H] (products before layer norm and bias),
+    rhd [T, B, H] (r * ~h, reset before), stats [T, B, 4] (layer norm's mean and 1/std per segment).
     """
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
