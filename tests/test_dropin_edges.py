@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import grukit
 from grukit import convert
 from grukit.functional import gru
 
@@ -33,3 +34,45 @@ def test_empty_input_returns_a_new_state_tensor(T, B):
     assert h_n.data_ptr() != hx.data_ptr() or hx.numel() == 0  # editing one leaves the other
     h_n.add_(1.0)
     assert not torch.equal(h_n, hx) or hx.numel() == 0
+
+
+def test_an_empty_batch_backpropagates_zero_gradients_as_torch_does():
+    """B = 0: torch.nn.GRU's outputs are part of the graph (zero gradients); so are grukit's."""
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
+    ours = grukit.GRU.from_torch(reference)
+    grads = []
+    for module in (reference, ours):
+        x = torch.randn(5, 0, 3, requires_grad=True)
+        out, h_n = module(x)
+        assert out.shape == (5, 0, 8) and h_n.shape == (4, 0, 4)
+        (out.sum() + h_n.sum()).backward()
+        grads.append((x.grad, [p.grad for p in module.parameters()]))
+    assert grads[1][0].shape == (5, 0, 3)
+    for want, got in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(got, want)  # zeros, where torch has them
+    with torch.no_grad():
+        out, _ = ours(torch.randn(5, 0, 3))
+    assert out.grad_fn is None
+
+
+def test_zero_steps_with_nan_weights_return_the_initial_state_untouched():
+    """T = 0 in training: the result joins the graph without arithmetic on the weights (NaN stays out)."""
+    ours = grukit.GRU(3, 4)
+    with torch.no_grad():
+        ours.weight_hh_l0.fill_(float("nan"))
+    h0 = torch.randn(1, 2, 4, requires_grad=True)
+    out, h_n = ours(torch.randn(0, 2, 3), h0)
+    assert out.shape == (0, 2, 4)
+    torch.testing.assert_close(h_n, h0, rtol=0, atol=0)
+    h_n.sum().backward()
+    torch.testing.assert_close(h0.grad, torch.ones_like(h0))
+    assert torch.equal(ours.weight_hh_l0.grad, torch.zeros_like(ours.weight_hh_l0))
+
+
+def test_gru_cell_accepts_hidden_size_zero_as_torch_does():
+    want = torch.nn.GRUCell(3, 0)(torch.randn(2, 3))
+    got = grukit.GRUCell(3, 0)(torch.randn(2, 3))
+    assert got.shape == want.shape == (2, 0)
+    with pytest.raises(ValueError, match="hidden_size"):  # torch.nn.GRU refuses 0; so does grukit.GRU
+        grukit.GRU(3, 0)

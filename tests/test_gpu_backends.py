@@ -47,6 +47,16 @@ def test_auto_picks_triton_on_cuda_for_every_other_form(variant, monkeypatch):
     assert backends.choose("cuda", torch.float32, variant) == "torch"
 
 
+def test_auto_on_cuda_passes_over_triton_above_its_measured_hidden_size(monkeypatch):
+    monkeypatch.setattr(triton_backend, "is_available", lambda: True)
+    variant = Variant(reset_after=False)
+    limit = triton_backend.AUTO_MAX_HIDDEN
+    assert backends.choose("cuda", torch.float32, variant, hidden_size=limit) == "triton"
+    assert backends.choose("cuda", torch.float32, variant, hidden_size=limit + 1) == "torch"
+    assert backends.choose("cuda", torch.float32, Variant(), hidden_size=4 * limit) == "native"  # no size limit
+    assert backends.choose("cuda", torch.float32, variant) == "triton"  # size unknown
+
+
 def test_auto_on_cpu_never_picks_a_gpu_backend(monkeypatch):
     monkeypatch.setattr(triton_backend, "is_available", lambda: True)
     expected = "cpu_fused" if cpu_fused.is_available() else "torch"

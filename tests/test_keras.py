@@ -157,18 +157,23 @@ def test_other_options_fall_back_to_keras_with_one_warning(option, expected):
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
-def test_recurrent_dropout_runs_fused_and_only_in_training(reset_after):
-    ref, ours = _pair(return_sequences=True, recurrent_dropout=0.4, reset_after=reset_after)
+def test_recurrent_dropout_trains_with_keras_per_gate_masks_and_evaluates_fused(reset_after):
+    """Keras draws one recurrent mask per gate (and one input mask per gate with it): training
+    runs Keras' loop, with one warning, and gives Keras' numbers for the same seed; evaluation
+    (no masks) runs fused. Before, the input masks' list crashed the fused loop."""
+    options = dict(return_sequences=True, dropout=0.3, recurrent_dropout=0.4, reset_after=reset_after, seed=5)
+    ref, ours = _pair(**options)
     x = np.random.default_rng(8).normal(size=(B, T, I)).astype("float32")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning: the fused path takes it
         _assert_same(ref, ours, x)  # evaluation: no dropout, Keras' numbers
-        torch.manual_seed(0)
-        a = ours(x, training=True).detach().numpy()
-        b = ours(x, training=True).detach().numpy()
-    plain = ours(x, training=False).detach().numpy()
-    assert not np.allclose(a, plain) and not np.allclose(a, b)  # a fresh mask per call, and it acts
-    np.testing.assert_allclose(a[:, 0], plain[:, 0], rtol=1e-5, atol=1e-6)  # h_0 = 0: step 1 unaffected
+    ref, ours = _pair(**options)  # fresh seed generators for both
+    gk._warned.clear()
+    with pytest.warns(UserWarning, match="one mask per gate"):
+        got = ours(x, training=True).detach().numpy()
+    want = ref(x, training=True).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # the same seed: the same masks
+    assert not np.allclose(got, ours(x, training=False).detach().numpy())  # and they act
 
 
 def test_mask_with_a_gap_falls_back():

@@ -122,6 +122,15 @@ def _regularisers(
     return options
 
 
+def _empty_graph_anchor(tensors) -> Optional[Tensor]:
+    """A scalar 0 that depends on every tensor that requires grad (the sum of an empty slice of
+    each, so NaN or Inf in them cannot leak into it), or None when autograd has nothing to record."""
+    needing = [t for t in tensors if isinstance(t, Tensor) and t.requires_grad]
+    if not needing or not torch.is_grad_enabled():
+        return None
+    return sum(t.reshape(-1)[:0].sum() for t in needing)
+
+
 def _autocast_compute_dtype(input: Tensor, weights) -> Optional[torch.dtype]:
     """Under ``torch.autocast`` for the input's device, an input whose dtype differs from the
     weights' (say bfloat16 input, float32 weights) is computed in the weights' dtype and the
@@ -273,12 +282,15 @@ def gru(
         lengths = check_lengths(lengths, B, T, x.device)
         if B and int(lengths.min()) == T:
             lengths = None  # every sequence is full: no masking needed
-    chosen = backends.select(x, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout))
+    chosen = backends.select(x, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout), H)
 
     # ---- empty input: zero steps leave the state unchanged ---------------
-    if T == 0 or B == 0:
+    if T == 0 or B == 0 or H == 0:
         h_n = hx.clone() if hx is not None else x.new_zeros(L * D, B, H)  # a new tensor, as torch.nn.GRU
         out = x.new_zeros(T, B, D * H)
+        anchor = _empty_graph_anchor([x, hx] + [t for w in clean_weights for t in w] + [t for g in ln if g for t in g])
+        if anchor is not None:  # backward through an empty result works, as torch.nn.GRU's: zero gradients
+            out, h_n = out + anchor, h_n + anchor
         return (out.transpose(0, 1) if batch_first else out), h_n
 
     # steps past a sequence's length are never read (NaN padding stays out of gradients)
@@ -372,7 +384,9 @@ def gru_packed(
     ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, data)
     if hx is not None:
         check_tensor("hx", hx, (L * D, B, H), data)
-    chosen = backends.select(data, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout))
+    chosen = backends.select(
+        data, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout), H
+    )
     if hasattr(chosen, "gru_network_packed"):
         return chosen.gru_network_packed(data, sizes, hx, clean_weights, L, bidirectional, dropout, training)
     if not hasattr(chosen, "gru_layer_packed"):

@@ -14,12 +14,12 @@ C++ kernels on CPU) for both ``reset_after`` values instead.
 The fused path covers activation tanh, recurrent_activation sigmoid, any
 ``dropout`` (Keras' input mask), masks whose valid steps are one contiguous run
 per sequence (right- or left-padded, as ``Embedding(mask_zero=True)`` gives), and
-``go_backwards``, and ``recurrent_dropout`` (Gal and Ghahramani's variational
-dropout: one mask on h_{t-1} per sequence, applied where h_{t-1} enters the
-recurrent products; note that Keras 3's own GRU, with its default
-``implementation=2``, accepts ``recurrent_dropout`` and silently ignores it).
-Anything else (another activation, a mask with holes) runs Keras' own loop, with
-one warning saying why: never different numbers.
+and ``go_backwards``. Keras' ``recurrent_dropout`` draws one mask per gate (and then
+switches the cell to ``implementation=1``, whose input ``dropout`` also has one mask per
+gate); the fused kernels' recurrent dropout has one mask for all gates, a different
+regulariser, so a layer with ``recurrent_dropout`` runs Keras' own loop while training (in
+evaluation no mask applies and the fused path runs). Anything else (another activation, a
+mask with holes) runs Keras' own loop too, with one warning saying why: never different numbers.
 
 Importing this module selects Keras' torch backend when none is chosen yet
 (``KERAS_BACKEND`` unset and Keras not imported); with another backend already
@@ -120,6 +120,13 @@ class GRU(keras.layers.GRU):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         reason = self._fused_reason()
+        cell = self.cell
+        per_gate_masks = cell.recurrent_dropout > 0 or (cell.dropout > 0 and getattr(cell, "implementation", 2) == 1)
+        if reason is None and training and per_gate_masks:
+            reason = (
+                "dropout with one mask per gate in training (Keras' recurrent_dropout, or implementation=1); "
+                "the fused kernels take one mask for all gates"
+            )
         runs = None
         if reason is None and mask is not None:
             runs = _mask_runs(ops.convert_to_tensor(mask))
@@ -159,8 +166,6 @@ class GRU(keras.layers.GRU):
                 h0.unsqueeze(0),
                 batch_first=True,
                 reset_after=cell.reset_after,
-                recurrent_dropout=cell.recurrent_dropout,
-                training=bool(training),
             )
             h_n = h_n[0]
             return out[:, -1], out, [h_n]
@@ -179,8 +184,6 @@ class GRU(keras.layers.GRU):
             lengths=length,
             batch_first=True,
             reset_after=cell.reset_after,
-            recurrent_dropout=cell.recurrent_dropout,
-            training=bool(training),
         )
         h_n = h_n[0]
         H = h_n.shape[1]

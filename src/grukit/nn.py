@@ -164,7 +164,7 @@ class GRU(nn.Module):
         # torch.compile trace; an unknown backend name fails here rather than at the first call
         backends.check_named(backend, self._variant())
         if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh_l0):
-            backends.select(self.weight_hh_l0, backend, self._variant())
+            backends.select(self.weight_hh_l0, backend, self._variant(), self.hidden_size)
 
     def reset_parameters(self) -> None:
         """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``; layer-norm
@@ -395,7 +395,8 @@ class GRUCell(nn.Module):
     ) -> None:
         super().__init__()
         self.input_size = check_size("input_size", input_size)
-        self.hidden_size = check_size("hidden_size", hidden_size)
+        # hidden_size 0 is accepted, as torch.nn.GRUCell does (the state is empty); torch.nn.GRU refuses it
+        self.hidden_size = check_size("hidden_size", hidden_size, allow_zero=True)
         check_bool("bias", bias)
         check_bool("reset_after", reset_after)
         check_update_gate(update_gate)
@@ -417,10 +418,10 @@ class GRUCell(nn.Module):
         variant = backends.Variant(reset_after=reset_after, keeps_state=update_gate == KEEPS_STATE)
         backends.check_named(backend, variant)
         if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh):
-            backends.select(self.weight_hh, backend, variant)  # as GRU: build or load the kernels now
+            backends.select(self.weight_hh, backend, variant, H)  # as GRU: build or load the kernels now
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0  # as torch.nn.GRUCell
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 

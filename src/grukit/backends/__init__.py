@@ -24,7 +24,7 @@ Optional capabilities, looked up with ``hasattr``:
 backend     auto picks   padded  packed stream variants          regularisers
 =========== ============ ======= ====== ====== ================= ===========
 native      cuda         yes     yes    -      torch.nn.GRU's    -
-triton      cuda         yes     -      -      all               yes
+triton      cuda, H<=512 yes     -      -      all               yes
 cpu_fused   cpu          yes     yes    yes    all               yes
 torch       (fallback)   yes     -      -      all               yes
 =========== ============ ======= ====== ====== ================= ===========
@@ -92,15 +92,21 @@ def why_not_variant(module: ModuleType, variant: Variant) -> str:
     return check(variant) if check is not None else ""
 
 
-def choose(device_type: str, dtype: torch.dtype, variant: Variant = Variant()) -> str:
+def choose(
+    device_type: str, dtype: torch.dtype, variant: Variant = Variant(), hidden_size: Optional[int] = None
+) -> str:
     """The name of the backend "auto" picks for input on ``device_type`` with ``dtype``
-    computing ``variant``. Availability is asked last, so a CPU build is never started
-    for a CUDA input."""
+    computing ``variant`` with ``hidden_size`` units (None: not known yet). A backend with
+    ``AUTO_MAX_HIDDEN`` is passed over above that size, where it measured slower than the
+    portable path. Availability is asked last, so a CPU build is never started for a CUDA input."""
     for name in _AUTO_ORDER:
         module = _BACKENDS[name]
         if device_type not in module.AUTO_DEVICE_TYPES or not module.runs_on(device_type, dtype):
             continue
         if why_not_variant(module, variant):
+            continue
+        limit = getattr(module, "AUTO_MAX_HIDDEN", None)
+        if limit is not None and hidden_size is not None and hidden_size > limit:
             continue
         if module.is_available():
             return name
@@ -123,8 +129,10 @@ def check_named(backend: Optional[str], variant: Variant = Variant()) -> None:
         raise RuntimeError(f"backend={backend!r} cannot compute this GRU: {reason}")
 
 
-def select(x: Tensor, backend: Optional[str], variant: Variant = Variant()) -> ModuleType:
-    """The backend module to use for input ``x`` computing ``variant``.
+def select(
+    x: Tensor, backend: Optional[str], variant: Variant = Variant(), hidden_size: Optional[int] = None
+) -> ModuleType:
+    """The backend module to use for input ``x`` computing ``variant`` (``hidden_size``: see :func:`choose`).
 
     Raises:
         ValueError: ``backend`` (or $GRUKIT_BACKEND) is not a known name.
@@ -138,7 +146,7 @@ def select(x: Tensor, backend: Optional[str], variant: Variant = Variant()) -> M
     if backend != "auto" and backend not in _BACKENDS:
         raise ValueError(f"{source} must be one of {names()}, got {backend!r}")
     if backend == "auto":
-        return _BACKENDS[choose(x.device.type, x.dtype, variant)]
+        return _BACKENDS[choose(x.device.type, x.dtype, variant, hidden_size)]
     module = _BACKENDS[backend]
     if not module.is_available():
         raise RuntimeError(f"{source}={backend!r} is not available: {module.why_unavailable()}")

@@ -36,6 +36,12 @@ from .masks import ZoneoutDraw
 
 NAME = "triton"
 AUTO_DEVICE_TYPES = ("cuda",)
+# "auto" passes over triton above this hidden size: each program runs all H units of its 16 rows
+# on one multiprocessor, so its time grows with H^2 while the portable path's cuBLAS products use
+# the whole GPU. On an H100 (python bench/gpu_speed.py, reset before, T = 100, float32):
+# B = 256, T = 50, H = 512: triton 8.4 / 16.9 ms (inference / fwd+bwd), portable 10.3 / 39.3;
+# B = 64, H = 1024: triton 57.9 / 111.7 ms, portable 15.5 / 71.4.
+AUTO_MAX_HIDDEN = 512
 LN_EPS = 1e-5  # as grukit.reference (and the kernels' constant)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
