@@ -225,3 +225,19 @@ def test_import_selects_torch_when_no_backend_is_set():
     code = "import grukit.keras, keras; print(keras.backend.backend())"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "torch", done.stderr
+
+
+def test_integer_input_is_accepted_as_keras_accepts_it():
+    ref, ours = _pair(return_sequences=True)
+    x = np.random.default_rng(3).integers(-2, 3, size=(B, T, I)).astype("int32")
+    want = ref(x).detach().numpy()
+    got = ours(x)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_mask_of_the_wrong_length_is_refused_naming_the_shape():
+    _, ours = _pair()
+    x = np.random.default_rng(3).normal(size=(B, T, I)).astype("float32")
+    with pytest.raises(ValueError, match=r"mask must have shape \[batch, timesteps\]"):
+        ours(x, mask=np.ones((B, T - 1), bool))  # Keras' own GRU fails too (IndexError); before, a silent result

@@ -128,6 +128,10 @@ class GRU(keras.layers.GRU):
                 "the fused kernels take one mask for all gates"
             )
         runs = None
+        if mask is not None:
+            steps = tuple(ops.shape(sequences)[:2])
+            if tuple(ops.shape(mask)) != steps:
+                raise ValueError(f"mask must have shape [batch, timesteps] = {steps}, got {tuple(ops.shape(mask))}")
         if reason is None and mask is not None:
             runs = _mask_runs(ops.convert_to_tensor(mask))
             if runs is None:
@@ -144,6 +148,8 @@ class GRU(keras.layers.GRU):
         """
         cell = self.cell
         x = ops.convert_to_tensor(sequences)
+        if not x.dtype.is_floating_point:  # integer features, as keras.layers.GRU accepts them
+            x = ops.cast(x, self.compute_dtype)
         if training and cell.dropout:  # Keras' input dropout: one mask per sequence, all steps
             x = x * ops.expand_dims(cell.get_dropout_mask(x[:, 0, :]), 1)
         if self.stateful:
