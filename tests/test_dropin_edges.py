@@ -76,3 +76,35 @@ def test_gru_cell_accepts_hidden_size_zero_as_torch_does():
     assert got.shape == want.shape == (2, 0)
     with pytest.raises(ValueError, match="hidden_size"):  # torch.nn.GRU refuses 0; so does grukit.GRU
         grukit.GRU(3, 0)
+
+
+@pytest.mark.parametrize("bias_length", [6, 16])
+def test_conversions_refuse_biases_of_the_wrong_length(bias_length):
+    H, I = 5, 3
+    w_ih, w_hh = torch.randn(3 * H, I), torch.randn(3 * H, H)
+    b = torch.randn(bias_length)
+    with pytest.raises(ValueError, match=r"b_ih\) must have shape \(3H,\) = \(15,\)"):
+        convert.torch_to_keras(w_ih, w_hh, b, b, reset_after=True)
+    with pytest.raises(ValueError, match=r"directions\[0\]\[2\] \(b_ih\) must have shape"):
+        convert.torch_to_onnx([(w_ih, w_hh, b, b)])
+
+
+def test_conversions_check_their_other_arguments():
+    H, I = 5, 3
+    w_ih, w_hh = torch.randn(3 * H, I), torch.randn(3 * H, H)
+    with pytest.raises(TypeError, match="reset_after"):
+        convert.torch_to_keras(w_ih, w_hh, reset_after="no")
+    with pytest.raises(ValueError, match="directions must be a list of 1 or 2"):
+        convert.torch_to_onnx([])
+    with pytest.raises(ValueError, match="multiple of 3"):
+        convert.flip_update_gate((torch.randn(16, 3), torch.randn(16, 5)))
+
+
+def test_torch_to_keras_takes_trainable_and_bfloat16_parameters():
+    gru = torch.nn.GRU(3, 4)
+    got = convert.torch_to_keras(*[p for p in gru.parameters()], reset_after=True)  # requires_grad
+    want = convert.torch_to_keras(*[p.detach() for p in gru.parameters()], reset_after=True)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    half = convert.torch_to_keras(*[p.detach().bfloat16() for p in gru.parameters()], reset_after=True)
+    assert all(a.dtype == np.float32 for a in half)

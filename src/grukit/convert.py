@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .validation import KEEPS_STATE, check_update_gate
+from .validation import KEEPS_STATE, check_bool, check_update_gate
 
 Array = Union[np.ndarray, Tensor]
 TorchWeights = Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]
@@ -49,6 +49,35 @@ def _as_tensor(name: str, a, ndim: Optional[int]) -> Tensor:
     return t
 
 
+def _torch_layer(name: str, w_ih, w_hh, b_ih=None, b_hh=None) -> List[Tensor]:
+    """One layer-direction in torch layout, checked: w_hh [3H, H], w_ih [3H, I], biases [3H] (both
+    or neither). Returns [w_ih, w_hh(, b_ih, b_hh)] as detached tensors; errors name ``name[k]``."""
+    w_hh = _as_tensor(f"{name}[1] (w_hh)", w_hh, 2).detach()
+    w_ih = _as_tensor(f"{name}[0] (w_ih)", w_ih, 2).detach()
+    H = w_hh.shape[1]
+    if tuple(w_hh.shape) != (3 * H, H):
+        raise ValueError(f"{name}[1] (w_hh) must have shape (3H, H) = ({3 * H}, {H}), got {tuple(w_hh.shape)}")
+    if w_ih.shape[0] != 3 * H:
+        raise ValueError(f"{name}[0] (w_ih) must have shape (3H, I) with 3H = {3 * H}, got {tuple(w_ih.shape)}")
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError(f"{name}: b_ih and b_hh must both be given or both be None")
+    out = [w_ih, w_hh]
+    for k, (label, b) in enumerate((("b_ih", b_ih), ("b_hh", b_hh)), start=2):
+        if b is None:
+            continue
+        b = _as_tensor(f"{name}[{k}] ({label})", b, 1).detach()
+        if tuple(b.shape) != (3 * H,):
+            raise ValueError(f"{name}[{k}] ({label}) must have shape (3H,) = ({3 * H},), got {tuple(b.shape)}")
+        out.append(b)
+    return out
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """A NumPy copy; bfloat16 (which NumPy lacks) becomes float32, exactly."""
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
 def _swap_first_two_gates(t: Tensor, dim: int) -> Tensor:
     """Reorder 3 gate blocks along ``dim`` from (a, b, c) to (b, a, c).
 
@@ -60,6 +89,8 @@ def _swap_first_two_gates(t: Tensor, dim: int) -> Tensor:
 
 def _negate_z(t: Tensor, dim: int = 0) -> Tensor:
     """Negate the z block (the second third, torch gate order) along ``dim``."""
+    if t.shape[dim] % 3:
+        raise ValueError(f"GRU weights have 3H rows (gates r, z, n), a multiple of 3; got shape {tuple(t.shape)}")
     H = t.shape[dim] // 3
     out = t.clone()
     out.narrow(dim, H, H).neg_()
@@ -165,23 +196,14 @@ def torch_to_keras(
         reset before, [2, 3H] if reset after) when the GRU has biases.
     """
     check_update_gate(update_gate)
-    w = [_as_tensor("w_ih", w_ih, 2), _as_tensor("w_hh", w_hh, 2)]
-    if (b_ih is None) != (b_hh is None):
-        raise ValueError("b_ih and b_hh must both be given or both be None")
-    if b_ih is not None:
-        w += [_as_tensor("b_ih", b_ih, 1), _as_tensor("b_hh", b_hh, 1)]
+    check_bool("reset_after", reset_after)
+    w = _torch_layer("weights", w_ih, w_hh, b_ih, b_hh)
     if update_gate != KEEPS_STATE:
         w = list(flip_update_gate(tuple(w)))
-    H = w[1].shape[1]
-    if tuple(w[1].shape) != (3 * H, H) or w[0].shape[0] != 3 * H:
-        raise ValueError(f"w_ih must be (3H, I) and w_hh (3H, H); got {tuple(w[0].shape)} and {tuple(w[1].shape)}")
-    out = [
-        _swap_first_two_gates(w[0], 0).T.contiguous().numpy(),
-        _swap_first_two_gates(w[1], 0).T.contiguous().numpy(),
-    ]
+    out = [_numpy(_swap_first_two_gates(w[0], 0).T), _numpy(_swap_first_two_gates(w[1], 0).T)]
     if b_ih is not None:
         bi, bh = _swap_first_two_gates(w[2], 0), _swap_first_two_gates(w[3], 0)
-        out.append((torch.stack([bi, bh]) if reset_after else bi + bh).numpy())
+        out.append(_numpy(torch.stack([bi, bh]) if reset_after else bi + bh))
     return out
 
 
@@ -199,18 +221,26 @@ def torch_to_onnx(directions: Sequence[Sequence[Array]]) -> Tuple[np.ndarray, np
         W [D, 3H, I], R [D, 3H, H], B [D, 6H] (None without biases), gate order z, r, h.
         Use ``linear_before_reset=1`` for reset_after=True, 0 for False.
     """
+    if not isinstance(directions, (list, tuple)) or len(directions) not in (1, 2):
+        raise ValueError(
+            "directions must be a list of 1 or 2 (w_ih, w_hh[, b_ih, b_hh]) tuples (forward first), "
+            f"got {directions!r:.80}"
+        )
     Ws, Rs, Bs = [], [], []
     for k, d in enumerate(directions):
-        Ws.append(_swap_first_two_gates(_as_tensor(f"directions[{k}][0]", d[0], 2), 0))
-        Rs.append(_swap_first_two_gates(_as_tensor(f"directions[{k}][1]", d[1], 2), 0))
-        if len(d) == 4 and d[2] is not None:
-            bi = _swap_first_two_gates(_as_tensor(f"directions[{k}][2]", d[2], 1), 0)
-            bh = _swap_first_two_gates(_as_tensor(f"directions[{k}][3]", d[3], 1), 0)
-            Bs.append(torch.cat([bi, bh]))
+        if not isinstance(d, (list, tuple)) or len(d) not in (2, 4):
+            raise ValueError(f"directions[{k}] must be a tuple (w_ih, w_hh) or (w_ih, w_hh, b_ih, b_hh)")
+        w = _torch_layer(f"directions[{k}]", *d)
+        Ws.append(_swap_first_two_gates(w[0], 0))
+        Rs.append(_swap_first_two_gates(w[1], 0))
+        if len(w) == 4:
+            Bs.append(torch.cat([_swap_first_two_gates(w[2], 0), _swap_first_two_gates(w[3], 0)]))
     if Bs and len(Bs) != len(Ws):
         raise ValueError("every direction must have biases, or none")
-    B = torch.stack(Bs).numpy() if Bs else None
-    return torch.stack(Ws).numpy(), torch.stack(Rs).numpy(), B
+    if len({tuple(w.shape) for w in Ws}) > 1 or len({tuple(r.shape) for r in Rs}) > 1:
+        raise ValueError("both directions must have the same sizes (I, H)")
+    B = _numpy(torch.stack(Bs)) if Bs else None
+    return _numpy(torch.stack(Ws)), _numpy(torch.stack(Rs)), B
 
 
 def onnx_to_torch(W: Array, R: Array, B: Optional[Array] = None) -> List[Tuple[Tensor, ...]]:
