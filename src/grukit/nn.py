@@ -25,7 +25,16 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .functional import gru, gru_packed
-from .validation import KEEPS_STATE, check_bool, check_dropout, check_regularisers, check_size, check_update_gate
+from .validation import (
+    KEEPS_STATE,
+    ShapeError,
+    check_bool,
+    check_dropout,
+    check_input_dtype,
+    check_regularisers,
+    check_size,
+    check_update_gate,
+)
 
 
 def _shared_arguments(module) -> tuple:
@@ -276,8 +285,9 @@ class GRU(nn.Module):
         return output, h_n
 
     def _check_input_size(self, x: Tensor) -> None:
+        check_input_dtype(x, self.weight_ih_l0)
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ShapeError(
                 f"input must have {self.input_size} features (input_size) in its last dimension, "
                 f"got shape {tuple(x.shape)}"
             )
@@ -302,8 +312,9 @@ class GRU(nn.Module):
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
         # The packed data is already sorted longest first, as grukit.functional.gru_packed
         # wants; hx and h_n are in the caller's batch order, so permute them as torch.nn.GRU does.
+        check_input_dtype(packed.data, self.weight_ih_l0)
         if packed.data.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ShapeError(
                 f"input must have {self.input_size} features (input_size), got PackedSequence.data "
                 f"of shape {tuple(packed.data.shape)}"
             )
@@ -437,8 +448,9 @@ class GRUCell(nn.Module):
         if input.dim() not in (1, 2):
             raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {tuple(input.shape)}")
         unbatched = input.dim() == 1
+        check_input_dtype(input, self.weight_ih)
         if input.shape[-1] != self.input_size:
-            raise ValueError(f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}")
+            raise ShapeError(f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}")
         if hx is not None:
             if not isinstance(hx, Tensor):
                 raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
@@ -446,6 +458,12 @@ class GRUCell(nn.Module):
                 raise ValueError(
                     f"hx must be {input.dim()}-D like input ({'[H]' if unbatched else '[B, H]'}), "
                     f"got shape {tuple(hx.shape)}"
+                )
+            expected = input.shape[:-1] + (self.hidden_size,)
+            if hx.shape != expected:
+                raise ShapeError(
+                    f"hx must have shape {tuple(expected)} ({'[H]' if unbatched else '[B, H]'}: the input's batch, "
+                    f"hidden_size), got {tuple(hx.shape)}"
                 )
         x = input.view(1, 1, -1) if unbatched else input.unsqueeze(0)
         h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))

@@ -65,6 +65,16 @@ def check_regularisers(zoneout, recurrent_dropout) -> Tuple[float, float]:
 # ---------------------------------------------------------------- tensors
 
 
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong size or shape. A ValueError, and a RuntimeError because that is what
+    torch.nn.GRU / GRUCell raise for the same input: code that catches torch's exception catches ours."""
+
+
+class DtypeError(TypeError, ValueError):
+    """A tensor of the wrong dtype. A TypeError, and a ValueError as torch.nn.GRU raises for an input
+    whose dtype does not match its weights'."""
+
+
 def shape_text(t: Tensor) -> str:
     return str(tuple(t.shape))
 
@@ -74,9 +84,9 @@ def check_tensor(name: str, t, expected_shape: Tuple[int, ...], like: Tensor) ->
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if tuple(t.shape) != tuple(expected_shape):
-        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {shape_text(t)}")
+        raise ShapeError(f"{name} must have shape {tuple(expected_shape)}, got {shape_text(t)}")
     if t.dtype != like.dtype:
-        raise TypeError(f"{name} must have dtype {like.dtype} (the input's), got {t.dtype}")
+        raise DtypeError(f"{name} must have dtype {like.dtype} (the input's), got {t.dtype}")
     if t.device != like.device:
         raise ValueError(f"{name} must be on device {like.device} (the input's), got {t.device}")
     return t
@@ -141,3 +151,13 @@ def probability_below_one(text: str) -> float:
         return check_probability("the value", value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}") from None
+
+
+def check_input_dtype(input: Tensor, weight: Tensor) -> None:
+    """A module's input has its weights' dtype (under ``torch.autocast`` mixed dtypes are allowed:
+    ``grukit.functional`` computes in the weights' dtype)."""
+    if input.dtype != weight.dtype and not torch.is_autocast_enabled(input.device.type):
+        raise DtypeError(
+            f"input dtype ({input.dtype}) does not match the weights' dtype ({weight.dtype}): convert the "
+            f"input, input.to({weight.dtype}), or the model, model.to({input.dtype})"
+        )
