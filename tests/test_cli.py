@@ -1,5 +1,6 @@
 """The `grukit` command as a console script, and the weather loader (tasks: test_tasks.py)."""
 
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,54 @@ def test_console_script_runs_and_rejects_bad_options():
     assert done.returncode == 2 and "--epochs must be at least 1, got 0" in done.stderr
     done = subprocess.run([sys.executable, "-m", "grukit.apps.cli", "info"], capture_output=True, text=True)
     assert done.returncode == 0 and "backend torch: available" in done.stdout
+
+
+class _TrainingMustNotStart:
+    """Stands in for a task in the registry: the checks under test must stop before training."""
+
+    takes_regularisers = False
+
+    def train(self, options):
+        raise AssertionError("training started before the output paths were checked")
+
+
+@pytest.mark.parametrize("flag", ["--output", "--checkpoint", "--json"])
+def test_unwritable_output_paths_are_refused_before_training(flag, tmp_path, monkeypatch, capsys):
+    from grukit.apps import cli
+    from grukit.apps.tasks import TASKS
+
+    monkeypatch.setitem(TASKS, "weather", _TrainingMustNotStart())
+    read_only = tmp_path / "read-only.pt"
+    read_only.write_text("")
+    read_only.chmod(0o444)
+    bad_paths = [str(tmp_path / "missing-folder" / "m.pt"), str(tmp_path)]
+    if os.geteuid() != 0:  # root writes anything
+        bad_paths.append(str(read_only))
+    for path in bad_paths:
+        assert cli.main(["train", "weather", flag, path]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.count("\n") == 0 and flag in message and path in message
+
+
+def test_a_negative_limit_is_refused(capsys):
+    from grukit.apps import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "weather", "--limit", "-5"])
+    assert stop.value.code == 2
+    assert "--limit must be 0 or more, got -5" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_exits_130(tmp_path, monkeypatch, capsys):
+    from grukit.apps import cli
+    from grukit.apps.tasks import TASKS
+
+    class Interrupted(_TrainingMustNotStart):
+        def train(self, options):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(TASKS, "weather", Interrupted())
+    checkpoint = str(tmp_path / "ck.pt")
+    assert cli.main(["train", "weather", "--checkpoint", checkpoint]) == 130
+    message = capsys.readouterr().err.strip()
+    assert message == f"grukit train: interrupted; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"

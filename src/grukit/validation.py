@@ -136,6 +136,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse ``type=``: an int >= 0."""
+    value = _argument(int, text, "an int")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def check_writable_file(name: str, path: str) -> None:
+    """``path`` can be written as a file: its folder exists and is writable, and it is not a folder
+    or a read-only file. Checked before hours of training, so the result is not lost at the end."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path!r}: the folder {folder!r} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{name} {path!r}: the file exists and is not writable")
+
+
 def positive_float(text: str) -> float:
     """argparse ``type=``: a number > 0."""
     value = _argument(float, text, "a number")

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import List, Optional
 
-from ..validation import positive_float, positive_int, probability_below_one
+from ..validation import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -121,6 +121,9 @@ def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
     from .tasks.common import distributed
 
+    for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
+        if path:
+            check_writable_file(flag, path)  # before training, not after it
     _init_distributed()
     report = TASKS[args.task].train(_options(args, args.task))
     if distributed()[0] != 0:
@@ -280,7 +283,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)"
     )
     p.add_argument("--output", help="save the trained model to this file")
-    p.add_argument("--limit", type=int, default=0, help="train on only this many samples (quick runs)")
+    p.add_argument(
+        "--limit", type=non_negative_int, default=0, help="train on only this many samples (quick runs; 0: all)"
+    )
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -414,6 +419,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line
         print(f"grukit {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, where to resume from, the shell's code for SIGINT
+        checkpoint = getattr(args, "checkpoint", None)
+        where = f"; the last complete checkpoint is {checkpoint} (--resume {checkpoint})" if checkpoint else ""
+        print(f"grukit {args.command}: interrupted{where}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
