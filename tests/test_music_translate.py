@@ -169,3 +169,26 @@ def test_regularised_music_model_saves_reloads_and_generates(tmp_path, capsys):
     assert len(music.generate(saved, "", 10, 1.0, seed=1)) == 11
     with pytest.raises(SystemExit):  # the forecasts and classifiers keep the plain GRU
         main(["train", "weather", "--zoneout", "0.1"])
+
+
+@pytest.mark.slow
+def test_covering_numbers_hold_every_word_of_every_number_below_100000():
+    """The vocabulary source of the translate task: the same words as all 100,000 numbers (~15 s)."""
+    from grukit.apps.datasets.numbers import covering_numbers, english, french, tokenize
+
+    def words(numbers):
+        return (
+            {w for n in numbers for w in tokenize(english(n))},
+            {w for n in numbers for w in tokenize(french(n))},
+        )
+
+    assert words(covering_numbers(100_000)) == words(range(100_000))
+
+
+def test_a_model_trained_on_a_few_numbers_still_reads_every_number_word(tmp_path, capsys):
+    """--limit 300 left words such as "zero" out of the vocabulary: asking for them then failed."""
+    path = str(tmp_path / "t.pt")
+    assert main(["train", "translate", "--limit", "300", "--epochs", "1", "--quiet", "--output", path]) == 0
+    capsys.readouterr()
+    for sentence in ("zero", "ninety-nine thousand nine hundred and ninety-nine", "seventeen"):
+        assert main(["translate", "--model", path, sentence]) == 0, capsys.readouterr().err

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
-from ..datasets.numbers import detokenize, english, number_pairs, tokenize
+from ..datasets.numbers import covering_numbers, detokenize, english, french, number_pairs, tokenize
 from .common import Options, fit, model_file
 from .task import Task
 
@@ -251,8 +251,11 @@ def scores(predictions: Sequence[str], references: Sequence[str]) -> Dict[str, f
 def train(options: Options) -> Dict:
     torch.manual_seed(options.seed)
     data = number_pairs(train=options.limit or 20_000)
-    source_vocab = build_vocab([en for _, en, _ in data.train], [PAD, UNK])
-    target_vocab = build_vocab([fr for _, _, fr in data.train], [PAD, BOS, EOS, UNK])
+    # the vocabularies hold every word of every number the model can be asked (not only the
+    # training split's: with --limit 300 "zero" may be missing from it)
+    every = covering_numbers(data.high)
+    source_vocab = build_vocab([en for _, en, _ in data.train] + [english(n) for n in every], [PAD, UNK])
+    target_vocab = build_vocab([fr for _, _, fr in data.train] + [french(n) for n in every], [PAD, BOS, EOS, UNK])
     hidden = options.hidden or 128
     model = EncoderDecoder(len(source_vocab), len(target_vocab), hidden, options.layers, options.reset_after)
     source, source_lengths = encode_batch([en for _, en, _ in data.train], source_vocab)
