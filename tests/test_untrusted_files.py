@@ -31,9 +31,13 @@ def crafted(tmp_path):
 
 def test_crafted_model_file_is_refused_and_runs_nothing(crafted):
     path, marker = crafted
-    with pytest.raises(ValueError, match="is not a grukit model file: it holds objects other than tensors"):
+    with pytest.raises(
+        ValueError, match="is not a grukit model file: it is not a torch file of tensors and plain data"
+    ):
         common.load(str(path))
-    with pytest.raises(ValueError, match="is not a grukit checkpoint: it holds objects other than tensors"):
+    with pytest.raises(
+        ValueError, match="is not a grukit checkpoint: it is not a torch file of tensors and plain data"
+    ):
         common.load_tensors(str(path), "checkpoint")
     assert not marker.exists()
 
@@ -67,3 +71,42 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert common.load_tensors(str(path), "model file") == {"version": 1}  # the previous file, whole
     assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left
+
+
+MALFORMED = {
+    "empty": lambda p: p.write_bytes(b""),
+    "random-bytes": lambda p: p.write_bytes(bytes(range(256)) * 3),
+    "json": lambda p: p.write_text('{"task": "weather"}'),
+    "folder": lambda p: p.mkdir(),
+    "unknown-task": lambda p: torch.save({"task": "nope", "config": {}}, p),
+    "missing-keys": lambda p: torch.save({"task": "weather"}, p),
+    "truncated": lambda p: (torch.save({"task": "weather", "w": torch.randn(500)}, p), _truncate(p)),
+}
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+@pytest.mark.parametrize("command", [["predict"], ["gates"], ["export", "{out}"]])
+def test_every_malformed_model_file_gets_one_line_not_a_traceback(kind, command, tmp_path, capsys):
+    from grukit.apps.cli import main
+
+    path = tmp_path / "model.pt"
+    MALFORMED[kind](path)
+    argv = [command[0], str(path)] + [a.format(out=tmp_path / "m.onnx") for a in command[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_predict_file_that_is_a_folder_is_one_line(tmp_path, capsys):
+    from grukit.apps.cli import main
+
+    path = tmp_path / "model.pt"
+    torch.save({"task": "weather"}, path)
+    assert main(["predict", str(path), "--file", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

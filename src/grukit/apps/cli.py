@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -145,6 +146,8 @@ def _saved_task(path: str):
     from .tasks.common import load
 
     saved = load(path)
+    if saved["task"] not in TASKS:
+        raise ValueError(f"{path!r} is a model file of an unknown task {saved['task']!r} (known: {', '.join(TASKS)})")
     return saved, TASKS[saved["task"]]
 
 
@@ -152,6 +155,8 @@ def _predict(args: argparse.Namespace) -> int:
     saved, task = _saved_task(args.model)
     texts = list(args.text)
     if args.file:
+        if os.path.isdir(args.file):
+            raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
         with open(args.file, encoding="utf-8") as f:
             texts += [line.strip() for line in f if line.strip()]
     for line in task.predict(saved, texts, args.days):
@@ -418,6 +423,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.run(args)
     except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line
         print(f"grukit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, RuntimeError) as error:
+        model = getattr(args, "model", None)
+        if not model:
+            raise  # not about a model file: a bug, shown with its traceback
+        # a model file that loads but lacks a key, or holds weights of other sizes
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        print(
+            f"grukit {args.command}: error: {model!r} is not a complete grukit model file for its task "
+            f"({type(error).__name__}: {reason})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, where to resume from, the shell's code for SIGINT
         checkpoint = getattr(args, "checkpoint", None)

@@ -6,6 +6,7 @@ import os
 import pickle
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -181,13 +182,24 @@ def save_atomically(obj, path: str) -> None:
 def load_tensors(path: str, what: str) -> Dict:
     """A model file or checkpoint, read with ``weights_only=True``: tensors and plain Python data
     only, so a crafted file cannot run code. ``what`` names the file in errors."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not a grukit {what}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of non-torch files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
     except pickle.UnpicklingError as exc:
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ValueError(
-            f"{path!r} is not a grukit {what}: it holds objects other than tensors and plain data, "
-            f"which grukit does not load because loading them could run code ({reason})"
+            f"{path!r} is not a grukit {what}: it is not a torch file of tensors and plain data (grukit "
+            f"loads nothing else, because loading other objects could run code; {reason})"
+        ) from None
+    except (EOFError, RuntimeError, OSError, UnicodeDecodeError, ValueError) as exc:  # empty, truncated, not torch
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
+        raise ValueError(
+            f"{path!r} is not a readable grukit {what} (empty, truncated or another format: {reason})"
         ) from None
 
 
