@@ -309,14 +309,16 @@ def _register_autograd() -> None:
             ctx.saved_tensors
         )
         zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
-        if torch.is_grad_enabled():  # create_graph=True: the gradient itself must be differentiable
+        # create_graph=True (the gradient itself must be differentiable), or gradients batched by
+        # torch's vmap (gradcheck's check_batched_grad): the layer recomputed in torch ops, differentiated
+        if torch.is_grad_enabled() or _batched(d_out, d_hn):
             b_ih, b_hh, beta_ih, beta_hh = ctx.biases
             layer_norm = (gamma_ih, beta_ih, gamma_hh, beta_hh) if has_ln else None
             inputs = (x, h0, w_ih, w_hh, b_ih, b_hh) + (layer_norm or (None,) * 4)
             if zoneout_mask is None and zoneout_seed >= 0:
                 raise RuntimeError(
-                    "grukit: double backward (create_graph=True) through zoneout drawn inside the fused CPU "
-                    "kernel is not supported: pass backend='torch', or an explicit zoneout mask"
+                    "grukit: double backward (create_graph=True) or batched gradients through zoneout drawn "
+                    "inside the fused CPU kernel are not supported: pass backend='torch', or an explicit zoneout mask"
                 )
             zoneout = zoneout_mask if zoneout_mask is not None else (zoneout_p or None)
             return (
@@ -370,6 +372,36 @@ def _register_autograd() -> None:
         return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 8
 
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
+    for name in (forward_op, backward_op):
+        torch.library.register_vmap(name, _vmap_by_loop(name))
+
+
+def _batched(*tensors) -> bool:
+    """Some of ``tensors`` carry a vmap batch dimension (torch.func's or the older torch.vmap's)."""
+    functorch = torch._C._functorch
+    return any(
+        t is not None and (functorch.is_batchedtensor(t) or functorch.is_legacy_batchedtensor(t)) for t in tensors
+    )
+
+
+def _vmap_by_loop(name: str):
+    """A batching rule for ``torch.func.vmap`` (and so ``jacrev``, ``check_batched_grad``): the op
+    once per slice of the vmapped dimension, results stacked along dimension 0. Each call is the
+    whole fused kernel, so this is exact; it is as fast as a Python loop over the slices."""
+    namespace, op_name = name.split("::")
+    op = getattr(getattr(torch.ops, namespace), op_name).default
+
+    def rule(info, in_dims, *args):
+        results = []
+        for i in range(info.batch_size):
+            sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
+            results.append(op(*sliced))
+        stacked = [torch.stack(parts) for parts in zip(*results)]
+        if isinstance(results[0], tuple):
+            return tuple(stacked), (0,) * len(stacked)
+        return stacked, [0] * len(stacked)
+
+    return rule
 
 
 def differentiable_backward(
