@@ -108,3 +108,22 @@ def test_torch_to_keras_takes_trainable_and_bfloat16_parameters():
         np.testing.assert_array_equal(a, b)
     half = convert.torch_to_keras(*[p.detach().bfloat16() for p in gru.parameters()], reset_after=True)
     assert all(a.dtype == np.float32 for a in half)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_with_low_precision_input_returns_what_torch_returns(dtype):
+    """torch.nn.GRU under CPU autocast takes a bfloat16/float16 input with float32 weights and
+    returns the input's dtype; grukit computes it in float32 and returns the same dtype."""
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(4, 6, num_layers=2)
+    ours = grukit.GRU.from_torch(reference)
+    x = torch.randn(5, 3, 4).to(dtype)
+    with torch.autocast("cpu", dtype=dtype):
+        want, want_h = reference(x)
+        got, got_h = ours(x)
+    assert got.dtype == want.dtype == dtype and got_h.dtype == want_h.dtype == dtype
+    exact, _ = ours(x.float())  # float32 compute on the rounded input
+    torch.testing.assert_close(got.float(), exact, rtol=0, atol=1e-2)  # only the output's rounding
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=5e-2)
+    with pytest.raises(TypeError, match="does not match the weights' dtype"):
+        ours(x)  # without autocast, mixed dtypes are an error naming both, as torch's
