@@ -110,3 +110,23 @@ def test_predict_file_that_is_a_folder_is_one_line(tmp_path, capsys):
     torch.save({"task": "weather"}, path)
     assert main(["predict", str(path), "--file", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_resume_from_a_checkpoint_of_another_task_or_size_is_one_line(tmp_path, capsys):
+    from grukit.apps.cli import main
+
+    checkpoint = str(tmp_path / "ck.pt")
+    quick = ["--epochs", "1", "--limit", "40", "--quiet"]
+    assert main(["train", "weather", "--hidden", "8", "--checkpoint", checkpoint] + quick) == 0
+    capsys.readouterr()
+    cases = [
+        (["train", "stocks", "--hidden", "8", "--epochs", "2"], "is a checkpoint of the weather task, not of stocks"),
+        (["train", "weather", "--hidden", "16", "--epochs", "2"], "does not fit this model"),
+    ]
+    for argv, message in cases:
+        assert main(argv + ["--resume", checkpoint, "--limit", "40", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    torch.save({"epoch": 1}, tmp_path / "partial.pt")
+    assert main(["train", "weather", "--resume", str(tmp_path / "partial.pt"), "--epochs", "2", "--quiet"]) == 2
+    assert "is not a grukit checkpoint" in capsys.readouterr().err

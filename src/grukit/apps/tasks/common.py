@@ -92,8 +92,21 @@ def fit(
     best, best_state, history, start_epoch = None, None, [], 1
     if options.resume:
         state = load_tensors(options.resume, "checkpoint")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimizer"])
+        path = options.resume
+        needed = {"epoch", "model", "optimizer", "best", "best_state", "history"}
+        if not isinstance(state, dict) or not needed <= state.keys():
+            raise ValueError(f"--resume {path!r} is not a grukit checkpoint (write one with --checkpoint)")
+        if state.get("task", options.task) != options.task:
+            raise ValueError(f"--resume {path!r} is a checkpoint of the {state['task']} task, not of {options.task}")
+        try:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ValueError(
+                f"--resume {path!r} does not fit this model (the same --hidden, --layers and options as when "
+                f"it was written?): {reason}"
+            ) from None
         best, best_state, history, start_epoch = (
             state["best"],
             state["best_state"],
@@ -128,6 +141,7 @@ def fit(
         if options.checkpoint and rank == 0:
             save_atomically(
                 {
+                    "task": options.task,
                     "epoch": epoch,
                     "model": model.state_dict(),
                     "optimizer": optimiser.state_dict(),
