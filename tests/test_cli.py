@@ -85,3 +85,12 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_exits_130(tmp_p
     assert cli.main(["train", "weather", "--checkpoint", checkpoint]) == 130
     message = capsys.readouterr().err.strip()
     assert message == f"grukit train: interrupted; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"
+
+
+def test_nproc_with_a_batch_size_it_cannot_split_stops_before_launching(capsys):
+    from grukit.apps import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "weather", "--nproc", "2", "--batch-size", "33"])
+    assert stop.value.code == 2
+    assert "--batch-size (33) must be divisible by --nproc (2)" in capsys.readouterr().err

@@ -418,6 +418,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         takers = " and ".join(name for name, task in TASKS.items() if task.takes_regularisers)
         parser.error(f"--layer-norm, --zoneout and --recurrent-dropout apply to the {takers} tasks")
     if getattr(args, "nproc", 1) > 1:
+        # what the workers would refuse, refused before any worker starts
+        if args.batch_size and args.batch_size % args.nproc:
+            parser.error(f"--batch-size ({args.batch_size}) must be divisible by --nproc ({args.nproc})")
+        try:
+            for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
+                if path:
+                    check_writable_file(flag, path)
+        except ValueError as error:
+            parser.error(str(error))
         return _relaunch_with_torchrun(args, argv)
     try:
         return args.run(args)
