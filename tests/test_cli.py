@@ -94,3 +94,18 @@ def test_nproc_with_a_batch_size_it_cannot_split_stops_before_launching(capsys):
         cli.main(["train", "weather", "--nproc", "2", "--batch-size", "33"])
     assert stop.value.code == 2
     assert "--batch-size (33) must be divisible by --nproc (2)" in capsys.readouterr().err
+
+
+def test_a_save_that_fails_after_training_still_prints_the_report(tmp_path, monkeypatch, capsys):
+    from grukit.apps import cli
+    from grukit.apps.tasks import common
+
+    def disk_full(obj, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(common, "save_atomically", disk_full)
+    path = str(tmp_path / "m.pt")
+    assert cli.main(["train", "weather", "--epochs", "1", "--limit", "40", "--quiet", "--output", path]) == 2
+    captured = capsys.readouterr()
+    assert "weather:" in captured.out and "grukit GRU" in captured.out  # the report
+    assert captured.err.strip().count("\n") == 0 and "could not save the model" in captured.err

@@ -120,7 +120,7 @@ def _init_distributed() -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
-    from .tasks.common import distributed
+    from .tasks.common import SAVE_ERROR, distributed
 
     for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
         if path:
@@ -132,11 +132,15 @@ def _train(args: argparse.Namespace) -> int:
     _print_report(report)
     if report.get("processes", 1) > 1:
         print(f"  ({report['processes']} processes, DistributedDataParallel)")
-    if args.output:
+    save_error = report.get("model_file", {}).pop(SAVE_ERROR, None)
+    if args.output and not save_error:
         print(f"  saved the model to {args.output}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({k: v for k, v in report.items() if k not in ("history", "model_file")}, f, indent=2)
+    if save_error:  # the report above is printed; the model could not be written
+        print(f"grukit train: error: {save_error}", file=sys.stderr)
+        return 2
     return 0
 
 

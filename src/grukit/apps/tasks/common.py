@@ -176,8 +176,14 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
     """
     saved = {"task": task, "options": asdict(options), "state_dict": model.state_dict(), **extra}
     if options.output and distributed()[0] == 0:
-        save_atomically(saved, options.output)
+        try:
+            save_atomically(saved, options.output)
+        except OSError as exc:  # disk full, folder removed during training...: keep the report
+            saved[SAVE_ERROR] = f"could not save the model to {options.output!r}: {exc}"
     return saved
+
+
+SAVE_ERROR = "save_error"  # a model_file() key set only when writing --output failed
 
 
 def save_atomically(obj, path: str) -> None:
