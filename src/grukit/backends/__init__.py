@@ -146,8 +146,10 @@ def select(
     if backend != "auto" and backend not in _BACKENDS:
         raise ValueError(f"{source} must be one of {names()}, got {backend!r}")
     if backend == "auto":
-        if torch._C._functorch.peek_interpreter_stack() is not None:
-            return torch_ops  # inside torch.func.vmap/grad/jacrev/jvp: plain torch ops compose with all of them
+        # inside torch.func.vmap/grad/jacrev/jvp: plain torch ops compose with all of them (not asked
+        # while torch.compile traces: dynamo cannot trace the question and would break the graph)
+        if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
+            return torch_ops
         return _BACKENDS[choose(x.device.type, x.dtype, variant, hidden_size)]
     module = _BACKENDS[backend]
     if not module.is_available():
