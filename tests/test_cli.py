@@ -87,15 +87,6 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_exits_130(tmp_p
     assert message == f"grukit train: interrupted; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"
 
 
-def test_nproc_with_a_batch_size_it_cannot_split_stops_before_launching(capsys):
-    from grukit.apps import cli
-
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["train", "weather", "--nproc", "2", "--batch-size", "33"])
-    assert stop.value.code == 2
-    assert "--batch-size (33) must be divisible by --nproc (2)" in capsys.readouterr().err
-
-
 def test_a_save_that_fails_after_training_still_prints_the_report(tmp_path, monkeypatch, capsys):
     from grukit.apps import cli
     from grukit.apps.tasks import common

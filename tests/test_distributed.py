@@ -71,4 +71,5 @@ def test_batch_size_must_split_evenly():
         timeout=300,
     )
     assert done.returncode != 0
-    assert "--batch-size (33) must be divisible by the number of processes (2)" in done.stdout + done.stderr
+    # refused by the launcher, before any worker starts (the workers' own check says "number of processes")
+    assert "--batch-size (33) must be divisible by --nproc (2)" in done.stderr
