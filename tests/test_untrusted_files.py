@@ -130,3 +130,28 @@ def test_resume_from_a_checkpoint_of_another_task_or_size_is_one_line(tmp_path, 
     torch.save({"epoch": 1}, tmp_path / "partial.pt")
     assert main(["train", "weather", "--resume", str(tmp_path / "partial.pt"), "--epochs", "2", "--quiet"]) == 2
     assert "is not a grukit checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_write_killed_midway_leaves_the_previous_one_to_resume_from(tmp_path, capsys):
+    """SIGKILL during the write (no Python cleanup runs): the previous checkpoint stays whole."""
+    from grukit.apps.cli import main
+
+    checkpoint = str(tmp_path / "ck.pt")
+    quick = ["--hidden", "8", "--limit", "40", "--quiet"]
+    assert main(["train", "weather", "--epochs", "1", "--checkpoint", checkpoint] + quick) == 0
+    before = open(checkpoint, "rb").read()
+    killer = (
+        "import os, signal, torch\n"
+        "from grukit.apps.tasks import common\n"
+        "def dies_midway(obj, f):\n"
+        "    open(f, 'wb').write(b'PK partial')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "torch.save = dies_midway\n"
+        f"common.save_atomically({{'epoch': 99}}, {checkpoint!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killer], capture_output=True, timeout=120)
+    assert done.returncode == -9
+    assert open(checkpoint, "rb").read() == before
+    capsys.readouterr()
+    assert main(["train", "weather", "--epochs", "2", "--resume", checkpoint, "--checkpoint", checkpoint] + quick) == 0
+    assert common.load_tensors(checkpoint, "checkpoint")["epoch"] == 2  # resumed at epoch 2 and wrote it
