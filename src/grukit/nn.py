@@ -171,9 +171,7 @@ class GRU(nn.Module):
         self.reset_parameters()
         # choose (and for the fused kernels, build or load) the backend now, outside any
         # torch.compile trace; an unknown backend name fails here rather than at the first call
-        backends.check_named(backend, self._variant())
-        if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh_l0):
-            backends.select(self.weight_hh_l0, backend, self._variant(), self.hidden_size)
+        backends.prepare_for_module(self.weight_hh_l0, backend, self._variant(), self.hidden_size)
 
     def reset_parameters(self) -> None:
         """Every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRU``; layer-norm
@@ -427,9 +425,7 @@ class GRUCell(nn.Module):
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
         variant = backends.Variant(reset_after=reset_after, keeps_state=update_gate == KEEPS_STATE)
-        backends.check_named(backend, variant)
-        if backend in (None, "auto") or backends.get(backend).supports(self.weight_hh):
-            backends.select(self.weight_hh, backend, variant, H)  # as GRU: build or load the kernels now
+        backends.prepare_for_module(self.weight_hh, backend, variant, H)  # as GRU
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0  # as torch.nn.GRUCell

@@ -118,13 +118,19 @@ def _init_distributed() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))  # share the cores
 
 
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """The files ``grukit train`` will write can be written: checked before training (and before
+    --nproc starts workers), not found out after it."""
+    for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
+        if path:
+            check_writable_file(flag, path)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
     from .tasks.common import SAVE_ERROR, distributed
 
-    for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
-        if path:
-            check_writable_file(flag, path)  # before training, not after it
+    _check_output_paths(args)
     _init_distributed()
     report = TASKS[args.task].train(_options(args, args.task))
     if distributed()[0] != 0:
@@ -426,9 +432,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.batch_size and args.batch_size % args.nproc:
             parser.error(f"--batch-size ({args.batch_size}) must be divisible by --nproc ({args.nproc})")
         try:
-            for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
-                if path:
-                    check_writable_file(flag, path)
+            _check_output_paths(args)
         except ValueError as error:
             parser.error(str(error))
         return _relaunch_with_torchrun(args, argv)
@@ -442,7 +446,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not model:
             raise  # not about a model file: a bug, shown with its traceback
         # a model file that loads but lacks a key, or holds weights of other sizes
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        from .tasks.common import first_line
+
+        reason = first_line(error)
         print(
             f"grukit {args.command}: error: {model!r} is not a complete grukit model file for its task "
             f"({type(error).__name__}: {reason})",

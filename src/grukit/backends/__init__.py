@@ -129,6 +129,17 @@ def check_named(backend: Optional[str], variant: Variant = Variant()) -> None:
         raise RuntimeError(f"backend={backend!r} cannot compute this GRU: {reason}")
 
 
+def prepare_for_module(
+    parameter: Tensor, backend: Optional[str], variant: Variant, hidden_size: Optional[int] = None
+) -> None:
+    """What a module does when it is made: check a named backend (:func:`check_named`), then, where
+    it can already run on the module's ``parameter``, select it now (building or loading the fused
+    kernels outside any torch.compile trace). A backend for another device is selected at the call."""
+    check_named(backend, variant)
+    if backend in (None, "auto") or _BACKENDS[backend].supports(parameter):
+        select(parameter, backend, variant, hidden_size)
+
+
 def select(
     x: Tensor, backend: Optional[str], variant: Variant = Variant(), hidden_size: Optional[int] = None
 ) -> ModuleType:

@@ -23,6 +23,21 @@ NAME = "torch"
 LN_EPS = 1e-5  # as grukit.reference and torch.nn.LayerNorm
 
 
+def input_projection(
+    x: Tensor, w_ih: Tensor, b_ih: Optional[Tensor], layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]
+) -> Tensor:
+    """The input side of every step at once, [T, B, I] -> [T, B, 3H]: x W_ih^T + b_ih, or with
+    layer norm LN(x W_ih^T; gamma_ih, beta_ih) + b_ih, normalised over the 3H pre-activations of
+    each step and row. One large product (differentiated by autograd); other backends call it too."""
+    if layer_norm is None:
+        return torch.nn.functional.linear(x, w_ih, b_ih)
+    gamma_ih, beta_ih = layer_norm[:2]
+    gi = torch.nn.functional.layer_norm(
+        torch.nn.functional.linear(x, w_ih), (w_ih.shape[0],), gamma_ih, beta_ih, LN_EPS
+    )
+    return gi if b_ih is None else gi + b_ih
+
+
 def gru_layer(
     x: Tensor,
     h0: Tensor,
@@ -65,15 +80,9 @@ def gru_layer(
     H = w_hh.shape[1]
     if isinstance(zoneout, ZoneoutDraw):
         zoneout = zoneout.mask((T, B, H), x)
-    if layer_norm is None:
-        # x W^T + b_i for all steps at once: [T, B, 3H]
-        gi_all = torch.nn.functional.linear(x, w_ih, b_ih)
-    else:
-        g_i, be_i, g_h, be_h = layer_norm
-        # LN(x W^T) + b_i: normalised over the 3H pre-activations of each step and row
-        gi_all = torch.nn.functional.layer_norm(torch.nn.functional.linear(x, w_ih), (3 * H,), g_i, be_i, LN_EPS)
-        if b_ih is not None:
-            gi_all = gi_all + b_ih
+    gi_all = input_projection(x, w_ih, b_ih, layer_norm)
+    if layer_norm is not None:
+        g_h, be_h = layer_norm[2:]
     if reset_after:
         w_hh_rz, b_hh_rz = w_hh, b_hh  # one product gives all three recurrent terms
     else:

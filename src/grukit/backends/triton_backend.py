@@ -32,6 +32,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from . import torch_ops
 from .masks import ZoneoutDraw
 
 NAME = "triton"
@@ -42,7 +43,6 @@ AUTO_DEVICE_TYPES = ("cuda",)
 # B = 256, T = 50, H = 512: triton 8.4 / 16.9 ms (inference / fwd+bwd), portable 10.3 / 39.3;
 # B = 64, H = 1024: triton 57.9 / 111.7 ms, portable 15.5 / 71.4.
 AUTO_MAX_HIDDEN = 512
-LN_EPS = 1e-5  # as grukit.reference (and the kernels' constant)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _state = {"kernels": None, "error": None}
@@ -262,14 +262,10 @@ def gru_layer(
             recurrent_mask = recurrent_mask.to(compute)
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        if layer_norm is None:
-            gi = torch.nn.functional.linear(x, w_ih, b_ih)  # x W_ih^T + b_ih, all steps: [T, B, 3H]
-            gamma_hh = beta_hh = None
-        else:
-            g_i, be_i, gamma_hh, beta_hh = (t.to(compute) for t in layer_norm)
-            gi = torch.nn.functional.layer_norm(torch.nn.functional.linear(x, w_ih), (3 * H,), g_i, be_i, LN_EPS)
-            if b_ih is not None:
-                gi = gi + b_ih
+        if layer_norm is not None:
+            layer_norm = tuple(t.to(compute) for t in layer_norm)
+        gi = torch_ops.input_projection(x, w_ih, b_ih, layer_norm)  # all steps: [T, B, 3H]
+        gamma_hh, beta_hh = layer_norm[2:] if layer_norm is not None else (None, None)
         config = _Config(
             T, B, H, reverse, reset_after, keeps_state, b_hh is not None, layer_norm is not None,
             recurrent_mask, zoneout, lengths, x,

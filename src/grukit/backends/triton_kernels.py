@@ -181,7 +181,7 @@ def _raw_products(
     if HAS_LN:
         mean = total / width
         var = tl.maximum(total_sq / width - mean * mean, 0.0)
-        rstd = 1.0 / tl.sqrt(var + 1e-5)
+        rstd = 1.0 / tl.sqrt(var + 1e-5)  # eps as torch_ops.LN_EPS and torch.nn.LayerNorm
         tl.store(stats + (s * B + rows) * 4 + slot, mean, mask=row_ok)
         tl.store(stats + (s * B + rows) * 4 + slot + 1, rstd, mask=row_ok)
 
@@ -213,6 +213,41 @@ def _projected(
     if HAS_BIAS:
         v = v + tl.load(b_hh + gate * H + cols, mask=col_ok, other=0.0)[None, :]
     return v
+
+
+@triton.jit
+def _reset_and_update_gates(
+    gi_row,
+    ghraw,
+    stats,
+    b_hh,
+    ln_g,
+    ln_b,
+    saved,
+    s,
+    rows,
+    row_ok,
+    cols,
+    col_ok,
+    B,
+    H,
+    HAS_BIAS: tl.constexpr,
+    HAS_LN: tl.constexpr,
+):
+    """r = sigmoid(gi_r + P(~h U_r^T) + b_hr) and z likewise for the units ``cols`` of step s, stored
+    in the saved gates (``saved`` points at their r columns) and returned."""
+    mask2 = row_ok[:, None] & col_ok[None, :]
+    r = _sigmoid(
+        tl.load(gi_row, mask=mask2, other=0.0)
+        + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN)
+    )
+    z = _sigmoid(
+        tl.load(gi_row + H, mask=mask2, other=0.0)
+        + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN)
+    )
+    tl.store(saved, r, mask=mask2)
+    tl.store(saved + H, z, mask=mask2)
+    return r, z
 
 
 @triton.jit
@@ -272,53 +307,29 @@ def gru_forward_kernel(
         else:
             active = row_ok
         state = hs + s * B * H  # [B, H] h_{t-1}
-        # pass 1: the recurrent products of r and z (reset before) or of all three gates (after)
-        if RESET_AFTER:
-            _raw_products(
-                state,
-                rmask,
-                w_hh_t,
-                ghraw,
-                stats,
-                s,
-                rows,
-                row_ok,
-                B,
-                H,
-                0,
-                3,
-                True,
-                0,
-                HAS_RMASK,
-                HAS_LN,
-                BLOCK_B,
-                BLOCK_N,
-                BLOCK_K,
-                PRECISION,
-            )
-        else:
-            _raw_products(
-                state,
-                rmask,
-                w_hh_t,
-                ghraw,
-                stats,
-                s,
-                rows,
-                row_ok,
-                B,
-                H,
-                0,
-                2,
-                True,
-                0,
-                HAS_RMASK,
-                HAS_LN,
-                BLOCK_B,
-                BLOCK_N,
-                BLOCK_K,
-                PRECISION,
-            )
+        # pass 1: the recurrent products of r and z (reset before: 2 gates) or of all three gates (after)
+        _raw_products(
+            state,
+            rmask,
+            w_hh_t,
+            ghraw,
+            stats,
+            s,
+            rows,
+            row_ok,
+            B,
+            H,
+            0,
+            2 + RESET_AFTER,
+            True,
+            0,
+            HAS_RMASK,
+            HAS_LN,
+            BLOCK_B,
+            BLOCK_N,
+            BLOCK_K,
+            PRECISION,
+        )
         tl.debug_barrier()
         if not RESET_AFTER:
             # pass 2 (reset before): r, z; then r * ~h, the input of the candidate's product
@@ -327,24 +338,13 @@ def gru_forward_kernel(
                 col_ok = cols < H
                 mask2 = row_ok[:, None] & col_ok[None, :]
                 gi_row = gi + (t * B + rows[:, None]) * 3 * H + cols[None, :]
-                r = _sigmoid(
-                    tl.load(gi_row, mask=mask2, other=0.0)
-                    + _projected(
-                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN
-                    )
-                )
-                z = _sigmoid(
-                    tl.load(gi_row + H, mask=mask2, other=0.0)
-                    + _projected(
-                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN
-                    )
+                saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
+                r, z = _reset_and_update_gates(
+                    gi_row, ghraw, stats, b_hh, ln_g, ln_b, saved, s, rows, row_ok, cols, col_ok, B, H, HAS_BIAS, HAS_LN
                 )
                 h_tilde = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
                 if HAS_RMASK:
                     h_tilde = h_tilde * tl.load(rmask + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
-                saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
-                tl.store(saved, r, mask=mask2)
-                tl.store(saved + H, z, mask=mask2)
                 tl.store(rhd + (s * B + rows[:, None]) * H + cols[None, :], r * h_tilde, mask=mask2)
             tl.debug_barrier()
             # pass 3: (r * ~h) W_hn^T
@@ -380,25 +380,14 @@ def gru_forward_kernel(
             saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
             h = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
             if RESET_AFTER:
-                r = _sigmoid(
-                    tl.load(gi_row, mask=mask2, other=0.0)
-                    + _projected(
-                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN
-                    )
-                )
-                z = _sigmoid(
-                    tl.load(gi_row + H, mask=mask2, other=0.0)
-                    + _projected(
-                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN
-                    )
+                r, z = _reset_and_update_gates(
+                    gi_row, ghraw, stats, b_hh, ln_g, ln_b, saved, s, rows, row_ok, cols, col_ok, B, H, HAS_BIAS, HAS_LN
                 )
                 g_n = _projected(
                     ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
                 )
                 # n = tanh(gi_n + r * (P(~h U_n^T) + b_hn))
                 n = _tanh(tl.load(gi_row + 2 * H, mask=mask2, other=0.0) + r * g_n)
-                tl.store(saved, r, mask=mask2)
-                tl.store(saved + H, z, mask=mask2)
             else:
                 z = tl.load(saved + H, mask=mask2, other=0.0)
                 # n = tanh(gi_n + P((r * ~h) U_n^T) + b_hn)
@@ -420,6 +409,14 @@ def gru_forward_kernel(
             tl.store(hs + ((s + 1) * B + rows[:, None]) * H + cols[None, :], tl.where(act, h_new, h), mask=mask2)
             tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(act, h_new, 0.0), mask=mask2)
         tl.debug_barrier()
+
+
+@triton.jit
+def _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gamma_cols, col_ok, mask2, mean, rstd):
+    """dxhat = dpost * gamma and xhat = (v - mean) * rstd at the offsets ``at`` of one column block."""
+    dxhat = tl.load(dpost + at, mask=mask2, other=0.0) * tl.load(ln_g + gamma_cols, mask=col_ok, other=0.0)[None, :]
+    xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
+    return dxhat, xhat
 
 
 @triton.jit
@@ -453,11 +450,7 @@ def _ln_backward_pass(
         col_ok = cols < width
         mask2 = row_ok[:, None] & col_ok[None, :]
         at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat = (
-            tl.load(dpost + at, mask=mask2, other=0.0)
-            * tl.load(ln_g + gate0 * H + cols, mask=col_ok, other=0.0)[None, :]
-        )
-        xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
+        dxhat, xhat = _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gate0 * H + cols, col_ok, mask2, mean, rstd)
         sum_d += tl.sum(tl.where(mask2, dxhat, 0.0), axis=1)
         sum_dx += tl.sum(tl.where(mask2, dxhat * xhat, 0.0), axis=1)
     mean_d = sum_d / width
@@ -467,11 +460,7 @@ def _ln_backward_pass(
         col_ok = cols < width
         mask2 = row_ok[:, None] & col_ok[None, :]
         at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat = (
-            tl.load(dpost + at, mask=mask2, other=0.0)
-            * tl.load(ln_g + gate0 * H + cols, mask=col_ok, other=0.0)[None, :]
-        )
-        xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
+        dxhat, xhat = _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gate0 * H + cols, col_ok, mask2, mean, rstd)
         tl.store(dpre + at, rstd[:, None] * (dxhat - mean_d[:, None] - xhat * mean_dx[:, None]), mask=mask2)
 
 

@@ -102,7 +102,7 @@ def fit(
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            reason = first_line(exc, 160)
             raise ValueError(
                 f"--resume {path!r} does not fit this model (the same --hidden, --layers and options as when "
                 f"it was written?): {reason}"
@@ -199,6 +199,12 @@ def save_atomically(obj, path: str) -> None:
             os.remove(temporary)
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's first line, at most ``limit`` characters (its type's name if it has no text):
+    what a one-line error message quotes of a cause that may span many lines."""
+    return (str(error).strip().splitlines() or [""])[0][:limit] or type(error).__name__
+
+
 def load_tensors(path: str, what: str) -> Dict:
     """A model file or checkpoint, read with ``weights_only=True``: tensors and plain Python data
     only, so a crafted file cannot run code. ``what`` names the file in errors."""
@@ -211,13 +217,13 @@ def load_tensors(path: str, what: str) -> Dict:
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as exc:
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        reason = first_line(exc)
         raise ValueError(
             f"{path!r} is not a grukit {what}: it is not a torch file of tensors and plain data (grukit "
             f"loads nothing else, because loading other objects could run code; {reason})"
         ) from None
     except (EOFError, RuntimeError, OSError, UnicodeDecodeError, ValueError) as exc:  # empty, truncated, not torch
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
+        reason = first_line(exc)
         raise ValueError(
             f"{path!r} is not a readable grukit {what} (empty, truncated or another format: {reason})"
         ) from None
