@@ -214,33 +214,41 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import json
-    import os
+    """The task comparison (unless ``--memory``), then the long-memory experiment; each writes
+    its own section of COMPARISON.md."""
+    from . import compare, memory
+    from .report_file import write_section
 
-    from . import compare
-
-    if args.quick:
-        lengths, seeds, steps, epochs, limit = (10, 20), 1, 20, {"sentiment": 1, "weather": 1}, 300
-    else:
-        lengths, seeds, steps, epochs, limit = (
-            tuple(args.lengths),
-            args.seeds,
-            args.steps,
-            {"sentiment": 6, "weather": 20},
-            0,
+    command = ("grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare").strip()
+    report = os.path.join(args.out, "COMPARISON.md")
+    os.makedirs(args.out, exist_ok=True)
+    if not args.memory:
+        epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
+        results = compare.run(args.seeds, epochs, limit, 20 if args.quick else 400, args.out, log=print)
+        text = compare.markdown(results, command)
+        write_section(
+            report,
+            "tasks",
+            text + "\n![sentiment loss](sentiment_loss.png)\n![gradient flow](gradient_flow.png)\n",
         )
-    command = "grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare"
-    results = compare.run(lengths, seeds, steps, epochs, limit, args.out, log=print)
-    text = compare.markdown(results, lengths, command.strip())
-    with open(os.path.join(args.out, "COMPARISON.md"), "w") as f:
-        f.write(
-            "# RNN vs LSTM vs GRU, measured\n\n" + text + "\n![memory vs length](memory_vs_length.png)\n"
-            "![sentiment loss](sentiment_loss.png)\n![gradient flow](gradient_flow.png)\n"
-        )
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f)
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(results, f)
+        print(text)
+    settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
+    if args.steps and not args.quick:
+        settings.steps = args.steps
+    if args.adding_lengths:
+        settings.lengths["adding"] = tuple(args.adding_lengths)
+    if args.copy_delays:
+        settings.lengths["copy"] = tuple(args.copy_delays)
+    started = time.perf_counter()
+    runs = memory.run_experiment(settings, args.out, jobs=args.jobs, log=print)
+    wall = time.perf_counter() - started
+    memory.plot(runs, settings, args.out)
+    text = memory.markdown(runs, settings, command, wall, memory.machine(args.jobs))
+    write_section(report, "memory", text)
     print(text)
-    print(f"wrote {args.out}/COMPARISON.md, results.json and 3 PNG plots")
+    print(f"wrote {report}, {args.out}/runs.jsonl and the PNG plots")
     return 0
 
 
@@ -396,9 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
     comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
     comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
-    comp.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400], help="memory-task lengths")
-    comp.add_argument("--seeds", type=int, default=2, help="seeds for the sentiment and weather runs")
-    comp.add_argument("--steps", type=int, default=600, help="training steps per memory-task run")
+    comp.add_argument("--memory", action="store_true", help="run only the long-memory experiment (adding, copy)")
+    comp.add_argument("--seeds", type=positive_int, default=2, help="seeds per model and setting (default 2)")
+    comp.add_argument("--steps", type=positive_int, help="step budget per memory run (default: memory.Settings)")
+    comp.add_argument("--adding-lengths", type=positive_int, nargs="+", help="adding-problem lengths T")
+    comp.add_argument("--copy-delays", type=positive_int, nargs="+", help="copy-task delays T")
+    comp.add_argument("--jobs", type=positive_int, default=2, help="memory runs trained at once, one core each")
     comp.set_defaults(run=_compare)
     gate = sub.add_parser("gates", help="plot a trained model's update and reset gates (PNG + hover HTML)")
     gate.add_argument("model", help="a model file from `grukit train TASK --output FILE`")

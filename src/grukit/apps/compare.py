@@ -8,10 +8,8 @@ the reference implementation) on
 
 * the sentiment task (Rotten Tomatoes) and the weather task (Seattle), with matched
   hidden sizes and, separately, matched parameter counts (the GRU's count);
-* two long-range memory tasks at growing lengths: the adding problem (sum the two
-  marked numbers of a sequence; solved = test MSE < 0.01, predicting the mean scores
-  0.167) and recall (name the symbol, of 8, shown at the first step; solved = accuracy
-  >= 0.95, chance 0.125);
+* (with ``--memory``, in :mod:`grukit.apps.memory`) the adding problem and the copy task at
+  growing lengths, each model trained until it solves them;
 
 and measures the gradient norm ||dLoss/dh_t|| against the distance from the end.
 Writes COMPARISON.md-ready Markdown and PNG plots.
@@ -19,10 +17,8 @@ Writes COMPARISON.md-ready Markdown and PNG plots.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -30,6 +26,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..nn import GRU, GRUCell
+from .memory import adding_problem
+from .model_sizes import matched_hidden, recurrent_parameters
 from .plotting import pyplot
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before", "torch-gru")
@@ -41,20 +39,6 @@ LABELS = {
     "torch-gru": "GRU torch.nn.GRU",
 }
 GATES = {"rnn": 0, "lstm": 3, "gru-after": 2, "gru-before": 2, "torch-gru": 2}
-
-
-def recurrent_parameters(kind: str, inputs: int, hidden: int) -> int:
-    """Weights and biases of one recurrent layer: blocks * (I*H + H*H + 2H)."""
-    blocks = {"rnn": 1, "lstm": 4}.get(kind, 3)
-    return blocks * (inputs * hidden + hidden * hidden + 2 * hidden)
-
-
-def matched_hidden(kind: str, inputs: int, target: int) -> int:
-    """The hidden size whose recurrent parameter count is closest to ``target``."""
-    blocks = {"rnn": 1, "lstm": 4}.get(kind, 3)
-    # blocks * (H^2 + (I + 2) H) = target
-    h = (-(inputs + 2) + math.sqrt((inputs + 2) ** 2 + 4 * target / blocks)) / 2
-    return max(1, min((math.floor(h), math.ceil(h)), key=lambda c: abs(recurrent_parameters(kind, inputs, c) - target)))
 
 
 class SequenceModel(nn.Module):
@@ -81,78 +65,6 @@ class SequenceModel(nn.Module):
         _, h = self.rnn(x)
         h = h[0] if self.kind == "lstm" else h
         return self.head(h[-1])
-
-
-# ---------------------------------------------------------------- synthetic memory tasks
-
-
-def adding_problem(n: int, length: int, rng: np.random.Generator):
-    """x [n, T, 2]: a number in [0, 1] and a marker (two 1s); y [n, 1]: the sum of the marked numbers."""
-    values = rng.random((n, length))
-    marks = np.zeros((n, length))
-    first = rng.integers(0, max(1, length // 2), n)
-    second = rng.integers(length // 2, length, n)
-    marks[np.arange(n), first] = 1
-    marks[np.arange(n), second] = 1
-    x = np.stack([values, marks], 2).astype(np.float32)
-    return torch.from_numpy(x), torch.from_numpy((values * marks).sum(1, keepdims=True).astype(np.float32))
-
-
-def recall_task(n: int, length: int, rng: np.random.Generator, symbols: int = 8):
-    """x [n, T, symbols + 1]: a one-hot symbol at step 0, then noise symbols, then a query flag at
-    the last step; y [n]: the first symbol."""
-    first = rng.integers(0, symbols, n)
-    noise = rng.integers(0, symbols, (n, length))
-    noise[:, 0] = first
-    x = np.zeros((n, length, symbols + 1), np.float32)
-    x[np.arange(n)[:, None], np.arange(length)[None, :], noise] = 1
-    x[:, -1, :symbols] = 0
-    x[:, -1, symbols] = 1  # "now answer"
-    return torch.from_numpy(x), torch.from_numpy(first)
-
-
-@dataclass
-class MemoryResult:
-    kind: str
-    hidden: int
-    task: str
-    length: int
-    metric: float
-    solved: bool
-    seconds: float
-    curve: List[float] = field(default_factory=list)
-
-
-def train_memory_task(
-    kind: str, task: str, length: int, hidden: int, steps: int, seed: int, batch: int = 64
-) -> MemoryResult:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    make = adding_problem if task == "adding" else recall_task
-    inputs = 2 if task == "adding" else 9
-    model = SequenceModel(kind, inputs, hidden, 1 if task == "adding" else 8)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3 if task == "recall" else 1e-3)
-    loss_fn = nn.MSELoss() if task == "adding" else nn.CrossEntropyLoss()
-    curve, started = [], time.perf_counter()
-    for step in range(steps):
-        x, y = make(batch, length, rng)
-        loss = loss_fn(model(x), y)
-        optimiser.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        curve.append(loss.item())
-    seconds = time.perf_counter() - started
-    x, y = make(1000, length, np.random.default_rng(10_000 + seed))
-    with torch.no_grad():
-        out = model(x)
-    if task == "adding":
-        metric = float(((out - y) ** 2).mean())
-        solved = metric < 0.01
-    else:
-        metric = float((out.argmax(1) == y).float().mean())
-        solved = metric >= 0.95
-    return MemoryResult(kind, hidden, task, length, metric, solved, seconds, curve)
 
 
 # ---------------------------------------------------------------- gradient flow
@@ -274,15 +186,14 @@ def _sizes(inputs: int, hidden: int):
             yield setting, kind, hidden if setting == "hidden" else matched_hidden(kind, inputs, target)
 
 
-def run(
-    lengths: Sequence[int], seeds: int, steps: int, epochs: Dict[str, int], limit: int, out_dir: str, log=print
-) -> Dict:
-    """Every experiment; returns the raw results and writes the plots into ``out_dir``."""
+def run(seeds: int, epochs: Dict[str, int], limit: int, flow_length: int, out_dir: str, log=print) -> Dict:
+    """The task comparison and the gradient flow; returns the raw results and writes the plots
+    into ``out_dir``. (The long-memory experiment is :mod:`grukit.apps.memory`.)"""
     import os
 
     os.makedirs(out_dir, exist_ok=True)
     H = 64
-    results = {"tasks": [], "memory": [], "flow": {}}
+    results = {"tasks": [], "flow": {}}
     for task in ("sentiment", "weather"):
         for setting, kind, hidden in _sizes(64 if task == "sentiment" else 3, H):
             for seed in range(seeds):
@@ -293,51 +204,16 @@ def run(
                     f"{task:9s} {setting:6s} {LABELS[kind]:26s} H={hidden:3d} seed {seed}: {r['metric']:.4f} "
                     f"({r['seconds_per_epoch']:.1f} s/epoch)"
                 )
-    for task in ("adding", "recall"):
-        for setting, kind, hidden in _sizes(2 if task == "adding" else 9, H):
-            for length in lengths:
-                r = train_memory_task(kind, task, length, hidden, steps, seed=0)
-                results["memory"].append({**r.__dict__, "setting": setting})
-                log(
-                    f"{task:9s} {setting:6s} {LABELS[kind]:26s} T={length:4d}: {r.metric:.4f}"
-                    f"{' solved' if r.solved else ''} ({r.seconds:.1f} s)"
-                )
     for kind in ("rnn", "lstm", "gru"):
-        results["flow"][kind] = gradient_flow(kind, length=max(lengths)).tolist()
-    plot(results, lengths, out_dir)
+        results["flow"][kind] = gradient_flow(kind, length=flow_length).tolist()
+    plot(results, out_dir)
     return results
 
 
-def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
+def plot(results: Dict, out_dir: str) -> List[str]:
     plt = pyplot()
 
     paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, task, ylabel in (
-        (axes[0], "adding", "test MSE (solved < 0.01)"),
-        (axes[1], "recall", "test accuracy (solved >= 0.95)"),
-    ):
-        for kind in KINDS:
-            rows = [
-                r for r in results["memory"] if r["task"] == task and r["kind"] == kind and r["setting"] == "hidden"
-            ]
-            ax.plot([r["length"] for r in rows], [r["metric"] for r in rows], marker="o", label=LABELS[kind])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(lengths), [str(v) for v in lengths])
-        ax.set_xlabel("sequence length")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{task} problem, hidden 64")
-        if task == "adding":
-            ax.axhline(0.01, color="grey", lw=0.8, ls="--")
-            ax.set_yscale("log")
-        else:
-            ax.axhline(0.95, color="grey", lw=0.8, ls="--")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(f"{out_dir}/memory_vs_length.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in KINDS:
         rows = [
@@ -371,7 +247,7 @@ def plot(results: Dict, lengths: Sequence[int], out_dir: str) -> List[str]:
     return paths
 
 
-def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
+def markdown(results: Dict, command: str) -> str:
     """The tutorials' GRU-vs-LSTM table with measured numbers, and the per-task details."""
 
     def task_rows(task, setting):
@@ -382,14 +258,6 @@ def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
         if len(values) == 1:
             return fmt.format(values[0])
         return f"{fmt.format(np.mean(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-    def longest(task, kind, setting):
-        solved = [
-            r["length"]
-            for r in results["memory"]
-            if r["task"] == task and r["kind"] == kind and r["setting"] == setting and r["solved"]
-        ]
-        return str(max(solved)) if solved else "none"
 
     lines = [
         f"Made by `{command}`.",
@@ -429,12 +297,6 @@ def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
         + " | ".join(summary(rows_h["weather"][k], "metric", "{:.3f}") for k in KINDS)
         + " |"
     )
-    for task in ("adding", "recall"):
-        lines.append(
-            f"| longest {task} length solved (of {', '.join(map(str, lengths))}) | "
-            + " | ".join(longest(task, k, "hidden") for k in KINDS)
-            + " |"
-        )
     lines += [
         "",
         "## Matched parameter counts (each model's hidden size chosen to match the GRU's recurrent parameters at H=64)",
@@ -466,25 +328,6 @@ def markdown(results: Dict, lengths: Sequence[int], command: str) -> str:
         + " | ".join(summary(rows_p["weather"][k], "metric", "{:.3f}") for k in KINDS)
         + " |"
     )
-    for task in ("adding", "recall"):
-        lines.append(
-            f"| longest {task} length solved | " + " | ".join(longest(task, k, "params") for k in KINDS) + " |"
-        )
-    lines += [
-        "",
-        "## Long-range memory, every length (hidden 64)",
-        "",
-        "| task | model | " + " | ".join(f"T={n}" for n in lengths) + " |",
-        "|---|---|" + "---|" * len(lengths),
-    ]
-    for task in ("adding", "recall"):
-        for k in KINDS:
-            rows = [r for r in results["memory"] if r["task"] == task and r["kind"] == k and r["setting"] == "hidden"]
-            lines.append(
-                f"| {task} | {LABELS[k]} | "
-                + " | ".join(f"{r['metric']:.3f}{' (solved)' if r['solved'] else ''}" for r in rows)
-                + " |"
-            )
     flow = results["flow"]
     n = len(flow["gru"])
     distances = sorted({d for d in (0, 10, 50, 100, n - 1) if d < n})

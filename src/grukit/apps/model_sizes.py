@@ -1,0 +1,25 @@
+"""Recurrent parameter counts, and the hidden size that matches a given count.
+
+One recurrent layer of a plain RNN has 1 block, a GRU 3 (reset, update, candidate), an LSTM 4
+(input, forget, cell, output); each block holds I*H input weights, H*H recurrent weights and two
+bias vectors of H (torch's layout), so the count is blocks * (I*H + H*H + 2H).
+"""
+
+from __future__ import annotations
+
+import math
+
+BLOCKS = {"rnn": 1, "lstm": 4}  # every GRU form has 3
+
+
+def recurrent_parameters(kind: str, inputs: int, hidden: int) -> int:
+    """Weights and biases of one recurrent layer of ``kind``: blocks * (I*H + H*H + 2H)."""
+    return BLOCKS.get(kind, 3) * (inputs * hidden + hidden * hidden + 2 * hidden)
+
+
+def matched_hidden(kind: str, inputs: int, target: int) -> int:
+    """The hidden size whose recurrent parameter count is closest to ``target``."""
+    blocks = BLOCKS.get(kind, 3)
+    # blocks * (H^2 + (I + 2) H) = target, solved for H
+    h = (-(inputs + 2) + math.sqrt((inputs + 2) ** 2 + 4 * target / blocks)) / 2
+    return max(1, min((math.floor(h), math.ceil(h)), key=lambda c: abs(recurrent_parameters(kind, inputs, c) - target)))

@@ -1,0 +1,113 @@
+"""The long-memory experiment (grukit compare --memory): tasks well posed, the solved bars are
+the memoryless losses they claim, a quick run writes its table and resumes without retraining."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grukit.apps import memory
+from grukit.apps.model_sizes import matched_hidden, recurrent_parameters
+from grukit.apps.report_file import read_sections, write_section
+
+
+def test_adding_problem_sums_the_two_marked_values_one_per_half():
+    x, y = memory.adding_problem(500, 30, np.random.default_rng(0))
+    assert x.shape == (500, 30, 2) and (x[:, :, 1].sum(1) == 2).all()
+    assert (x[:, :15, 1].sum(1) == 1).all() and (x[:, 15:, 1].sum(1) == 1).all()
+    torch.testing.assert_close(y[:, 0], (x[:, :, 0] * x[:, :, 1]).sum(1))
+    # predicting the mean sum scores about the trivial loss 2/12
+    assert abs(float(((y - 1.0) ** 2).mean()) - memory.trivial_loss("adding", 30)) < 0.03
+
+
+def test_copy_task_layout():
+    delay = 7
+    x, y = memory.copy_task(50, delay, np.random.default_rng(0))
+    assert x.shape == (50, delay + 20, 10) and y.shape == (50, delay + 20)
+    symbols = x.argmax(2)
+    assert ((symbols[:, :10] >= 1) & (symbols[:, :10] <= 8)).all()
+    assert (symbols[:, 10 : delay + 9] == 0).all() and (symbols[:, delay + 9] == 9).all()
+    assert (symbols[:, delay + 10 :] == 0).all()
+    assert (y[:, : delay + 10] == 0).all() and torch.equal(y[:, -10:], symbols[:, :10])
+
+
+@pytest.mark.parametrize("delay", [5, 50, 500])
+def test_copy_trivial_loss_is_the_best_memoryless_prediction(delay):
+    """Blanks for certain until the delimiter, then uniform over the 8 symbols."""
+    x, y = memory.copy_task(20, delay, np.random.default_rng(1))
+    logits = torch.full((20, delay + 20, 9), -1e9)
+    logits[:, : delay + 10, 0] = 0
+    logits[:, delay + 10 :, 1:] = 0
+    loss = memory.loss_of("copy", logits, y).item()
+    assert math.isclose(loss, memory.trivial_loss("copy", delay), rel_tol=1e-6)
+    assert math.isclose(memory.solved_below("copy", delay), 0.05 * loss, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("task", memory.TASKS)
+def test_models_have_the_counted_parameters_and_the_task_shape(task):
+    inputs = memory.task_inputs(task)
+    target = recurrent_parameters("gru-after", inputs, 32)
+    for kind in memory.KINDS:
+        hidden = matched_hidden(kind, inputs, target)
+        model = memory.MemoryModel(kind, task, hidden)
+        assert sum(p.numel() for p in model.rnn.parameters()) == recurrent_parameters(kind, inputs, hidden)
+        assert abs(recurrent_parameters(kind, inputs, hidden) - target) / target < 0.05
+        x, y = memory.make_batch(task, 3, 6, np.random.default_rng(0))
+        out = model(x)
+        assert out.shape == ((3, 1) if task == "adding" else (3, 26, 9))
+        assert memory.loss_of(task, out, y).ndim == 0
+
+
+def test_a_solvable_cell_stops_when_solved():
+    """The adding problem at T = 10 is solved by a GRU in a few hundred steps; training stops there."""
+    settings = memory.Settings(steps=3000, batch=32, eval_every=50, hidden=16)
+    run = memory.train_run(memory._new_run("adding", "gru-after", "hidden", 16, 10, 0, 1e-2, "main"), settings)
+    assert run.solved_at is not None and run.steps == run.solved_at < 3000
+    assert run.validation_loss < 0.01 and run.test_loss < 0.02 and run.curve[-1][0] == run.solved_at
+
+
+def test_best_learning_rate_prefers_fewest_steps_then_lowest_loss():
+    def run(rate, solved_at, loss):
+        r = memory._new_run("adding", "rnn", "hidden", 4, 10, 0, rate, "tune")
+        r.solved_at, r.validation_loss = solved_at, loss
+        return r
+
+    assert memory.best_learning_rate([run(1e-3, 900, 0.009), run(1e-2, 300, 0.008), run(3e-3, None, 0.1)]) == 1e-2
+    assert memory.best_learning_rate([run(1e-3, None, 0.05), run(1e-2, None, float("nan")), run(3e-3, None, 0.1)]) == 1e-3
+
+
+def test_report_sections_keep_each_other(tmp_path):
+    path = str(tmp_path / "C.md")
+    write_section(path, "memory", "memory text")
+    write_section(path, "tasks", "tasks text\nline 2")
+    write_section(path, "memory", "memory text, again")
+    assert read_sections(path) == {"tasks": "tasks text\nline 2", "memory": "memory text, again"}
+    text = open(path).read()
+    assert text.index("tasks text") < text.index("memory text") and list(tmp_path.iterdir()) == [tmp_path / "C.md"]
+
+
+@pytest.mark.slow
+def test_compare_memory_quick_writes_the_table_and_resumes(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from grukit.apps.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--memory", "--quick", "--out", str(out)]) == 0
+    log = (out / "runs.jsonl").read_text().splitlines()
+    runs = [json.loads(line) for line in log]
+    assert {r["purpose"] for r in runs} == {"tune", "main"} and {r["task"] for r in runs} == {"adding", "copy"}
+    section = read_sections(str(out / "COMPARISON.md"))["memory"]
+    for label in memory.LABELS.values():
+        assert label in section
+    assert "### Longest length solved" in section and "1. *Plain RNNs have a short-term memory problem*" in section
+    for name in ("memory_loss_curves.png", "memory_longest_solved.png"):
+        assert (out / name).stat().st_size > 10_000
+    # a run cut off in the middle of its line is trained again; the others are not
+    (out / "runs.jsonl").write_text("\n".join(log[:-1]) + "\n" + log[-1][: len(log[-1]) // 2])
+    capsys.readouterr()
+    assert main(["compare", "--memory", "--quick", "--out", str(out)]) == 0
+    assert f"resuming: {len(log) - 1} runs" in capsys.readouterr().out
+    again = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()[len(log) :]]
+    assert len(again) == 1 and again[0]["task"] == runs[-1]["task"] and again[0]["length"] == runs[-1]["length"]
