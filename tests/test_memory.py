@@ -1,6 +1,7 @@
 """The long-memory experiment (grukit compare --memory): tasks well posed, the solved bars are
 the memoryless losses they claim, a quick run writes its table and resumes without retraining."""
 
+import itertools
 import json
 import math
 
@@ -62,7 +63,7 @@ def test_models_have_the_counted_parameters_and_the_task_shape(task):
 
 def test_a_solvable_cell_stops_when_solved():
     """The adding problem at T = 10 is solved by a GRU in a few hundred steps; training stops there."""
-    settings = memory.Settings(steps=3000, batch=32, eval_every=50, hidden=16)
+    settings = memory.Settings(steps={"adding": 3000, "copy": 3000}, batch=32, eval_every=50)
     run = memory.train_run(memory._new_run("adding", "gru-after", "hidden", 16, 10, 0, 1e-2, "main"), settings)
     assert run.solved_at is not None and run.steps == run.solved_at < 3000
     assert run.validation_loss < 0.01 and run.test_loss < 0.02 and run.curve[-1][0] == run.solved_at
@@ -75,7 +76,50 @@ def test_best_learning_rate_prefers_fewest_steps_then_lowest_loss():
         return r
 
     assert memory.best_learning_rate([run(1e-3, 900, 0.009), run(1e-2, 300, 0.008), run(3e-3, None, 0.1)]) == 1e-2
-    assert memory.best_learning_rate([run(1e-3, None, 0.05), run(1e-2, None, float("nan")), run(3e-3, None, 0.1)]) == 1e-3
+    assert (
+        memory.best_learning_rate([run(1e-3, None, 0.05), run(1e-2, None, float("nan")), run(3e-3, None, 0.1)]) == 1e-3
+    )
+
+
+def _solved_up_to(longest: dict, seeds=2):
+    """Main runs in which each (task, kind) solves every length up to ``longest[task][kind]``."""
+    runs = []
+    settings = memory.Settings(seeds=seeds)
+    for task, by_kind in longest.items():
+        for (kind, limit), setting in itertools.product(by_kind.items(), ("hidden", "params")):
+            if setting == "params" and kind.startswith("gru"):
+                continue  # the GRU sets the parameter count: its runs are both
+            for seed in range(seeds):
+                for length in settings.lengths[task]:
+                    r = memory._new_run(task, kind, setting, 4, length, seed, 1e-3, "main")
+                    r.solved_at = 100 if length <= limit else None
+                    r.validation_loss, r.trivial_loss = (0.001 if r.solved_at else 0.5), 1.0
+                    runs.append(r)
+                    if r.solved_at is None:
+                        break
+    return runs, settings
+
+
+def test_claims_follow_the_longest_lengths_solved():
+    runs, settings = _solved_up_to(
+        {
+            "adding": {"rnn": 0, "lstm": 200, "gru-after": 400, "gru-before": 1000},
+            "copy": {"rnn": 10, "lstm": 20, "gru-after": 50, "gru-before": 20},
+        }
+    )
+    text = "\n".join(memory.claims(runs, settings))
+    assert "adding: RNN none (none matched), LSTM 200 (200 matched), GRU reset after 400, reset before 1000" in text
+    assert "1. *Plain RNNs have a short-term memory problem*: **supported**" in text
+    assert "2. *GRUs capture long-term dependencies*: **supported**" in text and "adding T = 1000, copy delay 50" in text
+    assert "short and medium ones*: **contradicted**" in text
+    runs, settings = _solved_up_to(
+        {"adding": {"rnn": 50, "lstm": 1000, "gru-after": 400}, "copy": {"rnn": 10, "lstm": 50, "gru-after": 20}}
+    )
+    text = "\n".join(memory.claims(runs, settings))
+    assert "short and medium ones*: **supported**" in text
+    assert "**left open**" not in text.split("3.")[0] and "RNNs have a short-term memory problem*: **supported**" in text
+    runs, settings = _solved_up_to({"adding": {"rnn": 0, "lstm": 0, "gru-after": 0}, "copy": {"rnn": 0}})
+    assert "every claim is **left open**" in "\n".join(memory.claims(runs, settings))
 
 
 def test_report_sections_keep_each_other(tmp_path):
@@ -101,7 +145,7 @@ def test_compare_memory_quick_writes_the_table_and_resumes(tmp_path, capsys):
     section = read_sections(str(out / "COMPARISON.md"))["memory"]
     for label in memory.LABELS.values():
         assert label in section
-    assert "### Longest length solved" in section and "1. *Plain RNNs have a short-term memory problem*" in section
+    assert "### Longest length solved" in section and "### The claims" in section
     for name in ("memory_loss_curves.png", "memory_longest_solved.png"):
         assert (out / name).stat().st_size > 10_000
     # a run cut off in the middle of its line is trained again; the others are not

@@ -236,7 +236,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(text)
     settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
     if args.steps and not args.quick:
-        settings.steps = args.steps
+        settings.steps = {task: args.steps for task in memory.TASKS}
     if args.adding_lengths:
         settings.lengths["adding"] = tuple(args.adding_lengths)
     if args.copy_delays:
@@ -406,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
     comp.add_argument("--memory", action="store_true", help="run only the long-memory experiment (adding, copy)")
     comp.add_argument("--seeds", type=positive_int, default=2, help="seeds per model and setting (default 2)")
-    comp.add_argument("--steps", type=positive_int, help="step budget per memory run (default: memory.Settings)")
+    comp.add_argument(
+        "--steps", type=positive_int, help="step budget per memory run, both tasks (default 10,000 adding, 20,000 copy)"
+    )
     comp.add_argument("--adding-lengths", type=positive_int, nargs="+", help="adding-problem lengths T")
     comp.add_argument("--copy-delays", type=positive_int, nargs="+", help="copy-task delays T")
     comp.add_argument("--jobs", type=positive_int, default=2, help="memory runs trained at once, one core each")

@@ -16,11 +16,12 @@ Two tasks with a known record, at growing lengths:
 Models: a plain RNN, an LSTM (both torch's) and grukit's GRU in both reset placements (Cho et
 al. 2014 v3 "reset after", v1 "reset before"), at one hidden size for all, and with the RNN's
 and LSTM's hidden sizes chosen to match the GRU's recurrent parameter count. The same
-optimiser (Adam, gradient norm clipped to 1) for all; the learning rate is tuned once per
-model family on the shortest length of each task (seed 0) and reused at every length (the
-tuning run at the chosen rate is that model's seed-0 run at the shortest length). Each
-cell trains until solved or until the step budget; a model that fails at some length is
-not trained at the longer ones (it is reported as failing there without a run).
+optimiser (Adam, gradient norm clipped to 1) for all; torch's initialisation except the
+LSTM's forget-gate bias, set to 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras' default).
+The learning rate is tuned once per model family on the shortest length of each task (seed
+0) and reused at every length (the tuning run at the chosen rate is that model's seed-0 run
+at the shortest length). Each cell trains until solved or until the step budget; a model
+that fails at some length is not trained at the longer ones (reported as "not run").
 
 Every finished run is appended as one JSON line to ``runs.jsonl`` as soon as it ends, so an
 interrupted experiment resumes where it stopped.
@@ -130,6 +131,10 @@ class MemoryModel(nn.Module):
             "gru-after": lambda: GRU(inputs, hidden, batch_first=True, reset_after=True),
             "gru-before": lambda: GRU(inputs, hidden, batch_first=True, reset_after=False),
         }[kind]()
+        if kind == "lstm":  # forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras' default)
+            with torch.no_grad():
+                self.rnn.bias_ih_l0[hidden : 2 * hidden] = 1.0
+                self.rnn.bias_hh_l0[hidden : 2 * hidden] = 0.0
         self.head = nn.Linear(hidden, COPY_SYMBOLS + 1 if self.every_step else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,30 +157,33 @@ class Settings:
     """The experiment's knobs; ``quick`` ones are for the tests."""
 
     lengths: Dict[str, Tuple[int, ...]] = field(
-        default_factory=lambda: {"adding": (50, 100, 200, 400, 1000), "copy": (50, 100, 200, 500)}
+        default_factory=lambda: {"adding": (50, 100, 200, 400, 1000), "copy": (10, 20, 50, 100, 200, 500)}
     )
-    hidden: int = 64
+    hidden: Dict[str, int] = field(default_factory=lambda: {"adding": 64, "copy": 128})
     seeds: int = 2
-    steps: int = 4000
+    steps: Dict[str, int] = field(default_factory=lambda: {"adding": 10_000, "copy": 20_000})
+    max_minutes: float = 15.0  # a run also stops after this much wall time (reported as such)
     batch: int = 32
     eval_every: int = 100
     eval_size: int = 256
     test_size: int = 1000
-    learning_rates: Tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
+    learning_rates: Tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     clip: float = 1.0
+    patience: int = 5  # validation checks without improvement before the learning rate falls
 
     @classmethod
     def quick(cls) -> "Settings":
         return cls(
             lengths={"adding": (10, 20), "copy": (5, 10)},
-            hidden=8,
+            hidden={"adding": 8, "copy": 8},
             seeds=1,
-            steps=20,
+            steps={"adding": 20, "copy": 20},
             batch=8,
             eval_every=10,
             eval_size=32,
             test_size=64,
             learning_rates=(1e-3, 1e-2),
+            patience=1,
         )
 
 
@@ -194,6 +202,7 @@ class Run:
     purpose: str  # "tune" or "main"
     steps: int = 0  # steps trained
     solved_at: Optional[int] = None  # the step whose validation loss first fell under the bar
+    stopped_by_time: bool = False  # stopped by Settings.max_minutes before the step budget
     validation_loss: float = float("nan")
     test_loss: float = float("nan")
     trivial_loss: float = float("nan")
@@ -214,10 +223,12 @@ def train_run(run: Run, settings: Settings) -> Run:
     validation = make_batch(run.task, settings.eval_size, run.length, np.random.default_rng(10_000 + run.seed))
     model = MemoryModel(run.kind, run.task, run.hidden)
     optimiser = torch.optim.Adam(model.parameters(), lr=run.learning_rate)
+    # the rate falls to 0.3 x when the validation loss has not improved for `patience` checks
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.3, patience=settings.patience)
     bar = solved_below(run.task, run.length)
     run.trivial_loss = trivial_loss(run.task, run.length)
-    started, recent = time.perf_counter(), []
-    for step in range(1, settings.steps + 1):
+    budget, started, recent = settings.steps[run.task], time.perf_counter(), []
+    for step in range(1, budget + 1):
         x, y = make_batch(run.task, settings.batch, run.length, data)
         loss = loss_of(run.task, model(x), y)
         optimiser.zero_grad()
@@ -225,15 +236,20 @@ def train_run(run: Run, settings: Settings) -> Run:
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
         optimiser.step()
         recent.append(loss.item())
-        if step % settings.eval_every == 0 or step == settings.steps:
+        out_of_time = time.perf_counter() - started > 60 * settings.max_minutes
+        if step % settings.eval_every == 0 or step == budget or out_of_time:
             with torch.no_grad():
                 run.validation_loss = loss_of(run.task, model(validation[0]), validation[1]).item()
             run.curve.append((step, float(np.mean(recent)), run.validation_loss))
             recent = []
+            schedule.step(run.validation_loss)
             if not math.isfinite(run.validation_loss):
                 break
             if run.validation_loss < bar:
                 run.solved_at = step
+                break
+            if out_of_time:
+                run.stopped_by_time = True
                 break
     run.steps = step
     run.seconds = time.perf_counter() - started
@@ -354,7 +370,7 @@ def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -
             shortest = settings.lengths[task][0]
             for kind in ("rnn", "lstm", "gru-after"):
                 for rate in settings.learning_rates:
-                    tuning.append(_new_run(task, kind, "hidden", settings.hidden, shortest, 0, rate, "tune"))
+                    tuning.append(_new_run(task, kind, "hidden", settings.hidden[task], shortest, 0, rate, "tune"))
         pending = [pool.submit(_train_and_log, r, settings, log_path) for r in tuning if r.key not in done]
         for future in pending:
             report(future.result())
@@ -373,7 +389,7 @@ def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -
                 done[main_run.key] = main_run
         chains = []
         for task in TASKS:
-            for kind, setting, hidden in _sizes(task, settings.hidden):
+            for kind, setting, hidden in _sizes(task, settings.hidden[task]):
                 for seed in range(settings.seeds):
                     rate = rates[(task, FAMILY[kind])]
                     chains.append(
@@ -442,7 +458,7 @@ def _cell(run: Optional[Run]) -> str:
         return "not run"
     if run.solved_at is not None:
         return f"{run.solved_at:,}"
-    return f"no: {run.validation_loss / run.trivial_loss:.2f}"
+    return f"no: {run.validation_loss / run.trivial_loss:.2f}" + (" (time)" if run.stopped_by_time else "")
 
 
 def markdown(runs: List[Run], settings: Settings, command: str, wall_seconds: float, machine: str) -> str:
@@ -452,18 +468,21 @@ def markdown(runs: List[Run], settings: Settings, command: str, wall_seconds: fl
         "## Long-range memory: the adding problem and the copy task",
         "",
         f"Made by `{command}` in {wall_seconds / 60:.0f} minutes of wall time on {machine}. Setup: batch "
-        f"{settings.batch}, Adam with gradient-norm clipping at {settings.clip}, each framework's default "
-        f'initialisation, hidden size {settings.hidden} for every model and, in the "matched parameters" rows, '
-        f"the RNN's and LSTM's hidden size chosen to match the GRU's recurrent parameter count. A cell trains "
-        f"until the loss on {settings.eval_size} held-out sequences (checked every {settings.eval_every} steps) "
-        f"is under the bar, or for at most {settings.steps:,} steps. Solved: adding MSE < 0.01 (predicting the "
-        "mean scores 0.167); copy cross-entropy < 5 % of the memoryless 10 log 8 / (T + 20). A model that fails "
-        'at one length is not trained at the longer ones ("not run"). The learning rate was tuned once per '
-        f"model family (RNN, LSTM, GRU) on the shortest length of each task, seed 0, from "
+        f"{settings.batch}; Adam with gradient-norm clipping at {settings.clip}, the learning rate cut to 0.3x "
+        f"after {settings.patience} checks without improvement; torch's initialisation except the LSTM's "
+        "forget-gate bias, 1 (Gers et al. 2000; Keras' default); hidden size "
+        f"{settings.hidden['adding']} (adding) and {settings.hidden['copy']} (copy) for every model and, in the "
+        "\"matched parameters\" rows, the RNN's and LSTM's hidden size chosen to match the GRU's recurrent "
+        f"parameter count. A cell trains until the loss on {settings.eval_size} held-out sequences (checked every "
+        f"{settings.eval_every} steps) is under the bar, or for at most {settings.steps['adding']:,} (adding) / "
+        f"{settings.steps['copy']:,} (copy) steps or {settings.max_minutes:g} minutes. Solved: adding MSE < 0.01 "
+        "(predicting the mean scores 0.167); copy cross-entropy < 5 % of the memoryless 10 log 8 / (T + 20). A "
+        'model that fails at one length is not trained at the longer ones ("not run"). The learning rate was '
+        "tuned once per model family (RNN, LSTM, GRU) on the shortest length of each task, seed 0, from "
         f"{', '.join(f'{v:g}' for v in settings.learning_rates)}, and used at every length and seed.",
         "",
         'Each cell: the step at which each seed solved it ("no: x" = not solved in the budget, final '
-        "validation loss x times the trivial one).",
+        'validation loss x times the trivial one; "(time)": stopped by the time limit, not the step budget).',
         "",
     ]
     for task in TASKS:
@@ -551,7 +570,9 @@ def claims(runs: List[Run], settings: Settings) -> List[str]:
     out.append(f"Longest length solved by every seed — {facts}.")
     out.append("")
     if not any(r.solved_at for r in runs if r.purpose == "main"):
-        return out + ["No model solved any length: the run cannot tell the models apart, so every claim is **left open**."]
+        return out + [
+            "No model solved any length: the run cannot tell the models apart, so every claim is **left open**."
+        ]
     rnn = {t: max(longest(t, "rnn"), longest(t, "rnn", "params")) for t in TASKS}
     gated = {t: min(gru_best(t), max(longest(t, "lstm"), longest(t, "lstm", "params"))) for t in TASKS}
     if all(rnn[t] < gated[t] for t in TASKS):
