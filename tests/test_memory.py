@@ -110,14 +110,18 @@ def test_claims_follow_the_longest_lengths_solved():
     text = "\n".join(memory.claims(runs, settings))
     assert "adding: RNN none (none matched), LSTM 200 (200 matched), GRU reset after 400, reset before 1000" in text
     assert "1. *Plain RNNs have a short-term memory problem*: **supported**" in text
-    assert "2. *GRUs capture long-term dependencies*: **supported**" in text and "adding T = 1000, copy delay 50" in text
+    assert (
+        "2. *GRUs capture long-term dependencies*: **supported**" in text and "adding T = 1000, copy delay 50" in text
+    )
     assert "short and medium ones*: **contradicted**" in text
     runs, settings = _solved_up_to(
         {"adding": {"rnn": 50, "lstm": 1000, "gru-after": 400}, "copy": {"rnn": 10, "lstm": 50, "gru-after": 20}}
     )
     text = "\n".join(memory.claims(runs, settings))
     assert "short and medium ones*: **supported**" in text
-    assert "**left open**" not in text.split("3.")[0] and "RNNs have a short-term memory problem*: **supported**" in text
+    assert (
+        "**left open**" not in text.split("3.")[0] and "RNNs have a short-term memory problem*: **supported**" in text
+    )
     runs, settings = _solved_up_to({"adding": {"rnn": 0, "lstm": 0, "gru-after": 0}, "copy": {"rnn": 0}})
     assert "every claim is **left open**" in "\n".join(memory.claims(runs, settings))
 

@@ -72,11 +72,11 @@ class OnnxGraph:
         last = module.num_layers * (2 if module.bidirectional else 1) - 1
         return self.node("Gather", [h_n, self.const("last", np.array(last, np.int64))], axis=0)
 
-    def linear(self, layer: torch.nn.Linear, x: str) -> str:
-        """``layer(x)`` for x [B, in]: one Gemm node, [B, out]."""
+    def linear(self, layer: torch.nn.Linear, x: str, output: Optional[str] = None) -> str:
+        """``layer(x)`` for x [B, in]: one Gemm node, [B, out] (named ``output`` if given)."""
         weight = self.const("dense_w", layer.weight.detach().cpu().numpy().T.astype(np.float32))
         bias = self.const("dense_b", layer.bias.detach().cpu().numpy().astype(np.float32))
-        return self.node("Gemm", [x, weight, bias])
+        return self.node("Gemm", [x, weight, bias], [output] if output else None)
 
 
 def append_gru(g: OnnxGraph, module, x: str, initial_h: Optional[str], sequence_lens: Optional[str]):

@@ -49,7 +49,26 @@ def _options(args: argparse.Namespace, task: str):
         layer_norm=args.layer_norm,
         zoneout=args.zoneout,
         recurrent_dropout=args.recurrent_dropout,
+        **{name: getattr(args, name) for name in DATA_OPTIONS},
     )
+
+
+# your own data: the Options fields that the forecast, classify-text and classify-series tasks read
+DATA_OPTIONS = ("csv", "target", "features", "time", "window", "horizon", "season", "calendar", "text", "label",
+                "id", "fill", "encoding")  # fmt: skip
+
+
+def _check_data_options(args: argparse.Namespace, task) -> None:
+    """--csv and the column options are refused for the packaged-data tasks (they would be ignored)."""
+    if task.takes_csv:
+        return
+    given = [name for name in DATA_OPTIONS if getattr(args, name, None) not in (None, False, "refuse", "utf-8")]
+    if given:
+        flags = ", ".join("--" + name for name in given)
+        raise ValueError(
+            f"{flags}: the {task.name} task trains on its packaged data; your own CSV goes to the forecast, "
+            "classify-text and classify-series tasks"
+        )
 
 
 def _print_report(report: dict) -> None:
@@ -131,6 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     from .tasks.common import SAVE_ERROR, distributed
 
     _check_output_paths(args)
+    _check_data_options(args, TASKS[args.task])
     _init_distributed()
     report = TASKS[args.task].train(_options(args, args.task))
     if distributed()[0] != 0:
@@ -169,7 +189,9 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
         with open(args.file, encoding="utf-8") as f:
             texts += [line.strip() for line in f if line.strip()]
-    for line in task.predict(saved, texts, args.days):
+    if args.csv and not task.takes_csv:
+        raise ValueError(f"--csv: a {task.name} model does not read CSV files; {task.how_to_use}")
+    for line in task.predict(saved, texts, args.days, **({"csv": args.csv} if args.csv else {})):
         print(line)
     return 0
 
@@ -332,6 +354,25 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)",
     )
+    data = p.add_argument_group("your own data (tasks forecast, classify-text, classify-series)")
+    data.add_argument("--csv", help="the CSV file to train on (classify-series: or a UEA/aeon .ts file)")
+    data.add_argument("--target", help="forecast: the column to forecast")
+    data.add_argument("--features", help="forecast: more input columns; classify-series: the channels (A,B,C)")
+    data.add_argument("--time", help="forecast, classify-series: the column that orders the rows (dates or numbers)")
+    data.add_argument("--window", type=positive_int, help="forecast: rows read per forecast (default 14)")
+    data.add_argument("--horizon", type=positive_int, help="forecast: values forecast at once (default 1)")
+    data.add_argument("--season", type=positive_int, help="forecast: season length in rows (seasonal naive baseline)")
+    data.add_argument("--calendar", action="store_true", help="forecast: add the day of the year from --time")
+    data.add_argument("--text", help="classify-text: the text column")
+    data.add_argument("--label", help="classify-text, classify-series: the class column")
+    data.add_argument("--id", help="classify-series: the column naming each recording")
+    data.add_argument(
+        "--fill",
+        choices=("refuse", "drop", "ffill", "interpolate"),
+        default="refuse",
+        help="missing values: refuse them (default), drop their rows, carry the last value forward, or interpolate",
+    )
+    data.add_argument("--encoding", default="utf-8", help="the CSV file's text encoding (default utf-8)")
     p.add_argument(
         "--nproc",
         type=positive_int,
@@ -371,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="a file of sentences, one per line (sentiment models)")
     predict.add_argument(
         "--days", type=positive_int, default=5, help="days to forecast (stocks/weather models; default 5)"
+    )
+    predict.add_argument(
+        "--csv",
+        help="forecast models: continue from this newer CSV; classify-series models: the recordings to classify",
     )
     predict.set_defaults(run=_predict)
     export = sub.add_parser("export", help="write a saved task model as an ONNX file")

@@ -20,6 +20,7 @@ from ._packages import package_file
 
 PAD, UNKNOWN = 0, 1
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+ANY_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def tokenize(text: str) -> List[str]:
@@ -51,12 +52,17 @@ class Reviews:
         return encode(texts, self.vocab, self.max_len)
 
 
-def encode(texts: Sequence[str], vocab: Dict[str, int], max_len: int):
+def tokenize_any_language(text: str) -> List[str]:
+    """Lower-cased runs of letters and digits of any script, keeping contractions."""
+    return ANY_WORD.findall(text.lower())
+
+
+def encode(texts: Sequence[str], vocab: Dict[str, int], max_len: int, tokenizer=tokenize):
     """(ids [N, max_len] int64, lengths [N]) for ``texts``; unknown words -> 1, at least 1 token."""
     ids = np.zeros((len(texts), max_len), np.int64)
     lengths = np.zeros(len(texts), np.int64)
     for i, text in enumerate(texts):
-        tokens = [vocab.get(w, UNKNOWN) for w in tokenize(text)][:max_len] or [UNKNOWN]
+        tokens = [vocab.get(w, UNKNOWN) for w in tokenizer(text)][:max_len] or [UNKNOWN]
         ids[i, : len(tokens)] = tokens
         lengths[i] = len(tokens)
     return ids, lengths

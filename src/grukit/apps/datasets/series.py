@@ -50,11 +50,13 @@ def make_windows(
     target: str,
     window: int,
     split: Tuple[float, float],
+    horizon: int = 1,
 ) -> SeriesSplit:
-    """Cut ``values`` [days, F] into (window, next day) pairs, split in time order.
+    """Cut ``values`` [days, F] into (window, the next ``horizon`` days) pairs, split in time order.
 
     The first ``split[0]`` of the pairs train, the next ``split[1]`` validate, the
-    rest test; every window lies wholly before the day it predicts.
+    rest test; every window lies wholly before the days it predicts. With ``horizon`` > 1,
+    ``y_*`` is [N, horizon] and ``dates_*`` the first predicted day.
     """
     features = tuple(features)
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
@@ -63,7 +65,7 @@ def make_windows(
         raise ValueError(f"target {target!r} must be one of the features {features}")
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
         raise ValueError(f"split must be (train share, val share) with both > 0 and sum < 1, got {split!r}")
-    n = len(values) - window  # (window, next day) pairs
+    n = len(values) - window - horizon + 1  # (window, next days) pairs
     if n < 3:
         raise ValueError(f"window={window} leaves fewer than 3 samples out of {len(values)} days")
     n_train = int(n * split[0])
@@ -74,9 +76,11 @@ def make_windows(
     idx = np.arange(n)[:, None] + np.arange(window)[None, :]
     t_col = features.index(target)
     x = scaled[idx].astype(np.float32)
-    y = values[window:, t_col].astype(np.float32)
-    last = values[window - 1 : -1, t_col].astype(np.float32)
-    day = dates[window:]
+    ahead = np.arange(n)[:, None] + window + np.arange(horizon)[None, :]
+    y = values[ahead, t_col].astype(np.float32)
+    y = y[:, 0] if horizon == 1 else y
+    last = values[window - 1 : window - 1 + n, t_col].astype(np.float32)
+    day = dates[window : window + n]
     parts = [slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)]
     xs, ys, ls, ds = ([a[p] for p in parts] for a in (x, y, last, day))
     return SeriesSplit(

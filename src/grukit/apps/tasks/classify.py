@@ -52,11 +52,30 @@ def _mean_features(x, lengths):
     return np.stack([s[:n].mean(0) for s, n in zip(x, lengths)])
 
 
+def baselines(data) -> Dict[str, float]:
+    """Test accuracy of the majority class of the training split, and of 1-nearest-neighbour
+    (Euclidean) on each series' per-channel means; ``data`` as :class:`~..datasets.uea.SeriesClasses`."""
+    majority = np.bincount(data.y_train).argmax()
+    train_means, test_means = (
+        _mean_features(data.x_train, data.lengths_train),
+        _mean_features(data.x_test, data.lengths_test),
+    )
+    nearest = ((test_means[:, None] - train_means[None]) ** 2).sum(2).argmin(1)
+    return {
+        "majority class": float((data.y_test == majority).mean()),
+        "nearest neighbour on mean features": float((data.y_train[nearest] == data.y_test).mean()),
+    }
+
+
 def train(options: Options) -> Dict:
-    task = options.task
-    settings = SETTINGS[task]
     torch.manual_seed(options.seed)
-    data = load_data(task, options.limit)
+    return train_on(load_data(options.task, options.limit), options, SETTINGS[options.task])
+
+
+def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
+    """Train a :class:`Classifier` on ``data`` (a :class:`~..datasets.uea.SeriesClasses`); the
+    report, with a ``model_file`` that also holds ``extra``."""
+    task = options.task
     hidden = options.hidden or settings["hidden"]
     model = Classifier(data.x_train.shape[2], len(data.classes), hidden, options.layers, options.reset_after)
 
@@ -76,20 +95,11 @@ def train(options: Options) -> Dict:
         options,
         higher_is_better=True,
     )
-    majority = np.bincount(data.y_train).argmax()
-    train_means, test_means = (
-        _mean_features(data.x_train, data.lengths_train),
-        _mean_features(data.x_test, data.lengths_test),
-    )
-    nearest = ((test_means[:, None] - train_means[None]) ** 2).sum(2).argmin(1)
     report = {
         "task": task,
         "metric": f"test accuracy ({len(data.classes)} classes)",
         "model": accuracy(data.x_test, data.lengths_test, data.y_test),
-        "baselines": {
-            "majority class": float((data.y_test == majority).mean()),
-            "nearest neighbour on mean features": float((data.y_train[nearest] == data.y_test).mean()),
-        },
+        "baselines": baselines(data),
         "split": {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
         **result,
     }
@@ -106,6 +116,7 @@ def train(options: Options) -> Dict:
             "layers": options.layers,
             "reset_after": options.reset_after,
         },
+        **extra,
     )
     return report
 

@@ -31,16 +31,18 @@ SETTINGS = {
 
 
 class Forecaster(nn.Module):
-    """x [B, window, F] (scaled) -> the next day's scaled target [B]: GRU then Dense(1)."""
+    """x [B, window, F] (scaled) -> the next day's scaled target [B] (``horizon`` 1), or the next
+    ``horizon`` days' [B, horizon]: GRU then Dense(horizon)."""
 
-    def __init__(self, features: int, hidden: int = 50, layers: int = 1, reset_after: bool = True):
+    def __init__(self, features: int, hidden: int = 50, layers: int = 1, reset_after: bool = True, horizon: int = 1):
         super().__init__()
         self.gru = GRU(features, hidden, num_layers=layers, batch_first=True, reset_after=reset_after)
-        self.dense = nn.Linear(hidden, 1)
+        self.dense = nn.Linear(hidden, horizon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h_n = self.gru(x)
-        return self.dense(h_n[-1]).squeeze(1)
+        out = self.dense(h_n[-1])
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
 def load_data(task: str, limit: int = 0):
@@ -152,7 +154,7 @@ def train(options: Options) -> Dict:
 
 def load_model(saved: Dict) -> Forecaster:
     c = saved["config"]
-    model = Forecaster(len(c["features"]), c["hidden"], c["layers"], c["reset_after"])
+    model = Forecaster(len(c["features"]), c["hidden"], c["layers"], c["reset_after"], c.get("horizon", 1))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
@@ -209,7 +211,7 @@ class ForecastTask(Task):
 
     def to_onnx(self, saved: Dict, path: str) -> str:
         """Input ``x`` [B, window, F] (scaled as in training, see the file's "scaling"); output
-        ``prediction`` [B], the next day's scaled target."""
+        ``prediction`` [B], the next day's scaled target ([B, horizon] for a multi-day model)."""
         model = load_model(saved)
         g = OnnxGraph()
         T = g.TensorProto
@@ -217,9 +219,14 @@ class ForecastTask(Task):
         inputs = [g.helper.make_tensor_value_info("x", T.FLOAT, ["batch", "window", features])]
         x = g.node("Transpose", ["x"], perm=[1, 0, 2])
         _, h_n = append_gru(g, model.gru, x, None, None)
-        value = g.linear(model.dense, g.last_state(model.gru, h_n))
-        g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))], ["prediction"])
-        save(g, inputs, [g.helper.make_tensor_value_info("prediction", T.FLOAT, ["batch"])], path)
+        horizon = saved["config"].get("horizon", 1)
+        if horizon == 1:
+            value = g.linear(model.dense, g.last_state(model.gru, h_n))
+            g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))], ["prediction"])
+        else:
+            g.linear(model.dense, g.last_state(model.gru, h_n), "prediction")
+        shape = ["batch"] if horizon == 1 else ["batch", horizon]
+        save(g, inputs, [g.helper.make_tensor_value_info("prediction", T.FLOAT, shape)], path)
         return f"the {self.name} model as ONNX (opset 14, one GRU node per layer): x -> prediction"
 
     def gates_input(self, saved: Dict, text: Sequence[str], days: int):

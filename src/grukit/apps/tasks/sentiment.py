@@ -18,7 +18,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
-from ..datasets.reviews import UNKNOWN, Reviews, encode, rotten_tomatoes, tokenize
+from ..datasets.reviews import UNKNOWN, encode, rotten_tomatoes, tokenize
+from .bag_of_words import bag_of_words_accuracy
 from .common import Options, fit, model_file
 from .task import Task
 
@@ -31,7 +32,8 @@ EXAMPLES = [
 
 
 class SentimentModel(nn.Module):
-    """ids [B, T] (0 = padding), lengths [B] -> logit of "fresh" [B]."""
+    """ids [B, T] (0 = padding), lengths [B] -> logit of "fresh" [B] (``outputs`` 1), or one
+    logit per class [B, outputs]."""
 
     def __init__(
         self,
@@ -41,57 +43,26 @@ class SentimentModel(nn.Module):
         layers: int = 1,
         reset_after: bool = True,
         dropout: float = 0.5,
+        outputs: int = 1,
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.dropout = nn.Dropout(dropout)  # on the word vectors and the final state: 10K reviews overfit fast
         self.gru = GRU(embed, hidden, num_layers=layers, batch_first=True, reset_after=reset_after)
-        self.dense = nn.Linear(hidden, 1)
+        self.dense = nn.Linear(hidden, outputs)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         words = self.dropout(self.embedding(ids))
         packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.gru(packed)
-        return self.dense(self.dropout(h_n[-1])).squeeze(1)
+        out = self.dense(self.dropout(h_n[-1]))
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
 def _accuracy(model, ids, lengths, labels) -> float:
     with torch.no_grad():
         logits = model(torch.from_numpy(ids), torch.from_numpy(lengths))
     return float(((logits > 0).numpy() == (labels > 0.5)).mean())
-
-
-def bag_of_words_accuracy(data: Reviews, seed: int = 0) -> Dict[str, float]:
-    """Logistic regression on word presence; L2 strength picked by validation accuracy."""
-    vocab_size = len(data.vocab) + 2
-
-    def bags(ids):
-        rows = [np.unique(r[r > 0]) for r in ids]
-        flat = torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0, dtype=torch.long)
-        offsets = torch.tensor(np.cumsum([0] + [len(r) for r in rows[:-1]]), dtype=torch.long)
-        return flat, offsets
-
-    train, val, test = bags(data.train_ids), bags(data.val_ids), bags(data.test_ids)
-    y = torch.from_numpy(data.train_labels)
-    best = None
-    for decay in (0.0, 1e-5, 1e-4, 1e-3):
-        torch.manual_seed(seed)
-        weights = nn.EmbeddingBag(vocab_size, 1, mode="sum")
-        nn.init.zeros_(weights.weight)
-        bias = nn.Parameter(torch.zeros(1))
-        optimiser = torch.optim.Adam(list(weights.parameters()) + [bias], lr=0.05)
-        for _ in range(60):  # full batch
-            logits = weights(*train).squeeze(1) + bias
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y) + decay * weights.weight.square().sum()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        with torch.no_grad():
-            acc = lambda b, labels: float((((weights(*b).squeeze(1) + bias) > 0).numpy() == (labels > 0.5)).mean())  # noqa: E731
-            val_acc, test_acc = acc(val, data.val_labels), acc(test, data.test_labels)
-        if best is None or val_acc > best["val"]:
-            best = {"val": val_acc, "test": test_acc, "l2": decay}
-    return best
 
 
 def train(options: Options) -> Dict:
@@ -119,7 +90,12 @@ def train(options: Options) -> Dict:
     )
     test_acc = _accuracy(model, data.test_ids, data.test_lengths, data.test_labels)
     majority = float(data.train_labels.mean() >= 0.5)
-    bow = bag_of_words_accuracy(data, options.seed)
+    bow = bag_of_words_accuracy(
+        {part: (getattr(data, f"{part}_ids"), getattr(data, f"{part}_labels")) for part in ("train", "val", "test")},
+        len(data.vocab) + 2,
+        2,
+        options.seed,
+    )
     report = {
         "task": "sentiment",
         "metric": "test accuracy",
@@ -166,6 +142,7 @@ def predict(saved: Dict, texts: Sequence[str]) -> List[float]:
 
 class SentimentTask(Task):
     name = "sentiment"
+    tokenizer = staticmethod(tokenize)  # how a sentence becomes words (those of the vocabulary)
     how_to_use = 'it classifies sentences: `grukit predict MODEL "a sentence"` (or --file F)'
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
@@ -195,8 +172,8 @@ class SentimentTask(Task):
         return "the sentiment model as ONNX (opset 14, one GRU node per layer): ids, lengths -> probability"
 
     def gates_input(self, saved: Dict, text: Sequence[str], days: int):
-        model = load_model(saved)
-        words = tokenize(" ".join(text))
+        model = self.load(saved)
+        words = self.tokenizer(" ".join(text))
         if not words:
             raise ValueError('give a sentence whose gates to show, e.g. grukit gates MODEL "a gripping film"')
         ids = [saved["vocab"].get(w, UNKNOWN) for w in words]

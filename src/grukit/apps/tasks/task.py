@@ -32,6 +32,7 @@ class Task:
     name: str = ""
     how_to_use: str = ""
     takes_regularisers = False  # its GRU can use --layer-norm, --zoneout, --recurrent-dropout
+    takes_csv = False  # it trains on the user's file (--csv and the column options)
 
     def _not_offered(self, what: str) -> NotOffered:
         return NotOffered(f"a {self.name} model does not {what}; {self.how_to_use}")
@@ -49,8 +50,9 @@ class Task:
         return self._load(saved)
 
     # ---- uses a task may offer
-    def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
-        """``grukit predict``: the lines to print for ``texts`` (classifiers) or ``days`` (forecasts)."""
+    def predict(self, saved: Dict, texts: Sequence[str], days: int, csv: Optional[str] = None) -> List[str]:
+        """``grukit predict``: the lines to print for ``texts`` (classifiers), ``days`` (forecasts)
+        or the recordings or newer rows of ``csv`` (tasks that take a CSV)."""
         raise self._not_offered("predict from the command line")
 
     def generate(

@@ -1,0 +1,207 @@
+"""Reading a user's CSV file: the checks that turn a bad file into one sentence.
+
+Every error names the file, the column (and the command-line flag that named it) and, for a
+bad value, the row: ``row`` counts data rows from 1, ``line`` is the line of the file (the
+header is line 1), as a spreadsheet shows it. Files are read with pandas' ``read_csv``
+conventions (comma separated, first line the header, compressed ``.gz``/``.bz2``/``.zip``/
+``.xz`` files read as they are), and only the named columns are kept in memory.
+
+Missing values (empty cells, NaN) are refused unless a ``fill`` policy says what to do:
+``drop`` the rows, ``ffill`` (carry the last value forward, the first ones backward) or
+``interpolate`` (linear in the row number, ends carried) for numeric columns.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+FILL_POLICIES = ("refuse", "drop", "ffill", "interpolate")
+COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
+
+
+class TableError(ValueError):
+    """A CSV file or data frame that cannot be used as asked; the message says why and what to do."""
+
+
+def _describe(source) -> str:
+    return repr(source) if isinstance(source, str) else "the data frame"
+
+
+def _check_file(path: str, encoding: str) -> None:
+    """Missing, folder, empty, binary or not in ``encoding``: refused before pandas parses it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--csv {path!r}: no such file")
+    if os.path.isdir(path):
+        raise TableError(f"--csv {path!r} is a folder; give a CSV file")
+    if os.path.getsize(path) == 0:
+        raise TableError(f"--csv {path!r} is empty (0 bytes); a CSV file starts with a header line of column names")
+    if path.endswith(COMPRESSED):
+        return  # pandas decompresses; the checks below would read compressed bytes
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if b"\x00" in head:
+        raise TableError(f"--csv {path!r} is not a CSV file: it holds binary data (a NUL byte at {head.index(0)})")
+    if not head.strip():
+        raise TableError(f"--csv {path!r} is empty (only blank lines)")
+    try:
+        head.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            raise TableError(
+                f"--csv {path!r} is not {encoding} text (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
+                "give its encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252"
+            ) from None
+    except LookupError:
+        raise TableError(f"--encoding {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1)") from None
+
+
+def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: str = "utf-8", every_numeric=False):
+    """The columns ``columns`` (flag -> column name, e.g. {"--target": "sales"}; a flag naming
+    several columns is made unique with a suffix, "--features a") of a CSV file
+    or a pandas DataFrame, as a DataFrame in file order (index 0..N-1); with ``every_numeric``,
+    every other numeric column too (after the named ones).
+
+    Raises:
+        FileNotFoundError: no such file.
+        TableError: empty, binary, not CSV, not in ``encoding``, a named column missing (the
+            message lists the columns there are), or no data rows.
+    """
+    import pandas as pd
+
+    wanted = list(dict.fromkeys(columns.values()))
+    if isinstance(source, pd.DataFrame):
+        frame = source
+        available = [str(c) for c in frame.columns]
+    else:
+        path = os.fspath(source)
+        _check_file(path, encoding)
+        try:
+            available = [str(c) for c in pd.read_csv(path, nrows=0, encoding=encoding).columns]
+        except UnicodeDecodeError as exc:
+            raise TableError(
+                f"--csv {path!r} is not {encoding} text ({exc.reason} at byte {exc.start}); give its encoding "
+                "with --encoding, e.g. --encoding latin-1"
+            ) from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError) as exc:
+            raise TableError(f"--csv {path!r} is not a CSV file pandas can read: {str(exc).splitlines()[0]}") from None
+    for flag, name in columns.items():
+        if name not in available:
+            shown = ", ".join(available[:30]) + (f" ... ({len(available)} in all)" if len(available) > 30 else "")
+            raise TableError(
+                f"{flag.split()[0]} {name!r} is not a column of {_describe(source)}; its columns are: {shown}"
+            )
+    if not isinstance(source, pd.DataFrame):
+        try:
+            frame = pd.read_csv(path, usecols=None if every_numeric else wanted, encoding=encoding, low_memory=False)
+        except UnicodeDecodeError as exc:
+            raise TableError(
+                f"--csv {path!r} is not {encoding} text ({exc.reason} past the first 64 KB); give its encoding "
+                "with --encoding, e.g. --encoding latin-1"
+            ) from None
+        except pd.errors.ParserError as exc:
+            raise TableError(f"--csv {path!r} is not a well-formed CSV file: {str(exc).splitlines()[0]}") from None
+    if every_numeric:
+        wanted += [c for c in frame.columns if c not in wanted and pd.api.types.is_numeric_dtype(frame[c])]
+    frame = frame[wanted].reset_index(drop=True)
+    if len(frame) == 0:
+        raise TableError(f"{_describe(source)} has a header but no data rows")
+    return frame
+
+
+def _rows(index: Sequence[int], limit: int = 5) -> str:
+    shown = ", ".join(f"{i + 1} (line {i + 2})" for i in index[:limit])
+    return shown + (f" and {len(index) - limit} more" if len(index) > limit else "")
+
+
+def numeric_column(frame, name: str, flag: str, source) -> np.ndarray:
+    """Column ``name`` as float64 [N]; a value that is not a number is refused with its row.
+    Missing values stay NaN (see :func:`fill_missing`)."""
+    import pandas as pd
+
+    column = frame[name]
+    values = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero(values.isna().to_numpy() & column.notna().to_numpy())
+    if len(bad):
+        raise TableError(
+            f"{flag} column {name!r} of {_describe(source)} holds {column.iloc[bad[0]]!r} at row "
+            f"{_rows(bad, 1)}, not a number ({len(bad)} such value{'s' if len(bad) > 1 else ''})"
+        )
+    return values.to_numpy(np.float64)
+
+
+def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str, source, flags: Dict[str, str]):
+    """``frame`` with its missing values handled by ``fill`` (see the module's docstring).
+
+    ``numeric`` columns may be filled; a missing value in an ``other`` column (text, label,
+    id, time) can only be dropped. ``flags`` maps a column to the flag that named it.
+    """
+    if fill not in FILL_POLICIES:
+        raise TableError(f"--fill must be one of {', '.join(FILL_POLICIES)}, got {fill!r}")
+    missing = frame.isna()
+    if not missing.to_numpy().any():
+        return frame
+    if fill == "drop":
+        kept = frame[~missing.any(axis=1)].reset_index(drop=True)
+        if len(kept) == 0:
+            raise TableError(f"--fill drop left no rows of {_describe(source)}: every row misses a value")
+        return kept
+    for name in list(other) + (list(numeric) if fill == "refuse" else []):
+        rows = np.flatnonzero(missing[name].to_numpy())
+        if len(rows):
+            remedy = (
+                "give --fill drop to leave those rows out"
+                if name in other
+                else "give --fill ffill, --fill interpolate or --fill drop"
+            )
+            raise TableError(
+                f"{flags.get(name, 'column')} column {name!r} of {_describe(source)} has {len(rows)} missing "
+                f"value{'s' if len(rows) > 1 else ''} (row {_rows(rows)}); {remedy}"
+            )
+    frame = frame.copy()
+    for name in numeric:
+        column = frame[name].astype(np.float64)
+        if fill == "interpolate":
+            column = column.interpolate(method="linear", limit_direction="both")
+        frame[name] = column.ffill().bfill()
+    return frame
+
+
+def time_column(frame, name: str, source) -> np.ndarray:
+    """Column ``name`` parsed as times (datetime64[ns]) [N]; unparseable and repeated times refused."""
+    import pandas as pd
+
+    parsed = pd.to_datetime(frame[name], errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy() & frame[name].notna().to_numpy())
+    if len(bad):
+        raise TableError(
+            f"--time column {name!r} of {_describe(source)} holds {frame[name].iloc[bad[0]]!r} at row "
+            f"{_rows(bad, 1)}, which is not a date or time"
+        )
+    return parsed.to_numpy()
+
+
+def class_labels(values: Sequence, flag: str, name: str, source, warn_above: int = 100) -> List[str]:
+    """The distinct labels, sorted; at least two, and a warning when there are more than ``warn_above``."""
+    import warnings
+
+    classes = sorted({str(v) for v in values})
+    if len(classes) < 2:
+        raise TableError(
+            f"{flag} column {name!r} of {_describe(source)} holds a single class ({classes[0]!r} in every row); "
+            "a classifier needs at least two"
+        )
+    if len(classes) > warn_above:
+        warnings.warn(
+            f"{flag} column {name!r} holds {len(classes)} classes (more than {warn_above}): is it the label column? "
+            "Each class needs several training examples.",
+            stacklevel=2,
+        )
+    return classes
+
+
+def optional(value: Optional[str]) -> List[str]:
+    """A comma-separated column list from the command line (None -> [])."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []

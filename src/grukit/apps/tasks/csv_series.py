@@ -1,0 +1,195 @@
+"""``grukit train classify-series``: classify your own labelled multichannel recordings.
+
+Two inputs:
+
+* a long-format CSV (``--csv FILE --id COL --label COL [--time COL] [--features A,B]``): one
+  row per time step of a recording; ``--id`` names the recording, ``--label`` its class (the
+  same in all its rows), ``--time`` orders its rows (file order without it), and the channels
+  are ``--features`` or else every other numeric column;
+* a UEA/aeon/sktime ``.ts`` file (``--csv FILE.ts``): one recording per line, the label last.
+
+Recordings may differ in length; each is read as a packed sequence. The recordings are split
+by class (seed 0): 70 % train, 15 % validation, 15 % test; the channels are scaled with the
+training frames' mean and std. Model, metric and baselines as the speech and activity tasks:
+GRU then Dense(classes); test accuracy; the majority class and 1-nearest-neighbour on
+per-channel means.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..datasets.csv_table import (
+    TableError,
+    class_labels,
+    fill_missing,
+    numeric_column,
+    optional,
+    read_table,
+    time_column,
+)
+from ..datasets.uea import SeriesClasses, read_ts
+from .classify import train_on
+from .common import Options
+from .task import Task
+
+DEFAULTS = {"epochs": 60, "hidden": 64, "batch_size": 16}
+
+
+def _is_ts(path) -> bool:
+    return isinstance(path, str) and path.lower().endswith(".ts")
+
+
+def read_recordings(source, options: Options, channels: Optional[List[str]] = None, need_labels: bool = True):
+    """(ids, series [T_i, D] float64, labels or None, channel names) of a long CSV, a data
+    frame or a ``.ts`` file. ``channels`` fixes the channel columns (a saved model's)."""
+    if _is_ts(source):
+        try:
+            series, labels = read_ts(source)
+        except (ValueError, IndexError) as exc:
+            raise TableError(f"--csv {source!r} is not a readable .ts file: {exc}") from None
+        except UnicodeDecodeError:
+            raise TableError(f"--csv {source!r} is not UTF-8 text") from None
+        if not series:
+            raise TableError(f"--csv {source!r} holds no recordings (no lines after @data)")
+        widths = {s.shape[1] for s in series}
+        if channels and widths != {len(channels)}:
+            raise TableError(f"--csv {source!r} has {sorted(widths)} channels; the model reads {len(channels)}")
+        names = channels or [f"dim_{d}" for d in range(series[0].shape[1])]
+        return [str(i) for i in range(len(series))], series, labels, names
+    if not options.id:
+        raise TableError("the classify-series task needs --id COL (the column naming each recording) and --label COL")
+    if need_labels and not options.label:
+        raise TableError("the classify-series task needs --label COL: each recording's class")
+    import pandas as pd
+
+    named = {"--id": options.id}
+    if options.label and (need_labels or not channels):
+        named["--label"] = options.label
+    if options.time:
+        named["--time"] = options.time
+    chosen = channels or optional(options.features)
+    named.update({f"--features {c}": c for c in chosen})
+    frame = read_table(source, named, options.encoding, every_numeric=not chosen)
+    if not chosen:  # every other numeric column is a channel
+        chosen = [str(c) for c in frame.columns if c not in named.values()]
+        if not chosen:
+            raise TableError("no numeric column besides --id, --label and --time to use as a channel")
+    flags = {column: flag.split()[0] for flag, column in named.items()}
+    keys = [c for c in (options.id, options.label if "--label" in named else None, options.time) if c]
+    frame = fill_missing(frame, chosen, keys, options.fill, source, flags)
+    values = np.stack([numeric_column(frame, c, flags.get(c, "--features"), source) for c in chosen], 1)
+    order = np.arange(len(frame))
+    if options.time:
+        numeric_time = pd.api.types.is_numeric_dtype(frame[options.time])
+        times = frame[options.time].to_numpy() if numeric_time else time_column(frame, options.time, source)
+        order = np.lexsort((times, frame[options.id].astype(str).to_numpy()))
+    ids_column = frame[options.id].astype(str).to_numpy()[order]
+    values = values[order]
+    labels_column = frame[options.label].astype(str).to_numpy()[order] if "--label" in named else None
+    starts = np.flatnonzero(np.r_[True, ids_column[1:] != ids_column[:-1]])
+    ends = np.r_[starts[1:], len(ids_column)]
+    ids, series, labels = [], [], []
+    for a, b in zip(starts, ends):
+        ids.append(ids_column[a])
+        series.append(values[a:b])
+        if labels_column is not None:
+            distinct = set(labels_column[a:b])
+            if len(distinct) > 1:
+                raise TableError(
+                    f"--label column {options.label!r} changes within recording {ids_column[a]!r} "
+                    f"({', '.join(sorted(distinct)[:5])}): one class per recording"
+                )
+            labels.append(labels_column[a])
+    return ids, series, (labels if labels_column is not None else None), list(chosen)
+
+
+def _split(labels: np.ndarray, classes: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train, validation and test: 15 % + 15 % of each class held out (seed 0)."""
+    rng = np.random.default_rng(0)
+    parts: Tuple[List[int], List[int], List[int]] = ([], [], [])
+    for c in range(classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        held = int(round(0.15 * len(members)))
+        parts[1].extend(members[:held])
+        parts[2].extend(members[held : 2 * held])
+        parts[0].extend(members[2 * held :])
+    return tuple(np.sort(np.array(p, np.int64)) for p in parts)
+
+
+def pad(series: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(x [N, T_max, D] float32, scaled, zeros after each length; lengths [N])."""
+    x = np.zeros((len(series), max(len(s) for s in series), len(mean)), np.float32)
+    for i, s in enumerate(series):
+        x[i, : len(s)] = (s - mean) / std
+    return x, np.array([len(s) for s in series], np.int64)
+
+
+def train_frame(source, options: Options) -> Dict:
+    """Train on ``source`` (a long CSV, a .ts file or a pandas DataFrame); the report."""
+    ids, series, labels, channels = read_recordings(source, options)
+    classes = class_labels(labels, "--label", options.label or "(the .ts labels)", source)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in labels], np.int64)
+    train, val, test = _split(y, len(classes))
+    if options.limit:
+        train = train[: options.limit]
+    if min(len(train), len(val), len(test)) < 1:
+        raise TableError(
+            f"{len(series)} recordings are too few to hold out 15 % + 15 % of each class for validation and test"
+        )
+    frames = np.concatenate([series[i] for i in train])
+    mean, std = frames.mean(0), frames.std(0) + 1e-8
+    parts = {}
+    for name, rows in (("train", train), ("val", val), ("test", test)):
+        x, lengths = pad([series[i] for i in rows], mean, std)
+        parts.update({f"x_{name}": x, f"lengths_{name}": lengths, f"y_{name}": y[rows]})
+    data = SeriesClasses(classes=classes, mean=mean, std=std, **parts)
+    torch.manual_seed(options.seed)
+    settings = {**DEFAULTS, "hidden": DEFAULTS["hidden"]}
+    report = train_on(data, options, settings, columns={"channels": channels})
+    report["task"] = "classify-series"
+    return report
+
+
+def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:
+    """(recording id, predicted class, its probability) for every recording in ``source``."""
+    from .classify import load_model
+
+    ids, series, _, _ = read_recordings(source, options, saved["columns"]["channels"], need_labels=False)
+    x, lengths = pad(series, np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"]))
+    with torch.no_grad():
+        p = torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1).numpy()
+    return [(i, saved["classes"][row.argmax()], float(row.max())) for i, row in zip(ids, p)]
+
+
+class SeriesClassifierTask(Task):
+    """classify-series: a class for each recording of a long CSV or a .ts file."""
+
+    name = "classify-series"
+    how_to_use = "it classifies recordings: `grukit predict MODEL --csv NEW.csv` (the same columns, or a .ts file)"
+    takes_csv = True
+
+    def __init__(self):
+        from .classify import load_model
+
+        super().__init__(lambda options: train_frame(options.csv, options), load_model)
+
+    def train(self, options: Options) -> Dict:
+        if not options.csv:
+            raise TableError(
+                "the classify-series task reads your data: give --csv FILE (long CSV or .ts), --id, --label"
+            )
+        return train_frame(options.csv, options)
+
+    def predict(self, saved: Dict, texts: Sequence[str], days: int, csv=None) -> List[str]:
+        if texts or not csv:
+            raise SystemExit("grukit predict: a classify-series model reads recordings: give --csv FILE")
+        options = Options(task=self.name, **{k: saved["options"][k] for k in ("id", "time", "encoding", "fill")})
+        return [f"{i}: {label} ({p:.2f})" for i, label, p in predict(saved, csv, options)]
+
+
+TASK = SeriesClassifierTask()

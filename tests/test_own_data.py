@@ -1,0 +1,283 @@
+"""Your own data (issue: forecast, classify-text, classify-series from a CSV): each task end to end
+from the command line and from Python, the weather task reproduced through --csv, and every
+bad input refused with a message that names the column, the row or the remedy."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grukit.apps import classify_series, classify_text, forecast
+from grukit.apps.cli import main
+from grukit.apps.datasets._packages import package_file
+
+QUICK = ["--quiet", "--epochs", "3"]
+
+
+def _sales(rows=300, seed=0):
+    """Daily sales with a weekly cycle and noise, and a temperature column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    return pd.DataFrame(
+        {
+            "day": pd.date_range("2023-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+            "units": 100 + 20 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 2, rows),
+            "temperature": 15 + 10 * np.sin(2 * np.pi * t / 365) + rng.normal(0, 1, rows),
+        }
+    )
+
+
+def _texts(rows=240, seed=0):
+    rng = np.random.default_rng(seed)
+    words = {"sport": "goal match team", "food": "bread soup tasty", "tech": "code laptop chip"}
+    filler = "the a of and it was very".split()
+    out = []
+    for i in range(rows):
+        label = list(words)[i % 3]
+        tokens = list(rng.choice(words[label].split(), 2)) + list(rng.choice(filler, 4))
+        rng.shuffle(tokens)
+        out.append({"review": " ".join(tokens), "topic": label})
+    return pd.DataFrame(out)
+
+
+def _recordings(count=60, seed=0, labelled=True):
+    """Long format: one row per step; class = the frequency of a sine on channel a; rows shuffled."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(count):
+        label = ["slow", "fast"][r % 2]
+        steps = int(rng.integers(15, 30))
+        t = np.arange(steps)
+        a = np.sin(t * (0.3 if label == "slow" else 1.3)) + rng.normal(0, 0.1, steps)
+        for k in range(steps):
+            row = {"recording": f"r{r}", "step": k, "a": a[k], "b": rng.normal()}
+            if labelled:
+                row["activity"] = label
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def _write(frame, path):
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def test_forecast_end_to_end_from_the_command_line(tmp_path, capsys):
+    csv, model = _write(_sales(), tmp_path / "sales.csv"), str(tmp_path / "m.pt")
+    args = ["train", "forecast", "--csv", csv, "--target", "units", "--time", "day", "--season", "7"]
+    assert main(args + ["--window", "21", "--epochs", "40", "--quiet", "--output", model]) == 0
+    out = capsys.readouterr().out
+    assert "test RMSE of the next value of 'units'" in out and "seasonal naive (the value 7 rows earlier)" in out
+    assert main(["predict", model, "--days", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["2023-10-28", "2023-10-29", "2023-10-30", "2023-10-31"]
+    assert all(60 < float(line.split()[-1]) < 140 for line in lines)  # in the series' range
+    newer = _sales(rows=330)
+    assert main(["predict", model, "--days", "1", "--csv", _write(newer, tmp_path / "newer.csv")]) == 0
+    assert capsys.readouterr().out.startswith("2023-11-27")  # continues after the newer file's last day
+    assert main(["export", model, str(tmp_path / "m.onnx")]) == 0
+    assert main(["gates", model, "--days", "30", "--out", str(tmp_path / "g")]) == 0
+    assert os.path.getsize(tmp_path / "g.png") > 1000
+
+
+def test_forecast_beats_persistence_on_a_weekly_cycle():
+    model, report = forecast(_sales(), target="units", time="day", window=21, epochs=40, season=7)
+    assert report["model"] < report["baselines"]["persistence (the last value)"]
+    assert isinstance(model, torch.nn.Module) and not model.training
+
+
+def test_forecast_horizon_and_features(tmp_path, capsys):
+    csv, model = _write(_sales(), tmp_path / "s.csv"), str(tmp_path / "h.pt")
+    args = ["train", "forecast", "--csv", csv, "--target", "units", "--features", "temperature", "--horizon", "3"]
+    assert main(args + QUICK + ["--output", model]) == 0
+    assert "the next 3 values of 'units'" in capsys.readouterr().out
+    assert main(["predict", model, "--days", "3"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["t+1", "t+2", "t+3"]
+    assert main(["predict", model, "--days", "4"]) == 2  # needs future temperatures
+    assert "temperature" in capsys.readouterr().err
+
+
+def test_weather_through_csv_reproduces_the_weather_task(capsys):
+    weather_csv = str(package_file("vega_datasets", "_data/seattle-weather.csv", "pip install vega_datasets"))
+    common = ["--epochs", "3", "--quiet"]
+    assert main(["train", "weather"] + common) == 0
+    specific = capsys.readouterr().out
+    args = ["train", "forecast", "--csv", weather_csv, "--target", "temp_max", "--time", "date", "--calendar"]
+    assert main(args + common) == 0
+    generic = capsys.readouterr().out
+    value = lambda text, name: float(next(line for line in text.splitlines() if name in line).split()[-1])  # noqa: E731
+    assert value(generic, "grukit GRU") == value(specific, "grukit GRU")
+    assert value(generic, "persistence") == value(specific, "persistence")
+
+
+def test_classify_text_end_to_end(tmp_path, capsys):
+    csv, model = _write(_texts(), tmp_path / "t.csv"), str(tmp_path / "t.pt")
+    args = ["train", "classify-text", "--csv", csv, "--text", "review", "--label", "topic", "--epochs", "15"]
+    assert main(args + ["--quiet", "--output", model]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(next(line for line in out.splitlines() if "grukit GRU" in line).split()[-1])
+    assert "3 classes of 'topic'" in out and accuracy > 0.8  # majority is 1/3
+    assert main(["predict", model, "the goal of the match", "tasty soup"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sport") and lines[1].startswith("food")
+    assert main(["export", model, str(tmp_path / "t.onnx")]) == 0
+    assert main(["gates", model, "the", "team", "was", "tasty", "--out", str(tmp_path / "g")]) == 0
+    ort = pytest.importorskip("onnxruntime")
+    from grukit.apps.datasets.reviews import encode, tokenize_any_language
+    from grukit.apps.tasks import csv_text
+    from grukit.apps.tasks.common import load
+
+    saved = load(model)
+    ids, lengths = encode(["tasty bread", "a chip"], saved["vocab"], saved["max_len"], tokenize_any_language)
+    got = ort.InferenceSession(str(tmp_path / "t.onnx")).run(None, {"ids": ids, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, csv_text.probabilities(saved, ["tasty bread", "a chip"]), atol=1e-5)
+
+
+def test_classify_text_any_script():
+    frame = pd.DataFrame({"t": ["très bon café", "schlecht und kalt", "очень хорошо", "плохо"] * 10,
+                          "y": ["pos", "neg", "pos", "neg"] * 10})  # fmt: skip
+    model, report = classify_text(frame, text="t", label="y", epochs=20)
+    assert report["model"] == 1.0 and report["baselines"]["bag-of-words logistic regression"] == 1.0
+
+
+def test_classify_series_long_csv_end_to_end(tmp_path, capsys):
+    csv, model = _write(_recordings(count=100), tmp_path / "r.csv"), str(tmp_path / "r.pt")
+    args = ["train", "classify-series", "--csv", csv, "--id", "recording", "--label", "activity", "--time", "step"]
+    assert main(args + ["--epochs", "40", "--quiet", "--output", model]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(next(line for line in out.splitlines() if "grukit GRU" in line).split()[-1])
+    assert "nearest neighbour on mean features" in out and accuracy >= 0.8
+    new = _write(_recordings(count=6, seed=5, labelled=False), tmp_path / "new.csv")
+    assert main(["predict", model, "--csv", new]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and sum(("slow" in line) == (int(line[1]) % 2 == 0) for line in lines) >= 5
+
+
+def test_classify_series_from_a_ts_file_and_from_python(tmp_path):
+    lines = ["@problemName toy", "@univariate false", "@dimensions 2", "@classLabel true up down", "@data"]
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        steps = int(rng.integers(10, 20))
+        sign = 1 if i % 2 else -1
+        a = ",".join(f"{sign * k / steps + rng.normal(0, 0.05):.3f}" for k in range(steps))
+        b = ",".join(f"{rng.normal():.3f}" for _ in range(steps))
+        lines.append(f"{a}:{b}:{'up' if sign > 0 else 'down'}")
+    path = tmp_path / "toy.ts"
+    path.write_text("\n".join(lines) + "\n")
+    model, report = classify_series(str(path), epochs=30)
+    assert report["task"] == "classify-series" and report["model"] >= 0.8
+    frame = _recordings()
+    model, report = classify_series(frame, id="recording", label="activity", time="step", epochs=5)
+    assert set(report["split"]) == {"train", "val", "test"}
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _fails(args, capsys, *fragments, output=None):
+    assert main(args + (["--output", output] if output else [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    if output:
+        assert not os.path.exists(output)  # no partial model file
+
+
+def _train_forecast(csv, *more):
+    return ["train", "forecast", "--csv", str(csv), "--target", "units", *more, *QUICK]
+
+
+def test_missing_column_is_named_with_the_columns_that_exist(tmp_path, capsys):
+    csv = _write(_sales(), tmp_path / "s.csv")
+    _fails(["train", "forecast", "--csv", csv, "--target", "sales"], capsys, "--target 'sales' is not a column",
+           "its columns are: day, units, temperature", output=str(tmp_path / "m.pt"))  # fmt: skip
+    _fails(_train_forecast(csv, "--features", "temp"), capsys, "--features 'temp' is not a column")
+    _fails(["train", "classify-text", "--csv", csv, "--text", "x", "--label", "units"], capsys, "--text 'x'")
+
+
+def test_non_numeric_value_names_row_and_column(tmp_path, capsys):
+    frame = _sales()
+    frame["units"] = frame["units"].astype(object)
+    frame.loc[16, "units"] = "n/a units"
+    _fails(_train_forecast(_write(frame, tmp_path / "s.csv")), capsys, "column 'units'", "'n/a units'",
+           "row 17 (line 18)", "not a number")  # fmt: skip
+
+
+def test_missing_values_refused_with_count_and_positions_or_filled(tmp_path, capsys):
+    frame = _sales()
+    frame.loc[[4, 9, 12], "units"] = np.nan
+    csv = _write(frame, tmp_path / "s.csv")
+    _fails(_train_forecast(csv), capsys, "3 missing values", "row 5 (line 6), 10 (line 11), 13 (line 14)", "--fill")
+    for policy in ("ffill", "interpolate", "drop"):
+        assert main(_train_forecast(csv, "--fill", policy)) == 0
+    filled = _sales()
+    filled.loc[[4, 9, 12], "units"] = np.nan
+    model, report = forecast(filled, target="units", fill="interpolate", epochs=1)
+    assert np.isfinite(report["model"])
+
+
+def test_too_few_rows(tmp_path, capsys):
+    csv = _write(_sales(rows=30), tmp_path / "s.csv")
+    _fails(_train_forecast(csv, "--window", "25"), capsys, "has 30 rows", "--window 25", "leave 5 windows")
+
+
+def test_single_class_and_hundreds_of_classes(tmp_path, capsys):
+    frame = _texts()
+    frame["topic"] = "sport"
+    args = ["train", "classify-text", "--text", "review", "--label", "topic", *QUICK]
+    _fails(args + ["--csv", _write(frame, tmp_path / "one.csv")], capsys, "a single class ('sport' in every row)")
+    frame["topic"] = [f"c{i}" for i in range(len(frame))]
+    with pytest.warns(UserWarning, match="240 classes"):
+        assert main(args + ["--csv", _write(frame, tmp_path / "many.csv"), "--epochs", "1"]) == 0
+
+
+def test_empty_binary_and_not_csv_files(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    _fails(_train_forecast(empty), capsys, "is empty (0 bytes)")
+    binary = tmp_path / "model.csv"
+    torch.save({"a": torch.zeros(3)}, binary)
+    _fails(_train_forecast(binary), capsys, "is not a CSV file")
+    json_file = tmp_path / "data.json"
+    json_file.write_text('{"units": [1, 2, 3]}\n')
+    _fails(_train_forecast(json_file), capsys, "--target 'units' is not a column")
+    _fails(_train_forecast(tmp_path / "absent.csv"), capsys, "no such file")
+    _fails(_train_forecast(tmp_path), capsys, "is a folder")
+
+
+def test_encoding_other_than_utf8(tmp_path, capsys):
+    frame = _texts()
+    frame.loc[0, "review"] = "café crème"
+    path = tmp_path / "latin.csv"
+    frame.to_csv(path, index=False, encoding="latin-1")
+    args = ["train", "classify-text", "--csv", str(path), "--text", "review", "--label", "topic", *QUICK]
+    _fails(args, capsys, "is not utf-8 text", "--encoding latin-1")
+    assert main(args + ["--encoding", "latin-1"]) == 0
+
+
+def test_data_options_refused_for_packaged_tasks_and_missing_flags(tmp_path, capsys):
+    _fails(["train", "weather", "--csv", "x.csv", *QUICK], capsys, "--csv: the weather task trains on its packaged")
+    _fails(["train", "forecast", *QUICK], capsys, "give --csv FILE and --target COL")
+    csv = _write(_recordings(), tmp_path / "r.csv")
+    _fails(["train", "classify-series", "--csv", csv, "--label", "activity", *QUICK], capsys, "needs --id COL")
+
+
+def test_label_changing_within_a_recording(tmp_path, capsys):
+    frame = _recordings()
+    frame.loc[frame["recording"] == "r3", "activity"] = ["slow", "fast"] * (int((frame["recording"] == "r3").sum()) // 2) + (
+        ["slow"] if (frame["recording"] == "r3").sum() % 2 else [])  # fmt: skip
+    csv = _write(frame, tmp_path / "r.csv")
+    args = ["train", "classify-series", "--csv", csv, "--id", "recording", "--label", "activity", *QUICK]
+    _fails(args, capsys, "changes within recording 'r3'")
+
+
+def test_python_api_names_unknown_options():
+    with pytest.raises(TypeError, match="the options are: .*epochs"):
+        forecast(_sales(), target="units", epoch=3)
