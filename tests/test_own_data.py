@@ -271,8 +271,8 @@ def test_data_options_refused_for_packaged_tasks_and_missing_flags(tmp_path, cap
 
 def test_label_changing_within_a_recording(tmp_path, capsys):
     frame = _recordings()
-    frame.loc[frame["recording"] == "r3", "activity"] = ["slow", "fast"] * (int((frame["recording"] == "r3").sum()) // 2) + (
-        ["slow"] if (frame["recording"] == "r3").sum() % 2 else [])  # fmt: skip
+    rows = np.flatnonzero(frame["recording"] == "r3")
+    frame.loc[rows[:3], "activity"] = "slow"  # r3 is "slow" in 3 rows, "fast" in the rest
     csv = _write(frame, tmp_path / "r.csv")
     args = ["train", "classify-series", "--csv", csv, "--id", "recording", "--label", "activity", *QUICK]
     _fails(args, capsys, "changes within recording 'r3'")
