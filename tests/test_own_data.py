@@ -174,7 +174,9 @@ def test_classify_series_from_a_ts_file_and_from_python(tmp_path):
     assert report["task"] == "classify-series" and report["model"] >= 0.8
     frame = _recordings()
     model, report = classify_series(frame, id="recording", label="activity", time="step", epochs=5)
-    assert set(report["split"]) == {"train", "val", "test"}
+    assert set(report["split"]) == {"train", "val", "test"} and sum(report["split"].values()) == 60
+    model, report = classify_series(frame, id="recording", label="activity", epochs=1)  # interleaved rows, no time
+    assert sum(report["split"].values()) == 60
 
 
 # ------------------------------------------------------------------ bad input

@@ -60,7 +60,7 @@ DATA_OPTIONS = ("csv", "target", "features", "time", "window", "horizon", "seaso
 
 def _check_data_options(args: argparse.Namespace, task) -> None:
     """--csv and the column options are refused for the packaged-data tasks (they would be ignored)."""
-    if task.takes_csv:
+    if getattr(task, "takes_csv", False):
         return
     given = [name for name in DATA_OPTIONS if getattr(args, name, None) not in (None, False, "refuse", "utf-8")]
     if given:
@@ -189,7 +189,7 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
         with open(args.file, encoding="utf-8") as f:
             texts += [line.strip() for line in f if line.strip()]
-    if args.csv and not task.takes_csv:
+    if args.csv and not getattr(task, "takes_csv", False):
         raise ValueError(f"--csv: a {task.name} model does not read CSV files; {task.how_to_use}")
     for line in task.predict(saved, texts, args.days, **({"csv": args.csv} if args.csv else {})):
         print(line)

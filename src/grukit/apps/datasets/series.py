@@ -72,10 +72,11 @@ def make_windows(
     n_val = int(n * split[1])
     seen = values[: n_train + window]  # the days the training windows and targets see
     mean, std = seen.mean(0), seen.std(0) + 1e-8
-    scaled = (values - mean) / std
-    idx = np.arange(n)[:, None] + np.arange(window)[None, :]
+    scaled = ((values - mean) / std).astype(np.float32)
     t_col = features.index(target)
-    x = scaled[idx].astype(np.float32)
+    # x [n, window, F]: a strided view of `scaled` (window i = rows i .. i + window - 1), not
+    # window copies of each row, so a long series costs its own size once more, not window times
+    x = np.lib.stride_tricks.sliding_window_view(scaled, window, axis=0, writeable=True)[:n].transpose(0, 2, 1)
     ahead = np.arange(n)[:, None] + window + np.arange(horizon)[None, :]
     y = values[ahead, t_col].astype(np.float32)
     y = y[:, 0] if horizon == 1 else y

@@ -82,7 +82,7 @@ def read_recordings(source, options: Options, channels: Optional[List[str]] = No
     keys = [c for c in (options.id, options.label if "--label" in named else None, options.time) if c]
     frame = fill_missing(frame, chosen, keys, options.fill, source, flags)
     values = np.stack([numeric_column(frame, c, flags.get(c, "--features"), source) for c in chosen], 1)
-    order = np.arange(len(frame))
+    order = np.argsort(frame[options.id].astype(str).to_numpy(), kind="stable")  # by recording, file order within
     if options.time:
         numeric_time = pd.api.types.is_numeric_dtype(frame[options.time])
         times = frame[options.time].to_numpy() if numeric_time else time_column(frame, options.time, source)
