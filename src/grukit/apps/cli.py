@@ -246,7 +246,8 @@ def _compare(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     if not args.memory:
         epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
-        results = compare.run(args.seeds, epochs, limit, 20 if args.quick else 400, args.out, log=print)
+        seeds = 1 if args.quick else args.seeds
+        results = compare.run(seeds, epochs, limit, 20 if args.quick else 400, args.out, log=print)
         text = compare.markdown(results, command)
         write_section(
             report,
