@@ -283,3 +283,20 @@ def test_label_changing_within_a_recording(tmp_path, capsys):
 def test_python_api_names_unknown_options():
     with pytest.raises(TypeError, match="the options are: .*epochs"):
         forecast(_sales(), target="units", epoch=3)
+
+
+def test_missing_text_is_refused_or_dropped(tmp_path, capsys):
+    frame = _texts()
+    frame.loc[[3, 7], "review"] = np.nan
+    csv = _write(frame, tmp_path / "t.csv")
+    args = ["train", "classify-text", "--csv", csv, "--text", "review", "--label", "topic", *QUICK]
+    _fails(args, capsys, "--text column 'review'", "2 missing values", "row 4 (line 5), 8 (line 9)", "--fill drop")
+    assert main(args + ["--fill", "drop"]) == 0
+    model, report = classify_text(frame, text="review", label="topic", fill="drop", epochs=1)
+    assert sum(report["split"].values()) == len(frame) - 2
+
+
+def test_malformed_ts_file(tmp_path, capsys):
+    path = tmp_path / "bad.ts"
+    path.write_text("@problemName x\n@data\n1,2,oops:up\n")
+    _fails(["train", "classify-series", "--csv", str(path), *QUICK], capsys, "is not a readable .ts file")
