@@ -33,9 +33,7 @@ def write_csv(path: str, gigabytes: float) -> int:
             units = 100 + 20 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 2, rows_per_chunk)
             temperature = 15 + 10 * np.sin(2 * np.pi * t / 365) + rng.normal(0, 1, rows_per_chunk)
             price = rng.normal(50, 5, rows_per_chunk)
-            lines = "".join(
-                f"{a},{b:.4f},{c:.4f},{d:.4f},ok\n" for a, b, c, d in zip(t, units, temperature, price)
-            )
+            lines = "".join(f"{a},{b:.4f},{c:.4f},{d:.4f},ok\n" for a, b, c, d in zip(t, units, temperature, price))
             f.write(lines)
             written += len(lines)
             row += rows_per_chunk
