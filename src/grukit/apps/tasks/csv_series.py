@@ -149,8 +149,7 @@ def train_frame(source, options: Options) -> Dict:
         parts.update({f"x_{name}": x, f"lengths_{name}": lengths, f"y_{name}": y[rows]})
     data = SeriesClasses(classes=classes, mean=mean, std=std, **parts)
     torch.manual_seed(options.seed)
-    settings = {**DEFAULTS, "hidden": DEFAULTS["hidden"]}
-    report = train_on(data, options, settings, columns={"channels": channels})
+    report = train_on(data, options, DEFAULTS, columns={"channels": channels})
     report["task"] = "classify-series"
     return report
 
