@@ -60,9 +60,11 @@ DATA_OPTIONS = ("csv", "target", "features", "time", "window", "horizon", "seaso
 
 def _check_data_options(args: argparse.Namespace, task) -> None:
     """--csv and the column options are refused for the packaged-data tasks (they would be ignored)."""
+    from .tasks.common import Options
+
     if getattr(task, "takes_csv", False):
         return
-    given = [name for name in DATA_OPTIONS if getattr(args, name, None) not in (None, False, "refuse", "utf-8")]
+    given = [name for name in DATA_OPTIONS if getattr(args, name) != Options.__dataclass_fields__[name].default]
     if given:
         flags = ", ".join("--" + name for name in given)
         raise ValueError(

@@ -25,9 +25,8 @@ import torch
 def _options(task: str, **options):
     from .tasks.common import Options
 
-    for name in ("features",):
-        if isinstance(options.get(name), (list, tuple)):
-            options[name] = ",".join(options[name])
+    if isinstance(options.get("features"), (list, tuple)):  # the command line's "A,B" form
+        options["features"] = ",".join(options["features"])
     options.setdefault("quiet", True)
     try:
         return Options(task=task, **options)

@@ -175,6 +175,13 @@ def train_frame(source, options: Options) -> Dict:
     return report
 
 
+def train(options: Options) -> Dict:
+    """``grukit train forecast``: :func:`train_frame` on the file ``--csv``."""
+    if not options.csv:
+        raise TableError("the forecast task reads your data: give --csv FILE and --target COL")
+    return train_frame(options.csv, options)
+
+
 def _time_step(times: Optional[np.ndarray]) -> Optional[str]:
     """The rows' frequency as a pandas offset ("D", "MS", "h" ...) when pandas can infer it from
     the last rows, else the most common gap in nanoseconds (as text); None without times."""
@@ -268,12 +275,7 @@ class CsvForecastTask(ForecastTask):
     takes_csv = True
 
     def __init__(self):
-        super().__init__("forecast", "")
-
-    def train(self, options: Options) -> Dict:
-        if not options.csv:
-            raise TableError("the forecast task reads your data: give --csv FILE and --target COL")
-        return train_frame(options.csv, options)
+        super().__init__("forecast", "", train)
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv: Optional[str] = None) -> List[str]:
         if texts:

@@ -82,12 +82,13 @@ def read_recordings(source, options: Options, channels: Optional[List[str]] = No
     keys = [c for c in (options.id, options.label if "--label" in named else None, options.time) if c]
     frame = fill_missing(frame, chosen, keys, options.fill, source, flags)
     values = np.stack([numeric_column(frame, c, flags.get(c, "--features"), source) for c in chosen], 1)
-    order = np.argsort(frame[options.id].astype(str).to_numpy(), kind="stable")  # by recording, file order within
+    every_id = frame[options.id].astype(str).to_numpy()
+    order = np.argsort(every_id, kind="stable")  # by recording, file order within
     if options.time:
         numeric_time = pd.api.types.is_numeric_dtype(frame[options.time])
         times = frame[options.time].to_numpy() if numeric_time else time_column(frame, options.time, source)
-        order = np.lexsort((times, frame[options.id].astype(str).to_numpy()))
-    ids_column = frame[options.id].astype(str).to_numpy()[order]
+        order = np.lexsort((times, every_id))
+    ids_column = every_id[order]
     values = values[order]
     labels_column = frame[options.label].astype(str).to_numpy()[order] if "--label" in named else None
     starts = np.flatnonzero(np.r_[True, ids_column[1:] != ids_column[:-1]])
@@ -134,17 +135,17 @@ def train_frame(source, options: Options) -> Dict:
     classes = class_labels(labels, "--label", options.label or "(the .ts labels)", source)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], np.int64)
-    train, val, test = _split(y, len(classes))
+    train_rows, val_rows, test_rows = _split(y, len(classes))
     if options.limit:
-        train = train[: options.limit]
-    if min(len(train), len(val), len(test)) < 1:
+        train_rows = train_rows[: options.limit]
+    if min(len(train_rows), len(val_rows), len(test_rows)) < 1:
         raise TableError(
             f"{len(series)} recordings are too few to hold out 15 % + 15 % of each class for validation and test"
         )
-    frames = np.concatenate([series[i] for i in train])
+    frames = np.concatenate([series[i] for i in train_rows])
     mean, std = frames.mean(0), frames.std(0) + 1e-8
     parts = {}
-    for name, rows in (("train", train), ("val", val), ("test", test)):
+    for name, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
         x, lengths = pad([series[i] for i in rows], mean, std)
         parts.update({f"x_{name}": x, f"lengths_{name}": lengths, f"y_{name}": y[rows]})
     data = SeriesClasses(classes=classes, mean=mean, std=std, **parts)
@@ -152,6 +153,13 @@ def train_frame(source, options: Options) -> Dict:
     report = train_on(data, options, DEFAULTS, columns={"channels": channels})
     report["task"] = "classify-series"
     return report
+
+
+def train(options: Options) -> Dict:
+    """``grukit train classify-series``: :func:`train_frame` on the file ``--csv``."""
+    if not options.csv:
+        raise TableError("the classify-series task reads your data: give --csv FILE (long CSV or .ts), --id, --label")
+    return train_frame(options.csv, options)
 
 
 def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:
@@ -175,14 +183,7 @@ class SeriesClassifierTask(Task):
     def __init__(self):
         from .classify import load_model
 
-        super().__init__(lambda options: train_frame(options.csv, options), load_model)
-
-    def train(self, options: Options) -> Dict:
-        if not options.csv:
-            raise TableError(
-                "the classify-series task reads your data: give --csv FILE (long CSV or .ts), --id, --label"
-            )
-        return train_frame(options.csv, options)
+        super().__init__(train, load_model)
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv=None) -> List[str]:
         if texts or not csv:

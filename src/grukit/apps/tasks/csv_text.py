@@ -20,7 +20,7 @@ from ..datasets.csv_table import TableError, class_labels, fill_missing, read_ta
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .common import Options, fit, model_file
-from .sentiment import SentimentModel, SentimentTask
+from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
 VOCABULARY = 20_000
 MAX_WORDS = 200
@@ -108,6 +108,13 @@ def train_frame(source, options: Options) -> Dict:
     return report
 
 
+def train(options: Options) -> Dict:
+    """``grukit train classify-text``: :func:`train_frame` on the file ``--csv``."""
+    if not options.csv:
+        raise TableError("the classify-text task reads your data: give --csv FILE, --text COL and --label COL")
+    return train_frame(options.csv, options)
+
+
 def load_model(saved: Dict) -> SentimentModel:
     c = saved["config"]
     model = SentimentModel(
@@ -135,12 +142,7 @@ class TextClassifierTask(SentimentTask):
     tokenizer = staticmethod(tokenize_any_language)
 
     def __init__(self):
-        super().__init__(lambda options: train_frame(options.csv, options), load_model)
-
-    def train(self, options: Options) -> Dict:
-        if not options.csv:
-            raise TableError("the classify-text task reads your data: give --csv FILE, --text COL and --label COL")
-        return train_frame(options.csv, options)
+        super().__init__(train, load_model)
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv=None) -> List[str]:
         if csv:
@@ -151,21 +153,13 @@ class TextClassifierTask(SentimentTask):
     def to_onnx(self, saved: Dict, path: str) -> str:
         """Inputs ``ids`` [B, T] int64 (0 = padding, ids from the file's "vocab") and ``lengths``
         [B] int64 (>= 1); output ``probabilities`` [B, classes] (the file's "classes" order)."""
-        from ...export import OnnxGraph, append_gru, save
+        from ...export import save
 
-        model = load_model(saved)
-        g = OnnxGraph()
-        T = g.TensorProto
-        inputs = [
-            g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
-            g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"]),
-        ]
-        table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
-        x = g.node("Transpose", [g.node("Gather", [table, "ids"], axis=0)], perm=[1, 0, 2])  # [T, B, E]
-        _, h_n = append_gru(g, model.gru, x, None, g.node("Cast", ["lengths"], to=T.INT32))
-        g.node("Softmax", [g.linear(model.dense, g.last_state(model.gru, h_n))], ["probabilities"], axis=1)
+        g, inputs, logits = text_model_graph(load_model(saved))
+        g.node("Softmax", [logits], ["probabilities"], axis=1)
         classes = len(saved["classes"])
-        save(g, inputs, [g.helper.make_tensor_value_info("probabilities", T.FLOAT, ["batch", classes])], path)
+        output = g.helper.make_tensor_value_info("probabilities", g.TensorProto.FLOAT, ["batch", classes])
+        save(g, inputs, [output], path)
         return f"the classify-text model as ONNX (opset 14): ids, lengths -> probabilities of {classes} classes"
 
 

@@ -199,8 +199,8 @@ class ForecastTask(Task):
 
     how_to_use = "it forecasts: `grukit predict MODEL --days N`"
 
-    def __init__(self, name: str, unit: str):
-        super().__init__(train, load_model)
+    def __init__(self, name: str, unit: str, train_task=train):
+        super().__init__(train_task, load_model)
         self.name = name
         self.unit = unit  # of the forecast values, as printed
 

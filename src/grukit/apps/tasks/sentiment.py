@@ -140,6 +140,23 @@ def predict(saved: Dict, texts: Sequence[str]) -> List[float]:
         return torch.sigmoid(model(torch.from_numpy(ids), torch.from_numpy(lengths))).tolist()
 
 
+def text_model_graph(model: SentimentModel):
+    """A text model as ONNX up to its dense layer: (graph, its inputs ``ids`` [B, T] int64 (0 =
+    padding) and ``lengths`` [B] int64 (>= 1), the name of the logits [B, outputs])."""
+    g = OnnxGraph()
+    T = g.TensorProto
+    inputs = [
+        g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
+        g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"]),
+    ]
+    table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
+    words = g.node("Gather", [table, "ids"], axis=0)  # [B, T, E]
+    x = g.node("Transpose", [words], perm=[1, 0, 2])  # [T, B, E]
+    lens = g.node("Cast", ["lengths"], to=T.INT32)
+    _, h_n = append_gru(g, model.gru, x, None, lens)
+    return g, inputs, g.linear(model.dense, g.last_state(model.gru, h_n))
+
+
 class SentimentTask(Task):
     name = "sentiment"
     tokenizer = staticmethod(tokenize)  # how a sentence becomes words (those of the vocabulary)
@@ -154,21 +171,10 @@ class SentimentTask(Task):
     def to_onnx(self, saved: Dict, path: str) -> str:
         """Inputs ``ids`` [B, T] int64 (0 = padding) and ``lengths`` [B] int64 (>= 1); output
         ``probability`` [B] that each review is positive."""
-        model = load_model(saved)
-        g = OnnxGraph()
-        T = g.TensorProto
-        inputs = [
-            g.helper.make_tensor_value_info("ids", T.INT64, ["batch", "time"]),
-            g.helper.make_tensor_value_info("lengths", T.INT64, ["batch"]),
-        ]
-        table = g.const("embedding", model.embedding.weight.detach().numpy().astype(np.float32))
-        words = g.node("Gather", [table, "ids"], axis=0)  # [B, T, E]
-        x = g.node("Transpose", [words], perm=[1, 0, 2])  # [T, B, E]
-        lens = g.node("Cast", ["lengths"], to=T.INT32)
-        _, h_n = append_gru(g, model.gru, x, None, lens)
-        prob = g.node("Sigmoid", [g.linear(model.dense, g.last_state(model.gru, h_n))])  # [B, 1]
+        g, inputs, logit = text_model_graph(load_model(saved))
+        prob = g.node("Sigmoid", [logit])  # [B, 1]
         g.node("Squeeze", [prob, g.const("axes", np.array([1], np.int64))], ["probability"])
-        save(g, inputs, [g.helper.make_tensor_value_info("probability", T.FLOAT, ["batch"])], path)
+        save(g, inputs, [g.helper.make_tensor_value_info("probability", g.TensorProto.FLOAT, ["batch"])], path)
         return "the sentiment model as ONNX (opset 14, one GRU node per layer): ids, lengths -> probability"
 
     def gates_input(self, saved: Dict, text: Sequence[str], days: int):
