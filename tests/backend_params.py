@@ -3,11 +3,20 @@
 import pytest
 
 from grukit import backends
+from grukit.backends import triton_backend
+
+
+def param_ids(name):
+    """The test ids of backend ``name``: the triton backend's two designs (persistent kernels,
+    per-step kernels) are tested apart, as "triton-persistent" and "triton-stepwise"; conftest.py
+    sets $GRUKIT_TRITON_DESIGN from the id."""
+    return [f"triton-{design}" for design in triton_backend.DESIGNS] if name == "triton" else [name]
 
 
 def backend_params(*names):
-    """``pytest.param(name)`` for each backend name (all of them if none is given), marked skip
-    (saying why) where unavailable or unable to run on CPU tensors here."""
+    """``pytest.param(name)`` for each backend name (all of them if none is given; triton once per
+    design, :func:`param_ids`), marked skip (saying why) where unavailable or unable to run on CPU
+    tensors here."""
     params = []
     for name in names or backends.names()[1:]:
         module = backends.get(name)
@@ -16,7 +25,8 @@ def backend_params(*names):
             reason = f"backend {name} unavailable: {module.why_unavailable()}"
         elif not module.runs_on("cpu", __import__("torch").float32):
             reason = f"backend {name} does not run on CPU tensors here"
-        params.append(pytest.param(name, marks=pytest.mark.skip(reason=reason) if reason else (), id=name))
+        for test_id in param_ids(name):
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=reason) if reason else (), id=test_id))
     return params
 
 

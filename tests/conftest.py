@@ -18,3 +18,20 @@ import torch  # noqa: E402
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+import pytest  # noqa: E402
+
+from grukit.backends import triton_backend  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _triton_design_from_the_test_id(request, monkeypatch):
+    """A test parametrised with id "triton-persistent" or "triton-stepwise" (backend_params.param_ids)
+    runs the triton backend in that design."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None:
+        return
+    for design in triton_backend.DESIGNS:
+        if f"triton-{design}" in callspec.id:
+            monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, design)

@@ -8,12 +8,14 @@ import torch
 
 from grukit import reference
 from grukit.backends import cpu_fused, torch_ops, triton_backend
+from backend_params import param_ids
 from oracle import oracle_layer, random_weights
 
 # every backend with the regularisers that runs on CPU tensors here (triton: under its interpreter)
-BACKENDS = [torch_ops] + [
+RUNNABLE = [torch_ops] + [
     m for m in (cpu_fused, triton_backend) if m.is_available() and m.runs_on("cpu", torch.float64)
 ]
+BACKENDS = [pytest.param(m, id=test_id) for m in RUNNABLE for test_id in param_ids(m.NAME)]
 OPTIONS = [
     (ln, zo, rd)
     for ln, zo, rd in itertools.product((False, True), (None, "mask", "eval"), (False, True))
@@ -33,7 +35,7 @@ def make_case(seed, T=5, B=4, I=3, H=6, ln=True, zo="mask", rd=True, lengths=Non
     return x, h0, w, ln_w, zo_v, rd_v, lengths, rng
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=lambda m: m.NAME)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("ln,zo,rd", OPTIONS, ids=OPTION_IDS)
 @pytest.mark.parametrize("reset_after,keeps", [(True, True), (False, True), (True, False), (False, False)])
 def test_backend_matches_the_oracle_forward_and_backward(backend, ln, zo, rd, reset_after, keeps):
@@ -74,7 +76,7 @@ def test_backend_matches_the_oracle_forward_and_backward(backend, ln, zo, rd, re
             )
 
 
-@pytest.mark.skipif(cpu_fused not in BACKENDS, reason="fused kernels unavailable")
+@pytest.mark.skipif(cpu_fused not in RUNNABLE, reason="fused kernels unavailable")
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, reset_after):
@@ -163,7 +165,7 @@ def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurre
     assert _regularisers(None, 0.3, 0.25, False, 8, 64, like) == {"zoneout": 0.3}  # evaluation
 
 
-@pytest.mark.parametrize("backend", BACKENDS, ids=lambda m: m.NAME)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_after):
     """The fused kernel recomputes its mask in the backward pass: gradients must match an explicit mask."""

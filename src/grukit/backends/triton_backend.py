@@ -94,6 +94,58 @@ def _blocks(B: int, H: int) -> dict:
     return dict(BLOCK_B=16, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=8 if block_n == 128 else 4)
 
 
+DESIGNS = ("persistent", "stepwise")
+DESIGN_ENV_VAR = "GRUKIT_TRITON_DESIGN"
+# the per-step design's loops are recorded in CUDA graphs and replayed (GRUKIT_CUDA_GRAPHS=0: run them eagerly)
+USE_CUDA_GRAPHS = os.environ.get("GRUKIT_CUDA_GRAPHS", "1") != "0"
+
+
+def design(B: int, H: int, device_type: str = "cuda") -> str:
+    """Which of the two designs runs a layer of batch B and hidden size H: "persistent" (one
+    kernel launch for all steps, ``triton_kernels``) or "stepwise" (cuBLAS products and an
+    element-wise kernel per step, replayed from a CUDA graph, ``triton_steps``).
+    $GRUKIT_TRITON_DESIGN names one to use at every size."""
+    forced = os.environ.get(DESIGN_ENV_VAR, "")
+    if forced:
+        if forced not in DESIGNS:
+            raise ValueError(f"${DESIGN_ENV_VAR} must be one of {DESIGNS}, got {forced!r}")
+        return forced
+    return "stepwise"
+
+
+def _steps():
+    """The per-step design's module (imports triton)."""
+    from . import triton_steps
+
+    return triton_steps
+
+
+class _Graphs:
+    """The process's cache of recorded per-step loops, made on first use."""
+
+    cache = None
+
+    def acquire(self, key, config, like):
+        if self.cache is None:
+            self.cache = _steps().GraphCache()
+        return self.cache.acquire(key, config, like)
+
+    def lease(self, entry):
+        return _steps().GraphCache.lease(entry)
+
+    def clear(self):
+        if self.cache is not None:
+            self.cache.clear()
+
+
+GRAPHS = _Graphs()
+
+
+def release_cuda_graphs() -> None:
+    """Free the memory of the per-step loops recorded in CUDA graphs that no call is using."""
+    GRAPHS.clear()
+
+
 def _precision(x: Tensor) -> str:
     if x.dtype == torch.float32 and x.is_cuda and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
@@ -101,7 +153,11 @@ def _precision(x: Tensor) -> str:
 
 
 class _Config:
-    """The constant part of one call: flags, sizes, masks and zoneout's mode."""
+    """The constant part of one call: sizes, flags, zoneout's mode, the design and its tiles.
+
+    Tensors that change from call to call (masks, lengths, the zoneout seed) go into the
+    loop's buffers (:meth:`bind`), never into kernel arguments, so a recorded CUDA graph can
+    be replayed with new ones."""
 
     def __init__(self, T, B, H, reverse, reset_after, keeps_state, has_bias, layer_norm, rmask, zoneout, lengths, like):
         kernels = _kernels()
@@ -116,11 +172,8 @@ class _Config:
             HAS_LENGTHS=lengths is not None,
             PRECISION=_precision(like),
         )
-        self.dummy = like.new_zeros(1)
-        self.rmask = rmask.contiguous() if rmask is not None else self.dummy
-        self.lengths = lengths.contiguous() if lengths is not None else like.new_zeros(1, dtype=torch.int64)
-        self.zmask = self.dummy
         self.zoneout_p, self.seed = 0.0, 0
+        self.zoneout_given = False
         if zoneout is None:
             mode = kernels.ZONEOUT_NONE
         elif isinstance(zoneout, ZoneoutDraw):
@@ -132,42 +185,86 @@ class _Config:
             self.zoneout_p = zoneout
         else:
             mode = kernels.ZONEOUT_GIVEN
-            self.zmask = zoneout.to(like.dtype).contiguous()
+            self.zoneout_given = True
         self.flags["ZONEOUT"] = mode
+        self.design = design(B, H, like.device.type)
         self.tiles = _blocks(B, H)
         self.grid = (triton_cdiv(B, self.tiles["BLOCK_B"]),)
+
+    def key(self, like: Tensor) -> tuple:
+        """What a recorded CUDA graph of this call depends on."""
+        return (like.device, like.dtype, self.T, self.B, self.H, self.zoneout_p, tuple(sorted(self.flags.items())))
+
+    def bind(self, loop, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, rmask, zoneout, lengths) -> None:
+        """Put this call's inputs into ``loop``'s buffers (:class:`triton_steps.LoopBuffers`)."""
+        loop.set("gi", gi)
+        loop.set("w_hh", w_hh)
+        loop.set("w_hh_t", w_hh.t())
+        loop.set("b_hh", b_hh)
+        loop.set("gamma", gamma_hh)
+        loop.set("beta", beta_hh)
+        loop.set("rmask", rmask)
+        loop.set("zmask", zoneout.to(gi.dtype) if self.zoneout_given else None)
+        loop.set("lengths", lengths)
+        loop.seed.fill_(self.seed)
+        loop.hs[0].copy_(h0)
 
 
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _persistent_forward(config, loop) -> None:
+    f = config.flags
+    _kernels().gru_forward_kernel[config.grid](
+        loop.gi, loop.w_hh_t, loop.b_hh, loop.gamma, loop.beta, loop.rmask, loop.zmask, loop.lengths, loop.seed,
+        loop.hs, loop.out, loop.gates, loop.ghraw, loop.rhd, loop.stats,
+        config.T, config.B, config.H, config.zoneout_p,
+        **f, **config.tiles,
+    )  # fmt: skip
+
+
+def _persistent_backward(config, loop) -> None:
+    loop.d_htilde[0].zero_()
+    _kernels().gru_backward_kernel[config.grid](
+        loop.d_out, loop.w_hh, loop.b_hh, loop.gamma, loop.beta, loop.rmask, loop.zmask, loop.lengths, loop.seed,
+        loop.hs, loop.gates, loop.ghraw, loop.rhd, loop.stats,
+        loop.d_gi, loop.d_gh, loop.d_gh_post, loop.d_direct, loop.d_htilde, loop.d_rhd,
+        config.T, config.B, config.H, config.zoneout_p,
+        **config.flags, **config.tiles,
+    )  # fmt: skip
+
+
+def _graphs_usable(like: Tensor) -> bool:
+    return USE_CUDA_GRAPHS and like.is_cuda and not torch.cuda.is_current_stream_capturing()
+
+
 class _TimeLoop(torch.autograd.Function):
-    """(gi [T, B, 3H], h0 [B, H], w_hh, b_hh, gamma_hh, beta_hh) -> (out [T, B, H], h_n [B, H])."""
+    """(gi [T, B, 3H], h0 [B, H], w_hh, b_hh, gamma_hh, beta_hh) -> (out [T, B, H], h_n [B, H]).
+
+    The design (persistent or per-step, :func:`design`) is the config's; the per-step loops run
+    from a recorded CUDA graph on CUDA (``triton_steps``)."""
 
     @staticmethod
-    def forward(ctx, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, config):
-        kernels = _kernels()
-        T, B, H = config.T, config.B, config.H
-        hs = gi.new_empty(T + 1, B, H)
-        hs[0] = h0
-        out = gi.new_empty(T, B, H)
-        gates = gi.new_empty(T, B, 3 * H)
-        ghraw = gi.new_empty(T, B, 3 * H)
-        rhd = gi.new_empty(T, B, H) if not config.flags["RESET_AFTER"] else config.dummy
-        stats = gi.new_empty(T, B, 4) if config.flags["HAS_LN"] else config.dummy
-        dummy = config.dummy
-        kernels.gru_forward_kernel[config.grid](
-            gi, w_hh.t().contiguous(), b_hh if b_hh is not None else dummy,
-            gamma_hh if gamma_hh is not None else dummy, beta_hh if beta_hh is not None else dummy,
-            config.rmask, config.zmask, config.lengths,
-            hs, out, gates, ghraw, rhd, stats,
-            T, B, H, config.zoneout_p, config.seed,
-            **config.flags, **config.tiles,
-        )  # fmt: skip
-        ctx.config = config
-        ctx.save_for_backward(w_hh, b_hh, gamma_hh, beta_hh, hs, gates, ghraw, rhd, stats)
-        return out, hs[T].clone()
+    def forward(ctx, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, config, rmask, zoneout, lengths):
+        T = config.T
+        steps = _steps()
+        entry = None
+        if config.design == "stepwise" and _graphs_usable(gi):
+            entry = GRAPHS.acquire(config.key(gi), config, gi)
+        loop = entry.buffers if entry is not None else steps.LoopBuffers(config, gi, static=False)
+        config.bind(loop, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, rmask, zoneout, lengths)
+        if config.design == "persistent":
+            _persistent_forward(config, loop)
+        elif entry is not None:
+            entry.run("forward", lambda: steps.forward_steps(config, loop))
+        else:
+            steps.forward_steps(config, loop)
+        ctx.config, ctx.loop, ctx.entry = config, loop, entry
+        ctx.lease = GRAPHS.lease(entry) if entry is not None else None
+        ctx.save_for_backward(w_hh, b_hh, gamma_hh, beta_hh)  # version-checked: not changed in place since
+        out = loop.out.clone() if entry is not None else loop.out  # a recorded loop's buffers are reused
+        return out, loop.hs[T].clone()
 
     @staticmethod
     def backward(ctx, d_out, d_hn):
@@ -176,34 +273,29 @@ class _TimeLoop(torch.autograd.Function):
                 "the triton backend does not compute second derivatives (create_graph=True); "
                 "use backend='torch' or, on CPU, 'cpu_fused' for double backward"
             )
-        kernels = _kernels()
-        config = ctx.config
+        config, loop, entry = ctx.config, ctx.loop, ctx.entry
         T, B, H = config.T, config.B, config.H
-        w_hh, b_hh, gamma_hh, beta_hh, hs, gates, ghraw, rhd, stats = ctx.saved_tensors
-        dtype = hs.dtype
-        d_out = torch.zeros_like(hs[1:]) if d_out is None else d_out.to(dtype).contiguous()
-        d_direct = hs.new_zeros(2, B, H)
-        if d_hn is not None:
-            d_direct[0] = d_hn
-        d_htilde = hs.new_zeros(2, B, H)
-        d_gi = hs.new_empty(T, B, 3 * H)
-        d_gh = hs.new_empty(T, B, 3 * H)
-        has_ln = config.flags["HAS_LN"]
-        d_gh_post = hs.new_empty(T, B, 3 * H) if has_ln else config.dummy
-        d_rhd = hs.new_empty(B, H) if not config.flags["RESET_AFTER"] else config.dummy
-        dummy = config.dummy
-        kernels.gru_backward_kernel[config.grid](
-            d_out, w_hh, b_hh if b_hh is not None else dummy,
-            gamma_hh if gamma_hh is not None else dummy, beta_hh if beta_hh is not None else dummy,
-            config.rmask, config.zmask, config.lengths,
-            hs, gates, ghraw, rhd, stats,
-            d_gi, d_gh, d_gh_post, d_direct, d_htilde, d_rhd,
-            T, B, H, config.zoneout_p, config.seed,
-            **config.flags, **config.tiles,
-        )  # fmt: skip
+        w_hh, b_hh, gamma_hh, beta_hh = ctx.saved_tensors
+        loop.add_backward(config)
+        if d_out is None:
+            loop.d_out.zero_()
+        else:
+            loop.d_out.copy_(d_out)
+        if d_hn is None:
+            loop.d_direct[0].zero_()
+        else:
+            loop.d_direct[0].copy_(d_hn)
+        steps = _steps()
+        if config.design == "persistent":
+            _persistent_backward(config, loop)
+        elif entry is not None:
+            entry.run("backward", lambda: steps.backward_steps(config, loop))
+        else:
+            steps.backward_steps(config, loop)
+        hs, rhd, stats, ghraw, d_gh = loop.hs, loop.rhd, loop.stats, loop.ghraw, loop.d_gh
         last = T % 2
-        mask = config.rmask if config.flags["HAS_RMASK"] else None
-        d_h0 = d_direct[last] + (d_htilde[last] * mask if mask is not None else d_htilde[last])
+        mask = loop.rmask if config.flags["HAS_RMASK"] else None
+        d_h0 = loop.d_direct[last] + (loop.d_htilde[last] * mask if mask is not None else loop.d_htilde[last])
 
         # weight gradients: one GEMM over all steps.  d W_hh = sum_s d_gh[s]^T ~h[s]
         h_tilde = hs[:T] if mask is None else hs[:T] * mask
@@ -214,7 +306,8 @@ class _TimeLoop(torch.autograd.Function):
             d_w_hh = torch.cat(
                 (flat_dgh[:, : 2 * H].t() @ h_tilde.reshape(T * B, H), flat_dgh[:, 2 * H :].t() @ rhd.reshape(T * B, H))
             )
-        d_post = d_gh_post if has_ln else d_gh  # the gradient after layer norm, where b_hh adds
+        has_ln = config.flags["HAS_LN"]
+        d_post = loop.d_gh_post if has_ln else d_gh  # the gradient after layer norm, where b_hh adds
         d_b_hh = d_post.sum((0, 1)) if b_hh is not None else None
         d_gamma = d_beta = None
         if has_ln:
@@ -231,7 +324,7 @@ class _TimeLoop(torch.autograd.Function):
                 )
             d_gamma = (d_post * xhat).sum((0, 1))
             d_beta = d_post.sum((0, 1))
-        return d_gi, d_h0, d_w_hh, d_b_hh, d_gamma, d_beta, None
+        return loop.d_gi, d_h0, d_w_hh, d_b_hh, d_gamma, d_beta, None, None, None, None
 
 
 def gru_layer(
@@ -271,10 +364,7 @@ def gru_layer(
             recurrent_mask, zoneout, lengths, x,
         )  # fmt: skip
         out, h_n = _TimeLoop.apply(
-            gi.contiguous(), h0.contiguous(), w_hh.contiguous(),
-            b_hh.contiguous() if b_hh is not None else None,
-            gamma_hh.contiguous() if gamma_hh is not None else None,
-            beta_hh.contiguous() if beta_hh is not None else None,
-            config,
+            gi, h0, w_hh, b_hh, gamma_hh, beta_hh, config, recurrent_mask,
+            zoneout if config.zoneout_given else None, lengths,
         )  # fmt: skip
     return out.to(out_dtype), h_n.to(out_dtype)

@@ -1,30 +1,16 @@
-"""Triton kernels of the GRU's time loop: one launch runs every step of a layer-direction.
+"""Persistent Triton kernels of the GRU's time loop: one launch runs every step of a layer-direction.
 
-Each program owns ``BLOCK_B`` batch rows and all H units and walks the time steps itself (a
-persistent kernel): rows of a batch are independent, so programs never wait for each other,
-and one launch replaces the per-step launches of a Python loop. Within a program, a step is a
-few passes over column blocks of ``BLOCK_N`` units; a pass that reads what an earlier pass of
-the same step wrote (all units of a row) comes after a barrier (``tl.debug_barrier``), which
-orders the program's global-memory writes before its later reads.
+Each program owns ``BLOCK_B`` batch rows and all H units and walks the time steps itself: rows
+of a batch are independent, so programs never wait for each other, and one launch replaces the
+per-step launches of a Python loop. Within a program a step is a few passes over column blocks
+of ``BLOCK_N`` units (``triton_passes``, where the equations are); a pass that reads what an
+earlier pass of the same step wrote (all units of a row) comes after a barrier
+(``tl.debug_barrier``), which orders the program's global-memory writes before its later reads.
+The recurrent products are computed inside the program with ``tl.dot`` (``product_tile``).
 
-Forward (gate order r, z, n; ``~h = h_{t-1} * m`` with m the recurrent-dropout mask or 1;
-``P(v) = v`` or, with layer norm, ``LN(v) * gamma_hh + beta_hh`` over the segment's units)::
-
-    reset after  (one product over 3H):   g = P(~h W_hh^T) + b_hh
-        r = sigmoid(gi_r + g_r),  z = sigmoid(gi_z + g_z),  n = tanh(gi_n + r * g_n)
-    reset before (2H, then H):           g_rz = P(~h W_hr,z^T) + b_hr,z
-        r, z as above,  n = tanh(gi_n + P((r * ~h) W_hn^T) + b_hn)
-    keeps_state:  h' = n + z (h - n)      takes_candidate:  h' = h + z (n - h)
-    zoneout:      h_t = k h_{t-1} + (1 - k) h'   (k: drawn 0/1, given 0/1, or the probability)
-    lengths:      a row past its length keeps its state; its output is 0
-
-``gi`` (the input projection of every step, one large GEMM) is computed by the caller, and the
-weight gradients are GEMMs over all steps after the backward kernel (Haste's and cuDNN's
-layout of the work). Equations and their derivatives: ``grukit.reference``.
-
-Buffers are indexed by time t for what the caller sees (gi, out, d_gi) and by processing
-step s for what is saved (s = t forward, s = T - 1 - t reversed): ``hs[s]`` is the state before
-step s, ``hs[T]`` the final state.
+This design wins where there is little work per step (small batch and hidden size): it pays no
+launch per step. Its limit is that one multiprocessor does all 3H x H products of its rows, so
+large H or B leave the GPU mostly idle; ``triton_step_kernels`` is the other design.
 """
 
 from __future__ import annotations
@@ -32,222 +18,19 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-# zoneout modes (constexpr ZONEOUT)
-ZONEOUT_NONE, ZONEOUT_EXPECTED, ZONEOUT_DRAWN, ZONEOUT_GIVEN = 0, 1, 2, 3
-
-
-@triton.jit
-def _sigmoid(v):
-    return 1.0 / (1.0 + tl.exp(-v))
-
-
-@triton.jit
-def _tanh(v):
-    # tanh(v) = 2 sigmoid(2v) - 1, in the dtype of v (float64 stays float64)
-    return 2.0 / (1.0 + tl.exp(-2.0 * v)) - 1.0
-
-
-@triton.jit
-def _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT: tl.constexpr, like):
-    """k [BLOCK_B, BLOCK_N]: 1 where the unit keeps h_{t-1}.
-
-    Drawn: splitmix64's mixer of (seed, (t * B + row) * H + col), the same bits as the CPU
-    kernel's for a call without lengths, compared with p * 2^32 (``zoneout_p`` holds that threshold).
-    """
-    if ZONEOUT == 1:
-        k = tl.zeros_like(like) + zoneout_p
-    elif ZONEOUT == 2:
-        index = ((t * B + rows[:, None]).to(tl.uint64) * H + cols[None, :].to(tl.uint64)).to(tl.uint64)
-        z = seed.to(tl.uint64) + (index + 1) * 0x9E3779B97F4A7C15
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-        z = z ^ (z >> 31)
-        k = tl.where((z >> 32) < zoneout_p.to(tl.uint64), 1.0, 0.0).to(like.dtype)
-    else:
-        k = tl.load(zmask + (t * B + rows[:, None]) * H + cols[None, :], mask=mask2, other=0.0)
-    return k
-
-
-@triton.jit
-def _product(
-    src,
-    src_stride,
-    rmask,
-    w,
-    w_row0,
-    rows,
-    row_ok,
-    cols,
-    col_ok,
-    H,
-    APPLY_RMASK: tl.constexpr,
-    TRANSPOSED: tl.constexpr,
-    K,
-    BLOCK_B: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    """acc [BLOCK_B, BLOCK_N] = src[rows, :K] @ W-block, src's rows ``src_stride`` apart.
-
-    TRANSPOSED: acc[b, c] = sum_k src[b, k] * W[w_row0 + c, k], read from w = W^T [H, 3H] (so
-                a tile's rows are contiguous: coalesced loads);
-    else:       acc[b, c] = sum_k src[b, k] * w[w_row0 + k, c]   (w = W [3H, H]).
-    With APPLY_RMASK, src's elements are first multiplied by rmask [B, K] (the state's mask).
-    """
-    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=src.dtype.element_ty)
-    for k0 in range(0, K, BLOCK_K):
-        kk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = kk < K
-        a_mask = row_ok[:, None] & k_ok[None, :]
-        a = tl.load(src + rows[:, None] * src_stride + kk[None, :], mask=a_mask, other=0.0)
-        if APPLY_RMASK:
-            a = a * tl.load(rmask + rows[:, None] * K + kk[None, :], mask=a_mask, other=0.0)
-        w_mask = k_ok[:, None] & col_ok[None, :]
-        if TRANSPOSED:
-            b = tl.load(w + kk[:, None] * (3 * H) + (w_row0 + cols[None, :]), mask=w_mask, other=0.0)
-        else:
-            b = tl.load(w + (w_row0 + kk[:, None]) * H + cols[None, :], mask=w_mask, other=0.0)
-        acc += tl.dot(a, b, input_precision=PRECISION)
-    return acc
-
-
-@triton.jit
-def _normalise(v, stats, s, rows, row_ok, B, slot: tl.constexpr, g, beta, gb_cols, col_ok):
-    """LN(v) * gamma + beta with the row's saved mean and 1/std (``stats[s, row, slot:slot+2]``)."""
-    mean = tl.load(stats + (s * B + rows) * 4 + slot, mask=row_ok, other=0.0)
-    rstd = tl.load(stats + (s * B + rows) * 4 + slot + 1, mask=row_ok, other=0.0)
-    gamma = tl.load(g + gb_cols, mask=col_ok, other=0.0)
-    shift = tl.load(beta + gb_cols, mask=col_ok, other=0.0)
-    return (v - mean[:, None]) * rstd[:, None] * gamma[None, :] + shift[None, :]
-
-
-@triton.jit
-def _raw_products(
-    src,
-    rmask,
-    w,
-    ghraw,
-    stats,
-    s,
-    rows,
-    row_ok,
-    B,
-    H,
-    gate0: tl.constexpr,
-    gates: tl.constexpr,
-    src_is_state: tl.constexpr,
-    slot: tl.constexpr,
-    HAS_RMASK: tl.constexpr,
-    HAS_LN: tl.constexpr,
-    BLOCK_B: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    """Store src @ W[gate0*H : (gate0+gates)*H]^T into ghraw[s] (its columns gate0*H ...), and
-    with layer norm the segment's mean and 1/std into stats[s, :, slot:slot+2]."""
-    total = tl.zeros((BLOCK_B,), dtype=ghraw.dtype.element_ty)
-    total_sq = tl.zeros((BLOCK_B,), dtype=ghraw.dtype.element_ty)
-    width = gates * H
-    for c0 in range(0, width, BLOCK_N):
-        cols = c0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < width
-        acc = _product(
-            src,
-            H,
-            rmask,
-            w,
-            gate0 * H,
-            rows,
-            row_ok,
-            cols,
-            col_ok,
-            H,
-            HAS_RMASK and src_is_state,
-            True,
-            H,
-            BLOCK_B,
-            BLOCK_N,
-            BLOCK_K,
-            PRECISION,
-        )
-        mask2 = row_ok[:, None] & col_ok[None, :]
-        tl.store(ghraw + (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :], acc, mask=mask2)
-        if HAS_LN:
-            acc = tl.where(mask2, acc, 0.0)
-            total += tl.sum(acc, axis=1)
-            total_sq += tl.sum(acc * acc, axis=1)
-    if HAS_LN:
-        mean = total / width
-        var = tl.maximum(total_sq / width - mean * mean, 0.0)
-        rstd = 1.0 / tl.sqrt(var + 1e-5)  # eps as torch_ops.LN_EPS and torch.nn.LayerNorm
-        tl.store(stats + (s * B + rows) * 4 + slot, mean, mask=row_ok)
-        tl.store(stats + (s * B + rows) * 4 + slot + 1, rstd, mask=row_ok)
-
-
-@triton.jit
-def _projected(
-    ghraw,
-    stats,
-    b_hh,
-    ln_g,
-    ln_b,
-    s,
-    rows,
-    row_ok,
-    cols,
-    col_ok,
-    B,
-    H,
-    gate: tl.constexpr,
-    slot: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_LN: tl.constexpr,
-):
-    """P(raw) + b_hh for gate ``gate``'s units ``cols`` at step s (see the module doc)."""
-    mask2 = row_ok[:, None] & col_ok[None, :]
-    v = tl.load(ghraw + (s * B + rows[:, None]) * 3 * H + gate * H + cols[None, :], mask=mask2, other=0.0)
-    if HAS_LN:
-        v = _normalise(v, stats, s, rows, row_ok, B, slot, ln_g, ln_b, gate * H + cols, col_ok)
-    if HAS_BIAS:
-        v = v + tl.load(b_hh + gate * H + cols, mask=col_ok, other=0.0)[None, :]
-    return v
-
-
-@triton.jit
-def _reset_and_update_gates(
-    gi_row,
-    ghraw,
-    stats,
-    b_hh,
-    ln_g,
-    ln_b,
-    saved,
-    s,
-    rows,
-    row_ok,
-    cols,
-    col_ok,
-    B,
-    H,
-    HAS_BIAS: tl.constexpr,
-    HAS_LN: tl.constexpr,
-):
-    """r = sigmoid(gi_r + P(~h U_r^T) + b_hr) and z likewise for the units ``cols`` of step s, stored
-    in the saved gates (``saved`` points at their r columns) and returned."""
-    mask2 = row_ok[:, None] & col_ok[None, :]
-    r = _sigmoid(
-        tl.load(gi_row, mask=mask2, other=0.0)
-        + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 0, 0, HAS_BIAS, HAS_LN)
-    )
-    z = _sigmoid(
-        tl.load(gi_row + H, mask=mask2, other=0.0)
-        + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 1, 0, HAS_BIAS, HAS_LN)
-    )
-    tl.store(saved, r, mask=mask2)
-    tl.store(saved + H, z, mask=mask2)
-    return r, z
+from .triton_passes import (  # noqa: F401  (the zoneout modes, for the backend)
+    ZONEOUT_DRAWN,
+    ZONEOUT_EXPECTED,
+    ZONEOUT_GIVEN,
+    ZONEOUT_NONE,
+    backward_state_pass,
+    forward_reset_gates_pass,
+    forward_state_pass,
+    ln_backward_pass,
+    product_tile,
+    raw_products_pass,
+    reset_before_dr_block,
+)
 
 
 @triton.jit
@@ -260,6 +43,7 @@ def gru_forward_kernel(
     rmask,
     zmask,
     lengths,
+    seed_ptr,
     hs,
     out,
     gates,
@@ -270,7 +54,6 @@ def gru_forward_kernel(
     B,
     H,
     zoneout_p,
-    seed,
     REVERSE: tl.constexpr,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
@@ -287,14 +70,14 @@ def gru_forward_kernel(
     """Every step of one layer-direction for rows [pid * BLOCK_B, ...).
 
     gi [T, B, 3H] (input projection with b_ih); w_hh_t [H, 3H] (W_hh transposed, contiguous);
-    b_hh, ln_g, ln_b [3H]; rmask [B, H]; zmask [T, B, H] (given zoneout mask); lengths [B] int64.
-    Writes hs [T+1, B, H] (hs[0] = h0 on entry), out [T, B, H], and for the backward pass
-    gates [T, B, 3H] (r, z, n), ghraw [T, B, 3H] (products before layer norm and bias),
-    rhd [T, B, H] (r * ~h, reset before), stats [T, B, 4] (layer norm's mean and 1/std per segment).
+    b_hh, ln_g, ln_b [3H]; rmask [B, H]; zmask [T, B, H] (given zoneout mask); lengths [B] int64;
+    seed_ptr [1] int64 (drawn zoneout's seed). Writes hs [T+1, B, H] (hs[0] = h0 on entry),
+    out [T, B, H], and for the backward pass gates, ghraw, rhd and stats (``triton_passes``).
     """
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
+    seed = tl.load(seed_ptr)
     if HAS_LENGTHS:
         length = tl.load(lengths + rows, mask=row_ok, other=0)
     for s in range(T):
@@ -307,161 +90,30 @@ def gru_forward_kernel(
         else:
             active = row_ok
         state = hs + s * B * H  # [B, H] h_{t-1}
-        # pass 1: the recurrent products of r and z (reset before: 2 gates) or of all three gates (after)
-        _raw_products(
-            state,
-            rmask,
-            w_hh_t,
-            ghraw,
-            stats,
-            s,
-            rows,
-            row_ok,
-            B,
-            H,
-            0,
-            2 + RESET_AFTER,
-            True,
-            0,
-            HAS_RMASK,
-            HAS_LN,
-            BLOCK_B,
-            BLOCK_N,
-            BLOCK_K,
-            PRECISION,
-        )
+        # the recurrent products of r and z (reset before: 2 gates) or of all three gates (after)
+        raw_products_pass(
+            state, rmask, w_hh_t, ghraw, stats, s, rows, row_ok, B, H, 0, 2 + RESET_AFTER, True, 0,
+            HAS_RMASK, HAS_LN, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION,
+        )  # fmt: skip
         tl.debug_barrier()
         if not RESET_AFTER:
-            # pass 2 (reset before): r, z; then r * ~h, the input of the candidate's product
-            for c0 in range(0, H, BLOCK_N):
-                cols = c0 + tl.arange(0, BLOCK_N)
-                col_ok = cols < H
-                mask2 = row_ok[:, None] & col_ok[None, :]
-                gi_row = gi + (t * B + rows[:, None]) * 3 * H + cols[None, :]
-                saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
-                r, z = _reset_and_update_gates(
-                    gi_row, ghraw, stats, b_hh, ln_g, ln_b, saved, s, rows, row_ok, cols, col_ok, B, H, HAS_BIAS, HAS_LN
-                )
-                h_tilde = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
-                if HAS_RMASK:
-                    h_tilde = h_tilde * tl.load(rmask + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
-                tl.store(rhd + (s * B + rows[:, None]) * H + cols[None, :], r * h_tilde, mask=mask2)
+            forward_reset_gates_pass(
+                gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rhd, rmask, state, s, t, rows, row_ok, B, H,
+                HAS_BIAS, HAS_LN, HAS_RMASK, BLOCK_N,
+            )  # fmt: skip
             tl.debug_barrier()
-            # pass 3: (r * ~h) W_hn^T
-            _raw_products(
-                rhd + s * B * H,
-                rmask,
-                w_hh_t,
-                ghraw,
-                stats,
-                s,
-                rows,
-                row_ok,
-                B,
-                H,
-                2,
-                1,
-                False,
-                2,
-                HAS_RMASK,
-                HAS_LN,
-                BLOCK_B,
-                BLOCK_N,
-                BLOCK_K,
-                PRECISION,
-            )
+            # (r * ~h) W_hn^T
+            raw_products_pass(
+                rhd + s * B * H, rmask, w_hh_t, ghraw, stats, s, rows, row_ok, B, H, 2, 1, False, 2,
+                HAS_RMASK, HAS_LN, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION,
+            )  # fmt: skip
             tl.debug_barrier()
-        # last pass: the candidate and the new state
-        for c0 in range(0, H, BLOCK_N):
-            cols = c0 + tl.arange(0, BLOCK_N)
-            col_ok = cols < H
-            mask2 = row_ok[:, None] & col_ok[None, :]
-            gi_row = gi + (t * B + rows[:, None]) * 3 * H + cols[None, :]
-            saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
-            h = tl.load(state + rows[:, None] * H + cols[None, :], mask=mask2, other=0.0)
-            if RESET_AFTER:
-                r, z = _reset_and_update_gates(
-                    gi_row, ghraw, stats, b_hh, ln_g, ln_b, saved, s, rows, row_ok, cols, col_ok, B, H, HAS_BIAS, HAS_LN
-                )
-                g_n = _projected(
-                    ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
-                )
-                # n = tanh(gi_n + r * (P(~h U_n^T) + b_hn))
-                n = _tanh(tl.load(gi_row + 2 * H, mask=mask2, other=0.0) + r * g_n)
-            else:
-                z = tl.load(saved + H, mask=mask2, other=0.0)
-                # n = tanh(gi_n + P((r * ~h) U_n^T) + b_hn)
-                n = _tanh(
-                    tl.load(gi_row + 2 * H, mask=mask2, other=0.0)
-                    + _projected(
-                        ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 2, HAS_BIAS, HAS_LN
-                    )
-                )
-            tl.store(saved + 2 * H, n, mask=mask2)
-            if KEEPS:
-                h_new = n + z * (h - n)  # h' = z h + (1 - z) n
-            else:
-                h_new = h + z * (n - h)  # h' = (1 - z) h + z n
-            if ZONEOUT != 0:
-                k = _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
-                h_new = k * h + (1.0 - k) * h_new  # h_t = k h_{t-1} + (1 - k) h'
-            act = active[:, None] & col_ok[None, :]
-            tl.store(hs + ((s + 1) * B + rows[:, None]) * H + cols[None, :], tl.where(act, h_new, h), mask=mask2)
-            tl.store(out + (t * B + rows[:, None]) * H + cols[None, :], tl.where(act, h_new, 0.0), mask=mask2)
+        forward_state_pass(
+            gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, hs, out, hs,
+            s, t, rows, row_ok, active, B, H,
+            RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, False, BLOCK_N,
+        )  # fmt: skip
         tl.debug_barrier()
-
-
-@triton.jit
-def _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gamma_cols, col_ok, mask2, mean, rstd):
-    """dxhat = dpost * gamma and xhat = (v - mean) * rstd at the offsets ``at`` of one column block."""
-    dxhat = tl.load(dpost + at, mask=mask2, other=0.0) * tl.load(ln_g + gamma_cols, mask=col_ok, other=0.0)[None, :]
-    xhat = (tl.load(ghraw + at, mask=mask2, other=0.0) - mean[:, None]) * rstd[:, None]
-    return dxhat, xhat
-
-
-@triton.jit
-def _ln_backward_pass(
-    dpost,
-    dpre,
-    ghraw,
-    stats,
-    ln_g,
-    s,
-    rows,
-    row_ok,
-    B,
-    H,
-    gate0: tl.constexpr,
-    gates: tl.constexpr,
-    slot: tl.constexpr,
-    BLOCK_B: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
-    """dpre = d LN(v)/dv applied to dpost over the segment of ``gates`` gates from ``gate0``:
-    with xhat = (v - mean) * rstd and dxhat = dpost * gamma,
-    dv = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
-    width = gates * H
-    mean = tl.load(stats + (s * B + rows) * 4 + slot, mask=row_ok, other=0.0)
-    rstd = tl.load(stats + (s * B + rows) * 4 + slot + 1, mask=row_ok, other=0.0)
-    sum_d = tl.zeros((BLOCK_B,), dtype=dpost.dtype.element_ty)
-    sum_dx = tl.zeros((BLOCK_B,), dtype=dpost.dtype.element_ty)
-    for c0 in range(0, width, BLOCK_N):
-        cols = c0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < width
-        mask2 = row_ok[:, None] & col_ok[None, :]
-        at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat, xhat = _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gate0 * H + cols, col_ok, mask2, mean, rstd)
-        sum_d += tl.sum(tl.where(mask2, dxhat, 0.0), axis=1)
-        sum_dx += tl.sum(tl.where(mask2, dxhat * xhat, 0.0), axis=1)
-    mean_d = sum_d / width
-    mean_dx = sum_dx / width
-    for c0 in range(0, width, BLOCK_N):
-        cols = c0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < width
-        mask2 = row_ok[:, None] & col_ok[None, :]
-        at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
-        dxhat, xhat = _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gate0 * H + cols, col_ok, mask2, mean, rstd)
-        tl.store(dpre + at, rstd[:, None] * (dxhat - mean_d[:, None] - xhat * mean_dx[:, None]), mask=mask2)
 
 
 @triton.jit
@@ -474,6 +126,7 @@ def gru_backward_kernel(
     rmask,
     zmask,
     lengths,
+    seed_ptr,
     hs,
     gates,
     ghraw,
@@ -489,7 +142,6 @@ def gru_backward_kernel(
     B,
     H,
     zoneout_p,
-    seed,
     REVERSE: tl.constexpr,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
@@ -513,17 +165,15 @@ def gru_backward_kernel(
     after layer norm, for the bias and layer-norm gradients; only with layer norm), d_rhd [B, H]
     (scratch, reset before).
 
-    Per step, with dh the gradient of h_t (both parts, plus d_out at t if the row is active):
-        dh' = (1 - k) dh;     keeps: dn = dh' (1 - z), dz = dh' (h - n), dh_{t-1} += dh' z + k dh
-                              takes: dn = dh' z, dz = dh' (n - h), dh_{t-1} += dh' (1 - z) + k dh
-        dn_pre = dn (1 - n^2);  dz_pre = dz z (1 - z);  dr_pre = dr r (1 - r)
-        reset after:  dr = dn_pre g_n,  d g_n = dn_pre r
-        reset before: d(r ~h) = P'(dn_pre) W_hn,  dr = d(r ~h) ~h,  d~h += d(r ~h) r
-        d~h += P'(d g_rz) W_hr,z (+ P'(d g_n) W_hn, reset after);  dh_{t-1} += d~h m
+    Per step, after :func:`backward_state_pass` (P' is layer norm's backward, or the identity):
+        reset after:  d~h = P'(d g) W_hh
+        reset before: d(r ~h) = P'(d g_n) W_hn,  dr = d(r ~h) ~h,  d~h = P'(d g_rz) W_hr,z + d(r ~h) r
+    and dh_{t-1} gets d~h m at the next step's first pass.
     """
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
+    seed = tl.load(seed_ptr)
     if HAS_LENGTHS:
         length = tl.load(lengths + rows, mask=row_ok, other=0)
     if HAS_LN:
@@ -541,166 +191,58 @@ def gru_backward_kernel(
         else:
             active = row_ok
         parity_in = step % 2
-        parity_out = 1 - parity_in
         direct_in = d_direct + parity_in * B * H
-        direct_out = d_direct + parity_out * B * H
+        direct_out = d_direct + (1 - parity_in) * B * H
         htilde_in = d_htilde + parity_in * B * H
-        htilde_out = d_htilde + parity_out * B * H
+        htilde_out = d_htilde + (1 - parity_in) * B * H
         state = hs + s * B * H
-        # pass A: through the state update and the candidate (and the update gate)
-        for c0 in range(0, H, BLOCK_N):
-            cols = c0 + tl.arange(0, BLOCK_N)
-            col_ok = cols < H
-            mask2 = row_ok[:, None] & col_ok[None, :]
-            act = active[:, None] & col_ok[None, :]
-            at = rows[:, None] * H + cols[None, :]
-            dh = tl.load(direct_in + at, mask=mask2, other=0.0)
-            d_ht = tl.load(htilde_in + at, mask=mask2, other=0.0)
-            if HAS_RMASK:
-                d_ht = d_ht * tl.load(rmask + at, mask=mask2, other=0.0)
-            dh = (
-                dh
-                + d_ht
-                + tl.where(
-                    act, tl.load(d_out + (t * B + rows[:, None]) * H + cols[None, :], mask=mask2, other=0.0), 0.0
-                )
-            )
-            h = tl.load(state + at, mask=mask2, other=0.0)
-            saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
-            r = tl.load(saved, mask=mask2, other=0.0)
-            z = tl.load(saved + H, mask=mask2, other=0.0)
-            n = tl.load(saved + 2 * H, mask=mask2, other=0.0)
-            if ZONEOUT != 0:
-                k = _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
-                d_new = (1.0 - k) * dh
-                d_prev = k * dh
-            else:
-                d_new = dh
-                d_prev = tl.zeros_like(dh)
-            if KEEPS:
-                dn = d_new * (1.0 - z)
-                dz = d_new * (h - n)
-                d_prev += d_new * z
-            else:
-                dn = d_new * z
-                dz = d_new * (n - h)
-                d_prev += d_new * (1.0 - z)
-            dn_pre = tl.where(act, dn * (1.0 - n * n), 0.0)
-            dz_pre = tl.where(act, dz * z * (1.0 - z), 0.0)
-            tl.store(direct_out + at, tl.where(act, d_prev, dh), mask=mask2)
-            gi_at = (t * B + rows[:, None]) * 3 * H + cols[None, :]
-            tl.store(d_gi + gi_at + H, dz_pre, mask=mask2)
-            tl.store(d_gi + gi_at + 2 * H, dn_pre, mask=mask2)
-            post = (s * B + rows[:, None]) * 3 * H + cols[None, :]
-            tl.store(dpost + post + H, dz_pre, mask=mask2)
-            if RESET_AFTER:
-                g_n = _projected(
-                    ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
-                )
-                dr_pre = tl.where(act, dn_pre * g_n * r * (1.0 - r), 0.0)
-                tl.store(d_gi + gi_at, dr_pre, mask=mask2)
-                tl.store(dpost + post, dr_pre, mask=mask2)
-                tl.store(dpost + post + 2 * H, dn_pre * r, mask=mask2)
-            else:
-                tl.store(dpost + post + 2 * H, dn_pre, mask=mask2)
+        backward_state_pass(
+            d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, state,
+            direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H,
+            RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
+        )  # fmt: skip
         tl.debug_barrier()
         if RESET_AFTER:
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
             # d~h = d_gh[s] W_hh  (all three gates)
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
                 col_ok = cols < H
-                mask2 = row_ok[:, None] & col_ok[None, :]
-                acc = _product(
-                    d_gh + s * B * 3 * H,
-                    3 * H,
-                    rmask,
-                    w_hh,
-                    0,
-                    rows,
-                    row_ok,
-                    cols,
-                    col_ok,
-                    H,
-                    False,
-                    False,
-                    3 * H,
-                    BLOCK_B,
-                    BLOCK_N,
-                    BLOCK_K,
-                    PRECISION,
-                )
-                tl.store(htilde_out + rows[:, None] * H + cols[None, :], acc, mask=mask2)
+                acc = product_tile(
+                    d_gh + s * B * 3 * H, 3 * H, rmask, w_hh, 0, rows, row_ok, cols, col_ok, H,
+                    False, False, 3 * H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION,
+                )  # fmt: skip
+                tl.store(htilde_out + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
         else:
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
-            # d(r ~h) = P'(d g_n) W_hn;  dr = d(r ~h) ~h;  d~h = d(r ~h) r (+ the r, z products below)
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
                 col_ok = cols < H
-                mask2 = row_ok[:, None] & col_ok[None, :]
-                at = rows[:, None] * H + cols[None, :]
-                # d_gh[s]'s n block: [B, H] at column 2H of rows 3H long, times W_hn (rows 2H..3H)
-                acc = _product(
-                    d_gh + s * B * 3 * H + 2 * H,
-                    3 * H,
-                    rmask,
-                    w_hh,
-                    2 * H,
-                    rows,
-                    row_ok,
-                    cols,
-                    col_ok,
-                    H,
-                    False,
-                    False,
-                    H,
-                    BLOCK_B,
-                    BLOCK_N,
-                    BLOCK_K,
-                    PRECISION,
+                # d(r ~h): d_gh[s]'s n block ([B, H] at column 2H of rows 3H long) times W_hn
+                acc = product_tile(
+                    d_gh + s * B * 3 * H + 2 * H, 3 * H, rmask, w_hh, 2 * H, rows, row_ok, cols, col_ok, H,
+                    False, False, H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION,
+                )  # fmt: skip
+                reset_before_dr_block(
+                    acc, state, rmask, gates, d_gi, dpost, d_rhd, s, t, rows, row_ok, cols, col_ok, B, H, HAS_RMASK
                 )
-                h_tilde = tl.load(state + at, mask=mask2, other=0.0)
-                if HAS_RMASK:
-                    h_tilde = h_tilde * tl.load(rmask + at, mask=mask2, other=0.0)
-                saved = gates + (s * B + rows[:, None]) * 3 * H + cols[None, :]
-                r = tl.load(saved, mask=mask2, other=0.0)
-                dr_pre = acc * h_tilde * r * (1.0 - r)
-                gi_at = (t * B + rows[:, None]) * 3 * H + cols[None, :]
-                tl.store(d_gi + gi_at, dr_pre, mask=mask2)
-                tl.store(dpost + (s * B + rows[:, None]) * 3 * H + cols[None, :], dr_pre, mask=mask2)
-                tl.store(d_rhd + at, acc * r, mask=mask2)
             tl.debug_barrier()
             if HAS_LN:
-                _ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
                 col_ok = cols < H
                 mask2 = row_ok[:, None] & col_ok[None, :]
                 at = rows[:, None] * H + cols[None, :]
-                acc = _product(
-                    d_gh + s * B * 3 * H,
-                    3 * H,
-                    rmask,
-                    w_hh,
-                    0,
-                    rows,
-                    row_ok,
-                    cols,
-                    col_ok,
-                    H,
-                    False,
-                    False,
-                    2 * H,
-                    BLOCK_B,
-                    BLOCK_N,
-                    BLOCK_K,
-                    PRECISION,
-                )
+                acc = product_tile(
+                    d_gh + s * B * 3 * H, 3 * H, rmask, w_hh, 0, rows, row_ok, cols, col_ok, H,
+                    False, False, 2 * H, BLOCK_B, BLOCK_N, BLOCK_K, PRECISION,
+                )  # fmt: skip
                 acc += tl.load(d_rhd + at, mask=mask2, other=0.0)
                 tl.store(htilde_out + at, acc, mask=mask2)
         tl.debug_barrier()
