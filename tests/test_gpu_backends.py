@@ -255,11 +255,16 @@ CUDA_ONLY = pytest.mark.skipif(
     "ln,zoneout,rdrop", [(False, False, False), (True, False, False), (False, True, True), (True, True, True)]
 )
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 2e-4)], ids=["f64", "f32"])
-def test_triton_on_cuda_matches_the_oracle_forward_and_gradients(reset_after, keeps, ln, zoneout, rdrop, dtype, tol):
-    """The compiled kernels (not the interpreter): every variant, with lengths and reversed, H = 70
-    (two column blocks and a ragged one), B = 37 (three programs of 16 rows)."""
+@pytest.mark.parametrize("design", triton_backend.DESIGNS)
+def test_triton_on_cuda_matches_the_oracle_forward_and_gradients(
+    reset_after, keeps, ln, zoneout, rdrop, dtype, tol, design, monkeypatch
+):
+    """The compiled kernels (not the interpreter), in both designs (the per-step one from its
+    recorded CUDA graph): every variant, with lengths and reversed, H = 70 (two column blocks and
+    a ragged one), B = 37 (three programs of 16 rows)."""
     from grukit import reference
 
+    monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, design)
     rng = np.random.default_rng(11)
     T, B, I, H = 9, 37, 5, 70
     for reverse in (False, True):
@@ -295,3 +300,73 @@ def test_triton_on_cuda_matches_the_oracle_forward_and_gradients(reset_after, ke
             want = expected[name]
             bound = tol * max(1.0, float(np.abs(want).max()))
             np.testing.assert_allclose(tensor.grad.cpu().numpy(), want, atol=bound * 10, rtol=tol * 10, err_msg=name)
+
+
+def _stepwise_layer(x, h0, weights, **options):
+    return triton_backend.gru_layer(x, h0, *weights, None, False, False, True, **options)
+
+
+@CUDA_ONLY
+@TRITON
+def test_recorded_loops_are_lent_to_one_call_at_a_time(monkeypatch):
+    """Two calls of one shape before either backward pass (a stacked GRU does this): each gets its
+    own recorded loop, so the second cannot overwrite what the first's backward reads; then the
+    graphs replay with new inputs, masks and seeds and still equal the eager loop."""
+    monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, "stepwise")
+    torch.manual_seed(0)
+    T, B, I, H = 6, 5, 8, 8
+    weights = [
+        torch.randn(3 * H, I, device="cuda", requires_grad=True),
+        torch.randn(3 * H, H, device="cuda", requires_grad=True),
+    ]
+    weights += [torch.randn(3 * H, device="cuda", requires_grad=True) for _ in range(2)]
+
+    def run(use_graphs, x, h0, rmask, seed):
+        monkeypatch.setattr(triton_backend, "USE_CUDA_GRAPHS", use_graphs)
+        zoneout = backends.masks.ZoneoutDraw(0.2, seed)
+        first, _ = _stepwise_layer(x, h0, weights, zoneout=zoneout, recurrent_mask=rmask)
+        second, h_n = _stepwise_layer(first, h0 * 2, weights, zoneout=zoneout, recurrent_mask=rmask)
+        grads = torch.autograd.grad((second.square().sum() + h_n.sum()), [x, h0] + weights)
+        return [first.detach(), second.detach()] + list(grads)
+
+    for call in range(3):  # the first records, the later ones replay
+        x = torch.randn(T, B, I, device="cuda", requires_grad=True)
+        h0 = torch.randn(B, H, device="cuda", requires_grad=True)
+        rmask = (torch.rand(B, H, device="cuda") < 0.8).float() / 0.8
+        want = run(False, x, h0, rmask, 100 + call)
+        got = run(True, x, h0, rmask, 100 + call)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert sum(len(entries) for entries in triton_backend.GRAPHS.cache.loops.values()) >= 2
+    triton_backend.release_cuda_graphs()
+
+
+@CUDA_ONLY
+@TRITON
+def test_the_stepwise_design_runs_inside_a_users_cuda_graph(monkeypatch):
+    """Inside the caller's own graph capture the loop is not recorded again (it runs into the
+    caller's recording), and the replayed result equals an eager call."""
+    monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, "stepwise")
+    torch.manual_seed(1)
+    gru = grukit.GRU(8, 8, reset_after=False, backend="triton").cuda()
+    x = torch.randn(5, 3, 8, device="cuda")
+    with torch.no_grad():
+        want, _ = gru(x)
+        gru(x)  # warm up outside the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured, _ = gru(x)
+        graph.replay()
+    torch.testing.assert_close(captured, want)
+
+
+def test_design_is_a_function_of_the_sizes_and_can_be_forced(monkeypatch):
+    monkeypatch.delenv(triton_backend.DESIGN_ENV_VAR, raising=False)
+    for B in (1, 8, 64, 256):
+        for H in (16, 128, 512, 1024):
+            assert triton_backend.design(B, H) in triton_backend.DESIGNS
+    monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, "persistent")
+    assert triton_backend.design(256, 1024) == "persistent"
+    monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, "fastest")
+    with pytest.raises(ValueError, match="GRUKIT_TRITON_DESIGN must be one of"):
+        triton_backend.design(1, 16)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from backend_params import param_ids
 from grukit import reference
 from grukit.backends import cpu_fused, torch_ops, triton_backend
-from backend_params import param_ids
 from oracle import oracle_layer, random_weights
 
 # every backend with the regularisers that runs on CPU tensors here (triton: under its interpreter)

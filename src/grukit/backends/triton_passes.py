@@ -247,6 +247,7 @@ def _reset_and_update_gates(
     tl.store(saved + H, z, mask=mask2)
     return r, z
 
+
 @triton.jit
 def _store_ln_stats(total, total_sq, width, stats, s, rows, row_ok, B, slot: tl.constexpr):
     """Layer norm's mean and 1/std of a segment ``width`` wide from its row sums and sums of squares."""
@@ -373,7 +374,9 @@ def forward_state_pass(
             r, z = _reset_and_update_gates(
                 gi_row, ghraw, stats, b_hh, ln_g, ln_b, saved, s, rows, row_ok, cols, col_ok, B, H, HAS_BIAS, HAS_LN
             )
-            g_n = _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN)
+            g_n = _projected(
+                ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
+            )
             # n = tanh(gi_n + r * (P(~h U_n^T) + b_hn))
             n = _tanh(tl.load(gi_row + 2 * H, mask=mask2, other=0.0) + r * g_n)
         else:
@@ -381,7 +384,9 @@ def forward_state_pass(
             # n = tanh(gi_n + P((r * ~h) U_n^T) + b_hn)
             n = _tanh(
                 tl.load(gi_row + 2 * H, mask=mask2, other=0.0)
-                + _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 2, HAS_BIAS, HAS_LN)
+                + _projected(
+                    ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 2, HAS_BIAS, HAS_LN
+                )
             )
         tl.store(saved + 2 * H, n, mask=mask2)
         if KEEPS:
@@ -451,6 +456,7 @@ def ln_backward_pass(
         at = (s * B + rows[:, None]) * 3 * H + gate0 * H + cols[None, :]
         dxhat, xhat = _ln_dxhat_xhat(dpost, ghraw, ln_g, at, gate0 * H + cols, col_ok, mask2, mean, rstd)
         tl.store(dpre + at, rstd[:, None] * (dxhat - mean_d[:, None] - xhat * mean_dx[:, None]), mask=mask2)
+
 
 @triton.jit
 def backward_state_pass(
@@ -543,7 +549,9 @@ def backward_state_pass(
         post = (s * B + rows[:, None]) * 3 * H + cols[None, :]
         tl.store(dpost + post + H, dz_pre, mask=mask2)
         if RESET_AFTER:
-            g_n = _projected(ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN)
+            g_n = _projected(
+                ghraw, stats, b_hh, ln_g, ln_b, s, rows, row_ok, cols, col_ok, B, H, 2, 0, HAS_BIAS, HAS_LN
+            )
             dr_pre = tl.where(act, dn_pre * g_n * r * (1.0 - r), 0.0)
             tl.store(d_gi + gi_at, dr_pre, mask=mask2)
             tl.store(dpost + post, dr_pre, mask=mask2)

@@ -216,9 +216,7 @@ def step_backward_reset_kernel(
     for c0 in range(0, H, BLOCK_N):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < H
-        acc = tl.load(
-            d_rhd_acc + rows[:, None] * H + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0
-        )
+        acc = tl.load(d_rhd_acc + rows[:, None] * H + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
         reset_before_dr_block(
             acc, state, rmask, gates, d_gi, dpost, d_rhd, s, t, rows, row_ok, cols, col_ok, B, H, HAS_RMASK
         )
