@@ -98,7 +98,7 @@ def gru_forward_kernel(
         tl.debug_barrier()
         if not RESET_AFTER:
             forward_reset_gates_pass(
-                gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rhd, rmask, state, s, t, rows, row_ok, B, H,
+                gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rhd, rmask, state, s, t, rows, row_ok, B, H, 0, BLOCK_N,
                 HAS_BIAS, HAS_LN, HAS_RMASK, BLOCK_N,
             )  # fmt: skip
             tl.debug_barrier()
@@ -110,7 +110,7 @@ def gru_forward_kernel(
             tl.debug_barrier()
         forward_state_pass(
             gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, hs, out, hs,
-            s, t, rows, row_ok, active, B, H,
+            s, t, rows, row_ok, active, B, H, 0, BLOCK_N,
             RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, False, BLOCK_N,
         )  # fmt: skip
         tl.debug_barrier()
@@ -198,7 +198,7 @@ def gru_backward_kernel(
         state = hs + s * B * H
         backward_state_pass(
             d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, state,
-            direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H,
+            direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H, 0, BLOCK_N,
             RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
         )  # fmt: skip
         tl.debug_barrier()

@@ -3,8 +3,10 @@
 Both designs of the triton backend are built from these functions, so they compute the same
 numbers in the same order: the persistent kernels (``triton_kernels``: one launch runs every step)
 and the per-step kernels (``triton_step_kernels``: cuBLAS does the recurrent products between
-launches). A pass handles ``BLOCK_B`` batch rows and walks all H units in column blocks of
-``BLOCK_N``; the caller orders a pass after the writes it reads (a barrier or a new launch).
+launches). A pass handles ``BLOCK_B`` batch rows and walks the units in column blocks of
+``BLOCK_N`` from ``col_start`` in strides of ``col_step`` (0 and BLOCK_N: all H units; the per-step
+kernels without layer norm split the units across programs); the caller orders a pass after the
+writes it reads (a barrier or a new launch).
 
 Forward (Cho et al. 2014; gate order r, z, n; ``~h = h_{t-1} * m`` with m the recurrent-dropout
 mask or 1; ``P(v) = v`` or, with layer norm, ``LN(v) * gamma_hh + beta_hh`` over the segment's units)::
@@ -35,7 +37,7 @@ import triton.language as tl
 
 # zoneout modes (constexpr ZONEOUT)
 ZONEOUT_NONE, ZONEOUT_EXPECTED, ZONEOUT_DRAWN, ZONEOUT_GIVEN = 0, 1, 2, 3
-LN_EPS = 1e-5  # as torch_ops.LN_EPS and torch.nn.LayerNorm
+LN_EPS = tl.constexpr(1e-5)  # as torch_ops.LN_EPS and torch.nn.LayerNorm
 
 
 @triton.jit
@@ -305,6 +307,8 @@ def forward_reset_gates_pass(
     row_ok,
     B,
     H,
+    col_start,
+    col_step,
     HAS_BIAS: tl.constexpr,
     HAS_LN: tl.constexpr,
     HAS_RMASK: tl.constexpr,
@@ -312,7 +316,7 @@ def forward_reset_gates_pass(
 ):
     """Reset before, between the two products: r and z, then rhd[s] = r * ~h, the input of the
     candidate's product. ``state`` points at h_{t-1} [B, H]."""
-    for c0 in range(0, H, BLOCK_N):
+    for c0 in range(col_start, H, col_step):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < H
         mask2 = row_ok[:, None] & col_ok[None, :]
@@ -350,6 +354,8 @@ def forward_state_pass(
     active,
     B,
     H,
+    col_start,
+    col_step,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -363,7 +369,7 @@ def forward_state_pass(
     hs[s + 1] and out[t]; ``active`` [BLOCK_B] marks the rows still inside their length. With
     STORE_HTILDE, also htilde_next [B, H] = hs[s + 1] * m (the next product's input, per-step design)."""
     state = hs + s * B * H
-    for c0 in range(0, H, BLOCK_N):
+    for c0 in range(col_start, H, col_step):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < H
         mask2 = row_ok[:, None] & col_ok[None, :]
@@ -484,6 +490,8 @@ def backward_state_pass(
     active,
     B,
     H,
+    col_start,
+    col_step,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -505,7 +513,7 @@ def backward_state_pass(
     Writes direct_out (dh_{t-1} through the state; dh itself where the row is inactive), the
     z and n (and r) blocks of d_gi[t], and the gradient of the products after layer norm, ``dpost``[s].
     """
-    for c0 in range(0, H, BLOCK_N):
+    for c0 in range(col_start, H, col_step):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < H
         mask2 = row_ok[:, None] & col_ok[None, :]

@@ -36,6 +36,19 @@ def _rows_of_program(B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def _columns(SPLIT_COLUMNS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(first column, stride) of this program's column blocks: with SPLIT_COLUMNS the units are
+    dealt out over the grid's second axis (not with layer norm, which needs whole rows)."""
+    if SPLIT_COLUMNS:
+        start = tl.program_id(1) * BLOCK_N
+        step = tl.num_programs(1) * BLOCK_N
+    else:
+        start = 0
+        step = BLOCK_N
+    return start, step
+
+
+@triton.jit
 def _active(lengths, t, rows, row_ok, HAS_LENGTHS: tl.constexpr):
     """[BLOCK_B]: the rows whose sequence has not ended at time t."""
     if HAS_LENGTHS:
@@ -64,17 +77,19 @@ def step_forward_gates_kernel(
     HAS_BIAS: tl.constexpr,
     HAS_LN: tl.constexpr,
     HAS_RMASK: tl.constexpr,
+    SPLIT_COLUMNS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     """Reset before, after the product ghraw[s, :, :2H] = ~h W_hr,z^T: r, z and rhd[s] = r * ~h."""
     rows, row_ok = _rows_of_program(B, BLOCK_B)
+    col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
     if HAS_LN:
         ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
         tl.debug_barrier()
     forward_reset_gates_pass(
         gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rhd, rmask, hs + s * B * H, s, t, rows, row_ok, B, H,
-        HAS_BIAS, HAS_LN, HAS_RMASK, BLOCK_N,
+        col_start, col_step, HAS_BIAS, HAS_LN, HAS_RMASK, BLOCK_N,
     )  # fmt: skip
 
 
@@ -106,6 +121,7 @@ def step_forward_state_kernel(
     HAS_RMASK: tl.constexpr,
     ZONEOUT: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
+    SPLIT_COLUMNS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -119,9 +135,10 @@ def step_forward_state_kernel(
             ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
         tl.debug_barrier()
     active = _active(lengths, t, rows, row_ok, HAS_LENGTHS)
+    col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
     forward_state_pass(
         gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, tl.load(seed_ptr), hs, out,
-        htilde_next, s, t, rows, row_ok, active, B, H,
+        htilde_next, s, t, rows, row_ok, active, B, H, col_start, col_step,
         RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, HAS_RMASK, BLOCK_N,
     )  # fmt: skip
 
@@ -158,6 +175,7 @@ def step_backward_state_kernel(
     HAS_RMASK: tl.constexpr,
     ZONEOUT: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
+    SPLIT_COLUMNS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -165,6 +183,7 @@ def step_backward_state_kernel(
     backward over the gates whose product comes next (all three reset after, n reset before)."""
     rows, row_ok = _rows_of_program(B, BLOCK_B)
     active = _active(lengths, t, rows, row_ok, HAS_LENGTHS)
+    col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
     if HAS_LN:
         dpost = d_gh_post
     else:
@@ -172,7 +191,7 @@ def step_backward_state_kernel(
     backward_state_pass(
         d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, tl.load(seed_ptr),
         hs + s * B * H, direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H,
-        RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
+        col_start, col_step, RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
     )  # fmt: skip
     if HAS_LN:
         tl.debug_barrier()
@@ -201,6 +220,7 @@ def step_backward_reset_kernel(
     H,
     HAS_LN: tl.constexpr,
     HAS_RMASK: tl.constexpr,
+    SPLIT_COLUMNS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -213,7 +233,8 @@ def step_backward_reset_kernel(
     else:
         dpost = d_gh
     state = hs + s * B * H
-    for c0 in range(0, H, BLOCK_N):
+    col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
+    for c0 in range(col_start, H, col_step):
         cols = c0 + tl.arange(0, BLOCK_N)
         col_ok = cols < H
         acc = tl.load(d_rhd_acc + rows[:, None] * H + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)

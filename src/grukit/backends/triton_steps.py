@@ -38,15 +38,18 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def step_tiles(B: int, H: int) -> dict:
-    """Rows and units per program of the element-wise step kernels: few rows per program, so a
-    step spreads over many multiprocessors (the kernels have no matrix product, so no 16-row
-    minimum), and column blocks up to 512 units wide."""
-    block_n = 16
-    while block_n < min(H, 512):
-        block_n *= 2
+def step_launch(B: int, H: int, layer_norm: bool):
+    """(grid, tile meta-parameters) of the element-wise step kernels. Few rows per program (they
+    have no matrix product, so no 16-row minimum); without layer norm the units are split too
+    (grid (row blocks, column blocks of 128)), so even a small batch spreads over many
+    multiprocessors; with it a program walks whole rows (column blocks up to 512 wide)."""
+    widest = 16
+    while widest < H:
+        widest *= 2
     block_b = 2 if B <= 2048 else 8
-    return dict(BLOCK_B=block_b, BLOCK_N=block_n, num_warps=4)
+    block_n = min(widest, 512 if layer_norm else 128)
+    grid = (_cdiv(B, block_b), 1 if layer_norm else _cdiv(H, block_n))
+    return grid, dict(SPLIT_COLUMNS=not layer_norm, BLOCK_B=block_b, BLOCK_N=block_n, num_warps=4)
 
 
 class LoopBuffers:
@@ -120,8 +123,7 @@ def forward_steps(config, b: LoopBuffers) -> None:
     """Run the forward loop on ``b`` (hs[0] = h0 and the inputs already in place)."""
     T, B, H = config.T, config.B, config.H
     f = config.flags
-    tiles = step_tiles(B, H)
-    grid = (_cdiv(B, tiles["BLOCK_B"]),)
+    grid, tiles = step_launch(B, H, f["HAS_LN"])
     if f["HAS_RMASK"]:
         torch.mul(b.hs[0], b.rmask, out=b.htilde)
     for s in range(T):
@@ -148,8 +150,7 @@ def backward_steps(config, b: LoopBuffers) -> None:
     Leaves d_gi, d_gh (and d_gh_post) filled and h0's gradient in d_direct / d_htilde[T % 2]."""
     T, B, H = config.T, config.B, config.H
     f = config.flags
-    tiles = step_tiles(B, H)
-    grid = (_cdiv(B, tiles["BLOCK_B"]),)
+    grid, tiles = step_launch(B, H, f["HAS_LN"])
     b.d_htilde[0].zero_()
     for step in range(T):
         s = T - 1 - step
