@@ -24,7 +24,7 @@ Optional capabilities, looked up with ``hasattr``:
 backend     auto picks   padded  packed stream variants          regularisers
 =========== ============ ======= ====== ====== ================= ===========
 native      cuda         yes     yes    -      torch.nn.GRU's    -
-triton      cuda, H<=512 yes     -      -      all               yes
+triton      cuda         yes     -      -      all               yes
 cpu_fused   cpu          yes     yes    yes    all               yes
 torch       (fallback)   yes     -      -      all               yes
 =========== ============ ======= ====== ====== ================= ===========

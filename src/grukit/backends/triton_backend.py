@@ -1,13 +1,19 @@
-"""Triton backend: every GRU variant and regulariser on a GPU, one kernel launch per layer-direction.
+"""Triton backend: every GRU variant and regulariser on a GPU.
 
-For each layer and direction (see ``grukit.backends.triton_kernels`` for the kernels):
+For each layer and direction, in one of two designs (:func:`design` picks by size):
 
-* forward: the input projection of all steps as one GEMM (``x W_ih^T + b_ih``, or layer-normalised,
-  through torch, so autograd carries its gradient to x, W_ih and b_ih), then one persistent
-  kernel for the time loop, which saves the gates for the backward pass;
-* backward: one persistent kernel for the time loop in reverse, giving the gradients of the
-  input projection, of h0 and of the recurrent products; then the weight gradients of W_hh as
-  one GEMM over all steps, and those of b_hh and the layer-norm parameters as sums.
+* the input projection of all steps as one GEMM (``x W_ih^T + b_ih``, or layer-normalised,
+  through torch, so autograd carries its gradient to x, W_ih and b_ih);
+* the time loop, which saves the gates for the backward pass:
+  "stepwise" (``triton_steps``): per step the recurrent products by cuBLAS and one or two
+  element-wise Triton kernels (``triton_step_kernels``), the whole loop recorded in a CUDA graph
+  and replayed (Haste's and cuDNN's layout of the work); or "persistent" (``triton_kernels``): one
+  kernel launch for all steps, each program owning 16 batch rows and doing their products itself;
+* the backward time loop in the same design, giving the gradients of the input projection, of
+  h0 and of the recurrent products; then the weight gradients of W_hh as one GEMM over all steps,
+  and those of b_hh and the layer-norm parameters as sums.
+
+Both designs are built from the same element-wise passes (``triton_passes``).
 
 Auto-selected on CUDA (when triton imports) for every variant PyTorch's fused op does not
 compute; selectable by name for the cuDNN form too. On CPU tensors it runs under Triton's
@@ -15,8 +21,10 @@ interpreter (``TRITON_INTERPRET=1``), which is how it is tested without a GPU.
 
 Precision: float32 and float64 compute in their own dtype; float16 and bfloat16 inputs (for
 example under ``torch.autocast``) are computed in float32 and the output is returned in the
-input's dtype. The products inside the kernels use TF32 only if
-``torch.backends.cuda.matmul.allow_tf32`` is set, as torch's own float32 matrix products.
+input's dtype. The recurrent products use TF32 only if ``torch.backends.cuda.matmul.allow_tf32``
+is set (``torch.set_float32_matmul_precision("high")`` sets it), as torch's own float32 matrix
+products; torch.nn.GRU's cuDNN kernels follow ``torch.backends.cudnn.allow_tf32`` instead, which
+is on by default, so in float32 torch.nn.GRU runs TF32 products unless told otherwise.
 
 Zoneout's training mask is drawn inside the kernels from the call's seed, with the CPU kernel's
 hash, so on a call without lengths the triton and cpu_fused backends zone out the same units.
@@ -37,12 +45,6 @@ from .masks import ZoneoutDraw
 
 NAME = "triton"
 AUTO_DEVICE_TYPES = ("cuda",)
-# "auto" passes over triton above this hidden size: each program runs all H units of its 16 rows
-# on one multiprocessor, so its time grows with H^2 while the portable path's cuBLAS products use
-# the whole GPU. On an H100 (python bench/gpu_speed.py, reset before, T = 100, float32):
-# B = 256, T = 50, H = 512: triton 8.4 / 16.9 ms (inference / fwd+bwd), portable 10.3 / 39.3;
-# B = 64, H = 1024: triton 57.9 / 111.7 ms, portable 15.5 / 71.4.
-AUTO_MAX_HIDDEN = 512
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _state = {"kernels": None, "error": None}
