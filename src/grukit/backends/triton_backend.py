@@ -106,12 +106,21 @@ def design(B: int, H: int, device_type: str = "cuda") -> str:
     """Which of the two designs runs a layer of batch B and hidden size H: "persistent" (one
     kernel launch for all steps, ``triton_kernels``) or "stepwise" (cuBLAS products and an
     element-wise kernel per step, replayed from a CUDA graph, ``triton_steps``).
-    $GRUKIT_TRITON_DESIGN names one to use at every size."""
+    $GRUKIT_TRITON_DESIGN names one to use at every size.
+
+    Measured on an H100 (``python bench/gpu_speed.py``, T = 100, reset before, fwd+bwd ms,
+    persistent / per-step): H = 32, B = 1: 1.5 / 1.9, B = 64: 2.1 / 3.6; H = 64, B = 8: 2.1 / 2.6,
+    B = 64: 2.1 / 3.4; H = 128, B = 1: 3.0 / 2.4, B = 8: 3.2 / 18.3 (cuBLAS runs a 52 us kernel for
+    an 8 or 16 x 128 result: ``bench/gpu_step_products.py``), B = 64: 3.5 / 3.9 (reset after 3.1 /
+    2.3); H = 512, every B: 28-34 / 2.7-10.5. So persistent up to H = 64, and at H = 128 for
+    batches of 2 to 16; per-step elsewhere."""
     forced = os.environ.get(DESIGN_ENV_VAR, "")
     if forced:
         if forced not in DESIGNS:
             raise ValueError(f"${DESIGN_ENV_VAR} must be one of {DESIGNS}, got {forced!r}")
         return forced
+    if H <= 64 or (H <= 128 and 2 <= B <= 16):
+        return "persistent"
     return "stepwise"
 
 
