@@ -342,6 +342,10 @@ def test_recorded_loops_are_lent_to_one_call_at_a_time(monkeypatch):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert sum(len(entries) for entries in triton_backend.GRAPHS.cache.loops.values()) >= 2
     triton_backend.release_cuda_graphs()
+    assert not triton_backend.GRAPHS.cache.loops
+    # recording again after the release (a shared memory pool once failed here inside torch)
+    for a, b in zip(run(True, x, h0, rmask, 7), run(False, x, h0, rmask, 7)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @CUDA_ONLY

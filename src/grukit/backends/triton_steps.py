@@ -182,9 +182,8 @@ def _loop_flags(flags: dict) -> dict:
 class GraphedLoop:
     """Static buffers and the CUDA graphs of their forward and backward loops, recorded on first use."""
 
-    def __init__(self, config, like: Tensor, pool):
+    def __init__(self, config, like: Tensor):
         self.buffers = LoopBuffers(config, like, static=True)
-        self.pool = pool
         self.graphs = {}
         self.busy = False
 
@@ -201,7 +200,9 @@ class GraphedLoop:
             loop()  # this call's result
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # each graph has its own memory pool: a pool shared by graphs is released when the last of
+        # them is freed, and a later capture into its handle fails inside torch's allocator
+        with torch.cuda.graph(graph):
             loop()  # recorded, not run
         self.graphs[which] = graph
 
@@ -220,7 +221,6 @@ class GraphCache:
         self.capacity = capacity
         self.loops: "OrderedDict[tuple, list]" = OrderedDict()
         self.lock = threading.Lock()
-        self.pool = None
 
     def acquire(self, key: tuple, config, like: Tensor) -> Optional[GraphedLoop]:
         with self.lock:
@@ -232,9 +232,7 @@ class GraphCache:
                     return entry
             if sum(len(e) for e in self.loops.values()) >= self.capacity and not self._drop_one_free():
                 return None
-            if self.pool is None:
-                self.pool = torch.cuda.graph_pool_handle()
-            entry = GraphedLoop(config, like, self.pool)
+            entry = GraphedLoop(config, like)
             entry.busy = True
             entries.append(entry)
             return entry
