@@ -246,6 +246,21 @@ def _persistent_backward(config, loop) -> None:
     )  # fmt: skip
 
 
+def _run_loop(which: str, config, loop, entry) -> None:
+    """Run the "forward" or "backward" time loop on ``loop``'s buffers in the config's design: the
+    persistent kernel, the per-step loop from ``entry``'s recorded CUDA graph, or the per-step loop
+    launched eagerly (no entry: CPU, a caller's own capture, graphs off, or none free)."""
+    if config.design == "persistent":
+        (_persistent_forward if which == "forward" else _persistent_backward)(config, loop)
+        return
+    steps = _steps()
+    run = steps.forward_steps if which == "forward" else steps.backward_steps
+    if entry is not None:
+        entry.run(which, lambda: run(config, loop))
+    else:
+        run(config, loop)
+
+
 def _graphs_usable(like: Tensor) -> bool:
     return USE_CUDA_GRAPHS and like.is_cuda and not torch.cuda.is_current_stream_capturing()
 
@@ -259,18 +274,12 @@ class _TimeLoop(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, config, rmask, zoneout, lengths):
         T = config.T
-        steps = _steps()
         entry = None
         if config.design == "stepwise" and _graphs_usable(gi):
             entry = GRAPHS.acquire(config.key(gi), config, gi)
-        loop = entry.buffers if entry is not None else steps.LoopBuffers(config, gi, static=False)
+        loop = entry.buffers if entry is not None else _steps().LoopBuffers(config, gi, static=False)
         config.bind(loop, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, rmask, zoneout, lengths)
-        if config.design == "persistent":
-            _persistent_forward(config, loop)
-        elif entry is not None:
-            entry.run("forward", lambda: steps.forward_steps(config, loop))
-        else:
-            steps.forward_steps(config, loop)
+        _run_loop("forward", config, loop, entry)
         ctx.config, ctx.loop, ctx.entry = config, loop, entry
         ctx.lease = GRAPHS.lease(entry) if entry is not None else None
         ctx.save_for_backward(w_hh, b_hh, gamma_hh, beta_hh)  # version-checked: not changed in place since
@@ -288,21 +297,12 @@ class _TimeLoop(torch.autograd.Function):
         T, B, H = config.T, config.B, config.H
         w_hh, b_hh, gamma_hh, beta_hh = ctx.saved_tensors
         loop.add_backward(config)
-        if d_out is None:
-            loop.d_out.zero_()
-        else:
-            loop.d_out.copy_(d_out)
+        loop.set("d_out", d_out.to(loop.out.dtype) if d_out is not None else torch.zeros_like(loop.out))
         if d_hn is None:
             loop.d_direct[0].zero_()
         else:
             loop.d_direct[0].copy_(d_hn)
-        steps = _steps()
-        if config.design == "persistent":
-            _persistent_backward(config, loop)
-        elif entry is not None:
-            entry.run("backward", lambda: steps.backward_steps(config, loop))
-        else:
-            steps.backward_steps(config, loop)
+        _run_loop("backward", config, loop, entry)
         hs, rhd, stats, ghraw, d_gh = loop.hs, loop.rhd, loop.stats, loop.ghraw, loop.d_gh
         last = T % 2
         mask = loop.rmask if config.flags["HAS_RMASK"] else None

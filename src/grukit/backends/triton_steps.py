@@ -104,7 +104,7 @@ class LoopBuffers:
             return
         T, B, H = config.T, config.B, config.H
         empty = self.hs.new_empty
-        self.d_out = empty(T, B, H)
+        self.d_out = empty(T, B, H) if self.static else None  # else bound to the call's own (``set``)
         self.d_gi = empty(T, B, 3 * H)
         self.d_gh = empty(T, B, 3 * H)
         self.d_gh_post = empty(T, B, 3 * H) if config.flags["HAS_LN"] else self.dummy
@@ -253,9 +253,6 @@ class GraphCache:
         token = _Lease()
         weakref.finalize(token, setattr, entry, "busy", False)
         return token
-
-    def release(self, entry: GraphedLoop) -> None:
-        entry.busy = False
 
     def clear(self) -> None:
         """Drop every free recorded loop (their buffers and graphs) and so free their memory."""
