@@ -1,12 +1,15 @@
 """Matrix-product routines chosen by measurement: every routine is right, the choice is cached per machine.
 
-The kernels' float32 products can run on three routines (csrc/gemm.h); a machine uses the fastest
+The kernels' float32 products can run on four routines (csrc/gemm.h; the fourth, grukit's own one-row
+kernel, is a candidate for one-row products only); a machine uses the fastest
 per kind of product. Each routine is checked here against the float64 oracle on shapes that
 exercise every kind of product (one-row, per-step, all-steps and weight-gradient products, with
 tiles cut in M, N and K), forward and gradients.
 """
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,7 +114,7 @@ def test_choice_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch,
     first = FakeExtension("brgemm_row_tiled")
     result = gemm_choice.configure(first, tmp_path)
     assert result["source"] == "measured" and first.set_to == ["brgemm_row_tiled"] * 4
-    assert first.timed == 3 * sum(len(s) for s in gemm_choice.SHAPES.values())
+    assert first.timed == sum(len(gemm_choice.CANDIDATES[k]) * len(s) for k, s in gemm_choice.SHAPES.items())
     record = json.loads((tmp_path / result["file"]).read_text())
     assert record["machine"] == gemm_choice.machine_identity()
     second = FakeExtension("blas")
@@ -122,7 +125,8 @@ def test_choice_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch,
 def test_another_machine_identity_measures_again(tmp_path, monkeypatch, rows_timed_by_the_fake):
     monkeypatch.delenv("GRUKIT_GEMM", raising=False)
     gemm_choice.configure(FakeExtension("brgemm"), tmp_path)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the libraries now run other code
+    other_isa = "AVX" if os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2" else "AVX2"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", other_isa)  # the libraries now run other code
     other = FakeExtension("blas")
     result = gemm_choice.configure(other, tmp_path)
     assert result["source"] == "measured" and other.set_to == ["blas"] * 4
@@ -139,7 +143,7 @@ def test_environment_forces_a_routine_or_a_new_measurement(tmp_path, monkeypatch
     remeasured = FakeExtension("blas")
     assert gemm_choice.configure(remeasured, tmp_path)["source"] == "measured" and remeasured.timed > 0
     monkeypatch.setenv("GRUKIT_GEMM", "mkl")
-    expected = "GRUKIT_GEMM must be one of measure, blas, brgemm, brgemm_row_tiled, got 'mkl'"
+    expected = "GRUKIT_GEMM must be one of measure, blas, brgemm, brgemm_row_tiled, row_kernel, got 'mkl'"
     with pytest.raises(ValueError, match=expected):
         gemm_choice.configure(FakeExtension(), tmp_path)
 
@@ -148,8 +152,20 @@ def test_without_brgemm_only_blas_is_timed(tmp_path, monkeypatch, rows_timed_by_
     monkeypatch.delenv("GRUKIT_GEMM", raising=False)
     extension = FakeExtension("brgemm", brgemm=False)
     result = gemm_choice.configure(extension, tmp_path)
-    assert extension.set_to == ["blas"] * 4
-    assert all(list(t) == ["blas"] for t in result["timings"].values())
+    assert extension.set_to == ["blas"] * 3 + ["row_kernel"]  # a tie: grukit's own kernel is preferred
+    assert [list(t) for t in result["timings"].values()] == [["blas"]] * 3 + [["blas", "row_kernel"]]
+
+
+def test_a_choice_cached_among_other_candidates_is_measured_again(tmp_path, monkeypatch, rows_timed_by_the_fake):
+    monkeypatch.delenv("GRUKIT_GEMM", raising=False)
+    path = Path(gemm_choice.configure(FakeExtension("blas"), tmp_path)["file"])
+    record = json.loads(path.read_text())
+    record["candidates"]["row"] = ["blas", "brgemm", "brgemm_row_tiled"]  # a cache from before row_kernel
+    path.write_text(json.dumps(record))
+    again = FakeExtension("row_kernel")
+    result = gemm_choice.configure(again, tmp_path)
+    assert result["source"] == "measured" and again.set_to[3] == "row_kernel"
+    assert json.loads(path.read_text())["candidates"]["row"] == list(gemm_choice.CANDIDATES["row"])
 
 
 def test_real_measurement_times_every_routine():
@@ -159,7 +175,7 @@ def test_real_measurement_times_every_routine():
     for kind, by_routine in timings.items():
         for routine, seconds in by_routine.items():
             assert len(seconds) == len(gemm_choice.SHAPES[kind]) and all(0 < s < 10 for s in seconds), (kind, routine)
-    with pytest.raises(RuntimeError, match="routine must be 0 .. 2, got 3"):
-        extension.gemm_seconds(3, 4, 4, 4, 1, 1)
+    with pytest.raises(RuntimeError, match="routine must be 0 .. 3, got 4"):
+        extension.gemm_seconds(4, 4, 4, 4, 1, 1)
     with pytest.raises(RuntimeError, match="routines must name one routine per product kind"):
         extension.set_gemm_routines([0, 1])

@@ -9,20 +9,23 @@ The fused kernels spend most of their time in float32 matrix products of four ki
 * row: any product of one row (batch 1, streaming), bound by reading the weights.
 
 ``SHAPES`` lists the (M, N, K) timed for each, at H = 128 to 512. One-row products are timed
-inside a batch-1 layer forward (T = 64 steps, per H): timed alone on the same operands, MKL looked
+inside a batch-1 layer forward (``ROW_LAYER_STEPS`` steps, per H): timed alone on the same operands, MKL looked
 faster than brgemm at H = 128 while the layer ran 4 % (streaming 10 %) slower with it.
 
 Three routines can compute each (``ROUTINES``): the BLAS libtorch exports (MKL's sgemm), oneDNN's
-brgemm micro-kernel tiled 256 x 256 over N and K, and brgemm tiled over 128-row blocks too. Which
+brgemm micro-kernel tiled 256 x 256 over N and K, and brgemm tiled over 128-row blocks too; one-row
+products have a fourth candidate, grukit's own one-row kernel (``csrc/row_product.h``). Which
 wins depends on the CPU: on an AVX-512 AMD EPYC brgemm runs about 2x MKL everywhere, while with
 the same machine limited to AVX2 MKL wins the one-row and the large-K products (BENCHMARKS.md).
 So at first use each routine is timed on the shapes above, single-threaded, and each kind gets
 the routine with the lowest geometric mean of its time relative to the fastest routine on each
 shape. The choice is cached beside the build (``gemm-<machine>.json``), keyed by the machine's
-identity (CPU model and flags, the oneDNN/MKL instruction-set switches, torch's version).
+identity (CPU model and flags, the oneDNN/MKL instruction-set switches, torch's version); a cached
+choice made among other candidates than today's ``CANDIDATES`` is measured again.
 
-``$GRUKIT_GEMM`` overrides it: ``blas``, ``brgemm`` or ``brgemm_row_tiled`` for every kind (the
-benchmarks and tests use this), or ``measure`` to time again and rewrite the cache.
+``$GRUKIT_GEMM`` overrides it: one of ``ROUTINES`` for every kind (the benchmarks and tests use
+this; ``row_kernel`` computes a product of many rows one row at a time, correct but slow), or
+``measure`` to time again and rewrite the cache.
 """
 
 from __future__ import annotations
@@ -40,8 +43,16 @@ import torch
 
 from . import cpu_build
 
-ROUTINES = ("blas", "brgemm", "brgemm_row_tiled")  # csrc/gemm.h's Routine, in order
+ROUTINES = ("blas", "brgemm", "brgemm_row_tiled", "row_kernel")  # csrc/gemm.h's Routine, in order
 PRODUCTS = ("recurrent", "projection", "weight_gradient", "row")  # csrc/gemm.h's Product, in order
+_MANY_ROWS = ("blas", "brgemm", "brgemm_row_tiled")
+CANDIDATES: Dict[str, Tuple[str, ...]] = {  # the routines timed for each kind
+    "recurrent": _MANY_ROWS,
+    "projection": _MANY_ROWS,
+    "weight_gradient": _MANY_ROWS,
+    "row": _MANY_ROWS + ("row_kernel",),
+}
+_NEEDS_BRGEMM = ("brgemm", "brgemm_row_tiled")
 SHAPES: Dict[str, List[Tuple[int, int, int]]] = {
     "recurrent": [(16, 384, 128), (64, 1536, 512)],  # B 32 and 128 split by rows over two threads
     "projection": [(3200, 384, 128), (2048, 1536, 512)],
@@ -49,7 +60,8 @@ SHAPES: Dict[str, List[Tuple[int, int, int]]] = {
     # batch 1: H 128 and 256 run on one thread, H 512 splits its units over two (csrc/team.h)
     "row": [(1, 384, 128), (1, 768, 256), (1, 768, 512)],
 }
-PREFERENCE = ("brgemm", "brgemm_row_tiled", "blas")
+ROW_LAYER_STEPS = 64  # one-row products are timed in a batch-1 layer forward of this many steps
+PREFERENCE = ("brgemm", "brgemm_row_tiled", "row_kernel", "blas")
 TIE = 0.05  # relative differences below this are timing noise on a shared VM
 # environment switches that change which code oneDNN or MKL run, hence the measurement
 _SWITCHES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "MKL_CBWR")
@@ -70,11 +82,11 @@ def measure(extension, repeats: int = 5) -> Dict[str, Dict[str, List[float]]]:
 
     Routines that cannot run here (brgemm on a CPU oneDNN does not support) are left out.
     """
-    routines = ROUTINES if extension.brgemm_works() else ("blas",)
+    runs_here = [r for r in ROUTINES if r not in _NEEDS_BRGEMM or extension.brgemm_works()]
     timings: Dict[str, Dict[str, List[float]]] = {}
     for kind, shapes in SHAPES.items():
         timings[kind] = {}
-        for routine in routines:
+        for routine in (r for r in CANDIDATES[kind] if r in runs_here):
             if kind == "row":
                 timings[kind][routine] = [
                     _batch_one_layer_seconds(extension, routine, H, repeats) for _, _, H in shapes
@@ -88,8 +100,8 @@ def measure(extension, repeats: int = 5) -> Dict[str, Dict[str, List[float]]]:
     return timings
 
 
-def _batch_one_layer_seconds(extension, routine: str, H: int, repeats: int, T: int = 64) -> float:
-    """Seconds of one batch-1 layer forward of T steps (input size H) with one-row products on
+def _batch_one_layer_seconds(extension, routine: str, H: int, repeats: int) -> float:
+    """Seconds of one batch-1 layer forward of ROW_LAYER_STEPS steps (input size H) with one-row products on
     ``routine``: a one-row product is bound by reading the weights, so timed alone, repeated on the
     same operands, it misleads; timed inside the layer it is judged where it runs."""
     import time
@@ -98,7 +110,7 @@ def _batch_one_layer_seconds(extension, routine: str, H: int, repeats: int, T: i
     extension.set_gemm_routines(saved[:3] + [ROUTINES.index(routine)])
     try:
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(T, 1, H, generator=generator)
+        x = torch.randn(ROW_LAYER_STEPS, 1, H, generator=generator)
         w_ih, w_hh = torch.randn(3 * H, H, generator=generator) * 0.1, torch.randn(3 * H, H, generator=generator) * 0.1
         args = (x, torch.zeros(1, H), w_ih, w_hh, None, None, None, None) + (None,) * 5 + (0.0, -1, None)
         flags = (False, True, True, False)  # forward, reset after, keeps the state, nothing saved
@@ -153,7 +165,7 @@ def configure(extension, folder: Path) -> Dict[str, object]:
     if requested not in ("auto", "measure") + ROUTINES:
         raise ValueError(f"$GRUKIT_GEMM must be one of measure, {', '.join(ROUTINES)}, got {requested!r}")
     if requested in ROUTINES:
-        if requested != "blas" and not extension.brgemm_works():
+        if requested in _NEEDS_BRGEMM and not extension.brgemm_works():
             warnings.warn(
                 f"$GRUKIT_GEMM={requested}: oneDNN's brgemm does not run on this CPU; BLAS computes the products",
                 RuntimeWarning,
@@ -169,8 +181,12 @@ def configure(extension, folder: Path) -> Dict[str, object]:
         if requested == "auto":
             try:
                 cached = json.loads(path.read_text())
-                if cached.get("machine") != identity or set(cached.get("routines", {})) != set(PRODUCTS):
-                    cached = None
+                if (
+                    cached.get("machine") != identity
+                    or set(cached.get("routines", {})) != set(PRODUCTS)
+                    or cached.get("candidates") != {kind: list(c) for kind, c in CANDIDATES.items()}
+                ):
+                    cached = None  # another machine, or chosen among other routines than today's
             except (OSError, ValueError):
                 cached = None
         if cached is not None:
@@ -178,7 +194,13 @@ def configure(extension, folder: Path) -> Dict[str, object]:
         else:
             timings = measure(extension)
             routines, source = choose(timings), "measured"
-            record = {"machine": identity, "shapes": SHAPES, "timings": timings, "routines": routines}
+            record = {
+                "machine": identity,
+                "candidates": CANDIDATES,
+                "shapes": SHAPES,
+                "timings": timings,
+                "routines": routines,
+            }
             try:
                 _write_atomically(path, json.dumps(record, indent=1))
             except OSError:

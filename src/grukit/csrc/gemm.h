@@ -1,9 +1,10 @@
 // Matrix products for the GRU kernels: C[M, N] (+)= A[M, K] @ B[K, N], row-major with leading
 // dimensions, so a thread can take a block of rows or columns by offsetting pointers.
 //
-// Three routines can compute a float32 product: the BLAS that libtorch_cpu exports (MKL's sgemm_),
+// Four routines can compute a float32 product: the BLAS that libtorch_cpu exports (MKL's sgemm_),
 // oneDNN's brgemm JIT micro-kernel (also exported by libtorch_cpu) tiled 256 x 256 over N and K,
-// and the same brgemm tiled over 128-row blocks of M as well. Which is fastest depends on the CPU
+// the same brgemm tiled over 128-row blocks of M as well, and grukit's own one-row kernel
+// (row_product.h; a candidate for one-row products only). Which is fastest depends on the CPU
 // (brgemm's JIT code follows the instruction set; MKL takes a generic path on some CPUs) and on the
 // shape, so a routine is chosen per kind of product (`Product`), by measurement on the machine
 // (grukit/backends/gemm_choice.py times `gemm_seconds` and sets the table with
@@ -21,6 +22,8 @@
 #include <vector>
 #include <cstdint>
 #include <type_traits>
+
+#include "row_product.h"
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
@@ -71,8 +74,8 @@ inline bool brgemm_works() {
 enum class Product : int { recurrent = 0, projection = 1, weight_gradient = 2, row = 3 };
 constexpr int kProducts = 4;
 constexpr int64_t kRowMax = 1;
-enum class Routine : int { blas = 0, brgemm = 1, brgemm_row_tiled = 2 };
-constexpr int kRoutines = 3;
+enum class Routine : int { blas = 0, brgemm = 1, brgemm_row_tiled = 2, row_kernel = 3 };
+constexpr int kRoutines = 4;
 
 // The routine of each kind of product; brgemm until gemm_choice.py measures this machine.
 inline std::atomic<int>* routine_table() {
@@ -95,6 +98,10 @@ void mm_by(Routine routine, int64_t M, int64_t N, int64_t K, const T* A, int64_t
     return;
   }
   if constexpr (std::is_same<T, float>::value) {
+    if (routine == Routine::row_kernel) {
+      rows_product(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+      return;
+    }
     if (routine != Routine::blas && brgemm_works()) {
       // brgemm is a micro-kernel: it does not block for the cache itself. Tiles of 256
       // columns by 256 of K keep B's tile in L2; row tiles keep C's tile there too.
