@@ -185,6 +185,58 @@ def test_compiles_without_graph_breaks(reset_after):
         torch.testing.assert_close(got_grad, want_grad)
 
 
+# Batch 1-2 with H = 64 keeps the recurrence on one thread; at T = 350 and I = 64 the input
+# projection (350 x 192 x 64 multiply-adds per row of the batch) is long enough that a helper thread
+# computes it block by block alongside the recurrence (csrc/projection_ahead.h), in step order:
+# forward in t, backward in t for the reverse direction, over the rows still running (packed).
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["after", "before"])
+def test_projection_beside_a_one_thread_recurrence_matches_oracle(two_threads, layout, reset_after):
+    T, B, H = 350, 2, 64
+    rng = np.random.default_rng(7)
+    weights = [random_weights(rng, H, H, scale=0.2) for _ in range(2)]
+    x = rng.normal(size=(T, B, H))
+    h0 = rng.normal(size=(2, B, H))
+    lengths = np.array([T, T - 37])
+    outs, hns = [], []
+    for d in range(2):
+        out, hn, _ = oracle_layer(x, h0[d], weights[d], lengths, d == 1, reset_after, "keeps_state")
+        outs.append(out)
+        hns.append(hn)
+    want_out, want_hn = np.concatenate(outs, 2), np.stack(hns)
+    module = grukit.GRU(H, H, bidirectional=True, reset_after=reset_after, backend="cpu_fused").double()
+    with torch.no_grad():
+        for d, suffix in enumerate(["", "_reverse"]):
+            for j, name in enumerate(["weight_ih", "weight_hh", "bias_ih", "bias_hh"]):
+                getattr(module, f"{name}_l0{suffix}").copy_(torch.tensor(weights[d][j]))
+    tx = torch.tensor(x)
+    with torch.inference_mode():
+        if layout == "packed":
+            packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths))
+            out, hn = module(packed, torch.tensor(h0))
+            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+        else:
+            out, hn = gru(
+                tx,
+                [torch_weights(w) for w in weights],
+                torch.tensor(h0),
+                lengths=torch.tensor(lengths),
+                bidirectional=True,
+                reset_after=reset_after,
+                backend="cpu_fused",
+            )
+    np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(hn.numpy(), want_hn, rtol=1e-10, atol=1e-10)
+    # float32: the same with the float32 routines, and exactly what one thread (no helper) computes
+    with torch.inference_mode():
+        x32 = tx.float()
+        got = module.float()(x32)[0]
+        torch.set_num_threads(1)
+        alone = module(x32)[0]
+    assert torch.equal(got, alone)
+    np.testing.assert_allclose(got.numpy(), module.double()(tx)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 # ---- streaming ---------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 // The plain layer driver: one GRU layer-direction without layer norm, zoneout or recurrent
 // dropout, forward and backward, padded (with lengths) or packed.
 //
-//   forward:  GI = X W_ih^T                         one GEMM over all T*B rows
+//   forward:  GI = X W_ih^T                         one GEMM over all T*B rows (with a one-thread
+//                                                   recurrence: by a helper thread alongside
+//                                                   it, projection_ahead.h)
 //             per step: GH = h W_hh^T               one GEMM (two for reset-before)
 //                       one fused element-wise pass (cell.h)
 //   backward: per step, the mirror image: one element-wise pass, one GEMM (two for
@@ -13,12 +15,14 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <tuple>
 #include <vector>
 
 #include "cell.h"
 #include "gemm.h"
 #include "problem.h"
+#include "projection_ahead.h"
 #include "saved_layout.h"
 #include "team.h"
 #include "weight_gradients.h"
@@ -51,6 +55,8 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
                                                  const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
                                                  bool training) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H;
+  const Team team = make_team(B, H, 3 * H);
+  const OneThreadCall one_thread(team);
   Tensor x = to_sorted(p, x_in, 1, kSortedX);
   Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   Biases<T> bias(b_ih, b_hh, H);
@@ -60,10 +66,15 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
   Tensor gi = workspace(kGI, {p.N, 3 * H}, opts);
   Tensor w_ih_t = workspace(kWihT, {I, 3 * H}, opts);
   w_ih_t.copy_(w_ih.t());
-  mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H, gi.data_ptr<T>(),
-                 3 * H, false);
+  // with a one-thread recurrence, a helper thread computes GI block by block while the recurrence
+  // runs (projection_ahead.h); otherwise every thread computes it first
+  std::unique_ptr<ProjectionAhead> ahead;
+  if (ProjectionAhead::worth_it(team.n, one_thread.allowed, p.N, 3 * H, I))
+    ahead = std::make_unique<ProjectionAhead>(p, 3 * H, I, x.data_ptr<T>(), w_ih_t.data_ptr<T>(), gi.data_ptr<T>());
+  else
+    mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H,
+                   gi.data_ptr<T>(), 3 * H, false);
 
-  const Team team = make_team(B, H, 3 * H);
   Tensor w_rec = pack_by_team(w_hh, team, p.reset_after ? 3 : 2);
   // saved for backward (saved_layout.h): r, z, n, and (reset after) hn = h U_n^T + b_hn per row
   const int64_t G = SavedLayout(H, p.reset_after, false).width / H;
@@ -96,6 +107,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
       return;
     }
     for (int64_t step = 0; step < T_; ++step) {
+      if (ahead) ahead->wait_for_step(step);  // (a one-thread team) this step's rows of GI
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
       const int64_t re = std::min(r1, bs);  // this thread's running rows: r0 .. re

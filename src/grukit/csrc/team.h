@@ -56,6 +56,24 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   return team;
 }
 
+// While in scope, and when the team has one thread, the calling thread does everything: torch's
+// own operations (the weights' copies) and mm_parallel run without OpenMP's threads. A
+// parallel region leaves OpenMP's other thread spinning on its core for a while afterwards; with
+// another process keeping the other core busy, that spin held the one-thread recurrence on the
+// busy core at half speed (B1 T1000 H128 inference: 5.7 ms against 2.3 ms; bench/contention.py).
+struct OneThreadCall {
+  const int allowed;  // the threads the caller allows (torch.set_num_threads)
+  const bool limited;
+  explicit OneThreadCall(const Team& team) : allowed(omp_get_max_threads()), limited(team.n == 1 && allowed > 1) {
+    if (limited) omp_set_num_threads(1);  // this thread's OpenMP setting: at::get_num_threads() is 1
+  }
+  ~OneThreadCall() {
+    if (limited) omp_set_num_threads(allowed);
+  }
+  OneThreadCall(const OneThreadCall&) = delete;
+  OneThreadCall& operator=(const OneThreadCall&) = delete;
+};
+
 template <typename F>
 void run_team(const Team& team, const F& body) {
   if (team.n == 1) {

@@ -1,0 +1,129 @@
+// The input projection computed alongside a recurrence that runs on one thread.
+//
+// When a step is too small to split over threads (batch 1 at H = 128: 49K multiply-adds; team.h),
+// the recurrence runs on the calling thread alone and the whole call stays off OpenMP's threads
+// (OneThreadCall). The projection GI = X W_ih^T of all steps is then the only work a second core
+// could take: a plain helper thread computes it block by block (kStepsPerBlock steps), in the
+// order the recurrence consumes the steps, while the calling thread runs the recurrence. Blocks
+// are claimed one at a time by either thread: when the recurrence reaches a block nobody has
+// started (the helper started late, or shares a busy core), it computes that block itself, so it
+// never waits for the helper except on a block the helper is computing at that moment. The
+// helper ends with its last block, leaving its core idle rather than spinning.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "gemm.h"
+#include "problem.h"
+
+namespace grukit {
+
+class ProjectionAhead {
+ public:
+  static constexpr int64_t kStepsPerBlock = 16;
+  // below this many multiply-adds the projection is too short to be worth a thread (~40 us)
+  static constexpr int64_t kMinMacs = int64_t(1) << 22;
+
+  // Worth it when the recurrence has one thread, the caller allows more, and the projection is long.
+  static bool worth_it(int team_threads, int allowed_threads, int64_t rows, int64_t N, int64_t K) {
+    return team_threads == 1 && allowed_threads >= 2 && rows * N * K >= kMinMacs;
+  }
+
+  // Starts computing C[rows of p, N] = A[rows, K] @ B[K, N] (row-major, packed) by blocks of steps
+  // in the order step_at(p, 0), step_at(p, 1), ...; step t's rows are p.off[t] .. p.off[t + 1].
+  template <typename T>
+  ProjectionAhead(const Problem& p, int64_t N, int64_t K, const T* A, const T* B, T* C)
+      : p_(p), blocks_((p.T + kStepsPerBlock - 1) / kStepsPerBlock), done_(new std::atomic<bool>[blocks_]) {
+    for (int64_t j = 0; j < blocks_; ++j) done_[j].store(false, std::memory_order_relaxed);
+    compute_ = [this, N, K, A, B, C](int64_t j) {
+      int64_t lo = 0, hi = 0;
+      rows_of_block(j, &lo, &hi);
+      mm<T>(Product::projection, hi - lo, N, K, A + lo * K, K, B, N, C + lo * N, N, false);
+      done_[j].store(true, std::memory_order_release);
+    };
+    const int caller_cpu = current_cpu();
+    helper_ = std::thread([this, caller_cpu] {
+      keep_off_cpu(caller_cpu);
+      try {
+        SequentialBlas one;
+        for (int64_t j = next_.fetch_add(1); j < blocks_; j = next_.fetch_add(1)) compute_(j);
+      } catch (...) {
+        error_ = std::current_exception();
+        failed_.store(true, std::memory_order_release);
+      }
+    });
+  }
+
+  ProjectionAhead(const ProjectionAhead&) = delete;
+  ProjectionAhead& operator=(const ProjectionAhead&) = delete;
+  ~ProjectionAhead() {
+    next_.store(blocks_);  // nothing more to start (a recurrence that threw stops here)
+    if (helper_.joinable()) helper_.join();
+  }
+
+  // Returns once the rows of the step-th step (in recurrence order) are computed: computes the
+  // step's block here if nobody has started it, else waits for the helper; rethrows its failure.
+  void wait_for_step(int64_t step) {
+    const int64_t block = step / kStepsPerBlock;
+    for (int spins = 0; !done_[block].load(std::memory_order_acquire); ++spins) {
+      if (failed_.load(std::memory_order_acquire)) {
+        helper_.join();
+        std::rethrow_exception(error_);
+      }
+      int64_t unclaimed = next_.load();
+      if (unclaimed == block && next_.compare_exchange_strong(unclaimed, block + 1)) {
+        compute_(block);  // (every earlier block is done: this thread waited for each in turn)
+        return;
+      }
+      if (spins > 64) std::this_thread::yield();  // a long wait: the helper may share a busy core
+    }
+  }
+
+ private:
+  // A new thread starts on its creator's CPU and would take turns with the recurrence there until
+  // the scheduler moves it: allow it every CPU the process may use but the caller's.
+  static void keep_off_cpu(int cpu) {
+#if defined(__linux__)
+    cpu_set_t allowed;
+    if (cpu < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+    CPU_CLR(cpu, &allowed);
+    if (CPU_COUNT(&allowed) > 0) sched_setaffinity(0, sizeof allowed, &allowed);  // this thread only
+#else
+    (void)cpu;  // elsewhere the scheduler places the helper
+#endif
+  }
+  static int current_cpu() {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+  }
+
+  // rows [lo, hi) of the steps of block j (the steps run forward or backward in t)
+  void rows_of_block(int64_t j, int64_t* lo, int64_t* hi) const {
+    const int64_t first = j * kStepsPerBlock, last = std::min(p_.T, first + kStepsPerBlock) - 1;
+    const int64_t t0 = step_at(p_, first), t1 = step_at(p_, last);
+    *lo = p_.off[std::min(t0, t1)];
+    *hi = p_.off[std::max(t0, t1) + 1];
+  }
+
+  const Problem& p_;
+  const int64_t blocks_;
+  std::unique_ptr<std::atomic<bool>[]> done_;
+  std::atomic<int64_t> next_{0};  // the first block nobody has started
+  std::function<void(int64_t)> compute_;
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+  std::thread helper_;
+};
+
+}  // namespace grukit
