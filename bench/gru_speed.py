@@ -305,6 +305,7 @@ CASES = [
     ("B128 T50 I=H=512, inference", 128, 50, 512, False, 55.0),
     ("B1 T1000 I=H=128, inference", 1, 1000, 128, False, 2.0),
 ]
+CASE_SHAPES = {label: (B, T, H, train) for label, B, T, H, train, _ in CASES}
 # torch.nn.GRU (GRUCell for streaming) on the machine where the targets were set, in ms:
 # target speed-up = this / target, a criterion that does not drift with the machine's speed
 ISSUE_TORCH_MS = {
@@ -369,7 +370,6 @@ def table(rows, threads, peak_gflops: float):
     for the layer cases, the fraction of the GEMM peak its GEMM FLOPs reach."""
     columns = ["torch.nn.GRU", "grukit after", "grukit before", "torch loop before", "ort after", "ort before"]
     stream_columns = ["torch.nn.GRUCell", "grukit stream after", "grukit stream before", "ort after"]
-    shapes = {label: (B, T, H, train) for label, B, T, H, train, _ in CASES}
     out = [
         "| case | " + " | ".join(columns) + " | target: time / speed-up | met: time / speed-up |",
         "|---" * (len(columns) + 3) + "|",
@@ -380,7 +380,7 @@ def table(rows, threads, peak_gflops: float):
         streaming = label.startswith("streaming")
         cols = stream_columns if streaming else columns
         base = result[cols[0]]
-        flops = None if streaming else gemm_flops(*shapes[label][:3], shapes[label][2], shapes[label][3])
+        flops = None if streaming else gemm_flops(*CASE_SHAPES[label][:3], CASE_SHAPES[label][2], CASE_SHAPES[label][3])
 
         def peak_share(seconds):
             return "" if flops is None else f"{flops / seconds / 1e9 / peak_gflops:.0%}"
@@ -417,12 +417,11 @@ PEAK_SHARE_TARGET = {"B128 T50 I=H=512, inference": 0.85, "B32 T100 I=H=128, fwd
 
 def targets_table(rows, peak_gflops: float) -> str:
     """One line per target and case at 2 threads: what is compared, each formulation's figure, met or not."""
-    shapes = {label: (B, T, H, train) for label, B, T, H, train, _ in CASES}
     out = ["| case | target | grukit after | grukit before | met |", "|---|---|---|---|---|"]
     for t, label, result, _ in rows:
-        if t != 2 or label not in shapes:
+        if t != 2 or label not in CASE_SHAPES:
             continue
-        B, T, H, train = shapes[label]
+        B, T, H, train = CASE_SHAPES[label]
         grukit = [result["grukit after"], result["grukit before"]]
         if train:
             peer, criterion = result["torch.nn.GRU"], "speed-up over torch.nn.GRU"

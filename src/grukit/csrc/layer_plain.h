@@ -69,7 +69,7 @@ std::tuple<Tensor, Tensor, Tensor> plain_forward(const Problem& p, const Tensor&
   // with a one-thread recurrence, a helper thread computes GI block by block while the recurrence
   // runs (projection_ahead.h); otherwise every thread computes it first
   std::unique_ptr<ProjectionAhead> ahead;
-  if (ProjectionAhead::worth_it(team.n, one_thread.allowed, p.N, 3 * H, I))
+  if (one_thread.limited && ProjectionAhead::worth_it(p.N, 3 * H, I))
     ahead = std::make_unique<ProjectionAhead>(p, 3 * H, I, x.data_ptr<T>(), w_ih_t.data_ptr<T>(), gi.data_ptr<T>());
   else
     mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H,

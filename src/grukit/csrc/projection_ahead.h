@@ -32,10 +32,9 @@ class ProjectionAhead {
   // below this many multiply-adds the projection is too short to be worth a thread (~40 us)
   static constexpr int64_t kMinMacs = int64_t(1) << 22;
 
-  // Worth it when the recurrence has one thread, the caller allows more, and the projection is long.
-  static bool worth_it(int team_threads, int allowed_threads, int64_t rows, int64_t N, int64_t K) {
-    return team_threads == 1 && allowed_threads >= 2 && rows * N * K >= kMinMacs;
-  }
+  // Worth it, beside a one-thread recurrence that leaves a thread free (OneThreadCall::limited),
+  // when the projection is long.
+  static bool worth_it(int64_t rows, int64_t N, int64_t K) { return rows * N * K >= kMinMacs; }
 
   // Starts computing C[rows of p, N] = A[rows, K] @ B[K, N] (row-major, packed) by blocks of steps
   // in the order step_at(p, 0), step_at(p, 1), ...; step t's rows are p.off[t] .. p.off[t + 1].

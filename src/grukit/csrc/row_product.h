@@ -3,10 +3,10 @@
 // At batch 1 (and in streaming) every step multiplies one state row by the recurrent weights:
 // 2 * K * N flops on K * N weights, so the product is bound by reading B (196 KB at H = 128, which
 // stays in the core's L2 from step to step), not by arithmetic. The kernel keeps a block of
-// kVectors vectors of c in registers and streams B's rows through them, one broadcast of a[k]
-// and kVectors fused multiply-adds per row:
+// kRowVectors vectors of c in registers and streams B's rows through them, one broadcast of a[k]
+// and kRowVectors fused multiply-adds per row (w = kRowVectors * kRowWidth columns):
 //
-//     c[n0 : n0 + kBlock] += a[k] * B[k, n0 : n0 + kBlock]    for k = 0 .. K-1
+//     c[n0 : n0 + w] += a[k] * B[k, n0 : n0 + w]    for k = 0 .. K-1
 //
 // then the next block of columns. Nothing is packed or tiled: the rows of a block are read
 // once each, in order, which the hardware prefetcher follows. The vector width follows the

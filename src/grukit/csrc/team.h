@@ -62,8 +62,8 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
 // another process keeping the other core busy, that spin held the one-thread recurrence on the
 // busy core at half speed (B1 T1000 H128 inference: 5.7 ms against 2.3 ms; bench/contention.py).
 struct OneThreadCall {
-  const int allowed;  // the threads the caller allows (torch.set_num_threads)
-  const bool limited;
+  const int allowed;   // the threads the caller allows (torch.set_num_threads)
+  const bool limited;  // a one-thread team while the caller allows more: a thread is left free
   explicit OneThreadCall(const Team& team) : allowed(omp_get_max_threads()), limited(team.n == 1 && allowed > 1) {
     if (limited) omp_set_num_threads(1);  // this thread's OpenMP setting: at::get_num_threads() is 1
   }
