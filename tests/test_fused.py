@@ -81,6 +81,76 @@ def test_thread_splits_match_oracle(two_threads, T, B, H, reset_after, update_ga
             np.testing.assert_allclose(tw[d][j].grad.numpy(), grads[d][name], err_msg=name, **tol)
 
 
+# zoneout (a given mask, or its probability in evaluation) and recurrent dropout run on every split;
+# layer norm always splits rows (its statistics need whole rows)
+SPLIT_REGULARISERS = [("mask", False), ("eval", False), (None, True), ("mask", True), ("eval", True)]
+
+
+@pytest.mark.parametrize("T,B,H", SPLITS, ids=["rows", "units", "single"])
+@pytest.mark.parametrize("zoneout,recurrent_dropout", SPLIT_REGULARISERS, ids=["zo", "zo-eval", "rd", "zo-rd", "eval-rd"])
+@pytest.mark.parametrize("reset_after,update_gate", VARIANTS, ids=VARIANT_IDS)
+def test_regularisers_on_every_thread_split_match_oracle(
+    two_threads, T, B, H, zoneout, recurrent_dropout, reset_after, update_gate
+):
+    """Zoneout and recurrent dropout without layer norm take the plain threading (rows or units):
+    against the oracle, with lengths, both directions."""
+    rng = np.random.default_rng(T * 10 + B)
+    I = 5
+    w = random_weights(rng, I, H, scale=0.3)
+    x, h0 = rng.normal(size=(T, B, I)), rng.normal(size=(B, H))
+    lengths = rng.integers(0, T + 1, size=B)
+    lengths[0] = T
+    zo = {None: None, "mask": (rng.random((T, B, H)) < 0.3).astype(float), "eval": 0.3}[zoneout]
+    rd = (rng.random((B, H)) < 0.75) / 0.75 if recurrent_dropout else None
+    for reverse in (False, True):
+        out, h_n, backward = oracle_layer(x, h0, w, lengths, reverse, reset_after, update_gate, None, zo, rd)
+        d_out = rng.normal(size=out.shape) * (np.arange(T)[:, None] < lengths[None, :])[..., None]
+        d_hn = rng.normal(size=h_n.shape)
+        expected = backward(d_out, d_hn)
+        leaves = [torch.tensor(a, requires_grad=True) for a in (x, h0, *w)]
+        got, got_hn = cpu_fused.gru_layer(
+            *leaves,
+            torch.tensor(lengths),
+            reverse,
+            reset_after,
+            update_gate == "keeps_state",
+            zoneout=torch.tensor(zo) if isinstance(zo, np.ndarray) else zo,
+            recurrent_mask=None if rd is None else torch.tensor(rd),
+        )
+        np.testing.assert_allclose(got.detach().numpy(), out, atol=1e-12)
+        np.testing.assert_allclose(got_hn.detach().numpy(), h_n, atol=1e-12)
+        torch.autograd.backward([got, got_hn], [torch.tensor(d_out), torch.tensor(d_hn)])
+        for name, leaf in zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], leaves):
+            np.testing.assert_allclose(leaf.grad.numpy(), expected[name], atol=1e-10, err_msg=f"{name} {reverse=}")
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_a_drawn_zoneout_mask_does_not_depend_on_the_thread_split(reset_after):
+    """The kernel draws zoneout's mask per element of the call: split by hidden units on two
+    threads, it draws the same bits as on one thread, and the backward pass draws them again."""
+    from grukit.backends.masks import ZoneoutDraw
+
+    torch.manual_seed(5)
+    T, B, I, H = 5, 3, 4, 200  # splits by hidden units at two threads
+    args = [torch.randn(T, B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)]
+    args += [torch.randn(3 * H, I, dtype=torch.float64) * 0.3, torch.randn(3 * H, H, dtype=torch.float64) * 0.1]
+    args += [torch.randn(3 * H, dtype=torch.float64) * 0.1 for _ in range(2)]
+    draw = ZoneoutDraw.new(0.4)
+    saved = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            leaves = [t.clone().requires_grad_(True) for t in args]
+            out, h_n = cpu_fused.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
+            (out.square().sum() + h_n.sum()).backward()
+            results.append([out.detach(), h_n.detach()] + [t.grad for t in leaves])
+    finally:
+        torch.set_num_threads(saved)
+    for one, two in zip(*results):
+        torch.testing.assert_close(two, one, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("T,B,H", SPLITS, ids=["rows", "units", "single"])
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_float32_fused_equals_portable_path(two_threads, T, B, H, reset_after):
@@ -157,11 +227,10 @@ def test_disable_build_environment_variable():
 def test_inference_saves_no_activations():
     x = torch.randn(6, 2, 3)
     w = (torch.randn(12, 3), torch.randn(12, 4), torch.randn(12), torch.randn(12))
-    no_regularisers = (None, None, None, None, None, 0.0, -1, None)  # layer norm, zoneout, recurrent dropout
-    args = (x, torch.zeros(2, 4), *w, None, None, *no_regularisers, False, True, True)
-    _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, False)
+    inputs = dict(x=x, h0=torch.zeros(2, 4), w_ih=w[0], w_hh=w[1], b_ih=w[2], b_hh=w[3])
+    _, _, ws = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=False)
     assert ws.numel() == 0
-    _, _, ws = torch.ops.grukit.gru_layer_fwd(*args, True)
+    _, _, ws = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=True)
     assert ws.shape == (12, 16)  # [T*B, 4H]: r, z, n and h U_n + b_hn per step and row
 
 

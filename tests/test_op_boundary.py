@@ -12,36 +12,23 @@ pytestmark = pytest.mark.skipif(not cpu_fused.is_available(), reason="fused kern
 T, B, I, H = 4, 3, 5, 6
 
 
-def forward_args(**changes):
-    """The arguments of a valid gru_layer_fwd call (padded, reset after, layer norm off), with ``changes``."""
-    args = dict(
+def forward_inputs(**changes):
+    """The inputs of a valid gru_layer_fwd call (padded, reset after, no regularisers: the schema's
+    defaults), with ``changes``, as keyword arguments."""
+    inputs = dict(
         x=torch.randn(T, B, I),
         h0=torch.zeros(B, H),
         w_ih=torch.randn(3 * H, I),
         w_hh=torch.randn(3 * H, H),
         b_ih=torch.randn(3 * H),
         b_hh=torch.randn(3 * H),
-        lengths=None,
-        batch_sizes=None,
-        gamma_ih=None,
-        beta_ih=None,
-        gamma_hh=None,
-        beta_hh=None,
-        zoneout_mask=None,
-        zoneout_p=0.0,
-        zoneout_seed=-1,
-        recurrent_mask=None,
-        reverse=False,
-        reset_after=True,
-        keeps_state=True,
-        save_for_backward=True,
     )
-    args.update(changes)
-    return list(args.values())
+    inputs.update(changes)
+    return inputs
 
 
 def test_a_valid_call_runs():
-    out, h_n, saved = torch.ops.grukit.gru_layer_fwd(*forward_args())
+    out, h_n, saved = torch.ops.grukit.gru_layer_fwd(**forward_inputs(), save_for_backward=True)
     assert out.shape == (T, B, H) and h_n.shape == (B, H) and saved.shape == (T * B, 4 * H)
     assert cpu_fused._state["module"].saved_width(H, True, True) == 4 * H + 6 * H + 3
 
@@ -86,18 +73,15 @@ BAD_FORWARD = [
 @pytest.mark.parametrize("changes,message", BAD_FORWARD, ids=[m[:40] for _, m in BAD_FORWARD])
 def test_forward_rejects_bad_tensors_naming_them(changes, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        torch.ops.grukit.gru_layer_fwd(*forward_args(**changes))
+        torch.ops.grukit.gru_layer_fwd(**forward_inputs(**changes))
 
 
 def test_backward_checks_its_tensors_too():
-    x, h0, w_ih, w_hh = forward_args()[:4]
-    out, h_n, saved = torch.ops.grukit.gru_layer_fwd(*forward_args())
-    rest = (None, 0.0, -1, None)  # zoneout mask, p, seed, recurrent mask
+    inputs = forward_inputs()
+    out, h_n, saved = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=True)
 
-    def backward(d_out=torch.ones(T, B, H), d_hn=torch.ones(B, H), saved=saved, gamma_hh=None, gamma_ih=None):
-        return torch.ops.grukit.gru_layer_bwd(
-            d_out, d_hn, x, h0, w_ih, w_hh, None, None, gamma_ih, gamma_hh, *rest, out, saved, False, True, True, True
-        )
+    def backward(d_out=torch.ones(T, B, H), d_hn=torch.ones(B, H), saved=saved, **changes):
+        return torch.ops.grukit.gru_layer_bwd(out, saved, d_out, d_hn, **{**inputs, **changes})
 
     grads = backward()
     assert [tuple(g.shape) for g in grads[:6]] == [(T, B, I), (B, H), (3 * H, I), (3 * H, H), (3 * H,), (3 * H,)]
@@ -110,4 +94,4 @@ def test_backward_checks_its_tensors_too():
     with pytest.raises(ValueError, match="forward pass saved no activations"):
         backward(saved=torch.empty(0))
     with pytest.raises(ValueError, match="saved must have shape \\[12, 63\\]"):  # layer norm saves more
-        backward(gamma_ih=torch.ones(3 * H), gamma_hh=torch.ones(3 * H))
+        backward(gamma_ih=LN[0], beta_ih=LN[1], gamma_hh=LN[2], beta_hh=LN[3])

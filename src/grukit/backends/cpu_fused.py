@@ -47,7 +47,7 @@ CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-cont
 LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
-_state = {"loaded": False, "error": None, "module": None, "gemm": None, "library": None}
+_state = {"loaded": False, "error": None, "module": None, "gemm": None, "library": None, "inputs": None}
 
 
 def cache_root() -> Path:
@@ -201,178 +201,101 @@ def supports(x: Tensor) -> bool:
     return runs_on(x.device.type, x.dtype)
 
 
-# ------------------------------------------------------------------ autograd
+# ------------------------------------------------------------------ the op's inputs and autograd
+
+FORWARD_OP, BACKWARD_OP = "grukit::gru_layer_fwd", "grukit::gru_layer_bwd"
+
+
+class OpInputs:
+    """The layer operators' inputs, read from the one declaration (``csrc/layer_inputs.h``): the
+    forward op's schema gives their names and defaults, the extension the names gru_layer_bwd
+    returns gradients for. Every call, the fake implementation and the autograd formula below
+    derive from this; nothing restates the argument list."""
+
+    def __init__(self, extension):
+        schema = torch.ops.grukit.gru_layer_fwd.default._schema
+        arguments = [a for a in schema.arguments if a.name != "save_for_backward"]
+        self.names = tuple(a.name for a in arguments)
+        self.defaults = {a.name: a.default_value for a in arguments if a.has_default_value()}
+        self.gradients = tuple(extension.layer_gradients())
+        self.tensors = tuple(a.name for a in arguments if str(a.type) in ("Tensor", "Optional[Tensor]"))
+
+    def bind(self, args, kwargs=None) -> dict:
+        """``{name: value}`` for every input, from an op call's positional and keyword arguments."""
+        kwargs = dict(kwargs or {})
+        values = dict(zip(self.names, args))
+        for name in self.names[len(values) :]:
+            values[name] = kwargs.pop(name) if name in kwargs else self.defaults[name]
+        return values
+
+    def positional(self, values: dict) -> list:
+        return [values[name] for name in self.names]
+
+
+def op_inputs() -> OpInputs:
+    """The declaration of the operators' inputs (the kernels must be loaded)."""
+    if _state["inputs"] is None:
+        raise RuntimeError(f"the fused CPU kernels are unavailable: {why_unavailable()}")
+    return _state["inputs"]
 
 
 def _register_autograd() -> None:
     """The autograd formula (``register_autograd``) and the shape-only implementation for
-    ``torch.compile`` (``register_fake``) of the one operator pair."""
-    forward_op, backward_op = "grukit::gru_layer_fwd", "grukit::gru_layer_bwd"
+    ``torch.compile`` (``register_fake``) of the one operator pair, from the declaration."""
+    declared = _state["inputs"] = OpInputs(_state["module"])
     saved_width = _state["module"].saved_width  # columns of the saved activations (csrc/saved_layout.h)
 
-    @torch.library.register_fake(forward_op)
-    def _fake(
-        x,
-        h0,
-        w_ih,
-        w_hh,
-        b_ih,
-        b_hh,
-        lengths,
-        batch_sizes,
-        gamma_ih,
-        beta_ih,
-        gamma_hh,
-        beta_hh,
-        zoneout_mask,
-        zoneout_p,
-        zoneout_seed,
-        recurrent_mask,
-        reverse,
-        reset_after,
-        keeps_state,
-        save_for_backward,
-    ):
-        H = w_hh.shape[1]
+    @torch.library.register_fake(FORWARD_OP)
+    def _fake(*args, **kwargs):
+        save = args[len(declared.names)] if len(args) > len(declared.names) else kwargs.get("save_for_backward", False)
+        inputs = declared.bind(args, kwargs)
+        x, h0, H = inputs["x"], inputs["h0"], inputs["w_hh"].shape[1]
         rows = x.shape[:-1]  # (T, B) padded, (N,) packed
         n = rows[0] * rows[1] if len(rows) == 2 else rows[0]
-        width = saved_width(H, reset_after, gamma_ih is not None)
-        saved = x.new_empty((n, width)) if save_for_backward else x.new_empty((0,))
+        width = saved_width(H, inputs["reset_after"], inputs["gamma_ih"] is not None)
+        saved = x.new_empty((n, width)) if save else x.new_empty((0,))
         return x.new_empty(rows + (H,)), x.new_empty((h0.shape[0], H)), saved
 
-    @torch.library.register_fake(backward_op)
-    def _fake_bwd(
-        d_out,
-        d_hn,
-        x,
-        h0,
-        w_ih,
-        w_hh,
-        lengths,
-        batch_sizes,
-        gamma_ih,
-        gamma_hh,
-        zoneout_mask,
-        zoneout_p,
-        zoneout_seed,
-        recurrent_mask,
-        out,
-        saved,
-        reverse,
-        reset_after,
-        keeps_state,
-        has_bias,
-    ):
-        n = w_hh.shape[0] if has_bias or gamma_ih is not None else 0
-        g = w_hh.shape[0] if gamma_ih is not None else 0
+    @torch.library.register_fake(BACKWARD_OP)
+    def _fake_bwd(out, saved, d_out, d_hn, *args, **kwargs):
+        inputs = declared.bind(args, kwargs)
+        like = inputs["w_hh"]
         return [
-            torch.empty_like(x),
-            torch.empty_like(h0),
-            torch.empty_like(w_ih),
-            torch.empty_like(w_hh),
-            w_hh.new_empty((n,)),
-            w_hh.new_empty((n,)),
-        ] + [w_hh.new_empty((g,)) for _ in range(4)]
+            torch.empty_like(inputs[name]) if inputs[name] is not None else like.new_empty((0,))
+            for name in declared.gradients
+        ]
 
     def setup_context(ctx, inputs, output):
-        (
-            x,
-            h0,
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            lengths,
-            batch_sizes,
-            gamma_ih,
-            beta_ih,
-            gamma_hh,
-            beta_hh,
-            zoneout_mask,
-            zoneout_p,
-            zoneout_seed,
-            recurrent_mask,
-            reverse,
-            reset_after,
-            keeps_state,
-            _,
-        ) = inputs
+        values = declared.bind(inputs[: len(declared.names)])
         out, _, saved = output
-        ctx.save_for_backward(
-            x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved
-        )
-        ctx.flags = (zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, b_ih is not None, gamma_ih is not None)
-        ctx.biases = (b_ih, b_hh, beta_ih, beta_hh)  # only a differentiable backward needs them
+        tensors = [name for name in declared.tensors if values[name] is not None]
+        ctx.save_for_backward(*(values[name] for name in tensors), out, saved)
+        ctx.tensor_names = tensors
+        ctx.values = {name: value for name, value in values.items() if name not in declared.tensors}
 
     def backward(ctx, d_out, d_hn, _d_saved):
-        (x, h0, w_ih, w_hh, lengths, batch_sizes, gamma_ih, gamma_hh, zoneout_mask, recurrent_mask, out, saved) = (
-            ctx.saved_tensors
-        )
-        zoneout_p, zoneout_seed, reverse, reset_after, keeps_state, has_bias, has_ln = ctx.flags
+        *tensors, out, saved = ctx.saved_tensors
+        inputs = {name: None for name in declared.tensors}
+        inputs.update(zip(ctx.tensor_names, tensors))
+        inputs.update(ctx.values)
         # create_graph=True (the gradient itself must be differentiable), or gradients batched by
         # torch's vmap (gradcheck's check_batched_grad): the layer recomputed in torch ops, differentiated
         if torch.is_grad_enabled() or _batched(d_out, d_hn):
-            b_ih, b_hh, beta_ih, beta_hh = ctx.biases
-            layer_norm = (gamma_ih, beta_ih, gamma_hh, beta_hh) if has_ln else None
-            inputs = (x, h0, w_ih, w_hh, b_ih, b_hh) + (layer_norm or (None,) * 4)
-            if zoneout_mask is None and zoneout_seed >= 0:
+            grads = differentiable_backward(inputs, d_out, d_hn)
+        else:
+            if not saved.numel():
                 raise RuntimeError(
-                    "grukit: double backward (create_graph=True) or batched gradients through zoneout drawn "
-                    "inside the fused CPU kernel are not supported: pass backend='torch', or an explicit zoneout mask"
+                    "grukit: backward through a fused GRU layer that ran without saving activations "
+                    "(save_for_backward=False); call it with grad enabled"
                 )
-            zoneout = zoneout_mask if zoneout_mask is not None else (zoneout_p or None)
-            return (
-                differentiable_backward(
-                    inputs,
-                    d_out,
-                    d_hn,
-                    lengths,
-                    batch_sizes,
-                    reverse,
-                    reset_after,
-                    keeps_state,
-                    zoneout,
-                    recurrent_mask,
-                )
-                + (None,) * 8
-            )
-        if not saved.numel():
-            raise RuntimeError(
-                "grukit: backward through a fused GRU layer that ran without saving activations "
-                "(save_for_backward=False); call it with grad enabled"
-            )
-        d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
-        d_hn = torch.zeros_like(h0) if d_hn is None else d_hn.contiguous()
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dg_i, dbe_i, dg_h, dbe_h = torch.ops.grukit.gru_layer_bwd(
-            d_out,
-            d_hn,
-            x,
-            h0,
-            w_ih,
-            w_hh,
-            lengths,
-            batch_sizes,
-            gamma_ih,
-            gamma_hh,
-            zoneout_mask,
-            zoneout_p,
-            zoneout_seed,
-            recurrent_mask,
-            out,
-            saved,
-            reverse,
-            reset_after,
-            keeps_state,
-            has_bias,
-        )
-        if not has_bias:
-            db_ih = db_hh = None
-        if not has_ln:
-            dg_i = dbe_i = dg_h = dbe_h = None
-        return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, dg_i, dbe_i, dg_h, dbe_h) + (None,) * 8
+            d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
+            d_hn = torch.zeros_like(inputs["h0"]) if d_hn is None else d_hn.contiguous()
+            returned = torch.ops.grukit.gru_layer_bwd(out, saved, d_out, d_hn, *declared.positional(inputs))
+            grads = {name: g if inputs[name] is not None else None for name, g in zip(declared.gradients, returned)}
+        return tuple(grads.get(name) for name in declared.names) + (None,)  # (save_for_backward)
 
-    torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
-    for name in (forward_op, backward_op):
+    torch.library.register_autograd(FORWARD_OP, backward, setup_context=setup_context)
+    for name in (FORWARD_OP, BACKWARD_OP):
         torch.library.register_vmap(name, _vmap_by_loop(name))
 
 
@@ -404,55 +327,53 @@ def _vmap_by_loop(name: str):
     return rule
 
 
-def differentiable_backward(
-    inputs, d_out, d_hn, lengths, batch_sizes, reverse, reset_after, keeps_state, zoneout, recurrent_mask
-):
+def differentiable_backward(inputs: dict, d_out, d_hn) -> dict:
     """The layer's gradients as a differentiable function (for ``create_graph=True``): the forward
     is run again on the portable path (``torch_ops.gru_layer``, plain torch ops, so autograd can
     differentiate it twice) and differentiated with ``create_graph=True``.
 
     Args:
-        inputs: (x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh), the op's
-            differentiable inputs (None where absent); x [T, B, I] padded or [N, I] packed.
-        d_out, d_hn: the incoming gradients of out and h_n.
-        batch_sizes: [T] for packed input (the op's batch_sizes), else None.
+        inputs: the op's inputs by name (``OpInputs``); x [T, B, I] padded or [N, I] packed (with
+            batch_sizes [T]).
+        d_out, d_hn: the incoming gradients of out and h_n (None: zero).
 
-    Returns the gradients in the op's argument order: x, h0, w_ih, w_hh, b_ih, b_hh, None for
-    lengths and batch_sizes, then gamma_ih, beta_ih, gamma_hh, beta_hh.
+    Returns ``{name: gradient}`` for the differentiable inputs that require one.
     """
     from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
     from . import torch_ops
 
-    x, h0, w_ih, w_hh, b_ih, b_hh, *norm = inputs
-    layer_norm = tuple(norm) if norm[0] is not None else None
+    if inputs["zoneout_mask"] is None and inputs["zoneout_seed"] >= 0:
+        raise RuntimeError(
+            "grukit: double backward (create_graph=True) or batched gradients through zoneout drawn "
+            "inside the fused CPU kernel are not supported: pass backend='torch', or an explicit zoneout mask"
+        )
+    norm = tuple(inputs[name] for name in ("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"))
+    layer_norm = norm if norm[0] is not None else None
+    zoneout = inputs["zoneout_mask"] if inputs["zoneout_mask"] is not None else (inputs["zoneout_p"] or None)
+    x, lengths, batch_sizes = inputs["x"], inputs["lengths"], inputs["batch_sizes"]
+    flags = (inputs["reverse"], inputs["reset_after"], inputs["keeps_state"])
+    weights = tuple(inputs[name] for name in ("h0", "w_ih", "w_hh", "b_ih", "b_hh"))
     with torch.enable_grad():
         if batch_sizes is not None:  # packed rows -> padded [T, B, I] with lengths, and back
             padded, lengths = pad_packed_sequence(PackedSequence(x, batch_sizes))
             if isinstance(zoneout, Tensor):
                 zoneout, _ = pad_packed_sequence(PackedSequence(zoneout, batch_sizes))
             out, h_n = torch_ops.gru_layer(
-                padded, h0, w_ih, w_hh, b_ih, b_hh, lengths.to(x.device), reverse, reset_after, keeps_state,
-                layer_norm, zoneout, recurrent_mask,
-            )  # fmt: skip
+                padded, *weights, lengths.to(x.device), *flags, layer_norm, zoneout, inputs["recurrent_mask"]
+            )
             out = pack_padded_sequence(out, lengths).data
         else:
-            out, h_n = torch_ops.gru_layer(
-                x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm, zoneout,
-                recurrent_mask,
-            )  # fmt: skip
-        wanted = [t for t in inputs if t is not None and t.requires_grad]
-        grads = iter(
-            torch.autograd.grad(
-                [out, h_n],
-                wanted,
-                [torch.zeros_like(out) if d_out is None else d_out, torch.zeros_like(h_n) if d_hn is None else d_hn],
-                create_graph=True,
-                allow_unused=True,
-            )
+            out, h_n = torch_ops.gru_layer(x, *weights, lengths, *flags, layer_norm, zoneout, inputs["recurrent_mask"])
+        wanted = [name for name, t in inputs.items() if isinstance(t, Tensor) and t.requires_grad]
+        grads = torch.autograd.grad(
+            [out, h_n],
+            [inputs[name] for name in wanted],
+            [torch.zeros_like(out) if d_out is None else d_out, torch.zeros_like(h_n) if d_hn is None else d_hn],
+            create_graph=True,
+            allow_unused=True,
         )
-    by_input = [next(grads) if t is not None and t.requires_grad else None for t in inputs]
-    return tuple(by_input[:6]) + (None, None) + tuple(by_input[6:])
+    return dict(zip(wanted, grads))
 
 
 # ------------------------------------------------------------------ backend entry point
@@ -467,44 +388,37 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def _layer(
-    x,
-    batch_sizes,
-    h0,
-    w_ih,
-    w_hh,
-    b_ih,
-    b_hh,
-    lengths,
-    reverse,
-    reset_after,
-    keeps_state,
-    layer_norm,
-    zoneout,
-    recurrent_mask,
+    x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm, zoneout, recurrent_mask
 ):
     """One call of ``gru_layer_fwd``, padded or packed, plain or regularised: (out, h_n)."""
-    ln = tuple(_contiguous(t) for t in layer_norm) if layer_norm is not None else (None, None, None, None)
-    mask = zoneout.contiguous() if isinstance(zoneout, Tensor) else None
+    gamma_ih, beta_ih, gamma_hh, beta_hh = (_contiguous(t) for t in (layer_norm or (None,) * 4))
     if isinstance(zoneout, ZoneoutDraw):  # the kernel draws the mask from the seed (never stored)
-        p, seed = zoneout.p, zoneout.seed
+        zoneout_p, zoneout_seed = zoneout.p, zoneout.seed
     else:
-        p, seed = (float(zoneout) if isinstance(zoneout, (int, float)) else 0.0), -1
-    weights = [_contiguous(t) for t in (h0, w_ih, w_hh, b_ih, b_hh)]
-    out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
-        x.contiguous(),
-        *weights,
-        lengths,
-        batch_sizes,
-        *ln,
-        mask,
-        p,
-        seed,
-        _contiguous(recurrent_mask),
-        reverse,
-        reset_after,
-        keeps_state,
-        _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *ln),
+        zoneout_p, zoneout_seed = (float(zoneout) if isinstance(zoneout, (int, float)) else 0.0), -1
+    inputs = dict(
+        x=x.contiguous(),
+        h0=_contiguous(h0),
+        w_ih=_contiguous(w_ih),
+        w_hh=_contiguous(w_hh),
+        b_ih=_contiguous(b_ih),
+        b_hh=_contiguous(b_hh),
+        lengths=lengths,
+        batch_sizes=batch_sizes,
+        gamma_ih=gamma_ih,
+        beta_ih=beta_ih,
+        gamma_hh=gamma_hh,
+        beta_hh=beta_hh,
+        zoneout_mask=zoneout.contiguous() if isinstance(zoneout, Tensor) else None,
+        zoneout_p=zoneout_p,
+        zoneout_seed=zoneout_seed,
+        recurrent_mask=_contiguous(recurrent_mask),
+        reverse=reverse,
+        reset_after=reset_after,
+        keeps_state=keeps_state,
     )
+    save = _needs_grad(*(inputs[name] for name in op_inputs().gradients))
+    out, h_n, _ = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=save)
     return out, h_n
 
 

@@ -112,12 +112,11 @@ def _batch_one_layer_seconds(extension, routine: str, H: int, repeats: int) -> f
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(ROW_LAYER_STEPS, 1, H, generator=generator)
         w_ih, w_hh = torch.randn(3 * H, H, generator=generator) * 0.1, torch.randn(3 * H, H, generator=generator) * 0.1
-        args = (x, torch.zeros(1, H), w_ih, w_hh, None, None, None, None) + (None,) * 5 + (0.0, -1, None)
-        flags = (False, True, True, False)  # forward, reset after, keeps the state, nothing saved
+        inputs = dict(x=x, h0=torch.zeros(1, H), w_ih=w_ih, w_hh=w_hh)  # reset after, nothing saved (the defaults)
         best = math.inf
         for _ in range(repeats + 1):
             start = time.perf_counter()
-            torch.ops.grukit.gru_layer_fwd(*args, *flags)
+            torch.ops.grukit.gru_layer_fwd(**inputs)
             best = min(best, time.perf_counter() - start)
         return best
     finally:

@@ -1,5 +1,5 @@
 // The GRU cell's element-wise passes: the one copy of the step math, forward and backward,
-// that every layer driver (plain, normalised) and the stream call.
+// that the layer driver (layer.h) and the stream (stream.h) call.
 //
 // One function per pass, over `n` hidden units of one batch row, every pointer already
 // offset to the first unit and marked __restrict so the compiler vectorises the loop.
@@ -90,25 +90,26 @@ inline T new_state(T c, T z, T hv, const Z& zoneout, int64_t j) {
 // ---------------------------------------------------------------- forward
 
 // reset after. In: gi_{r,z,n} = x W^T rows, q_{r,z,n} = h U^T rows, biases, h.
-// Out: h_t (to h_new and out), and r, z, n, hn = h U_n^T + b_hn for the backward pass.
+// Out: h_t (to h_new and out), and r, z, n, rec_n = h U_n^T + b_hn (the candidate's recurrent
+// term) for the backward pass.
 template <typename T, bool KEEPS, typename Z>
 void forward_after(int64_t n, const T* __restrict gr, const T* __restrict gz, const T* __restrict gn,
                    const T* __restrict qr, const T* __restrict qz, const T* __restrict qn, const T* __restrict brz_r,
                    const T* __restrict brz_z, const T* __restrict b_in, const T* __restrict b_hn, const T* __restrict h,
                    T* __restrict h_new, T* __restrict out, T* __restrict sr, T* __restrict sz, T* __restrict sn,
-                   T* __restrict shn, const Z& zoneout) {
+                   T* __restrict s_rec_n, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
     // r = sigmoid(x W_r^T + h U_r^T + b_ir + b_hr);  z likewise
     T r = sigmoid_act(gr[j] + qr[j] + brz_r[j]);
     T z = sigmoid_act(gz[j] + qz[j] + brz_z[j]);
     // n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn))
-    T hn = qn[j] + b_hn[j];
-    T c = tanh_act(gn[j] + b_in[j] + r * hn);
+    T rec_n = qn[j] + b_hn[j];
+    T c = tanh_act(gn[j] + b_in[j] + r * rec_n);
     T hnew = new_state<T, KEEPS, Z>(c, z, h[j], zoneout, j);
     sr[j] = r;
     sz[j] = z;
     sn[j] = c;
-    shn[j] = hn;
+    s_rec_n[j] = rec_n;
     h_new[j] = hnew;
     out[j] = hnew;
   }
@@ -165,21 +166,21 @@ inline void update_gradients(T d, T hv, T c, T z, const Z& zoneout, int64_t j, T
   if constexpr (Z::active) dh_direct = d_zoned + dh_direct;
 }
 
-// reset after. In: saved r, z, n, hn; h_{t-1}; dout; dh (gradient from step t+1).
-// Out: dGI = [da_r, da_z, da_n], dGH = [da_r, da_z, d(hn)], the direct part of dh_{t-1}
+// reset after. In: saved r, z, n, rec_n; h_{t-1}; dout; dh (gradient from step t+1).
+// Out: dGI = [da_r, da_z, da_n], dGH = [da_r, da_z, d(rec_n)], the direct part of dh_{t-1}
 // (written over dh), and h_{t-1} copied to hp for the weight-gradient GEMM.
 template <typename T, bool KEEPS, typename Z>
 void backward_after(int64_t n, const T* __restrict sr, const T* __restrict sz, const T* __restrict sn,
-                    const T* __restrict shn, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
+                    const T* __restrict s_rec_n, const T* __restrict h, const T* __restrict dout, T* __restrict dh,
                     T* __restrict gi_r, T* __restrict gi_z, T* __restrict gi_n, T* __restrict gh_r, T* __restrict gh_z,
                     T* __restrict gh_n, T* __restrict hp, const Z& zoneout) {
   for (int64_t j = 0; j < n; ++j) {
-    T r = sr[j], z = sz[j], c = sn[j], hn = shn[j], hv = h[j];
+    T r = sr[j], z = sz[j], c = sn[j], rec_n = s_rec_n[j], hv = h[j];
     T dz, dc, dh_direct;
     update_gradients<T, KEEPS, Z>(dout[j] + dh[j], hv, c, z, zoneout, j, dz, dc, dh_direct);
-    // n = tanh(a_n), a_n = x W_n^T + b_in + r * hn
+    // n = tanh(a_n), a_n = x W_n^T + b_in + r * rec_n
     T da_n = dc * (T(1) - c * c);
-    T dr = da_n * hn;
+    T dr = da_n * rec_n;
     // r = sigmoid(a_r), z = sigmoid(a_z)
     T da_r = dr * r * (T(1) - r);
     T da_z = dz * z * (T(1) - z);

@@ -1,22 +1,23 @@
 // The grukit operators: one GRU layer in one direction, forward and backward, on the CPU.
 //
-//   torch.ops.grukit.gru_layer_fwd   (x, h0, weights, optional lengths / batch_sizes, optional
-//                                     regularisers, flags) -> (out, h_n, saved)
-//   torch.ops.grukit.gru_layer_bwd   (d_out, d_hn, what the forward saw and saved, flags) -> grads
+//   torch.ops.grukit.gru_layer_fwd   (the layer's inputs, save_for_backward) -> (out, h_n, saved)
+//   torch.ops.grukit.gru_layer_bwd   (out, saved, d_out, d_hn, the layer's inputs) -> one gradient
+//                                     per differentiable input
 //
-// The operators are public, so every tensor is checked here, at the boundary, before a kernel
-// reads it: shape, dtype, device and contiguity, with messages that name the argument
-// (causal-conv1d's CHECK_SHAPE style). The driver is chosen inside: the plain one (layer_plain.h)
-// without regularisers, the normalised one (layer_normalised.h) with any of them.
+// The layer's inputs are declared once (layer_inputs.h): both schemas, the struct the driver
+// reads and the Python side derive from that list. The operators are public, so every tensor is
+// checked here, at the boundary, before a kernel reads it: shape, dtype, device and contiguity,
+// with messages that name the argument (causal-conv1d's CHECK_SHAPE style).
 //
 // This file is the extension's one translation unit; the kernels are in the headers it includes:
-//   gemm.h, activations.h    matrix products and activations
+//   gemm.h, row_product.h, activations.h   matrix products and activations
 //   cell.h                   the cell's element-wise passes (the one copy of the step math)
-//   workspace.h              the buffer pool          problem.h   sizes, layout, sorting
-//   team.h                   thread teams             saved_layout.h   what forward saves
-//   layer_plain.h, layer_normalised.h   layer drivers
-//   weight_gradients.h       the backward pass's closing GEMMs
-//   layer_norm.h             layer norm of a row      stream.h    streaming inference
+//   layer.h                  the layer driver (its policies: zoneout, layer norm, recurrent dropout)
+//   layer_inputs.h           the operators' inputs      problem.h   sizes, layout, sorting
+//   workspace.h              the buffer pool            team.h      thread teams
+//   projection_ahead.h       the input projection beside a one-thread recurrence
+//   saved_layout.h           what forward saves         weight_gradients.h   the backward's closing GEMMs
+//   layer_norm.h             layer norm of a row        stream.h    streaming inference
 
 #include <torch/extension.h>
 #include <torch/library.h>
@@ -24,8 +25,8 @@
 #include <sstream>
 #include <string>
 
-#include "layer_normalised.h"
-#include "layer_plain.h"
+#include "layer.h"
+#include "layer_inputs.h"
 #include "problem.h"
 #include "saved_layout.h"
 #include "stream.h"
@@ -53,23 +54,19 @@ void check_tensor(const char* op, const char* name, const Tensor& t, const Tenso
   TORCH_CHECK_VALUE(t.is_contiguous(), "grukit::", op, ": ", name, " must be contiguous");
 }
 
-void check_optional(const char* op, const char* name, const c10::optional<Tensor>& t, const Tensor& like,
+void check_optional(const char* op, const char* name, const OptionalTensor& t, const Tensor& like,
                     std::initializer_list<int64_t> shape) {
-  if (t.has_value() && t->defined()) check_tensor(op, name, *t, like, shape);
+  if (given(t)) check_tensor(op, name, *t, like, shape);
 }
 
-bool given(const c10::optional<Tensor>& t) {
-  return t.has_value() && t->defined();
-}
-
-// The sizes of a call, from x, h0 and w_hh, after checking every tensor against them.
+// The sizes of a call, from x, h0 and w_hh, after checking every input against them.
 struct Sizes {
   int64_t T = 0, B = 0, I = 0, H = 0, N = 0;
   bool packed = false;
 };
 
-Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                  const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes) {
+Sizes check_inputs(const char* op, const LayerInputs& in) {
+  const Tensor &x = in.x, &w_hh = in.w_hh;
   Sizes s;
   TORCH_CHECK_VALUE(x.device().is_cpu(), "grukit::", op, ": x must be on the CPU, got ", x.device());
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "grukit::", op,
@@ -78,11 +75,11 @@ Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tenso
   TORCH_CHECK_VALUE(w_hh.dim() == 2 && w_hh.size(0) == 3 * w_hh.size(1), "grukit::", op,
                     ": w_hh must have shape [3H, H], got ", shape_text(w_hh.sizes()));
   s.H = w_hh.size(1);
-  s.packed = given(batch_sizes);
-  TORCH_CHECK_VALUE(!(s.packed && given(lengths)), "grukit::", op,
+  s.packed = given(in.batch_sizes);
+  TORCH_CHECK_VALUE(!(s.packed && given(in.lengths)), "grukit::", op,
                     ": give lengths (padded input) or batch_sizes (packed input), not both");
   if (s.packed) {
-    const Tensor& bs = *batch_sizes;
+    const Tensor& bs = *in.batch_sizes;
     TORCH_CHECK_VALUE(x.dim() == 2, "grukit::", op, ": packed x must be [N, I], got ", shape_text(x.sizes()));
     TORCH_CHECK_TYPE(bs.scalar_type() == at::kLong && bs.dim() == 1 && bs.device().is_cpu() && bs.numel() > 0,
                      "grukit::", op, ": batch_sizes must be a non-empty 1-D int64 CPU tensor");
@@ -96,8 +93,8 @@ Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tenso
     s.B = x.size(1);
     s.I = x.size(2);
     s.N = s.T * s.B;
-    if (given(lengths)) {
-      const Tensor& len = *lengths;
+    if (given(in.lengths)) {
+      const Tensor& len = *in.lengths;
       TORCH_CHECK_TYPE(len.scalar_type() == at::kLong, "grukit::", op, ": lengths must be int64, got ",
                        len.scalar_type());
       TORCH_CHECK_VALUE(len.dim() == 1 && len.size(0) == s.B, "grukit::", op, ": lengths must have shape [", s.B,
@@ -110,124 +107,102 @@ Sizes check_layer(const char* op, const Tensor& x, const Tensor& h0, const Tenso
       }
     }
   }
-  check_tensor(op, "h0", h0, x, {s.B, s.H});
-  check_tensor(op, "w_ih", w_ih, x, {3 * s.H, s.I});
+  check_tensor(op, "h0", in.h0, x, {s.B, s.H});
+  check_tensor(op, "w_ih", in.w_ih, x, {3 * s.H, s.I});
   check_tensor(op, "w_hh", w_hh, x, {3 * s.H, s.H});
+  TORCH_CHECK_VALUE(given(in.b_ih) == given(in.b_hh), "grukit::", op, ": give both b_ih and b_hh, or neither");
+  check_optional(op, "b_ih", in.b_ih, x, {3 * s.H});
+  check_optional(op, "b_hh", in.b_hh, x, {3 * s.H});
+  const bool ln = given(in.gamma_ih);
+  TORCH_CHECK_VALUE(given(in.gamma_hh) == ln && given(in.beta_ih) == ln && given(in.beta_hh) == ln, "grukit::", op,
+                    ": layer norm needs all of gamma_ih, beta_ih, gamma_hh, beta_hh, or none");
+  check_optional(op, "gamma_ih", in.gamma_ih, x, {3 * s.H});
+  check_optional(op, "beta_ih", in.beta_ih, x, {3 * s.H});
+  check_optional(op, "gamma_hh", in.gamma_hh, x, {3 * s.H});
+  check_optional(op, "beta_hh", in.beta_hh, x, {3 * s.H});
+  if (s.packed)
+    check_optional(op, "zoneout_mask", in.zoneout_mask, x, {s.N, s.H});
+  else
+    check_optional(op, "zoneout_mask", in.zoneout_mask, x, {s.T, s.B, s.H});
+  TORCH_CHECK_VALUE(in.zoneout_p >= 0 && in.zoneout_p <= 1, "grukit::", op, ": zoneout_p must be in [0, 1], got ",
+                    in.zoneout_p);
+  check_optional(op, "recurrent_mask", in.recurrent_mask, x, {s.B, s.H});
   return s;
 }
 
-// The regularisers of a call, checked against its sizes.
-Regularisers check_regularisers(const char* op, const Sizes& s, const Tensor& x, const c10::optional<Tensor>& gamma_ih,
-                                const c10::optional<Tensor>& beta_ih, const c10::optional<Tensor>& gamma_hh,
-                                const c10::optional<Tensor>& beta_hh, const c10::optional<Tensor>& zoneout_mask,
-                                double zoneout_p, int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask,
-                                bool check_betas) {
-  const bool ln = given(gamma_ih);
-  TORCH_CHECK_VALUE(given(gamma_hh) == ln && (!check_betas || (given(beta_ih) == ln && given(beta_hh) == ln)),
-                    "grukit::", op, ": layer norm needs all of gamma_ih, beta_ih, gamma_hh, beta_hh, or none");
-  for (auto [name, t] : {std::pair<const char*, const c10::optional<Tensor>*>{"gamma_ih", &gamma_ih},
-                         {"beta_ih", &beta_ih},
-                         {"gamma_hh", &gamma_hh},
-                         {"beta_hh", &beta_hh}})
-    check_optional(op, name, *t, x, {3 * s.H});
-  if (s.packed)
-    check_optional(op, "zoneout_mask", zoneout_mask, x, {s.N, s.H});
-  else
-    check_optional(op, "zoneout_mask", zoneout_mask, x, {s.T, s.B, s.H});
-  TORCH_CHECK_VALUE(zoneout_p >= 0 && zoneout_p <= 1, "grukit::", op, ": zoneout_p must be in [0, 1], got ", zoneout_p);
-  check_optional(op, "recurrent_mask", recurrent_mask, x, {s.B, s.H});
-  Regularisers g;
-  g.gamma_ih = gamma_ih;
-  g.beta_ih = beta_ih;
-  g.gamma_hh = gamma_hh;
-  g.beta_hh = beta_hh;
-  g.zoneout_mask = zoneout_mask;
-  g.zoneout_p = given(zoneout_mask) ? 0.0 : zoneout_p;
-  g.zoneout_seed = zoneout_seed;
-  g.recurrent_mask = recurrent_mask;
-  return g;
+Problem problem_of(const LayerInputs& in) {
+  return describe(in.x, in.w_hh, in.lengths, in.batch_sizes, in.reverse, in.reset_after, in.keeps_state);
 }
 
-// ---------------------------------------------------------------- operators
+// ---------------------------------------------------------------- operators (boxed: the arguments are
+// read off the stack in GRUKIT_LAYER_INPUTS' order)
 
-std::tuple<Tensor, Tensor, Tensor> gru_layer_fwd(
-    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
-    const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& lengths, const c10::optional<Tensor>& batch_sizes,
-    const c10::optional<Tensor>& gamma_ih, const c10::optional<Tensor>& beta_ih, const c10::optional<Tensor>& gamma_hh,
-    const c10::optional<Tensor>& beta_hh, const c10::optional<Tensor>& zoneout_mask, double zoneout_p,
-    int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask, bool reverse, bool reset_after, bool keeps_state,
-    bool save_for_backward) {
+// gru_layer_fwd(<layer inputs>, bool save_for_backward) -> (out, h_n, saved)
+void gru_layer_fwd(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   const char* op = "gru_layer_fwd";
-  const Sizes s = check_layer(op, x, h0, w_ih, w_hh, lengths, batch_sizes);
-  TORCH_CHECK_VALUE(given(b_ih) == given(b_hh), "grukit::", op, ": give both b_ih and b_hh, or neither");
-  check_optional(op, "b_ih", b_ih, x, {3 * s.H});
-  check_optional(op, "b_hh", b_hh, x, {3 * s.H});
-  const Regularisers g = check_regularisers(op, s, x, gamma_ih, beta_ih, gamma_hh, beta_hh, zoneout_mask, zoneout_p,
-                                            zoneout_seed, recurrent_mask, true);
-  Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
+  const size_t first = stack->size() - kLayerInputCount - 1;
+  const LayerInputs in = read_layer_inputs(*stack, first);
+  const bool save = (*stack)[first + kLayerInputCount].toBool();
+  check_inputs(op, in);
+  const Problem p = problem_of(in);
   at::NoGradGuard no_grad;
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_fwd", [&] {
-    return g.any() ? normalised_forward<scalar_t>(p, g, x, h0, w_ih, w_hh, b_ih, b_hh, save_for_backward)
-                   : plain_forward<scalar_t>(p, x, h0, w_ih, w_hh, b_ih, b_hh, save_for_backward);
+  auto [out, h_n, saved] = AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "gru_layer_fwd", [&] {
+    return layer_forward<scalar_t>(p, in, save);
   });
+  torch::jit::drop(*stack, kLayerInputCount + 1);
+  torch::jit::push(*stack, out, h_n, saved);
 }
 
-std::vector<Tensor> gru_layer_bwd(const Tensor& d_out, const Tensor& d_hn, const Tensor& x, const Tensor& h0,
-                                  const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& lengths,
-                                  const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& gamma_ih,
-                                  const c10::optional<Tensor>& gamma_hh, const c10::optional<Tensor>& zoneout_mask,
-                                  double zoneout_p, int64_t zoneout_seed, const c10::optional<Tensor>& recurrent_mask,
-                                  const Tensor& out, const Tensor& saved, bool reverse, bool reset_after,
-                                  bool keeps_state, bool has_bias) {
+// gru_layer_bwd(out, saved, d_out, d_hn, <layer inputs>) -> [one gradient per layer_gradients() name]
+void gru_layer_bwd(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   const char* op = "gru_layer_bwd";
-  const Sizes s = check_layer(op, x, h0, w_ih, w_hh, lengths, batch_sizes);
-  const Regularisers g = check_regularisers(op, s, x, gamma_ih, c10::nullopt, gamma_hh, c10::nullopt, zoneout_mask,
-                                            zoneout_p, zoneout_seed, recurrent_mask, false);
+  const size_t first = stack->size() - 4 - kLayerInputCount;
+  const Tensor out = (*stack)[first].toTensor(), saved = (*stack)[first + 1].toTensor();
+  const Tensor d_out = (*stack)[first + 2].toTensor(), d_hn = (*stack)[first + 3].toTensor();
+  const LayerInputs in = read_layer_inputs(*stack, first + 4);
+  const Sizes s = check_inputs(op, in);
   if (s.packed) {
-    check_tensor(op, "out", out, x, {s.N, s.H});
-    check_tensor(op, "d_out", d_out, x, {s.N, s.H});
+    check_tensor(op, "out", out, in.x, {s.N, s.H});
+    check_tensor(op, "d_out", d_out, in.x, {s.N, s.H});
   } else {
-    check_tensor(op, "out", out, x, {s.T, s.B, s.H});
-    check_tensor(op, "d_out", d_out, x, {s.T, s.B, s.H});
+    check_tensor(op, "out", out, in.x, {s.T, s.B, s.H});
+    check_tensor(op, "d_out", d_out, in.x, {s.T, s.B, s.H});
   }
-  check_tensor(op, "d_hn", d_hn, x, {s.B, s.H});
-  const int64_t width = SavedLayout(s.H, reset_after, g.layer_norm()).width;
+  check_tensor(op, "d_hn", d_hn, in.x, {s.B, s.H});
+  const int64_t width = SavedLayout(s.H, in.reset_after, in.layer_norm()).width;
   TORCH_CHECK_VALUE(saved.numel() != 0 || s.N == 0, "grukit::", op,
                     ": the forward pass saved no activations (it ran with save_for_backward=False)");
-  check_tensor(op, "saved", saved, x, {s.N, width});
-  Problem p = describe(x, w_hh, lengths, batch_sizes, reverse, reset_after, keeps_state);
+  check_tensor(op, "saved", saved, in.x, {s.N, width});
+  const Problem p = problem_of(in);
   at::NoGradGuard no_grad;
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_layer_bwd", [&] {
-    if (g.any()) return normalised_backward<scalar_t>(p, g, d_out, d_hn, x, h0, w_ih, w_hh, out, saved, has_bias);
-    std::vector<Tensor> grads = plain_backward<scalar_t>(p, d_out, d_hn, x, h0, w_ih, w_hh, out, saved, has_bias);
-    for (int i = 0; i < 4; ++i) grads.push_back(at::empty({0}, x.options()));  // no layer-norm gradients
-    return grads;
+  std::vector<Tensor> grads = AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "gru_layer_bwd", [&] {
+    return layer_backward<scalar_t>(p, in, out, saved, d_out, d_hn);
   });
+  torch::jit::drop(*stack, 4 + kLayerInputCount);
+  torch::jit::push(*stack, grads);
 }
 
 }  // namespace
 
 TORCH_LIBRARY(grukit, m) {
-  m.def(
-      "gru_layer_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "
-      "Tensor? batch_sizes, Tensor? gamma_ih, Tensor? beta_ih, Tensor? gamma_hh, Tensor? beta_hh, "
-      "Tensor? zoneout_mask, float zoneout_p, int zoneout_seed, Tensor? recurrent_mask, bool reverse, "
-      "bool reset_after, bool keeps_state, bool save_for_backward) -> (Tensor, Tensor, Tensor)");
-  m.def(
-      "gru_layer_bwd(Tensor d_out, Tensor d_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
-      "Tensor? batch_sizes, Tensor? gamma_ih, Tensor? gamma_hh, Tensor? zoneout_mask, float zoneout_p, "
-      "int zoneout_seed, Tensor? recurrent_mask, Tensor out, Tensor saved, bool reverse, bool reset_after, "
-      "bool keeps_state, bool has_bias) -> Tensor[]");
+  const std::string inputs = layer_inputs_schema();
+  m.def(torch::schema(("gru_layer_fwd(" + inputs + ", bool save_for_backward=False) -> (Tensor, Tensor, Tensor)").c_str(),
+                      c10::AliasAnalysisKind::FROM_SCHEMA));
+  m.def(torch::schema(("gru_layer_bwd(Tensor out, Tensor saved, Tensor d_out, Tensor d_hn, " + inputs +
+                       ") -> Tensor[]").c_str(),
+                      c10::AliasAnalysisKind::FROM_SCHEMA));
 }
 
 TORCH_LIBRARY_IMPL(grukit, CPU, m) {
-  m.impl("gru_layer_fwd", &gru_layer_fwd);
-  m.impl("gru_layer_bwd", &gru_layer_bwd);
+  m.impl("gru_layer_fwd", torch::CppFunction::makeFromBoxedFunction<&gru_layer_fwd>());
+  m.impl("gru_layer_bwd", torch::CppFunction::makeFromBoxedFunction<&gru_layer_bwd>());
 }
 
 }  // namespace grukit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("layer_gradients", &grukit::layer_gradients,
+        "The inputs gru_layer_bwd returns a gradient for, in its order (layer_inputs.h).");
   m.def(
       "saved_width",
       [](int64_t H, bool reset_after, bool layer_norm) {

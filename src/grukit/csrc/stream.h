@@ -102,7 +102,7 @@ class Stream {
     int64_t in_size = I_;
     for (int64_t l = 0; l < L_; ++l) {
       T* h = h_.data_ptr<T>() + l * B * H;
-      T* hn = l == L_ - 1 ? y : h_next_.data_ptr<T>();
+      T* h_next = l == L_ - 1 ? y : h_next_.data_ptr<T>();
       const T* bias = biases_[l].data_ptr<T>();
       // x W_ih^T [B, 3H] and h W_hh^T (r, z columns; and n for reset after)
       mm<T>(Product::recurrent, B, 3 * H, in_size, in, in_size, w_ih_t_[l].data_ptr<T>(), 3 * H, gi, 3 * H, false);
@@ -115,7 +115,7 @@ class Stream {
           T* sb = s + b * 4 * H;
           (keeps_ ? forward_after<T, true, NoZoneout>
                   : forward_after<T, false, NoZoneout>)(H, g, g + H, g + 2 * H, q, q + H, q + 2 * H, bias, bias + H,
-                                                        bias + 2 * H, bias + 3 * H, h + b * H, hn + b * H, hn + b * H,
+                                                        bias + 2 * H, bias + 3 * H, h + b * H, h_next + b * H, h_next + b * H,
                                                         sb, sb + H, sb + 2 * H, sb + 3 * H, NoZoneout());
         }
       } else {
@@ -133,11 +133,11 @@ class Stream {
           T* sb = s + b * 4 * H;
           (keeps_ ? forward_before_state<T, true, NoZoneout>
                   : forward_before_state<T, false, NoZoneout>)(H, g + 2 * H, gh + b * 3 * H + 2 * H, bias + 2 * H,
-                                                               bias + 3 * H, sb + H, h + b * H, hn + b * H, hn + b * H,
+                                                               bias + 3 * H, sb + H, h + b * H, h_next + b * H, h_next + b * H,
                                                                sb + 2 * H, NoZoneout());
         }
       }
-      std::copy(hn, hn + B * H, h);  // the layer's new state
+      std::copy(h_next, h_next + B * H, h);  // the layer's new state
       in = h;
       in_size = H;
     }

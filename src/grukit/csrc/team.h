@@ -110,8 +110,8 @@ inline Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) 
   return at::cat(blocks, 0);
 }
 
-// A team that splits batch rows only (one thread if the rows are too few): the normalised
-// driver's, whose layer norm needs every unit of a row in one thread.
+// A team that splits batch rows only (one thread if the rows are too few): layer norm's, which
+// needs every unit of a row in one thread (layer.h).
 inline Team rows_only_team(int64_t B, int64_t H) {
   Team team = make_team(B, H, 3 * H);
   if (!team.by_rows) {

@@ -17,37 +17,27 @@
 
 namespace grukit {
 
-// Every slot of the pool. Plain layer driver, then the normalised (layer norm / zoneout /
-// recurrent dropout) driver, then what both share.
+// Every slot of the pool: the layer driver's (layer.h), then the sorted copies of the caller's
+// tensors and the weight-gradient products.
 enum Slot {
-  // plain driver
+  // forward
   kGI,
   kWihT,
   kScratch,
   kHbuf,
+  kHdbuf,
   kGH,
   kRH,
+  kSaved,
+  // backward
   kDGI,
   kDGH,
+  kDRec,
   kHprev,
   kRHs,
   kDRH,
-  // normalised driver
-  kNormGI,
-  kNormHd,
-  kNormGH,
-  kNormRH,
-  kNormHbuf,
-  kNormDGI,
-  kNormDRaw,
-  kNormDGH,
-  kNormHdAll,
-  kNormRhAll,
-  kNormDhd,
-  kNormDRH,
-  kNormScratch,
-  kSaved,
-  // both: the sorted copies of the caller's tensors and the weight-gradient products
+  kDhd,
+  // the sorted copies of the caller's tensors and the weight-gradient products
   kSortedX,
   kSortedH0,
   kSortedOut,
