@@ -14,8 +14,20 @@ def test_onnx_weights_without_bias_run_in_gru():
     W, R = rng.normal(size=(1, 9, 2)), rng.normal(size=(1, 9, 3))
     weights = convert.onnx_to_torch(W, R)
     assert [len(w) for w in weights] == [2]
-    out, h_n = gru(torch.randn(4, 2, 2, dtype=torch.float64), weights)
-    assert out.shape == (4, 2, 3) and h_n.shape == (1, 2, 3)
+    x = rng.normal(size=(4, 2, 2))
+    out, h_n = gru(torch.tensor(x), weights)
+    # the ONNX GRU operator's equations (gates z, r, h; linear_before_reset=1, torch's form), no bias
+    Wz, Wr, Wh = np.split(W[0], 3)
+    Rz, Rr, Rh = np.split(R[0], 3)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = np.zeros((2, 3))
+    for t in range(4):
+        z = sigmoid(x[t] @ Wz.T + h @ Rz.T)
+        r = sigmoid(x[t] @ Wr.T + h @ Rr.T)
+        candidate = np.tanh(x[t] @ Wh.T + r * (h @ Rh.T))
+        h = (1 - z) * candidate + z * h
+        np.testing.assert_allclose(out[t].numpy(), h, atol=1e-12)
+    np.testing.assert_allclose(h_n[0].numpy(), h, atol=1e-12)
 
 
 def test_onnx_weights_with_rows_not_a_multiple_of_three_are_refused():

@@ -87,7 +87,9 @@ SPLIT_REGULARISERS = [("mask", False), ("eval", False), (None, True), ("mask", T
 
 
 @pytest.mark.parametrize("T,B,H", SPLITS, ids=["rows", "units", "single"])
-@pytest.mark.parametrize("zoneout,recurrent_dropout", SPLIT_REGULARISERS, ids=["zo", "zo-eval", "rd", "zo-rd", "eval-rd"])
+@pytest.mark.parametrize(
+    "zoneout,recurrent_dropout", SPLIT_REGULARISERS, ids=["zo", "zo-eval", "rd", "zo-rd", "eval-rd"]
+)
 @pytest.mark.parametrize("reset_after,update_gate", VARIANTS, ids=VARIANT_IDS)
 def test_regularisers_on_every_thread_split_match_oracle(
     two_threads, T, B, H, zoneout, recurrent_dropout, reset_after, update_gate
@@ -186,10 +188,21 @@ def test_fused_is_chosen_automatically_on_cpu_and_can_be_overridden(monkeypatch)
         backends.select(x16, "cpu_fused")
 
 
-def test_bfloat16_runs_on_the_portable_path():
+def test_bfloat16_runs_on_the_portable_path_and_computes_the_gru():
+    """bfloat16 has no fused kernel: the portable path computes it, to bfloat16's precision of the
+    float64 oracle on the same (bfloat16-rounded) weights and input."""
+    torch.manual_seed(0)
     layer = grukit.GRU(3, 4, dtype=torch.bfloat16)
-    out, hn = layer(torch.randn(5, 2, 3, dtype=torch.bfloat16))
-    assert out.dtype == torch.bfloat16 and out.shape == (5, 2, 4)
+    x = torch.randn(5, 2, 3, dtype=torch.bfloat16)
+    assert backends.select(x, layer.backend).NAME == "torch"
+    out, h_n = layer(x)
+    assert out.dtype == torch.bfloat16 and h_n.dtype == torch.bfloat16
+    weights = [tuple(w.detach().double().numpy() for w in ws) for ws in layer.all_weights]
+    expected, expected_hn, _ = oracle_layer(
+        x.double().numpy(), np.zeros((2, 4)), weights[0], None, False, True, "keeps_state"
+    )
+    np.testing.assert_allclose(out.double().numpy(), expected, atol=3e-2)
+    np.testing.assert_allclose(h_n[0].double().numpy(), expected_hn, atol=3e-2)
 
 
 def test_without_a_compiler_it_warns_once_and_falls_back(tmp_path):

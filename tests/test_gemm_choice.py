@@ -143,7 +143,9 @@ def test_environment_forces_a_routine_or_a_new_measurement(tmp_path, monkeypatch
     remeasured = FakeExtension("blas")
     assert gemm_choice.configure(remeasured, tmp_path)["source"] == "measured" and remeasured.timed > 0
     monkeypatch.setenv("GRUKIT_GEMM", "mkl")
-    expected = "GRUKIT_GEMM must be one of measure, blas, brgemm, brgemm_row_tiled, row_kernel, got 'mkl'"
+    expected = (
+        r"GRUKIT_GEMM must be one of auto, measure, blas, brgemm, brgemm_row_tiled, row_kernel \(or unset\), got 'mkl'"
+    )
     with pytest.raises(ValueError, match=expected):
         gemm_choice.configure(FakeExtension(), tmp_path)
 

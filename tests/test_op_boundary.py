@@ -95,3 +95,25 @@ def test_backward_checks_its_tensors_too():
         backward(saved=torch.empty(0))
     with pytest.raises(ValueError, match="saved must have shape \\[12, 63\\]"):  # layer norm saves more
         backward(gamma_ih=LN[0], beta_ih=LN[1], gamma_hh=LN[2], beta_hh=LN[3])
+
+
+def test_the_shared_constants_agree_across_languages():
+    """Layer norm's epsilon is defined once per language: Python (reference), C++ (layer_norm.h),
+    and the Triton passes take Python's."""
+    from grukit import reference
+
+    assert cpu_fused.extension().layer_norm_eps == reference.LN_EPS
+    triton_passes = pytest.importorskip("grukit.backends.triton_passes")
+    assert triton_passes.LN_EPS.value == reference.LN_EPS
+
+
+def test_the_gradients_are_those_of_the_declared_differentiable_inputs():
+    """gru_layer_bwd returns one gradient per differentiable input of the declaration, each of that
+    input's shape; with layer norm and biases every one is given."""
+    declared = cpu_fused.op_inputs()
+    assert set(declared.gradients) <= set(declared.tensors) and declared.names[:4] == ("x", "h0", "w_ih", "w_hh")
+    ln = dict(gamma_ih=LN[0], beta_ih=LN[1], gamma_hh=LN[2], beta_hh=LN[3])
+    inputs = forward_inputs(**ln)
+    out, h_n, saved = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=True)
+    grads = torch.ops.grukit.gru_layer_bwd(out, saved, torch.ones_like(out), torch.ones_like(h_n), **inputs)
+    assert [tuple(g.shape) for g in grads] == [tuple(inputs[name].shape) for name in declared.gradients]

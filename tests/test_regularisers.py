@@ -165,6 +165,24 @@ def test_masks_are_fresh_per_step_for_zoneout_and_fixed_per_sequence_for_recurre
     assert _regularisers(None, 0.3, 0.25, False, 8, 64, like) == {"zoneout": 0.3}  # evaluation
 
 
+def drawn_mask(backend, draw, shape, like):
+    """The 0/1 zoneout mask (1 = keep h_{t-1}) a backend draws for a call without lengths: the
+    portable backend from torch's generator seeded with the draw's seed (``ZoneoutDraw.mask``); the
+    fused CPU and Triton kernels from splitmix64's mixer of (seed, element index) below p * 2^32."""
+    if backend is torch_ops:
+        generator = torch.Generator().manual_seed(draw.seed)
+        return (torch.rand(shape, generator=generator) < draw.p).to(like.dtype)
+    with np.errstate(over="ignore"):
+        z = np.uint64(draw.seed) + (np.arange(int(np.prod(shape)), dtype=np.uint64) + np.uint64(1)) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    keep = (z >> np.uint64(32)) < np.uint64(int(min(draw.p, 1.0) * 4294967296.0))
+    return torch.tensor(keep.reshape(shape), dtype=like.dtype)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_after):
@@ -184,7 +202,10 @@ def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_af
     leaves = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
     out, h_n = backend.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
     previous = torch.cat([h0[None], out[:-1]]).detach()
-    kept = (out.detach() == previous).to(torch.float64)  # the mask the kernel drew, read off its output
+    kept = (out.detach() == previous).to(torch.float64)  # the mask the backend drew, read off its output
+    # the rule each backend documents, computed here independently of it
+    expected = drawn_mask(backend, draw, (T, B, H), x)
+    torch.testing.assert_close(kept, expected, rtol=0, atol=0)
     assert 0.3 < kept.mean().item() < 0.5 and not torch.equal(kept[0], kept[1])
     (out.sum() + h_n.sum()).backward()
     again = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
@@ -204,7 +225,7 @@ def test_gru_module_options_train_evaluate_and_reload(reset_after, tmp_path):
     gru.train()
     out, _ = gru(x)
     out.sum().backward()
-    assert all(p.grad is not None for p in gru.parameters())
+    _gradients_match_a_finite_difference(reset_after, x)
     kept = (out[:, 1:] == out[:, :-1]).float()  # batch_first: step t+1 equals step t where zoned out
     assert 0.15 < kept.mean().item() < 0.45 and not torch.equal(kept[:, 0], kept[:, 1])
     # evaluation is deterministic and uses zoneout's expectation, not a mask
@@ -225,6 +246,32 @@ def test_gru_module_options_train_evaluate_and_reload(reset_after, tmp_path):
         for layer in (0, 1)
         for suffix in ("", "_reverse")
     )
+
+
+def _gradients_match_a_finite_difference(reset_after, x):
+    """In training, with the masks fixed by the seed: every parameter's gradient, along a random
+    direction, equals the loss's central difference (float64)."""
+    gru = grukit_module(reset_after).double().train()
+    x = x.double()
+
+    def loss():
+        torch.manual_seed(7)  # the same zoneout seed and recurrent-dropout mask every time
+        out, _ = gru(x)
+        return out.square().sum()
+
+    loss().backward()
+    params = list(gru.parameters())
+    direction = [torch.randn_like(p) for p in params]
+    slope = sum((p.grad * v).sum() for p, v in zip(params, direction)).item()
+    eps = 1e-6
+    with torch.no_grad():
+        for p, v in zip(params, direction):
+            p += eps * v
+        up = loss().item()
+        for p, v in zip(params, direction):
+            p -= 2 * eps * v
+        down = loss().item()
+    assert abs((up - down) / (2 * eps) - slope) <= 1e-6 * max(1.0, abs(slope)), (up, down, slope)
 
 
 def grukit_module(reset_after):

@@ -235,14 +235,59 @@ def gru(
         output: [T, B, D*H] (or [B, T, D*H]) the last layer's states at every step.
         h_n: [L*D, B, H] every layer's and direction's final state.
     """
-    # ---- validate -------------------------------------------------------
+    _check_flags(
+        update_gate,
+        dropout,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        training=training,
+    )
+    return gru_with_checked_options(
+        input,
+        weights,
+        hx,
+        lengths=lengths,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        dropout=dropout,
+        training=training,
+        backend=backend,
+        layer_norm=layer_norm,
+        zoneout=zoneout,
+        recurrent_dropout=recurrent_dropout,
+    )
+
+
+def gru_with_checked_options(
+    input: Tensor,
+    weights: Sequence[LayerWeights],
+    hx: Optional[Tensor] = None,
+    *,
+    lengths: Union[Tensor, Sequence[int], None] = None,
+    batch_first: bool = False,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    update_gate: str = KEEPS_STATE,
+    dropout: float = 0.0,
+    training: bool = False,
+    backend: Optional[str] = None,
+    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
+    zoneout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`gru` for a caller that checked the options (the flags, ``update_gate``, ``dropout``,
+    ``zoneout``, ``recurrent_dropout``) already: a module does when it is made (``grukit.GRU``,
+    ``GRUCell``, ``GRUStream``). The tensors are checked here, as in :func:`gru`."""
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
         raise TypeError(f"input must have a floating dtype (float16/bfloat16/float32/float64), got {input.dtype}")
     compute_dtype = _autocast_compute_dtype(input, weights)
     if compute_dtype is not None:
-        out, h_n = gru(
+        out, h_n = gru_with_checked_options(
             input.to(compute_dtype),
             weights,
             None if not isinstance(hx, Tensor) else hx.to(compute_dtype),
@@ -262,14 +307,6 @@ def gru(
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
         raise ValueError(f"input must be 3-D {layout}, got shape {shape_text(input)}")
-    _check_flags(
-        update_gate,
-        dropout,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        reset_after=reset_after,
-        training=training,
-    )
 
     x = input.transpose(0, 1) if batch_first else input
     T, B, I = x.shape
@@ -345,13 +382,48 @@ def gru_packed(
     Backends with a native packed kernel (the fused CPU one) run it directly: packed input then
     costs less than padded. Others get the padded batch and ``lengths``.
     """
+    _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
+    return gru_packed_with_checked_options(
+        data,
+        batch_sizes,
+        weights,
+        hx,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        dropout=dropout,
+        training=training,
+        backend=backend,
+        layer_norm=layer_norm,
+        zoneout=zoneout,
+        recurrent_dropout=recurrent_dropout,
+    )
+
+
+def gru_packed_with_checked_options(
+    data: Tensor,
+    batch_sizes: Tensor,
+    weights: Sequence[LayerWeights],
+    hx: Optional[Tensor] = None,
+    *,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    update_gate: str = KEEPS_STATE,
+    dropout: float = 0.0,
+    training: bool = False,
+    backend: Optional[str] = None,
+    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
+    zoneout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`gru_packed` for a caller that checked the options already (a module, when it was made)."""
     if not isinstance(data, Tensor):
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
     if not data.dtype.is_floating_point:
         raise TypeError(f"data must have a floating dtype, got {data.dtype}")
     compute_dtype = _autocast_compute_dtype(data, weights)
     if compute_dtype is not None:
-        out, h_n = gru_packed(
+        out, h_n = gru_packed_with_checked_options(
             data.to(compute_dtype),
             batch_sizes,
             weights,
@@ -371,7 +443,6 @@ def gru_packed(
         raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {shape_text(data)}")
     if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:
         raise TypeError("batch_sizes must be a 1-D int64 tensor (PackedSequence.batch_sizes)")
-    _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
     sizes = batch_sizes.cpu()
     if sizes.numel() == 0 or int(sizes.min()) < 1 or bool((sizes[1:] > sizes[:-1]).any()):
         raise ValueError("batch_sizes must be non-empty, positive and non-increasing")
@@ -393,7 +464,7 @@ def gru_packed(
         from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
         padded, lengths = pad_packed_sequence(PackedSequence(data, sizes))
-        out, h_n = gru(
+        out, h_n = gru_with_checked_options(
             padded,
             weights,
             hx,

@@ -24,14 +24,16 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
-from .functional import gru, gru_packed
+from .functional import gru_packed_with_checked_options, gru_with_checked_options
 from .validation import (
     KEEPS_STATE,
-    ShapeError,
     check_bool,
+    check_cell_input,
     check_dropout,
-    check_input_dtype,
+    check_input_features,
+    check_packed_hx,
     check_regularisers,
+    check_sequence_input,
     check_size,
     check_update_gate,
 )
@@ -257,41 +259,16 @@ class GRU(nn.Module):
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError(
-                "input must be 3-D "
-                + ("[B, T, I]" if self.batch_first else "[T, B, I]")
-                + f" or 2-D [T, I] (unbatched), got shape {tuple(input.shape)}"
-            )
-        unbatched = input.dim() == 2
-        if unbatched:
-            if hx is not None and hx.dim() != 2:
-                raise ValueError(f"for unbatched 2-D input, hx must be 2-D [L*D, H], got shape {tuple(hx.shape)}")
-            input = input.unsqueeze(1)
-            hx = hx.unsqueeze(1) if hx is not None else None
-            batch_first = False
-        else:
-            if hx is not None and isinstance(hx, Tensor) and hx.dim() != 3:
-                raise ValueError(f"for batched 3-D input, hx must be 3-D [L*D, B, H], got shape {tuple(hx.shape)}")
-            batch_first = self.batch_first
-        self._check_input_size(input)
+        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
+        check_input_features(input, self.input_size, self.weight_ih_l0)
         output, h_n = self._run(input, hx, None, batch_first)
         if unbatched:
             return output.squeeze(1), h_n.squeeze(1)
         return output, h_n
 
-    def _check_input_size(self, x: Tensor) -> None:
-        check_input_dtype(x, self.weight_ih_l0)
-        if x.shape[-1] != self.input_size:
-            raise ShapeError(
-                f"input must have {self.input_size} features (input_size) in its last dimension, "
-                f"got shape {tuple(x.shape)}"
-            )
-
     def _options(self) -> dict:
-        """The keyword arguments of ``grukit.functional.gru`` / ``gru_packed`` this module sets."""
+        """The keyword arguments of ``grukit.functional.gru`` / ``gru_packed`` this module sets
+        (checked when the module was made)."""
         return dict(
             bidirectional=self.bidirectional,
             reset_after=self.reset_after,
@@ -305,24 +282,20 @@ class GRU(nn.Module):
         )
 
     def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
-        return gru(x, self.layer_weights(), hx, lengths=lengths, batch_first=batch_first, **self._options())
+        return gru_with_checked_options(
+            x, self.layer_weights(), hx, lengths=lengths, batch_first=batch_first, **self._options()
+        )
 
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
         # The packed data is already sorted longest first, as grukit.functional.gru_packed
         # wants; hx and h_n are in the caller's batch order, so permute them as torch.nn.GRU does.
-        check_input_dtype(packed.data, self.weight_ih_l0)
-        if packed.data.shape[-1] != self.input_size:
-            raise ShapeError(
-                f"input must have {self.input_size} features (input_size), got PackedSequence.data "
-                f"of shape {tuple(packed.data.shape)}"
-            )
-        if hx is not None:
-            if not isinstance(hx, Tensor) or hx.dim() != 3:
-                shape = tuple(hx.shape) if isinstance(hx, Tensor) else type(hx).__name__
-                raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got {shape}")
-            if packed.sorted_indices is not None:
-                hx = hx.index_select(1, packed.sorted_indices)
-        data, h_n = gru_packed(packed.data, packed.batch_sizes, self.layer_weights(), hx, **self._options())
+        check_input_features(packed.data, self.input_size, self.weight_ih_l0, packed=True)
+        check_packed_hx(hx)
+        if hx is not None and packed.sorted_indices is not None:
+            hx = hx.index_select(1, packed.sorted_indices)
+        data, h_n = gru_packed_with_checked_options(
+            packed.data, packed.batch_sizes, self.layer_weights(), hx, **self._options()
+        )
         if packed.unsorted_indices is not None:
             h_n = h_n.index_select(1, packed.unsorted_indices)
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
@@ -439,37 +412,9 @@ class GRUCell(nn.Module):
         return s + f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2):
-            raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {tuple(input.shape)}")
-        unbatched = input.dim() == 1
-        check_input_dtype(input, self.weight_ih)
-        if input.shape[-1] != self.input_size:
-            raise ShapeError(f"input must have {self.input_size} features (input_size), got shape {tuple(input.shape)}")
-        if hx is not None:
-            if not isinstance(hx, Tensor):
-                raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
-            if hx.dim() != input.dim():
-                raise ValueError(
-                    f"hx must be {input.dim()}-D like input ({'[H]' if unbatched else '[B, H]'}), "
-                    f"got shape {tuple(hx.shape)}"
-                )
-            expected = input.shape[:-1] + (self.hidden_size,)
-            if hx.shape != expected:
-                raise ShapeError(
-                    f"hx must have shape {tuple(expected)} ({'[H]' if unbatched else '[B, H]'}: the input's batch, "
-                    f"hidden_size), got {tuple(hx.shape)}"
-                )
-        x = input.view(1, 1, -1) if unbatched else input.unsqueeze(0)
-        h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))
+        x, h, unbatched = check_cell_input(input, hx, self.input_size, self.hidden_size, self.weight_ih)
         weights = [(self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())]
-        _, h_n = gru(
-            x,
-            weights,
-            h,
-            reset_after=self.reset_after,
-            update_gate=self.update_gate,
-            backend=self.backend,
+        _, h_n = gru_with_checked_options(
+            x, weights, h, reset_after=self.reset_after, update_gate=self.update_gate, backend=self.backend
         )
         return h_n.view(-1) if unbatched else h_n[0]

@@ -76,7 +76,7 @@ def split_gates(m: np.ndarray):
     return m[:H], m[H : 2 * H], m[2 * H :]
 
 
-LN_EPS = 1e-5  # as torch.nn.LayerNorm
+LN_EPS = 1e-5  # layer norm's epsilon, as torch.nn.LayerNorm: the one Python copy (C++: csrc/layer_norm.h)
 
 
 def layer_normalize(v: np.ndarray, gamma: np.ndarray, beta: np.ndarray):

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from . import backends
-from .functional import gru as gru_function
-from .validation import KEEPS_STATE, check_size
+from .functional import gru_with_checked_options
+from .validation import KEEPS_STATE, check_size, check_stream_chunk, check_streamable, check_tensor
 
 
 class GRUStream:
@@ -40,8 +40,7 @@ class GRUStream:
     """
 
     def __init__(self, module, batch_size: int = 1, h0: Optional[Tensor] = None):
-        if module.bidirectional:
-            raise ValueError("a stream needs a unidirectional GRU: a bidirectional one must see the whole sequence")
+        check_streamable(module)
         check_size("batch_size", batch_size)
         self.input_size = module.input_size
         self.hidden_size = module.hidden_size
@@ -49,6 +48,7 @@ class GRUStream:
         self.batch_size = batch_size
         self.reset_after = module.reset_after
         self.update_gate = module.update_gate
+        self._backend = module.backend
         with torch.no_grad():
             self._weights = [tuple(w.detach().clone() for w in ws) for ws in module.all_weights]
             ln = module.layer_norm_weights() if hasattr(module, "layer_norm_weights") else None
@@ -57,7 +57,7 @@ class GRUStream:
         self._zoneout = float(getattr(module, "zoneout", 0.0))
         p = self._weights[0][0]
         self._shape = (self.num_layers, batch_size, self.hidden_size)
-        self._h0 = self._check_state(h0, p) if h0 is not None else p.new_zeros(self._shape)
+        self._h0 = self._state_copy(h0, p) if h0 is not None else p.new_zeros(self._shape)
         self._native = None
         chosen = backends.select(p, module.backend)
         plain = self._layer_norm is None and not self._zoneout  # native streams compute the plain GRU
@@ -67,16 +67,9 @@ class GRUStream:
             )
         self._h = self._h0.clone()
 
-    def _check_state(self, h: Tensor, like: Tensor) -> Tensor:
-        if not isinstance(h, Tensor):
-            raise TypeError(f"h0 must be a torch.Tensor, got {type(h).__name__}")
-        if tuple(h.shape) != self._shape:
-            raise ValueError(
-                f"h0 must have shape {self._shape} (layers, batch_size, hidden_size), got {tuple(h.shape)}"
-            )
-        if h.dtype != like.dtype or h.device != like.device:
-            raise TypeError(f"h0 must be {like.dtype} on {like.device} like the weights, got {h.dtype} on {h.device}")
-        return h.detach().clone()
+    def _state_copy(self, h: Tensor, like: Tensor) -> Tensor:
+        """A copy of a given state h0 [L, B, H] (layers, batch_size, hidden_size), checked against the weights."""
+        return check_tensor("h0", h, self._shape, like).detach().clone()
 
     @property
     def state(self) -> Tensor:
@@ -85,7 +78,7 @@ class GRUStream:
 
     def reset(self, h0: Optional[Tensor] = None) -> None:
         """Start over from ``h0`` ([L, B, H]) or from the initial state given at creation."""
-        h = self._h0 if h0 is None else self._check_state(h0, self._h0)
+        h = self._h0 if h0 is None else self._state_copy(h0, self._h0)
         if self._native is not None:
             self._native.set_state(h)
         else:
@@ -101,21 +94,15 @@ class GRUStream:
         """Several steps: chunk [T, B, I] -> the last layer's state after each, [T, B, H]."""
         if self._native is not None:
             return self._native.run(chunk)
-        if (
-            not isinstance(chunk, Tensor)
-            or chunk.dim() != 3
-            or tuple(chunk.shape[1:]) != (self.batch_size, self.input_size)
-        ):
-            shape = tuple(chunk.shape) if isinstance(chunk, Tensor) else type(chunk).__name__
-            raise ValueError(f"x must have shape [T, {self.batch_size}, {self.input_size}], got {shape}")
+        check_stream_chunk(chunk, self.batch_size, self.input_size)
         with torch.no_grad():
-            out, self._h = gru_function(
+            out, self._h = gru_with_checked_options(
                 chunk,
                 self._weights,
                 self._h,
                 reset_after=self.reset_after,
                 update_gate=self.update_gate,
-                backend=None if self._layer_norm is not None or self._zoneout else "torch",
+                backend=self._backend,
                 layer_norm=self._layer_norm,
                 zoneout=self._zoneout,
             )

@@ -1,16 +1,19 @@
-"""Every argument check of grukit, in one place.
+"""Every argument check of grukit's core, and every error type a user can meet, in one place.
 
-The modules (``nn``, ``functional``, ``convert``, ``reference``, ``stream``, ``keras``) and
-the command line (as argparse ``type=`` functions) call these, so one argument gets one
-rule and one message everywhere. Messages name the argument, the expected value and the
-value received.
+``grukit.functional`` checks what every entry point shares (the input, the weights, hx, lengths,
+the options); the modules (``nn``, ``stream``, ``convert``, ``reference``, ``keras``) check what is
+their own with these functions, once, when they are made, and the shape of their own calls. One
+argument gets one rule and one message everywhere. Messages name the argument, the expected value
+and the value received. The error types: ``TypeError`` (not a tensor, not a bool ...),
+``ValueError`` (a value out of range), ``ShapeError`` and ``DtypeError`` (tensors), and the
+settings' ``SettingError`` (``grukit.settings``). The command line's argparse types live with the
+applications (``grukit.apps.arguments``).
 """
 
 from __future__ import annotations
 
-import argparse
 import numbers
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -117,66 +120,6 @@ def check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
     return t.to(device=device, dtype=torch.int64)
 
 
-# ---------------------------------------------------------------- command-line types
-
-
-def _argument(parse, text: str, expected: str):
-    try:
-        value = parse(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=``: an int >= 1."""
-    value = _argument(int, text, "an int")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse ``type=``: an int >= 0."""
-    value = _argument(int, text, "an int")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def check_writable_file(name: str, path: str) -> None:
-    """``path`` can be written as a file: its folder exists and is writable, and it is not a folder
-    or a read-only file. Checked before hours of training, so the result is not lost at the end."""
-    import os
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{name} {path!r} is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{name} {path!r}: the folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} {path!r}: the folder {folder!r} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"{name} {path!r}: the file exists and is not writable")
-
-
-def positive_float(text: str) -> float:
-    """argparse ``type=``: a number > 0."""
-    value = _argument(float, text, "a number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def probability_below_one(text: str) -> float:
-    """argparse ``type=``: a number in [0, 1), as :func:`check_probability` wants it."""
-    value = _argument(float, text, "a number")
-    try:
-        return check_probability("the value", value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}") from None
-
-
 def check_input_dtype(input: Tensor, weight: Tensor) -> None:
     """A module's input has its weights' dtype (under ``torch.autocast`` mixed dtypes are allowed:
     ``grukit.functional`` computes in the weights' dtype)."""
@@ -185,3 +128,86 @@ def check_input_dtype(input: Tensor, weight: Tensor) -> None:
             f"input dtype ({input.dtype}) does not match the weights' dtype ({weight.dtype}): convert the "
             f"input, input.to({weight.dtype}), or the model, model.to({input.dtype})"
         )
+
+
+# ---------------------------------------------------------------- a module's call
+
+
+def check_sequence_input(input, hx, batch_first: bool) -> Tuple[Tensor, Optional[Tensor], bool, bool]:
+    """``grukit.GRU``'s tensor input and hx: input [T, B, I] ([B, T, I] with ``batch_first``) with hx
+    [L*D, B, H] or None, or unbatched [T, I] with hx [L*D, H] or None.
+
+    Returns (input, hx, batch_first, unbatched): unbatched input and hx get a batch dimension of 1
+    (and batch_first False), so the rest of the call sees batched tensors.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
+    if input.dim() not in (2, 3):
+        layout = "[B, T, I]" if batch_first else "[T, B, I]"
+        raise ValueError(f"input must be 3-D {layout} or 2-D [T, I] (unbatched), got shape {shape_text(input)}")
+    if hx is not None and not isinstance(hx, Tensor):
+        raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
+    if input.dim() == 2:
+        if hx is not None and hx.dim() != 2:
+            raise ValueError(f"for unbatched 2-D input, hx must be 2-D [L*D, H], got shape {shape_text(hx)}")
+        return input.unsqueeze(1), (hx.unsqueeze(1) if hx is not None else None), False, True
+    if hx is not None and hx.dim() != 3:
+        raise ValueError(f"for batched 3-D input, hx must be 3-D [L*D, B, H], got shape {shape_text(hx)}")
+    return input, hx, batch_first, False
+
+
+def check_packed_hx(hx) -> None:
+    """hx beside a PackedSequence: None or [L*D, B, H]."""
+    if hx is not None and (not isinstance(hx, Tensor) or hx.dim() != 3):
+        shape = shape_text(hx) if isinstance(hx, Tensor) else type(hx).__name__
+        raise ValueError(f"with a PackedSequence, hx must be 3-D [L*D, B, H], got {shape}")
+
+
+def check_input_features(x: Tensor, input_size: int, weight: Tensor, packed: bool = False) -> None:
+    """A module's input has its weights' dtype and ``input_size`` features in its last dimension."""
+    check_input_dtype(x, weight)
+    if x.shape[-1] != input_size:
+        where = f"PackedSequence.data of shape {shape_text(x)}" if packed else f"shape {shape_text(x)}"
+        raise ShapeError(f"input must have {input_size} features (input_size) in its last dimension, got {where}")
+
+
+def check_cell_input(input, hx, input_size: int, hidden_size: int, weight: Tensor):
+    """``grukit.GRUCell``'s input [B, I] or unbatched [I], and hx of the matching [B, H] / [H] or None.
+
+    Returns (x [1, B, I], h [1, B, H] or None, unbatched): one step of a one-layer sequence.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {shape_text(input)}")
+    unbatched = input.dim() == 1
+    check_input_dtype(input, weight)
+    if input.shape[-1] != input_size:
+        raise ShapeError(f"input must have {input_size} features (input_size), got shape {shape_text(input)}")
+    layout = "[H]" if unbatched else "[B, H]"
+    if hx is not None:
+        if not isinstance(hx, Tensor):
+            raise TypeError(f"hx must be a torch.Tensor or None, got {type(hx).__name__}")
+        if hx.dim() != input.dim():
+            raise ValueError(f"hx must be {input.dim()}-D like input ({layout}), got shape {shape_text(hx)}")
+        expected = input.shape[:-1] + (hidden_size,)
+        if hx.shape != expected:
+            raise ShapeError(
+                f"hx must have shape {tuple(expected)} ({layout}: the input's batch, hidden_size), got {shape_text(hx)}"
+            )
+    x = input.view(1, 1, -1) if unbatched else input.unsqueeze(0)
+    h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))
+    return x, h, unbatched
+
+
+def check_streamable(module) -> None:
+    """A stream runs a unidirectional GRU (a bidirectional one must see the whole sequence)."""
+    if module.bidirectional:
+        raise ValueError("a stream needs a unidirectional GRU: a bidirectional one must see the whole sequence")
+
+
+def check_stream_chunk(chunk, batch_size: int, input_size: int) -> None:
+    """Steps fed to a stream: [T, batch_size, input_size]."""
+    if not isinstance(chunk, Tensor) or chunk.dim() != 3 or tuple(chunk.shape[1:]) != (batch_size, input_size):
+        shape = shape_text(chunk) if isinstance(chunk, Tensor) else type(chunk).__name__
+        raise ShapeError(f"x must have shape [T, {batch_size}, {input_size}], got {shape}")

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import List, Optional
 
-from ..validation import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
+from .arguments import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
 
 
 def _options(args: argparse.Namespace, task: str):

@@ -41,13 +41,13 @@ type, dtype and variant, so it can be tested without the device.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
+from .. import settings
 from . import torch_ops
 
 _BACKENDS: Dict[str, ModuleType] = {torch_ops.NAME: torch_ops}
@@ -152,7 +152,7 @@ def select(
     """
     source = "backend"
     if backend is None:
-        backend = os.environ.get(ENV_VAR, "auto") or "auto"
+        backend = settings.get(ENV_VAR)
         source = f"${ENV_VAR}"
     if backend != "auto" and backend not in _BACKENDS:
         raise ValueError(f"{source} must be one of {names()}, got {backend!r}")

@@ -37,6 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional
 
+from .. import settings
+
 MANIFEST = "manifest.json"
 
 # The x86-64 micro-architecture levels (x86-64 psABI), each with the /proc/cpuinfo flags it needs.
@@ -87,22 +89,24 @@ def chosen_level(flags: FrozenSet[str], requested: Optional[str] = None) -> str:
     the highest this CPU supports; ``"native"`` off x86.
 
     Raises:
-        ValueError: ``requested`` is not a level, or is above what this CPU supports.
+        settings.SettingError: ``requested`` is not a level, or is above what this CPU supports.
     """
     if requested is None:
-        requested = os.environ.get("GRUKIT_CPU_LEVEL", "")
+        requested = settings.get("GRUKIT_CPU_LEVEL")
     requested = requested or None  # "" asks for nothing
     if not is_x86():
         if requested not in (None, "native"):
-            raise ValueError(f"$GRUKIT_CPU_LEVEL must be 'native' on {platform.machine()}, got {requested!r}")
+            raise settings.SettingError(
+                f"$GRUKIT_CPU_LEVEL must be 'native' on {platform.machine()}, got {requested!r}"
+            )
         return "native"
     supported = supported_levels(flags)
     if requested is None:
         return supported[-1]
     if requested not in X86_LEVELS:
-        raise ValueError(f"$GRUKIT_CPU_LEVEL must be one of {', '.join(X86_LEVELS)}, got {requested!r}")
+        raise settings.SettingError(f"$GRUKIT_CPU_LEVEL must be one of {', '.join(X86_LEVELS)}, got {requested!r}")
     if requested not in supported:
-        raise ValueError(
+        raise settings.SettingError(
             f"$GRUKIT_CPU_LEVEL={requested} needs CPU flags this CPU lacks "
             f"({', '.join(sorted(X86_LEVELS[requested] - flags))}); this CPU supports up to {supported[-1]}"
         )

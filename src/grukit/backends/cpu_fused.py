@@ -38,6 +38,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .. import settings
 from . import cpu_build, gemm_choice
 from .masks import ZoneoutDraw
 
@@ -52,7 +53,7 @@ _state = {"loaded": False, "error": None, "module": None, "gemm": None, "library
 
 def cache_root() -> Path:
     """The folder holding the builds: ``$GRUKIT_BUILD_DIR`` if set, else ``~/.cache/grukit``."""
-    return Path(os.environ.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit"))
+    return Path(settings.get("GRUKIT_BUILD_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grukit"))
 
 
 def _build_inputs(level: str, cpu_flags):
@@ -80,7 +81,7 @@ def _compile_into(folder: Path, cflags) -> Path:
         "extra_ldflags": LDFLAGS,
         "build_directory": str(folder),
         "is_python_module": True,
-        "verbose": bool(os.environ.get("GRUKIT_VERBOSE_BUILD")),
+        "verbose": settings.is_on("GRUKIT_VERBOSE_BUILD"),
     }
     code = "import json, sys\nfrom torch.utils import cpp_extension\ncpp_extension.load(**json.loads(sys.argv[1]))\n"
     env = dict(os.environ)
@@ -107,6 +108,7 @@ def load() -> bool:
         if _state["loaded"] or _state["error"] is not None:
             return _state["loaded"]
         try:
+            settings.get("GRUKIT_GEMM")  # refused now, not after a 40 s build
             flags = cpu_build.cpu_flags()
             level = cpu_build.chosen_level(flags)
             key, cflags = _build_inputs(level, flags)
@@ -125,6 +127,8 @@ def load() -> bool:
             _state["gemm"] = gemm_choice.configure(module, library.parent)
             _register_autograd()
             _state["loaded"] = True
+        except settings.SettingError:
+            raise  # a GRUKIT_* variable with a value it does not allow: the user's to fix, not a fallback
         except Exception as exc:  # a compiler error, a missing compiler, a missing BLAS symbol ...
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             _state["error"] = f"{type(exc).__name__}: {first_line}"
@@ -174,7 +178,7 @@ def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool):
 
 
 def is_available() -> bool:
-    if os.environ.get("GRUKIT_DISABLE_BUILD"):
+    if settings.is_on("GRUKIT_DISABLE_BUILD"):
         return False
     # once loaded, no lock is taken: torch.compile traces this and cannot trace a lock
     if _state["loaded"]:
@@ -185,8 +189,8 @@ def is_available() -> bool:
 
 
 def why_unavailable() -> str:
-    if os.environ.get("GRUKIT_DISABLE_BUILD"):
-        return "$GRUKIT_DISABLE_BUILD is set"
+    if settings.is_on("GRUKIT_DISABLE_BUILD"):
+        return "$GRUKIT_DISABLE_BUILD is 1"
     return _state["error"] or ""
 
 
@@ -388,7 +392,20 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def _layer(
-    x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, layer_norm, zoneout, recurrent_mask
+    x,
+    batch_sizes,
+    h0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    lengths,
+    reverse,
+    reset_after,
+    keeps_state,
+    layer_norm,
+    zoneout,
+    recurrent_mask,
 ):
     """One call of ``gru_layer_fwd``, padded or packed, plain or regularised: (out, h_n)."""
     gamma_ih, beta_ih, gamma_hh, beta_hh = (_contiguous(t) for t in (layer_norm or (None,) * 4))

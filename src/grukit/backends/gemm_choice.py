@@ -41,6 +41,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from .. import settings
 from . import cpu_build
 
 ROUTINES = ("blas", "brgemm", "brgemm_row_tiled", "row_kernel")  # csrc/gemm.h's Routine, in order
@@ -160,9 +161,7 @@ def configure(extension, folder: Path) -> Dict[str, object]:
     Raises:
         ValueError: ``$GRUKIT_GEMM`` is not ``measure`` or a routine name.
     """
-    requested = os.environ.get("GRUKIT_GEMM", "") or "auto"
-    if requested not in ("auto", "measure") + ROUTINES:
-        raise ValueError(f"$GRUKIT_GEMM must be one of measure, {', '.join(ROUTINES)}, got {requested!r}")
+    requested = settings.get("GRUKIT_GEMM")
     if requested in ROUTINES:
         if requested in _NEEDS_BRGEMM and not extension.brgemm_works():
             warnings.warn(

@@ -17,10 +17,10 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from ..reference import LN_EPS
 from .masks import ZoneoutDraw
 
 NAME = "torch"
-LN_EPS = 1e-5  # as grukit.reference and torch.nn.LayerNorm
 
 
 def input_projection(

@@ -40,6 +40,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .. import settings
 from . import torch_ops
 from .masks import ZoneoutDraw
 
@@ -99,10 +100,10 @@ def _blocks(B: int, H: int) -> dict:
 DESIGNS = ("persistent", "stepwise")
 DESIGN_ENV_VAR = "GRUKIT_TRITON_DESIGN"
 # the per-step design's loops are recorded in CUDA graphs and replayed (GRUKIT_CUDA_GRAPHS=0: run them eagerly)
-USE_CUDA_GRAPHS = os.environ.get("GRUKIT_CUDA_GRAPHS", "1") != "0"
+USE_CUDA_GRAPHS = settings.is_on("GRUKIT_CUDA_GRAPHS")
 
 
-def design(B: int, H: int, device_type: str = "cuda") -> str:
+def design(B: int, H: int) -> str:
     """Which of the two designs runs a layer of batch B and hidden size H: "persistent" (one
     kernel launch for all steps, ``triton_kernels``) or "stepwise" (cuBLAS products and an
     element-wise kernel per step, replayed from a CUDA graph, ``triton_steps``).
@@ -114,10 +115,8 @@ def design(B: int, H: int, device_type: str = "cuda") -> str:
     an 8 or 16 x 128 result: ``bench/gpu_step_products.py``), B = 64: 3.5 / 3.9 (reset after 3.1 /
     2.3); H = 512, every B: 28-34 / 2.7-10.5. So persistent up to H = 64, and at H = 128 for
     batches of 2 to 16; per-step elsewhere."""
-    forced = os.environ.get(DESIGN_ENV_VAR, "")
+    forced = settings.get(DESIGN_ENV_VAR)
     if forced:
-        if forced not in DESIGNS:
-            raise ValueError(f"${DESIGN_ENV_VAR} must be one of {DESIGNS}, got {forced!r}")
         return forced
     if H <= 64 or (H <= 128 and 2 <= B <= 16):
         return "persistent"
@@ -183,13 +182,14 @@ class _Config:
             HAS_LENGTHS=lengths is not None,
             PRECISION=_precision(like),
         )
-        self.zoneout_p, self.seed = 0.0, 0
+        self.zoneout_p, self.zoneout_threshold, self.seed = 0.0, 0, 0
         self.zoneout_given = False
         if zoneout is None:
             mode = kernels.ZONEOUT_NONE
         elif isinstance(zoneout, ZoneoutDraw):
             mode = kernels.ZONEOUT_DRAWN
-            self.zoneout_p = int(min(zoneout.p, 1.0) * 4294967296.0)  # threshold p * 2^32, as the CPU kernel
+            self.zoneout_p = float(zoneout.p)
+            self.zoneout_threshold = int(min(zoneout.p, 1.0) * 4294967296.0)  # p * 2^32, as the CPU kernel
             self.seed = zoneout.seed
         elif isinstance(zoneout, float):
             mode = kernels.ZONEOUT_EXPECTED
@@ -198,13 +198,22 @@ class _Config:
             mode = kernels.ZONEOUT_GIVEN
             self.zoneout_given = True
         self.flags["ZONEOUT"] = mode
-        self.design = design(B, H, like.device.type)
+        self.design = design(B, H)
         self.tiles = _blocks(B, H)
         self.grid = (triton_cdiv(B, self.tiles["BLOCK_B"]),)
 
     def key(self, like: Tensor) -> tuple:
         """What a recorded CUDA graph of this call depends on."""
-        return (like.device, like.dtype, self.T, self.B, self.H, self.zoneout_p, tuple(sorted(self.flags.items())))
+        return (
+            like.device,
+            like.dtype,
+            self.T,
+            self.B,
+            self.H,
+            self.zoneout_p,
+            self.zoneout_threshold,
+            tuple(sorted(self.flags.items())),
+        )
 
     def bind(self, loop, gi, h0, w_hh, b_hh, gamma_hh, beta_hh, rmask, zoneout, lengths) -> None:
         """Put this call's inputs into ``loop``'s buffers (:class:`triton_steps.LoopBuffers`)."""
@@ -230,7 +239,7 @@ def _persistent_forward(config, loop) -> None:
     _kernels().gru_forward_kernel[config.grid](
         loop.gi, loop.w_hh_t, loop.b_hh, loop.gamma, loop.beta, loop.rmask, loop.zmask, loop.lengths, loop.seed,
         loop.hs, loop.out, loop.gates, loop.ghraw, loop.rhd, loop.stats,
-        config.T, config.B, config.H, config.zoneout_p,
+        config.T, config.B, config.H, config.zoneout_p, config.zoneout_threshold,
         **f, **config.tiles,
     )  # fmt: skip
 
@@ -241,7 +250,7 @@ def _persistent_backward(config, loop) -> None:
         loop.d_out, loop.w_hh, loop.b_hh, loop.gamma, loop.beta, loop.rmask, loop.zmask, loop.lengths, loop.seed,
         loop.hs, loop.gates, loop.ghraw, loop.rhd, loop.stats,
         loop.d_gi, loop.d_gh, loop.d_gh_post, loop.d_direct, loop.d_htilde, loop.d_rhd,
-        config.T, config.B, config.H, config.zoneout_p,
+        config.T, config.B, config.H, config.zoneout_p, config.zoneout_threshold,
         **config.flags, **config.tiles,
     )  # fmt: skip
 

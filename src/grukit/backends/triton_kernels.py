@@ -54,6 +54,7 @@ def gru_forward_kernel(
     B,
     H,
     zoneout_p,
+    zoneout_threshold,
     REVERSE: tl.constexpr,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
@@ -109,7 +110,7 @@ def gru_forward_kernel(
             )  # fmt: skip
             tl.debug_barrier()
         forward_state_pass(
-            gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, hs, out, hs,
+            gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, zoneout_threshold, seed, hs, out, hs,
             s, t, rows, row_ok, active, B, H, 0, BLOCK_N,
             RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, False, BLOCK_N,
         )  # fmt: skip
@@ -142,6 +143,7 @@ def gru_backward_kernel(
     B,
     H,
     zoneout_p,
+    zoneout_threshold,
     REVERSE: tl.constexpr,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
@@ -197,14 +199,30 @@ def gru_backward_kernel(
         htilde_out = d_htilde + (1 - parity_in) * B * H
         state = hs + s * B * H
         backward_state_pass(
-            d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, seed, state,
+            d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, zoneout_threshold, seed, state,
             direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H, 0, BLOCK_N,
             RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
         )  # fmt: skip
         tl.debug_barrier()
         if RESET_AFTER:
             if HAS_LN:
-                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
+                ln_backward_pass(
+                    d_gh_post,
+                    d_gh,
+                    ghraw,
+                    stats,
+                    ln_g,
+                    s,
+                    rows,
+                    row_ok,
+                    B,
+                    H,
+                    gate0=0,
+                    gates=3,
+                    slot=0,
+                    BLOCK_B=BLOCK_B,
+                    BLOCK_N=BLOCK_N,
+                )
                 tl.debug_barrier()
             # d~h = d_gh[s] W_hh  (all three gates)
             for c0 in range(0, H, BLOCK_N):
@@ -217,7 +235,23 @@ def gru_backward_kernel(
                 tl.store(htilde_out + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
         else:
             if HAS_LN:
-                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
+                ln_backward_pass(
+                    d_gh_post,
+                    d_gh,
+                    ghraw,
+                    stats,
+                    ln_g,
+                    s,
+                    rows,
+                    row_ok,
+                    B,
+                    H,
+                    gate0=2,
+                    gates=1,
+                    slot=2,
+                    BLOCK_B=BLOCK_B,
+                    BLOCK_N=BLOCK_N,
+                )
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
@@ -232,7 +266,23 @@ def gru_backward_kernel(
                 )
             tl.debug_barrier()
             if HAS_LN:
-                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
+                ln_backward_pass(
+                    d_gh_post,
+                    d_gh,
+                    ghraw,
+                    stats,
+                    ln_g,
+                    s,
+                    rows,
+                    row_ok,
+                    B,
+                    H,
+                    gate0=0,
+                    gates=2,
+                    slot=0,
+                    BLOCK_B=BLOCK_B,
+                    BLOCK_N=BLOCK_N,
+                )
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)

@@ -35,9 +35,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .. import reference
+
 # zoneout modes (constexpr ZONEOUT)
 ZONEOUT_NONE, ZONEOUT_EXPECTED, ZONEOUT_DRAWN, ZONEOUT_GIVEN = 0, 1, 2, 3
-LN_EPS = tl.constexpr(1e-5)  # as torch_ops.LN_EPS and torch.nn.LayerNorm
+LN_EPS = tl.constexpr(reference.LN_EPS)  # a Triton constant: the compiler refuses a plain global
 
 
 @triton.jit
@@ -52,11 +54,13 @@ def _tanh(v):
 
 
 @triton.jit
-def _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT: tl.constexpr, like):
-    """k [BLOCK_B, BLOCK_N]: 1 where the unit keeps h_{t-1}.
+def _zoneout_keep(zmask, zoneout_p, zoneout_threshold, seed, t, rows, cols, B, H, mask2, ZONEOUT: tl.constexpr, like):
+    """k [BLOCK_B, BLOCK_N], zoneout's weight of h_{t-1}: p everywhere (evaluation, ``zoneout_p``), a
+    drawn 0/1, or the given mask's.
 
     Drawn: splitmix64's mixer of (seed, (t * B + row) * H + col), the same bits as the CPU
-    kernel's for a call without lengths, compared with p * 2^32 (``zoneout_p`` holds that threshold).
+    kernel's for a call without lengths, compared with ``zoneout_threshold`` = p * 2^32 (an
+    integer, computed on the host exactly as the CPU kernel does).
     """
     if ZONEOUT == 1:
         k = tl.zeros_like(like) + zoneout_p
@@ -66,7 +70,7 @@ def _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT: t
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
         z = (z ^ (z >> 27)) * 0x94D049BB133111EB
         z = z ^ (z >> 31)
-        k = tl.where((z >> 32) < zoneout_p.to(tl.uint64), 1.0, 0.0).to(like.dtype)
+        k = tl.where((z >> 32) < zoneout_threshold.to(tl.uint64), 1.0, 0.0).to(like.dtype)
     else:
         k = tl.load(zmask + (t * B + rows[:, None]) * H + cols[None, :], mask=mask2, other=0.0)
     return k
@@ -343,6 +347,7 @@ def forward_state_pass(
     rmask,
     zmask,
     zoneout_p,
+    zoneout_threshold,
     seed,
     hs,
     out,
@@ -400,7 +405,7 @@ def forward_state_pass(
         else:
             h_new = h + z * (n - h)  # h' = (1 - z) h + z n
         if ZONEOUT != 0:
-            k = _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
+            k = _zoneout_keep(zmask, zoneout_p, zoneout_threshold, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
             h_new = k * h + (1.0 - k) * h_new  # h_t = k h_{t-1} + (1 - k) h'
         act = active[:, None] & col_ok[None, :]
         h_next = tl.where(act, h_new, h)
@@ -476,6 +481,7 @@ def backward_state_pass(
     rmask,
     zmask,
     zoneout_p,
+    zoneout_threshold,
     seed,
     state,
     direct_in,
@@ -534,7 +540,7 @@ def backward_state_pass(
         z = tl.load(saved + H, mask=mask2, other=0.0)
         n = tl.load(saved + 2 * H, mask=mask2, other=0.0)
         if ZONEOUT != 0:
-            k = _zoneout_keep(zmask, zoneout_p, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
+            k = _zoneout_keep(zmask, zoneout_p, zoneout_threshold, seed, t, rows, cols, B, H, mask2, ZONEOUT, h)
             d_new = (1.0 - k) * dh
             d_prev = k * dh
         else:

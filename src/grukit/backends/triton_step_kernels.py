@@ -85,7 +85,7 @@ def step_forward_gates_kernel(
     rows, row_ok = _rows_of_program(B, BLOCK_B)
     col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
     if HAS_LN:
-        ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
+        ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, gate0=0, gates=2, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)
         tl.debug_barrier()
     forward_reset_gates_pass(
         gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rhd, rmask, hs + s * B * H, s, t, rows, row_ok, B, H,
@@ -114,6 +114,7 @@ def step_forward_state_kernel(
     B,
     H,
     zoneout_p,
+    zoneout_threshold,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -130,15 +131,19 @@ def step_forward_state_kernel(
     rows, row_ok = _rows_of_program(B, BLOCK_B)
     if HAS_LN:
         if RESET_AFTER:
-            ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
+            ln_stats_pass(
+                ghraw, stats, s, rows, row_ok, B, H, gate0=0, gates=3, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N
+            )
         else:
-            ln_stats_pass(ghraw, stats, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
+            ln_stats_pass(
+                ghraw, stats, s, rows, row_ok, B, H, gate0=2, gates=1, slot=2, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N
+            )
         tl.debug_barrier()
     active = _active(lengths, t, rows, row_ok, HAS_LENGTHS)
     col_start, col_step = _columns(SPLIT_COLUMNS, BLOCK_N)
     forward_state_pass(
-        gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, tl.load(seed_ptr), hs, out,
-        htilde_next, s, t, rows, row_ok, active, B, H, col_start, col_step,
+        gi, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, zoneout_threshold, tl.load(seed_ptr),
+        hs, out, htilde_next, s, t, rows, row_ok, active, B, H, col_start, col_step,
         RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, HAS_RMASK, BLOCK_N,
     )  # fmt: skip
 
@@ -168,6 +173,7 @@ def step_backward_state_kernel(
     B,
     H,
     zoneout_p,
+    zoneout_threshold,
     RESET_AFTER: tl.constexpr,
     KEEPS: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -189,16 +195,48 @@ def step_backward_state_kernel(
     else:
         dpost = d_gh
     backward_state_pass(
-        d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, tl.load(seed_ptr),
+        d_out, ghraw, stats, b_hh, ln_g, ln_b, gates, rmask, zmask, zoneout_p, zoneout_threshold, tl.load(seed_ptr),
         hs + s * B * H, direct_in, htilde_in, direct_out, d_gi, dpost, s, t, rows, row_ok, active, B, H,
         col_start, col_step, RESET_AFTER, KEEPS, HAS_BIAS, HAS_LN, HAS_RMASK, ZONEOUT, BLOCK_N,
     )  # fmt: skip
     if HAS_LN:
         tl.debug_barrier()
         if RESET_AFTER:
-            ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 3, 0, BLOCK_B, BLOCK_N)
+            ln_backward_pass(
+                d_gh_post,
+                d_gh,
+                ghraw,
+                stats,
+                ln_g,
+                s,
+                rows,
+                row_ok,
+                B,
+                H,
+                gate0=0,
+                gates=3,
+                slot=0,
+                BLOCK_B=BLOCK_B,
+                BLOCK_N=BLOCK_N,
+            )
         else:
-            ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 2, 1, 2, BLOCK_B, BLOCK_N)
+            ln_backward_pass(
+                d_gh_post,
+                d_gh,
+                ghraw,
+                stats,
+                ln_g,
+                s,
+                rows,
+                row_ok,
+                B,
+                H,
+                gate0=2,
+                gates=1,
+                slot=2,
+                BLOCK_B=BLOCK_B,
+                BLOCK_N=BLOCK_N,
+            )
 
 
 @triton.jit
@@ -243,4 +281,20 @@ def step_backward_reset_kernel(
         )
     if HAS_LN:
         tl.debug_barrier()
-        ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H, 0, 2, 0, BLOCK_B, BLOCK_N)
+        ln_backward_pass(
+            d_gh_post,
+            d_gh,
+            ghraw,
+            stats,
+            ln_g,
+            s,
+            rows,
+            row_ok,
+            B,
+            H,
+            gate0=0,
+            gates=2,
+            slot=0,
+            BLOCK_B=BLOCK_B,
+            BLOCK_N=BLOCK_N,
+        )

@@ -140,7 +140,7 @@ def forward_steps(config, b: LoopBuffers) -> None:
             torch.mm(b.rhd[s], b.w_hh_t[:, 2 * H :], out=b.ghraw[s, :, 2 * H :])  # (r * ~h) W_hn^T
         kernels.step_forward_state_kernel[grid](
             b.gi, b.ghraw, b.stats, b.b_hh, b.gamma, b.beta, b.gates, b.rmask, b.zmask, b.lengths, b.seed,
-            b.hs, b.out, b.htilde, s, t, B, H, config.zoneout_p,
+            b.hs, b.out, b.htilde, s, t, B, H, config.zoneout_p, config.zoneout_threshold,
             **_loop_flags(f), **tiles,
         )  # fmt: skip
 
@@ -159,7 +159,7 @@ def backward_steps(config, b: LoopBuffers) -> None:
         kernels.step_backward_state_kernel[grid](
             b.d_out, b.ghraw, b.stats, b.b_hh, b.gamma, b.beta, b.gates, b.rmask, b.zmask, b.lengths, b.seed,
             b.hs, b.d_direct[into], b.d_htilde[into], b.d_direct[out_of], b.d_gi, b.d_gh, b.d_gh_post,
-            s, t, B, H, config.zoneout_p,
+            s, t, B, H, config.zoneout_p, config.zoneout_threshold,
             **_loop_flags(f), **tiles,
         )  # fmt: skip
         if f["RESET_AFTER"]:

@@ -7,7 +7,7 @@
 
 namespace grukit {
 
-constexpr double kLayerNormEps = 1e-5;  // as torch.nn.LayerNorm
+constexpr double kLayerNormEps = 1e-5;  // as torch.nn.LayerNorm and grukit.reference.LN_EPS (a test compares them)
 
 // y = gamma * v_hat + beta over n values, v_hat = (v - mean) * rstd; v_hat written to `hat`
 // (may alias nothing else), the result to `y` (may alias v). Returns rstd.

@@ -201,6 +201,7 @@ TORCH_LIBRARY_IMPL(grukit, CPU, m) {
 }  // namespace grukit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.attr("layer_norm_eps") = grukit::kLayerNormEps;
   m.def("layer_gradients", &grukit::layer_gradients,
         "The inputs gru_layer_bwd returns a gradient for, in its order (layer_inputs.h).");
   m.def(

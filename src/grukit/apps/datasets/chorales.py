@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ... import settings
+
 REST = -1
 # quarter-note lengths a chorale melody uses (every other length snaps to the nearest)
 DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -73,7 +75,7 @@ def melody(score) -> List[Note]:
 
 
 def _cache_path(version: str) -> Path:
-    root = Path(os.environ.get("GRUKIT_CACHE_DIR") or Path.home() / ".cache" / "grukit")
+    root = Path(settings.get("GRUKIT_CACHE_DIR") or Path.home() / ".cache" / "grukit")
     return root / f"chorales-music21-{version}.json"
 
 

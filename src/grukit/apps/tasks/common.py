@@ -15,6 +15,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
+from ... import settings
+
 REGULARISERS = ("layer_norm", "zoneout", "recurrent_dropout")  # grukit.GRU's options a task may set
 
 
@@ -139,7 +141,7 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            if world > 1 and os.environ.get("GRUKIT_CHECK_REPLICAS"):
+            if world > 1 and settings.is_on("GRUKIT_CHECK_REPLICAS"):
                 _check_replicas(model)
             total += loss.item()
             count += 1

@@ -1,0 +1,68 @@
+"""The command line's argument types (argparse ``type=`` functions) and its file checks.
+
+Each gives argparse one line naming what was expected; the values they accept follow the core's
+rules (``grukit.validation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..validation import check_probability
+
+
+def _argument(parse, text: str, expected: str):
+    try:
+        value = parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an int >= 1."""
+    value = _argument(int, text, "an int")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=``: an int >= 0."""
+    value = _argument(int, text, "an int")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def check_writable_file(name: str, path: str) -> None:
+    """``path`` can be written as a file: its folder exists and is writable, and it is not a folder
+    or a read-only file. Checked before hours of training, so the result is not lost at the end."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path!r}: the folder {folder!r} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{name} {path!r}: the file exists and is not writable")
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a number > 0."""
+    value = _argument(float, text, "a number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def probability_below_one(text: str) -> float:
+    """argparse ``type=``: a number in [0, 1), as :func:`check_probability` wants it."""
+    value = _argument(float, text, "a number")
+    try:
+        return check_probability("the value", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}") from None
