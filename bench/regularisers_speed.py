@@ -139,9 +139,10 @@ def main():
             "",
             table(rows, args.threads),
             "",
-            "How the options are computed: one fused layer driver per layer-direction "
-            "(`csrc/layer_normalised.h`, calling the same cell passes as the plain one), threads "
-            "splitting batch rows (layer norm needs whole rows). "
+            "How the options are computed: the one layer driver (`csrc/layer.h`) with each option a "
+            "compile-time policy beside the cell's passes; layer norm makes the threads split batch rows "
+            "(its statistics need whole rows), zoneout and recurrent dropout alone split rows or hidden units "
+            "as the plain GRU does. "
             "Zoneout's training mask is drawn inside the kernel from a seed, a hash per element, and "
             "recomputed in the backward pass (never stored); recurrent dropout is one [B, H] mask. Layer "
             "norm is the expensive one in training: it saves the normalised input and recurrent projections "

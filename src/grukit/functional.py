@@ -235,6 +235,7 @@ def gru(
         output: [T, B, D*H] (or [B, T, D*H]) the last layer's states at every step.
         h_n: [L*D, B, H] every layer's and direction's final state.
     """
+    arguments = dict(locals())  # every argument, by name (nothing else is defined yet)
     _check_flags(
         update_gate,
         dropout,
@@ -243,22 +244,7 @@ def gru(
         reset_after=reset_after,
         training=training,
     )
-    return gru_with_checked_options(
-        input,
-        weights,
-        hx,
-        lengths=lengths,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        reset_after=reset_after,
-        update_gate=update_gate,
-        dropout=dropout,
-        training=training,
-        backend=backend,
-        layer_norm=layer_norm,
-        zoneout=zoneout,
-        recurrent_dropout=recurrent_dropout,
-    )
+    return gru_with_checked_options(**arguments)
 
 
 def gru_with_checked_options(
@@ -382,22 +368,9 @@ def gru_packed(
     Backends with a native packed kernel (the fused CPU one) run it directly: packed input then
     costs less than padded. Others get the padded batch and ``lengths``.
     """
+    arguments = dict(locals())  # every argument, by name (nothing else is defined yet)
     _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
-    return gru_packed_with_checked_options(
-        data,
-        batch_sizes,
-        weights,
-        hx,
-        bidirectional=bidirectional,
-        reset_after=reset_after,
-        update_gate=update_gate,
-        dropout=dropout,
-        training=training,
-        backend=backend,
-        layer_norm=layer_norm,
-        zoneout=zoneout,
-        recurrent_dropout=recurrent_dropout,
-    )
+    return gru_packed_with_checked_options(**arguments)
 
 
 def gru_packed_with_checked_options(
