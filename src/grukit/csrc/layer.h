@@ -58,35 +58,36 @@
 
 namespace grukit {
 
-// The parameters of a call as the passes read them: contiguous, absent ones as zeros / ones.
-// Without layer norm the biases are folded into the cell's passes (brz = b_i{r,z} + b_h{r,z});
-// with it they are added after each norm and the cell's biases are zero.
+// The parameters of a call as the passes read them: pointers into contiguous tensors, or into
+// zeros / ones when absent. Without layer norm the biases are folded into the cell's passes
+// (rz = b_i{r,z} + b_h{r,z}); with it they are added after each norm and the cell's biases are zero.
 template <typename T>
 struct LayerParameters {
-  std::vector<T> zeros, ones, rz;  // rz: b_i{r,z} + b_h{r,z} [2H]
-  Tensor b_ih, b_hh, gamma_ih, beta_ih, gamma_hh, beta_hh;
+  std::vector<T> zeros, ones, rz;  // rz [2H]
+  Tensor held[6];                  // the contiguous copies the pointers below read, kept alive
+  const T *b_ih, *b_hh, *gamma_ih, *beta_ih, *gamma_hh, *beta_hh;
   // the cell passes' biases: [2H] for r, z; [H] for the candidate's input and recurrent terms
-  const T *cell_rz = nullptr, *cell_in = nullptr, *cell_rec_n = nullptr;
+  const T *cell_rz, *cell_in, *cell_rec_n;
 
   LayerParameters(const LayerInputs& in, int64_t H, bool layer_norm)
-      : zeros(3 * H, T(0)), ones(3 * H, T(1)), rz(2 * H, T(0)) {
-    b_ih = contiguous_or(in.b_ih, zeros);
-    b_hh = contiguous_or(in.b_hh, zeros);
-    gamma_ih = contiguous_or(in.gamma_ih, ones);
-    beta_ih = contiguous_or(in.beta_ih, zeros);
-    gamma_hh = contiguous_or(in.gamma_hh, ones);
-    beta_hh = contiguous_or(in.beta_hh, zeros);
-    const T *bi = b_ih.data_ptr<T>(), *bh = b_hh.data_ptr<T>();
-    for (int64_t j = 0; j < 2 * H; ++j) rz[j] = bi[j] + bh[j];
+      : zeros(3 * H, T(0)), ones(layer_norm ? 3 * H : 0, T(1)), rz(2 * H, T(0)) {
+    b_ih = read(in.b_ih, 0, zeros.data());
+    b_hh = read(in.b_hh, 1, zeros.data());
+    gamma_ih = layer_norm ? read(in.gamma_ih, 2, ones.data()) : nullptr;
+    beta_ih = layer_norm ? read(in.beta_ih, 3, zeros.data()) : nullptr;
+    gamma_hh = layer_norm ? read(in.gamma_hh, 4, ones.data()) : nullptr;
+    beta_hh = layer_norm ? read(in.beta_hh, 5, zeros.data()) : nullptr;
+    for (int64_t j = 0; j < 2 * H; ++j) rz[j] = b_ih[j] + b_hh[j];
     cell_rz = layer_norm ? zeros.data() : rz.data();
-    cell_in = layer_norm ? zeros.data() : bi + 2 * H;
-    cell_rec_n = layer_norm ? zeros.data() : bh + 2 * H;
+    cell_in = layer_norm ? zeros.data() : b_ih + 2 * H;
+    cell_rec_n = layer_norm ? zeros.data() : b_hh + 2 * H;
   }
 
  private:
-  static Tensor contiguous_or(const OptionalTensor& t, std::vector<T>& fallback) {
-    return given(t) ? t->contiguous()
-                    : at::from_blob(fallback.data(), {int64_t(fallback.size())}, c10::CppTypeToScalarType<T>::value);
+  const T* read(const OptionalTensor& t, int slot, const T* fallback) {
+    if (!given(t)) return fallback;
+    held[slot] = t->contiguous();
+    return held[slot].data_ptr<T>();
   }
 };
 
@@ -167,9 +168,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
 
   const T* wr = w_rec.data_ptr<T>();
   const T* wn_t = after ? nullptr : w_n_t.data_ptr<T>();
-  const T *b_i = par.b_ih.template data_ptr<T>(), *b_h = par.b_hh.template data_ptr<T>();
-  const T *ga_i = par.gamma_ih.template data_ptr<T>(), *be_i = par.beta_ih.template data_ptr<T>();
-  const T *ga_h = par.gamma_hh.template data_ptr<T>(), *be_h = par.beta_hh.template data_ptr<T>();
+  const T *b_i = par.b_ih, *b_h = par.b_hh, *ga_i = par.gamma_ih, *be_i = par.beta_ih;
+  const T *ga_h = par.gamma_hh, *be_h = par.beta_hh;
   const T* mp = RD ? mask.data_ptr<T>() : nullptr;
   T* const h_at[2] = {h_buffers.data_ptr<T>(), h_buffers.data_ptr<T>() + B * H};
   T* const hd_at[2] = {RD ? hd_buffers.data_ptr<T>() : nullptr, RD ? hd_buffers.data_ptr<T>() + B * H : nullptr};
@@ -316,7 +316,7 @@ std::vector<Tensor> backward_with(const Problem& p, const LayerInputs& in, const
   T* dhin = RD ? dhdp : dhp;
   const T *whh = w_hh.data_ptr<T>(), *outp = out.data_ptr<T>(), *h0p = h0.data_ptr<T>();
   const T *dop = d_out.data_ptr<T>(), *sp = saved.data_ptr<T>(), *mp = RD ? mask.data_ptr<T>() : nullptr;
-  const T* ga_h = par.gamma_hh.template data_ptr<T>();
+  const T* ga_h = par.gamma_hh;
 
   run_team(team, [&](int k) {
     const int64_t a = team.unit_lo(k), Hc = team.unit_hi(k) - team.unit_lo(k);
@@ -413,7 +413,7 @@ std::vector<Tensor> backward_with(const Problem& p, const LayerInputs& in, const
   if constexpr (LN) {
     dbeta_ih = db_ih.clone();
     dbeta_hh = db_hh.clone();
-    const T* ga_i = par.gamma_ih.template data_ptr<T>();
+    const T* ga_i = par.gamma_ih;
     std::vector<double> gamma_i(3 * H, 0.0), gamma_h(3 * H, 0.0);  // the threads' partial sums, added in double
     for (const auto& part : dgamma_h)
       for (int64_t j = 0; j < 3 * H; ++j) gamma_h[j] += part[j];
