@@ -391,50 +391,20 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
 
 
-def _layer(
-    x,
-    batch_sizes,
-    h0,
-    w_ih,
-    w_hh,
-    b_ih,
-    b_hh,
-    lengths,
-    reverse,
-    reset_after,
-    keeps_state,
-    layer_norm,
-    zoneout,
-    recurrent_mask,
-):
-    """One call of ``gru_layer_fwd``, padded or packed, plain or regularised: (out, h_n)."""
-    gamma_ih, beta_ih, gamma_hh, beta_hh = (_contiguous(t) for t in (layer_norm or (None,) * 4))
+def _layer(layer_norm, zoneout, **arguments):
+    """One call of ``gru_layer_fwd``, padded (``lengths``) or packed (``batch_sizes``), plain or
+    regularised: (out, h_n). ``arguments``: the rest of :func:`gru_layer`'s or
+    :func:`gru_layer_packed`'s, by name, which are the op's own names (csrc/layer_inputs.h)."""
+    inputs = dict(arguments)
+    inputs.update(zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), layer_norm or (None,) * 4))
     if isinstance(zoneout, ZoneoutDraw):  # the kernel draws the mask from the seed (never stored)
-        zoneout_p, zoneout_seed = zoneout.p, zoneout.seed
-    else:
-        zoneout_p, zoneout_seed = (float(zoneout) if isinstance(zoneout, (int, float)) else 0.0), -1
-    inputs = dict(
-        x=x.contiguous(),
-        h0=_contiguous(h0),
-        w_ih=_contiguous(w_ih),
-        w_hh=_contiguous(w_hh),
-        b_ih=_contiguous(b_ih),
-        b_hh=_contiguous(b_hh),
-        lengths=lengths,
-        batch_sizes=batch_sizes,
-        gamma_ih=gamma_ih,
-        beta_ih=beta_ih,
-        gamma_hh=gamma_hh,
-        beta_hh=beta_hh,
-        zoneout_mask=zoneout.contiguous() if isinstance(zoneout, Tensor) else None,
-        zoneout_p=zoneout_p,
-        zoneout_seed=zoneout_seed,
-        recurrent_mask=_contiguous(recurrent_mask),
-        reverse=reverse,
-        reset_after=reset_after,
-        keeps_state=keeps_state,
-    )
-    save = _needs_grad(*(inputs[name] for name in op_inputs().gradients))
+        inputs.update(zoneout_p=zoneout.p, zoneout_seed=zoneout.seed)
+    elif isinstance(zoneout, Tensor):
+        inputs.update(zoneout_mask=zoneout)
+    elif zoneout:  # evaluation: k = p
+        inputs.update(zoneout_p=float(zoneout))
+    inputs = {name: _contiguous(value) if isinstance(value, Tensor) else value for name, value in inputs.items()}
+    save = _needs_grad(*(inputs.get(name) for name in op_inputs().gradients))
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=save)
     return out, h_n
 
@@ -455,22 +425,7 @@ def gru_layer(
     recurrent_mask: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
-    return _layer(
-        x,
-        None,
-        h0,
-        w_ih,
-        w_hh,
-        b_ih,
-        b_hh,
-        lengths,
-        reverse,
-        reset_after,
-        keeps_state,
-        layer_norm,
-        zoneout,
-        recurrent_mask,
-    )
+    return _layer(**locals())
 
 
 def gru_layer_packed(
@@ -501,19 +456,4 @@ def gru_layer_packed(
     Returns:
         out: [N, H] the states in the packed layout; h_n: [B, H] each sequence's final state.
     """
-    return _layer(
-        x,
-        batch_sizes,
-        h0,
-        w_ih,
-        w_hh,
-        b_ih,
-        b_hh,
-        None,
-        reverse,
-        reset_after,
-        keeps_state,
-        layer_norm,
-        zoneout,
-        recurrent_mask,
-    )
+    return _layer(**locals())
