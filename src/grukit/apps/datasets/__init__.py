@@ -18,6 +18,7 @@ numbers.number_     English/French number words          20,000/1,000/2,000; tes
 A missing package raises ImportError naming what to install.
 """
 
+from ._packages import DATA_DIR
 from .reviews import Reviews, rotten_tomatoes, tokenize
 from .series import SeriesSplit
 from .stocks import msft_prices, msft_returns
@@ -25,6 +26,7 @@ from .uea import basic_motions, japanese_vowels
 from .weather import seattle_weather
 
 __all__ = [
+    "DATA_DIR",
     "Reviews",
     "SeriesSplit",
     "basic_motions",
