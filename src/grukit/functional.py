@@ -25,6 +25,7 @@ Conventions decided here, for every backend:
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -78,11 +79,31 @@ def _check_weights(weights, I: int, D: int, bidirectional: bool, like: Tensor):
     return L, H, clean
 
 
-def _check_flags(update_gate, dropout, **flags) -> None:
-    for flag_name, flag in flags.items():
-        check_bool(flag_name, flag)
-    check_update_gate(update_gate)
-    check_dropout(dropout)
+_FLAGS = ("batch_first", "bidirectional", "reset_after", "training")
+
+
+def _check_options(options: dict) -> None:
+    """The options a caller named (those left out keep the function's defaults, valid as they are)."""
+    for name in _FLAGS:
+        if name in options:
+            check_bool(name, options[name])
+    if "update_gate" in options:
+        check_update_gate(options["update_gate"])
+    if "dropout" in options:
+        check_dropout(options["dropout"])
+
+
+def _options_checked_first(run, name: str):
+    """The public entry point ``name``: ``run`` behind a check of the options its caller names.
+    A module, whose options were checked when it was made, calls ``run`` itself."""
+
+    @functools.wraps(run)
+    def entry(*args, **options):
+        _check_options(options)
+        return run(*args, **options)
+
+    entry.__name__ = entry.__qualname__ = name
+    return entry
 
 
 def _check_regularisers(layer_norm, zoneout, recurrent_dropout, count: int, H: int, like: Tensor):
@@ -181,7 +202,7 @@ def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, t
     return layer_input, torch.stack(finals, 0)
 
 
-def gru(
+def gru_with_checked_options(
     input: Tensor,
     weights: Sequence[LayerWeights],
     hx: Optional[Tensor] = None,
@@ -234,39 +255,10 @@ def gru(
     Returns:
         output: [T, B, D*H] (or [B, T, D*H]) the last layer's states at every step.
         h_n: [L*D, B, H] every layer's and direction's final state.
+
+    ``gru`` checks the options first; ``gru_with_checked_options`` is the same call for a module
+    whose options were checked when it was made.
     """
-    arguments = dict(locals())  # every argument, by name (nothing else is defined yet)
-    _check_flags(
-        update_gate,
-        dropout,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        reset_after=reset_after,
-        training=training,
-    )
-    return gru_with_checked_options(**arguments)
-
-
-def gru_with_checked_options(
-    input: Tensor,
-    weights: Sequence[LayerWeights],
-    hx: Optional[Tensor] = None,
-    *,
-    lengths: Union[Tensor, Sequence[int], None] = None,
-    batch_first: bool = False,
-    bidirectional: bool = False,
-    reset_after: bool = True,
-    update_gate: str = KEEPS_STATE,
-    dropout: float = 0.0,
-    training: bool = False,
-    backend: Optional[str] = None,
-    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
-    zoneout: float = 0.0,
-    recurrent_dropout: float = 0.0,
-) -> Tuple[Tensor, Tensor]:
-    """:func:`gru` for a caller that checked the options (the flags, ``update_gate``, ``dropout``,
-    ``zoneout``, ``recurrent_dropout``) already: a module does when it is made (``grukit.GRU``,
-    ``GRUCell``, ``GRUStream``). The tensors are checked here, as in :func:`gru`."""
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
@@ -337,7 +329,7 @@ def gru_with_checked_options(
     return (output.transpose(0, 1) if batch_first else output), h_n
 
 
-def gru_packed(
+def gru_packed_with_checked_options(
     data: Tensor,
     batch_sizes: Tensor,
     weights: Sequence[LayerWeights],
@@ -368,28 +360,6 @@ def gru_packed(
     Backends with a native packed kernel (the fused CPU one) run it directly: packed input then
     costs less than padded. Others get the padded batch and ``lengths``.
     """
-    arguments = dict(locals())  # every argument, by name (nothing else is defined yet)
-    _check_flags(update_gate, dropout, bidirectional=bidirectional, reset_after=reset_after, training=training)
-    return gru_packed_with_checked_options(**arguments)
-
-
-def gru_packed_with_checked_options(
-    data: Tensor,
-    batch_sizes: Tensor,
-    weights: Sequence[LayerWeights],
-    hx: Optional[Tensor] = None,
-    *,
-    bidirectional: bool = False,
-    reset_after: bool = True,
-    update_gate: str = KEEPS_STATE,
-    dropout: float = 0.0,
-    training: bool = False,
-    backend: Optional[str] = None,
-    layer_norm: Optional[Sequence[Tuple[Tensor, Tensor, Tensor, Tensor]]] = None,
-    zoneout: float = 0.0,
-    recurrent_dropout: float = 0.0,
-) -> Tuple[Tensor, Tensor]:
-    """:func:`gru_packed` for a caller that checked the options already (a module, when it was made)."""
     if not isinstance(data, Tensor):
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
     if not data.dtype.is_floating_point:
@@ -462,3 +432,7 @@ def gru_packed_with_checked_options(
         )
 
     return _stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
+
+
+gru = _options_checked_first(gru_with_checked_options, "gru")
+gru_packed = _options_checked_first(gru_packed_with_checked_options, "gru_packed")
