@@ -52,6 +52,18 @@ from gru_speed import measure
 torch.set_num_threads(int(sys.argv[3]))
 cases, variants, rounds = json.loads(sys.argv[4]), json.loads(sys.argv[5]), int(sys.argv[6])
 assert grukit.__file__.startswith(sys.argv[1]), grukit.__file__
+
+
+def timed(module, x, train):  # one call of module on x: fwd + bwd of the output's sum, or inference
+    if train:
+        xs = x.clone().requires_grad_(True)
+        return lambda: module(xs)[0].sum().backward()
+    def infer():
+        with torch.no_grad():
+            module(x)
+    return infer
+
+
 results = {}
 for label, B, T, H, train, names in cases:
     for reset_after in (True, False):
@@ -60,27 +72,10 @@ for label, B, T, H, train, names in cases:
         impls = {}
         for name in names:
             gru = grukit.GRU(H, H, reset_after=reset_after, backend="cpu_fused", **variants[name]).train(train)
-            if train:
-                xs = x.clone().requires_grad_(True)
-                def fn(gru=gru, xs=xs):
-                    gru(xs)[0].sum().backward()
-            else:
-                def fn(gru=gru):
-                    with torch.no_grad():
-                        gru(x)
-            impls[name] = fn
+            impls[name] = timed(gru, x, train)
         # torch.nn.GRU of the same size, timed in the same rounds: the yardstick that divides out
         # how fast the machine was while this process ran
-        reference = torch.nn.GRU(H, H).train(train)
-        if train:
-            xr = x.clone().requires_grad_(True)
-            def fn(reference=reference, xr=xr):
-                reference(xr)[0].sum().backward()
-        else:
-            def fn(reference=reference):
-                with torch.no_grad():
-                    reference(x)
-        impls["torch.nn.GRU"] = fn
+        impls["torch.nn.GRU"] = timed(torch.nn.GRU(H, H).train(train), x, train)
         for name, seconds in measure(impls, rounds).items():
             results[f"{label}|{'after' if reset_after else 'before'}|{name}"] = seconds
 print(json.dumps(results))
