@@ -206,23 +206,8 @@ def gru_backward_kernel(
         tl.debug_barrier()
         if RESET_AFTER:
             if HAS_LN:
-                ln_backward_pass(
-                    d_gh_post,
-                    d_gh,
-                    ghraw,
-                    stats,
-                    ln_g,
-                    s,
-                    rows,
-                    row_ok,
-                    B,
-                    H,
-                    gate0=0,
-                    gates=3,
-                    slot=0,
-                    BLOCK_B=BLOCK_B,
-                    BLOCK_N=BLOCK_N,
-                )
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                                 gate0=0, gates=3, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
                 tl.debug_barrier()
             # d~h = d_gh[s] W_hh  (all three gates)
             for c0 in range(0, H, BLOCK_N):
@@ -235,23 +220,8 @@ def gru_backward_kernel(
                 tl.store(htilde_out + rows[:, None] * H + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
         else:
             if HAS_LN:
-                ln_backward_pass(
-                    d_gh_post,
-                    d_gh,
-                    ghraw,
-                    stats,
-                    ln_g,
-                    s,
-                    rows,
-                    row_ok,
-                    B,
-                    H,
-                    gate0=2,
-                    gates=1,
-                    slot=2,
-                    BLOCK_B=BLOCK_B,
-                    BLOCK_N=BLOCK_N,
-                )
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                                 gate0=2, gates=1, slot=2, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)
@@ -266,23 +236,8 @@ def gru_backward_kernel(
                 )
             tl.debug_barrier()
             if HAS_LN:
-                ln_backward_pass(
-                    d_gh_post,
-                    d_gh,
-                    ghraw,
-                    stats,
-                    ln_g,
-                    s,
-                    rows,
-                    row_ok,
-                    B,
-                    H,
-                    gate0=0,
-                    gates=2,
-                    slot=0,
-                    BLOCK_B=BLOCK_B,
-                    BLOCK_N=BLOCK_N,
-                )
+                ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                                 gate0=0, gates=2, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
                 tl.debug_barrier()
             for c0 in range(0, H, BLOCK_N):
                 cols = c0 + tl.arange(0, BLOCK_N)

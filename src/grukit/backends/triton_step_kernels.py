@@ -202,41 +202,11 @@ def step_backward_state_kernel(
     if HAS_LN:
         tl.debug_barrier()
         if RESET_AFTER:
-            ln_backward_pass(
-                d_gh_post,
-                d_gh,
-                ghraw,
-                stats,
-                ln_g,
-                s,
-                rows,
-                row_ok,
-                B,
-                H,
-                gate0=0,
-                gates=3,
-                slot=0,
-                BLOCK_B=BLOCK_B,
-                BLOCK_N=BLOCK_N,
-            )
+            ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                             gate0=0, gates=3, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
         else:
-            ln_backward_pass(
-                d_gh_post,
-                d_gh,
-                ghraw,
-                stats,
-                ln_g,
-                s,
-                rows,
-                row_ok,
-                B,
-                H,
-                gate0=2,
-                gates=1,
-                slot=2,
-                BLOCK_B=BLOCK_B,
-                BLOCK_N=BLOCK_N,
-            )
+            ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                             gate0=2, gates=1, slot=2, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
 
 
 @triton.jit
@@ -281,20 +251,5 @@ def step_backward_reset_kernel(
         )
     if HAS_LN:
         tl.debug_barrier()
-        ln_backward_pass(
-            d_gh_post,
-            d_gh,
-            ghraw,
-            stats,
-            ln_g,
-            s,
-            rows,
-            row_ok,
-            B,
-            H,
-            gate0=0,
-            gates=2,
-            slot=0,
-            BLOCK_B=BLOCK_B,
-            BLOCK_N=BLOCK_N,
-        )
+        ln_backward_pass(d_gh_post, d_gh, ghraw, stats, ln_g, s, rows, row_ok, B, H,
+                         gate0=0, gates=2, slot=0, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N)  # fmt: skip
