@@ -9,18 +9,21 @@
 * ``grukit.functional.gru``: the single functional entry point.
 * ``grukit.reference``: the equations in NumPy float64, forward and backward.
 * ``grukit.convert``: weights to and from Keras and ONNX layouts.
+* ``grukit.QuantizedGRU``: inference with int8 or bfloat16 weights (``GRU.quantized``).
 """
 
 from . import convert, functional, reference
 from ._version import __version__
 from .functional import gru
 from .nn import GRU, GRUCell
+from .quantized import QuantizedGRU
 from .reference import KEEPS_STATE, TAKES_CANDIDATE
 
 __all__ = [
     "__version__",
     "GRU",
     "GRUCell",
+    "QuantizedGRU",
     "gru",
     "functional",
     "reference",

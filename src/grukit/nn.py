@@ -317,6 +317,13 @@ class GRU(nn.Module):
 
         return GRUStream(self, batch_size, h0)
 
+    def quantized(self, precision: str = "int8"):
+        """A :class:`grukit.QuantizedGRU` for inference with this GRU's weights in ``precision``
+        ("int8" or "bfloat16"; ``grukit.quantized`` has the arithmetic)."""
+        from .quantized import QuantizedGRU
+
+        return QuantizedGRU.from_float(self, precision)
+
     # ---- conversion helpers --------------------------------------------------
     @classmethod
     def from_torch(cls, module: nn.GRU, **options) -> "GRU":

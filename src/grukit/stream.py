@@ -9,8 +9,8 @@ or a chunk of steps, per call, and the state of every layer carries over::
         h = stream.step(frame)            # [1, 64], the last layer's new state
     stream.reset()                        # back to zeros (or reset(h0))
 
-Feeding a sequence step by step gives exactly what ``gru(sequence)`` gives.
-Inference only (no autograd). The weights are copied and packed when the
+Feeding a sequence step by step gives exactly what ``gru(sequence)`` gives
+(``grukit.QuantizedGRU.stream`` too, in its precision). Inference only (no autograd). The weights are copied and packed when the
 stream is made: make a new stream after changing them. A backend with the
 streaming capability (``open_stream``; the fused CPU one, for float32/float64)
 runs each step as a single native call (a few microseconds at batch 1);
@@ -31,7 +31,7 @@ from .validation import KEEPS_STATE, check_size, check_stream_chunk, check_strea
 
 
 class GRUStream:
-    """Step-by-step inference over a unidirectional :class:`grukit.GRU`.
+    """Step-by-step inference over a unidirectional :class:`grukit.GRU` or :class:`grukit.QuantizedGRU`.
 
     Args:
         module: the GRU (its weights are copied now).
@@ -48,22 +48,39 @@ class GRUStream:
         self.batch_size = batch_size
         self.reset_after = module.reset_after
         self.update_gate = module.update_gate
-        self._backend = module.backend
+        self._backend = getattr(module, "backend", None)
+        # a QuantizedGRU's weight inputs per layer (bfloat16 / int8 weights, float32 state), copied
+        self._quantized = None
         with torch.no_grad():
-            self._weights = [tuple(w.detach().clone() for w in ws) for ws in module.all_weights]
-            ln = module.layer_norm_weights() if hasattr(module, "layer_norm_weights") else None
-            self._layer_norm = None if ln is None else [tuple(w.detach().clone() for w in ws) for ws in ln]
+            if hasattr(module, "precision"):
+                self._quantized = [
+                    {name: None if t is None else t.detach().clone() for name, t in layer.items()}
+                    for layer in module._layer_inputs()
+                ]
+                self._weights = [
+                    (q["w_ih"], q["w_hh"]) + ((q["b_ih"], q["b_hh"]) if module.bias else ()) for q in self._quantized
+                ]
+                self._layer_norm = None  # the layer-norm gains are among the quantized inputs
+                layer_norm = module.layer_norm
+            else:
+                self._weights = [tuple(w.detach().clone() for w in ws) for ws in module.all_weights]
+                ln = module.layer_norm_weights() if hasattr(module, "layer_norm_weights") else None
+                self._layer_norm = None if ln is None else [tuple(w.detach().clone() for w in ws) for ws in ln]
+                layer_norm = ln is not None
         # evaluation semantics: zoneout is its expected value; recurrent dropout does nothing
         self._zoneout = float(getattr(module, "zoneout", 0.0))
-        p = self._weights[0][0]
+        p = self._weights[0][0] if self._quantized is None else torch.empty(0)  # the state's dtype and device
         self._shape = (self.num_layers, batch_size, self.hidden_size)
         self._h0 = self._state_copy(h0, p) if h0 is not None else p.new_zeros(self._shape)
         self._native = None
-        chosen = backends.select(p, module.backend)
-        plain = self._layer_norm is None and not self._zoneout  # native streams compute the plain GRU
+        chosen = backends.select(p, self._backend) if self._quantized is None else backends.get("cpu_fused")
+        plain = not layer_norm and not self._zoneout  # native streams compute the plain GRU
         if plain and hasattr(chosen, "open_stream"):  # the backend's streaming capability
+            scales = None
+            if self._quantized is not None and module.precision == "int8":
+                scales = [(q["w_ih_scale"], q["w_hh_scale"]) for q in self._quantized]
             self._native = chosen.open_stream(
-                self._weights, self._h0, self.reset_after, self.update_gate == KEEPS_STATE
+                self._weights, self._h0, self.reset_after, self.update_gate == KEEPS_STATE, scales
             )
         self._h = self._h0.clone()
 
@@ -95,6 +112,20 @@ class GRUStream:
         if self._native is not None:
             return self._native.run(chunk)
         check_stream_chunk(chunk, self.batch_size, self.input_size)
+        if self._quantized is not None:
+            from .quantized import run_layers
+
+            out, self._h = run_layers(
+                self._quantized,
+                chunk.contiguous(),
+                self._h,
+                hidden_size=self.hidden_size,
+                bidirectional=False,
+                reset_after=self.reset_after,
+                keeps_state=self.update_gate == KEEPS_STATE,
+                zoneout=self._zoneout,
+            )
+            return out
         with torch.no_grad():
             out, self._h = gru_with_checked_options(
                 chunk,

@@ -161,20 +161,24 @@ def gemm_routines() -> Optional[dict]:
     return _state["gemm"]
 
 
-def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool):
+def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool, scales=None):
     """The streaming capability (``grukit.stream``): a native multi-layer, one-direction GRU that
     keeps its state between calls; plain GRU only (no layer norm or zoneout).
 
     Args:
         weights: per layer (w_ih [3H, I_l], w_hh [3H, H][, b_ih, b_hh [3H]]).
         h0: [L, B, H] initial state (copied).
+        scales: for int8 weights (``grukit.QuantizedGRU``), per layer (s_ih, s_hh [3H]); weights in
+            bfloat16 or int8 keep a float32 state.
 
     Returns an object with ``step(x [B, I]) -> [B, H]``, ``run(x [T, B, I]) -> [T, B, H]``,
     ``state() -> [L, B, H]`` and ``set_state(h)``.
     """
     if not is_available():
         raise RuntimeError(f"the fused CPU kernels are unavailable: {why_unavailable()}")
-    return _state["module"].Stream([list(w) for w in weights], h0, reset_after, keeps_state)
+    return _state["module"].Stream(
+        [list(w) for w in weights], h0, reset_after, keeps_state, [list(s) for s in scales or []]
+    )
 
 
 def is_available() -> bool:

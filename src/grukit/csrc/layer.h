@@ -31,6 +31,9 @@
 //   RD   recurrent dropout: h~ = h * m enters the recurrent products, kept beside h
 // Without layer norm the team splits batch rows or (small batch, large H) hidden units (team.h),
 // with one barrier per step (two for reset before).
+//   P    the weights' precision (forward only, inference): float32 (x's dtype, the GEMMs of gemm.h),
+//        or bfloat16 / int8 weights with float32 x, state and gates, whose products are
+//        low_precision.h's (low_precision_weights.h packs them)
 //
 // Rows of a padded batch that a step does not run (past a sequence's length): their state is
 // carried, and the step writes zeros to their output, saved activations and per-row gradients.
@@ -49,6 +52,7 @@
 #include "gemm.h"
 #include "layer_inputs.h"
 #include "layer_norm.h"
+#include "low_precision_weights.h"
 #include "problem.h"
 #include "projection_ahead.h"
 #include "saved_layout.h"
@@ -118,7 +122,7 @@ inline Team team_for(const Problem& p, bool layer_norm) {
   return layer_norm ? rows_only_team(p.B, p.H) : make_team(p.B, p.H, 3 * p.H);
 }
 
-template <typename T, typename ZC, bool LN, bool RD>
+template <typename T, typename ZC, bool LN, bool RD, Precision P>
 std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInputs& in, const ZC& zoneout_call,
                                                 bool save) {
   using Z = decltype(zoneout_call.for_row(0, 0, nullptr));  // NoZoneout or ZoneoutRow<T>
@@ -126,8 +130,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
   const bool after = p.reset_after, keeps = p.keeps_state;
   const Team team = team_for(p, LN);
   const OneThreadCall one_thread(team);
+  constexpr bool low = P != Precision::float32;
   Tensor x = to_sorted(p, in.x, 1, kSortedX);
-  Tensor w_ih = in.w_ih.contiguous(), w_hh = in.w_hh.contiguous();
   const LayerParameters<T> par(in, H, LN);
   const SavedLayout layout(H, after, LN);
   const int64_t W = layout.width;
@@ -135,20 +139,29 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
 
   // GI = X [N, I] @ W_ih^T [I, 3H]: one product for all steps
   Tensor gi = workspace(kGI, {p.N, 3 * H}, opts);
-  Tensor w_ih_t = workspace(kWihT, {I, 3 * H}, opts);
-  w_ih_t.copy_(w_ih.t());
-  // with a one-thread recurrence, a helper thread computes GI block by block while the recurrence
-  // runs (projection_ahead.h); otherwise every thread computes it first
   std::unique_ptr<ProjectionAhead> ahead;
-  if (one_thread.limited && ProjectionAhead::worth_it(p.N, 3 * H, I))
-    ahead = std::make_unique<ProjectionAhead>(p, 3 * H, I, x.data_ptr<T>(), w_ih_t.data_ptr<T>(), gi.data_ptr<T>());
-  else
-    mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H,
-                   gi.data_ptr<T>(), 3 * H, false);
-
+  std::unique_ptr<LowPrecisionWeights> low_weights;
+  std::vector<PreparedRows> prepared(low ? team.n : 0);  // each thread's h rows in the weights' precision
   const int64_t gates = after ? 3 : 2;  // recurrent products per unit in the first product of a step
-  Tensor w_rec = pack_by_team(w_hh, team, gates);
-  Tensor w_n_t = after ? Tensor() : w_hh.narrow(0, 2 * H, H).t().contiguous();  // [H, H]
+  Tensor w_rec, w_n_t;
+  if constexpr (low) {
+    low_weights = std::make_unique<LowPrecisionWeights>(in.w_ih, in.w_hh, given(in.w_ih_scale) ? *in.w_ih_scale : Tensor(),
+                                                        given(in.w_hh_scale) ? *in.w_hh_scale : Tensor(), team, after);
+    low_weights->project(p.N, x.data_ptr<float>(), gi.data_ptr<float>());
+  } else {
+    Tensor w_ih = in.w_ih.contiguous(), w_hh = in.w_hh.contiguous();
+    Tensor w_ih_t = workspace(kWihT, {I, 3 * H}, opts);
+    w_ih_t.copy_(w_ih.t());
+    // with a one-thread recurrence, a helper thread computes GI block by block while the recurrence
+    // runs (projection_ahead.h); otherwise every thread computes it first
+    if (one_thread.limited && ProjectionAhead::worth_it(p.N, 3 * H, I))
+      ahead = std::make_unique<ProjectionAhead>(p, 3 * H, I, x.data_ptr<T>(), w_ih_t.data_ptr<T>(), gi.data_ptr<T>());
+    else
+      mm_parallel<T>(Product::projection, p.N, 3 * H, I, x.data_ptr<T>(), I, w_ih_t.data_ptr<T>(), 3 * H,
+                     gi.data_ptr<T>(), 3 * H, false);
+    w_rec = pack_by_team(w_hh, team, gates);
+    w_n_t = after ? Tensor() : w_hh.narrow(0, 2 * H, H).t().contiguous();  // [H, H]
+  }
   Tensor saved = save ? workspace(kSaved, {p.N, W}, opts) : at::empty({0}, opts);
   Tensor scratch = save ? Tensor() : workspace(kScratch, {B, W}, opts);  // one step's values, inference
   // the output in sorted order: returned as is, or reordered into a fresh tensor at the end
@@ -166,8 +179,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
   Tensor gh = workspace(kGH, {B, 3 * H}, opts);  // recurrent products, thread k's columns at gates*unit_lo(k)
   Tensor rh = after ? Tensor() : workspace(kRH, {B, H}, opts);
 
-  const T* wr = w_rec.data_ptr<T>();
-  const T* wn_t = after ? nullptr : w_n_t.data_ptr<T>();
+  const T* wr = low ? nullptr : w_rec.data_ptr<T>();
+  const T* wn_t = after || low ? nullptr : w_n_t.data_ptr<T>();
   const T *b_i = par.b_ih, *b_h = par.b_hh, *ga_i = par.gamma_ih, *be_i = par.beta_ih;
   const T *ga_h = par.gamma_hh, *be_h = par.beta_hh;
   const T* mp = RD ? mask.data_ptr<T>() : nullptr;
@@ -184,6 +197,18 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
       return;
     }
     std::vector<T> hat(LN ? 3 * H : 0), keep(Hc);  // layer norm's v_hat in inference; zoneout's k
+    // this thread's recurrent columns, C [m, cols] = A [m, H] @ (its block of W_hh)^T: the first
+    // product of a step ([r | z | n] or [r | z] of its units) or the candidate's (n, reset before)
+    auto recurrent = [&](bool candidate, int64_t m, const T* A, T* C, int64_t ldc) {
+      if constexpr (low) {
+        const PackedWeights& w = candidate ? low_weights->candidate_of(k) : low_weights->first_of(k);
+        low_precision_mm(w, m, A, H, C, ldc, false, prepared[k]);
+      } else if (candidate) {
+        mm<T>(Product::recurrent, m, Hc, H, A, H, wn_t + a, H, C, ldc, false);
+      } else {
+        mm<T>(Product::recurrent, m, gates * Hc, H, A, H, wr + gates * a * H, gates * Hc, C, ldc, false);
+      }
+    };
     for (int64_t step = 0; step < T_; ++step) {
       if (ahead) ahead->wait_for_step(step);  // (a one-thread team) this step's rows of GI
       const int64_t t = step_at(p, step);
@@ -211,7 +236,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
       auto zoneout_of_row = [&](int64_t b) { return zoneout_call.for_row((p.off[t] + b) * H + a, Hc, keep.data()); };
       if (after) {
         // [r | z | n] pre-activations of units a..a+Hc: h~ [bs, H] @ W_k^T [H, 3Hc]
-        mm<T>(Product::recurrent, m, 3 * Hc, H, hin + r0 * H, H, wr + 3 * a * H, 3 * Hc, q0 + r0 * ldq, ldq, false);
+        recurrent(false, m, hin + r0 * H, q0 + r0 * ldq, ldq);
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* q = q0 + b * ldq;
@@ -228,7 +253,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
         }
       } else {
         // [r | z] pre-activations of units a..a+Hc: h~ [bs, H] @ W_k^T [H, 2Hc]
-        mm<T>(Product::recurrent, m, 2 * Hc, H, hin + r0 * H, H, wr + 2 * a * H, 2 * Hc, q0 + r0 * ldq, ldq, false);
+        recurrent(false, m, hin + r0 * H, q0 + r0 * ldq, ldq);
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* q = q0 + b * ldq;
@@ -243,7 +268,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
         }
         team_barrier(team);  // every unit of r * h~ is needed below
         // (r * h~) [bs, H] @ W_n[units]^T [H, Hc], into this thread's columns of gh
-        mm<T>(Product::recurrent, m, Hc, H, rhp + r0 * H, H, wn_t + a, H, q0 + r0 * ldq, ldq, false);
+        recurrent(true, m, rhp + r0 * H, q0 + r0 * ldq, ldq);
         for (int64_t b = r0; b < re; ++b) {
           const T* g = git + b * 3 * H + a;
           T* q = q0 + b * ldq;
@@ -460,11 +485,12 @@ auto with_policies(const Problem& p, const LayerInputs& in, const F& body) {
 }
 
 // out [T, B, H] or [N, H], h_n [B, H], and (when `save`) what the backward pass reads (saved_layout.h).
-template <typename T>
+// P: the weights' precision (bfloat16 and int8 with T = float, inference only).
+template <typename T, Precision P = Precision::float32>
 std::tuple<Tensor, Tensor, Tensor> layer_forward(const Problem& p, const LayerInputs& in, bool save) {
   return with_policies<T>(p, in, [&](const auto& zoneout, auto ln, auto rd) {
-    return forward_with<T, std::decay_t<decltype(zoneout)>, decltype(ln)::value, decltype(rd)::value>(p, in, zoneout,
-                                                                                                      save);
+    return forward_with<T, std::decay_t<decltype(zoneout)>, decltype(ln)::value, decltype(rd)::value, P>(p, in,
+                                                                                                         zoneout, save);
   });
 }
 

@@ -1,5 +1,9 @@
 // The inputs of one GRU layer call, declared once.
 //
+// The weights are x's dtype (float32 or float64), or, for inference, bfloat16 or int8 with
+// float32 x: int8 weights come with their per-row scales w_ih_scale and w_hh_scale
+// (low_precision.h has the arithmetic).
+//
 // GRUKIT_LAYER_INPUTS is the one list of what the layer operators take. Everything else derives
 // from it: the operators' schemas (ops.cpp), the struct the drivers read (LayerInputs), the
 // order of the gradients gru_layer_bwd returns, and, through the schema and `layer_gradients()`,
@@ -11,6 +15,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/stack.h>
+
+#include "low_precision.h"
 
 #include <string>
 #include <vector>
@@ -39,7 +45,9 @@ using OptionalTensor = c10::optional<Tensor>;
   X("Tensor?", OptionalTensor, recurrent_mask, "=None", false) /* [B, H], fixed in time */           \
   X("bool", bool, reverse, "=False", false)                                                          \
   X("bool", bool, reset_after, "=True", false)                                                       \
-  X("bool", bool, keeps_state, "=True", false)
+  X("bool", bool, keeps_state, "=True", false)                                                       \
+  X("Tensor?", OptionalTensor, w_ih_scale, "=None", false) /* int8 weights: [3H] float32 s_w per row */ \
+  X("Tensor?", OptionalTensor, w_hh_scale, "=None", false)
 
 inline bool given(const OptionalTensor& t) {
   return t.has_value() && t->defined();
@@ -54,6 +62,12 @@ struct LayerInputs {
   bool zoneout() const { return given(zoneout_mask) || zoneout_p > 0; }
   bool recurrent_dropout() const { return given(recurrent_mask); }
   bool has_bias() const { return given(b_ih); }
+  // the weights' precision: float32/float64 (x's dtype), or bfloat16 / int8 weights for inference
+  Precision precision() const {
+    if (w_hh.scalar_type() == at::kChar) return Precision::int8;
+    if (w_hh.scalar_type() == at::kBFloat16) return Precision::bfloat16;
+    return Precision::float32;
+  }
 };
 
 // "Tensor x, Tensor h0, ..., bool keeps_state=True": the inputs as a schema's argument list.

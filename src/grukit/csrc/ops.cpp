@@ -14,6 +14,7 @@
 //   cell.h                   the cell's element-wise passes (the one copy of the step math)
 //   layer.h                  the layer driver (its policies: zoneout, layer norm, recurrent dropout)
 //   layer_inputs.h           the operators' inputs      problem.h   sizes, layout, sorting
+//   low_precision.h          bfloat16 and int8 products for inference
 //   workspace.h              the buffer pool            team.h      thread teams
 //   projection_ahead.h       the input projection beside a one-thread recurrence
 //   saved_layout.h           what forward saves         weight_gradients.h   the backward's closing GEMMs
@@ -108,8 +109,28 @@ Sizes check_inputs(const char* op, const LayerInputs& in) {
     }
   }
   check_tensor(op, "h0", in.h0, x, {s.B, s.H});
-  check_tensor(op, "w_ih", in.w_ih, x, {3 * s.H, s.I});
-  check_tensor(op, "w_hh", w_hh, x, {3 * s.H, s.H});
+  const Precision precision = in.precision();
+  if (precision == Precision::float32) {
+    check_tensor(op, "w_ih", in.w_ih, x, {3 * s.H, s.I});
+    check_tensor(op, "w_hh", w_hh, x, {3 * s.H, s.H});
+  } else {  // inference with bfloat16 or int8 weights
+    TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "grukit::", op, ": ", w_hh.scalar_type(),
+                     " weights take float32 x, got ", x.scalar_type());
+    TORCH_CHECK_TYPE(in.w_ih.scalar_type() == w_hh.scalar_type(), "grukit::", op, ": w_ih must have dtype ",
+                     w_hh.scalar_type(), " (w_hh's), got ", in.w_ih.scalar_type());
+    check_tensor(op, "w_ih", in.w_ih, w_hh, {3 * s.H, s.I});
+    check_tensor(op, "w_hh", w_hh, w_hh, {3 * s.H, s.H});
+  }
+  const bool int8 = precision == Precision::int8;
+  TORCH_CHECK_VALUE(given(in.w_ih_scale) == int8 && given(in.w_hh_scale) == int8, "grukit::", op,
+                    ": w_ih_scale and w_hh_scale go with int8 weights (both), and only with them");
+  if (int8) {
+    const Tensor f32 = at::empty({0}, at::kFloat);
+    check_tensor(op, "w_ih_scale", *in.w_ih_scale, f32, {3 * s.H});
+    check_tensor(op, "w_hh_scale", *in.w_hh_scale, f32, {3 * s.H});
+    TORCH_CHECK_VALUE(s.I <= kInt8MaxK && s.H <= kInt8MaxK, "grukit::", op, ": int8 weights take input and hidden sizes up to ",
+                      kInt8MaxK, " (int32 sums), got ", s.I, " and ", s.H);
+  }
   TORCH_CHECK_VALUE(given(in.b_ih) == given(in.b_hh), "grukit::", op, ": give both b_ih and b_hh, or neither");
   check_optional(op, "b_ih", in.b_ih, x, {3 * s.H});
   check_optional(op, "b_hh", in.b_hh, x, {3 * s.H});
@@ -144,11 +165,18 @@ void gru_layer_fwd(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   const LayerInputs in = read_layer_inputs(*stack, first);
   const bool save = (*stack)[first + kLayerInputCount].toBool();
   check_inputs(op, in);
+  const Precision precision = in.precision();
+  TORCH_CHECK_VALUE(precision == Precision::float32 || !save, "grukit::", op, ": ", in.w_hh.scalar_type(),
+                    " weights are for inference: save_for_backward must be False");
   const Problem p = problem_of(in);
   at::NoGradGuard no_grad;
-  auto [out, h_n, saved] = AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "gru_layer_fwd", [&] {
-    return layer_forward<scalar_t>(p, in, save);
-  });
+  auto [out, h_n, saved] = [&] {
+    if (precision == Precision::int8) return layer_forward<float, Precision::int8>(p, in, false);
+    if (precision == Precision::bfloat16) return layer_forward<float, Precision::bfloat16>(p, in, false);
+    return AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "gru_layer_fwd", [&] {
+      return layer_forward<scalar_t>(p, in, save);
+    });
+  }();
   torch::jit::drop(*stack, kLayerInputCount + 1);
   torch::jit::push(*stack, out, h_n, saved);
 }
@@ -161,6 +189,8 @@ void gru_layer_bwd(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   const Tensor d_out = (*stack)[first + 2].toTensor(), d_hn = (*stack)[first + 3].toTensor();
   const LayerInputs in = read_layer_inputs(*stack, first + 4);
   const Sizes s = check_inputs(op, in);
+  TORCH_CHECK_VALUE(in.precision() == Precision::float32, "grukit::", op, ": ", in.w_hh.scalar_type(),
+                    " weights are for inference: there is no backward pass (train the float32 GRU)");
   if (s.packed) {
     check_tensor(op, "out", out, in.x, {s.N, s.H});
     check_tensor(op, "d_out", d_out, in.x, {s.N, s.H});
@@ -224,6 +254,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "2 brgemm tiled by rows), one thread: the best of `repeats` timings of `calls` calls. Releases "
       "the GIL, so Python threads can time products side by side.",
       pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def(
+      "low_precision_instructions",
+      [](const std::string& precision) {
+        TORCH_CHECK_VALUE(precision == "int8" || precision == "bfloat16",
+                          "precision must be 'int8' or 'bfloat16', got '", precision, "'");
+        return std::string(grukit::low_precision_instructions(precision == "int8" ? grukit::Precision::int8
+                                                                                   : grukit::Precision::bfloat16));
+      },
+      "The instructions the products of a precision use in this build on this CPU (low_precision.h).");
   m.def("brgemm_works", &grukit::brgemm_works,
         "Whether oneDNN's brgemm runs on this CPU (tried once on a small product).");
   m.def(
@@ -247,7 +286,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "The routine of each product kind (recurrent, projection, weight_gradient, row).");
   pybind11::class_<grukit::Stream>(m, "Stream")
-      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, const at::Tensor&, bool, bool>())
+      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, const at::Tensor&, bool, bool,
+                          const std::vector<std::vector<at::Tensor>>&>(),
+           pybind11::arg("weights"), pybind11::arg("h0"), pybind11::arg("reset_after"), pybind11::arg("keeps_state"),
+           pybind11::arg("scales") = std::vector<std::vector<at::Tensor>>())
       .def("step", &grukit::Stream::step)
       .def("run", &grukit::Stream::run)
       .def("state", &grukit::Stream::state)

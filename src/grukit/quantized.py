@@ -1,0 +1,394 @@
+"""Low-precision inference: a GRU whose weights are stored in bfloat16 or int8.
+
+Train in float32, then serve with fewer bytes per weight and more products per instruction::
+
+    gru = grukit.GRU(40, 512, num_layers=2)      # trained as usual
+    fast = gru.quantized("int8")                  # or "bfloat16"
+    output, h_n = fast(x)                         # the call grukit.GRU takes
+
+    fast = grukit.QuantizedGRU.from_float(torch_gru, "int8")   # a torch.nn.GRU works too
+
+What each precision computes (the kernels: ``grukit/csrc/low_precision.h``):
+
+* **int8**: each row of W_ih and W_hh (one output unit's weights) is stored as
+  ``w_q = round(W / s_w)`` in [-127, 127] with ``s_w = max |row| / 127`` (symmetric, per output
+  row). Every row of x and of h (one sequence's step) is quantized where it enters a product, with
+  its own scale ``s_a = max |row| / 127``; the products are summed in int32 and scaled back,
+  ``x W^T ~= s_a s_w sum_k a_q w_q``. Gates, biases, layer norm and the state stay float32.
+* **bfloat16**: W is stored in bfloat16; x and h are rounded to bfloat16 where they enter a
+  product, the sums are float32; gates and state float32.
+
+The products use ``vpdpbusd`` (AVX512_VNNI) and ``vdpbf16ps`` (AVX512_BF16) in the fused CPU
+kernels' AVX-512 build where the CPU has them, portable loops elsewhere
+(:func:`instructions` says which). Inference only: the module has no parameters to train, and a
+backward pass through it raises.
+
+Both GRU forms (``reset_after``), both update meanings, layer norm and zoneout (its evaluation
+value) carry over from the float module; dropout and recurrent dropout do nothing at inference.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .functional import _stack_layers
+from .validation import (
+    KEEPS_STATE,
+    DtypeError,
+    check_bool,
+    check_input_features,
+    check_lengths,
+    check_packed_hx,
+    check_probability,
+    check_sequence_input,
+    check_size,
+    check_tensor,
+    check_update_gate,
+)
+
+PRECISIONS = ("int8", "bfloat16")
+STORAGE = {"int8": torch.int8, "bfloat16": torch.bfloat16}
+LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
+
+
+def check_precision(precision) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def quantize_weight(weight: Tensor, precision: str) -> Tuple[Tensor, Optional[Tensor]]:
+    """``weight`` [R, C] in ``precision``: (w_q int8 [R, C], s_w float32 [R]) with w_q = round(W / s_w),
+    s_w = max_c |W[r, c]| / 127 (1 for an all-zero row); or (W in bfloat16, None)."""
+    weight = weight.detach().float()
+    if precision == "bfloat16":
+        return weight.to(torch.bfloat16), None
+    scale = weight.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def dequantize_weight(weight: Tensor, scale: Optional[Tensor]) -> Tensor:
+    """The float32 weights a stored weight stands for: w_q * s_w (int8) or the bfloat16 values."""
+    return weight.float() if scale is None else weight.float() * scale[:, None]
+
+
+def instructions(precision: str) -> str:
+    """The instructions ``precision``'s products use in this build on this CPU ("portable loops" where
+    the CPU or the build level lacks them)."""
+    from .backends import cpu_fused
+
+    _require_kernels()
+    return cpu_fused.extension().low_precision_instructions(check_precision(precision))
+
+
+def _require_kernels() -> None:
+    from .backends import cpu_fused
+
+    if not cpu_fused.is_available():
+        raise RuntimeError(
+            "a quantized GRU runs on the fused CPU kernels, which are unavailable here: "
+            f"{cpu_fused.why_unavailable() or 'unknown reason'}"
+        )
+
+
+class _InferenceOnly(torch.autograd.Function):
+    """Passes (output, h_n) through; a backward pass raises with what to do instead."""
+
+    @staticmethod
+    def forward(ctx, output, h_n):
+        return output.view_as(output), h_n.view_as(h_n)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "a QuantizedGRU computes inference only and has no backward pass: train the float32 "
+            "grukit.GRU, then quantize it again (gru.quantized(precision))"
+        )
+
+
+def run_layers(
+    layers: List[Dict[str, Optional[Tensor]]],
+    x: Tensor,
+    hx: Optional[Tensor],
+    *,
+    hidden_size: int,
+    bidirectional: bool,
+    reset_after: bool,
+    keeps_state: bool,
+    zoneout: float,
+    lengths: Optional[Tensor] = None,
+    batch_sizes: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """The quantized layers over x [T, B, I] (padded, ``lengths`` optional) or [N, I] (packed, with
+    ``batch_sizes``): (output [T, B, D*H] or [N, D*H], h_n [L*D, B, H]).
+
+    ``layers``: per layer and direction, the op's weight inputs by name (w_ih, w_hh, b_ih, b_hh,
+    w_ih_scale, w_hh_scale, gamma_ih, beta_ih, gamma_hh, beta_hh; None where absent).
+    """
+    D = 2 if bidirectional else 1
+    L = len(layers) // D
+    B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[1]
+
+    def run_layer(layer_input, h0, weights, reverse):
+        out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
+            x=layer_input.contiguous(),
+            h0=h0.contiguous(),
+            lengths=lengths,
+            batch_sizes=batch_sizes,
+            reverse=reverse,
+            reset_after=reset_after,
+            keeps_state=keeps_state,
+            zoneout_p=float(zoneout),
+            **weights,
+        )
+        return out, h_n
+
+    feature_dim = 1 if batch_sizes is not None else 2
+    with torch.no_grad():
+        return _stack_layers(run_layer, x, hx, layers, L, D, B, hidden_size, feature_dim, 0.0, False)
+
+
+class QuantizedGRU(nn.Module):
+    r"""A multi-layer GRU for inference with bfloat16 or int8 weights (see the module doc).
+
+    Make one from a trained GRU: ``grukit.GRU.quantized(precision)`` or
+    :meth:`from_float` (which also takes a ``torch.nn.GRU``). Constructed directly, its weights are
+    zeros until ``load_state_dict`` fills them (the state dict of another QuantizedGRU of the same
+    configuration and precision).
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, bidirectional: as ``grukit.GRU``.
+        precision: "int8" or "bfloat16".
+        reset_after, update_gate, layer_norm, zoneout: as ``grukit.GRU`` (zoneout at its
+            evaluation value: h_t = p h_{t-1} + (1 - p) h'_t).
+
+    Inputs: ``input, h_0, lengths``: as ``grukit.GRU`` (input [T, B, I], [B, T, I] with
+    ``batch_first``, [T, I] unbatched, or a ``PackedSequence``; h_0 [L*D, B, H] or None), plus
+    ``lengths`` [B] for a padded batch. Input and h_0 are float32, on the CPU.
+
+    Outputs: ``output, h_n``: as ``grukit.GRU``, float32.
+
+    Buffers (in ``state_dict``): ``weight_ih_l{k}[_reverse]`` [3H, I_k] and ``weight_hh_l{k}...``
+    [3H, H] in the precision's storage type (int8 or bfloat16); with int8 their scales
+    ``weight_ih_scale_l{k}...`` and ``weight_hh_scale_l{k}...`` [3H] float32; biases and layer-norm
+    gains float32, under ``torch.nn.GRU``'s / ``grukit.GRU``'s names.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        *,
+        precision: str = "int8",
+        reset_after: bool = True,
+        update_gate: str = KEEPS_STATE,
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_layers = check_size("num_layers", num_layers)
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            check_bool(name, flag)
+        self.precision = check_precision(precision)
+        self.reset_after = check_bool("reset_after", reset_after)
+        self.update_gate = check_update_gate(update_gate)
+        self.layer_norm = check_bool("layer_norm", layer_norm)
+        self.zoneout = check_probability("zoneout", zoneout)
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        D = 2 if bidirectional else 1
+        H = hidden_size
+        storage = STORAGE[precision]
+        self._suffixes = [f"_l{layer}" + ("_reverse" if d else "") for layer in range(num_layers) for d in range(D)]
+        for k, suffix in enumerate(self._suffixes):
+            in_size = input_size if k < D else D * H
+            self.register_buffer("weight_ih" + suffix, torch.zeros(3 * H, in_size, dtype=storage))
+            self.register_buffer("weight_hh" + suffix, torch.zeros(3 * H, H, dtype=storage))
+            if precision == "int8":
+                self.register_buffer("weight_ih_scale" + suffix, torch.ones(3 * H))
+                self.register_buffer("weight_hh_scale" + suffix, torch.ones(3 * H))
+            if bias:
+                self.register_buffer("bias_ih" + suffix, torch.zeros(3 * H))
+                self.register_buffer("bias_hh" + suffix, torch.zeros(3 * H))
+            if layer_norm:
+                for base in LAYER_NORM_NAMES:
+                    self.register_buffer(base + suffix, torch.ones(3 * H) if "weight" in base else torch.zeros(3 * H))
+
+    # ---- making one -------------------------------------------------------------------
+    @classmethod
+    def from_float(cls, module: nn.Module, precision: str = "int8") -> "QuantizedGRU":
+        """The quantized copy of a trained ``grukit.GRU`` or ``torch.nn.GRU`` (float32 or float64)."""
+        from .nn import GRU
+
+        check_precision(precision)
+        if isinstance(module, nn.GRU):
+            if getattr(module, "proj_size", 0):
+                raise ValueError("a torch.nn.GRU with proj_size cannot be quantized (GRUs have no projection)")
+            options = dict(reset_after=True, update_gate=KEEPS_STATE, layer_norm=False, zoneout=0.0)
+        elif isinstance(module, GRU):
+            options = dict(
+                reset_after=module.reset_after,
+                update_gate=module.update_gate,
+                layer_norm=module.layer_norm,
+                zoneout=module.zoneout,
+            )
+        else:
+            raise TypeError(f"module must be a grukit.GRU or torch.nn.GRU, got {type(module).__name__}")
+        new = cls(
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bias,
+            module.batch_first,
+            module.bidirectional,
+            precision=precision,
+            **options,
+        )
+        source = dict(module.named_parameters())
+        with torch.no_grad():
+            for suffix in new._suffixes:
+                for base in ("weight_ih", "weight_hh"):
+                    stored, scale = quantize_weight(source[base + suffix], precision)
+                    getattr(new, base + suffix).copy_(stored)
+                    if scale is not None:
+                        getattr(new, base + "_scale" + suffix).copy_(scale)
+                extra = (["bias_ih", "bias_hh"] if module.bias else []) + (
+                    list(LAYER_NORM_NAMES) if options["layer_norm"] else []
+                )
+                for base in extra:
+                    getattr(new, base + suffix).copy_(source[base + suffix].detach().float())
+        return new
+
+    def dequantized_weights(self) -> List[Tuple[Tensor, ...]]:
+        """Per layer and direction, the float32 weights the stored ones stand for, as
+        ``grukit.functional.gru`` takes them: (w_ih, w_hh[, b_ih, b_hh])."""
+        out = []
+        for k in self._layer_inputs():
+            weights = (dequantize_weight(k["w_ih"], k["w_ih_scale"]), dequantize_weight(k["w_hh"], k["w_hh_scale"]))
+            out.append(weights + ((k["b_ih"], k["b_hh"]) if self.bias else ()))
+        return out
+
+    def _layer_inputs(self) -> List[Dict[str, Optional[Tensor]]]:
+        """Per layer and direction, the op's weight inputs by name (None where absent)."""
+        int8 = self.precision == "int8"
+        layers = []
+        for suffix in self._suffixes:
+            get = lambda base: getattr(self, base + suffix)  # noqa: E731
+            inputs = {
+                "w_ih": get("weight_ih"),
+                "w_hh": get("weight_hh"),
+                "w_ih_scale": get("weight_ih_scale") if int8 else None,
+                "w_hh_scale": get("weight_hh_scale") if int8 else None,
+                "b_ih": get("bias_ih") if self.bias else None,
+                "b_hh": get("bias_hh") if self.bias else None,
+            }
+            for name, base in zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), LAYER_NORM_NAMES):
+                inputs[name] = get(base) if self.layer_norm else None
+            layers.append(inputs)
+        return layers
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, precision={self.precision!r}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        s += f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
+        if self.zoneout:
+            s += f", zoneout={self.zoneout}"
+        return s
+
+    # ---- running it -------------------------------------------------------------------
+    def _options(self) -> dict:
+        return dict(
+            hidden_size=self.hidden_size,
+            bidirectional=self.bidirectional,
+            reset_after=self.reset_after,
+            keeps_state=self.update_gate == KEEPS_STATE,
+            zoneout=self.zoneout,
+        )
+
+    def _check_float32_cpu(self, name: str, t: Optional[Tensor]) -> None:
+        if t is None:
+            return
+        if t.dtype != torch.float32:
+            raise DtypeError(f"{name} must be float32 (a QuantizedGRU computes in float32), got {t.dtype}")
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} must be on the CPU (a QuantizedGRU runs there), got {t.device}")
+
+    def forward(
+        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, lengths=None
+    ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+        _require_kernels()
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths goes with a padded batch; a PackedSequence carries its own")
+            return self._forward_packed(input, hx)
+        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
+        self._check_float32_cpu("input", input)
+        check_input_features(input, self.input_size, input)
+        x = input.transpose(0, 1) if batch_first else input
+        T, B, _ = x.shape
+        D = 2 if self.bidirectional else 1
+        if hx is not None:
+            check_tensor("hx", hx, (self.num_layers * D, B, self.hidden_size), x)
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T, x.device)
+        if T == 0 or B == 0:
+            output = x.new_zeros(T, B, D * self.hidden_size)
+            h_n = hx.clone() if hx is not None else x.new_zeros(self.num_layers * D, B, self.hidden_size)
+        else:
+            output, h_n = run_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
+        output, h_n = self._inference_only(output, h_n, input, hx)
+        if batch_first:
+            output = output.transpose(0, 1)
+        if unbatched:
+            return output.squeeze(1), h_n.squeeze(1)
+        return output, h_n
+
+    def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
+        self._check_float32_cpu("input", packed.data)
+        check_input_features(packed.data, self.input_size, packed.data, packed=True)
+        check_packed_hx(hx)
+        B = int(packed.batch_sizes[0])
+        D = 2 if self.bidirectional else 1
+        if hx is not None:
+            check_tensor("hx", hx, (self.num_layers * D, B, self.hidden_size), packed.data)
+            if packed.sorted_indices is not None:
+                hx = hx.index_select(1, packed.sorted_indices)
+        data, h_n = run_layers(
+            self._layer_inputs(), packed.data, hx, batch_sizes=packed.batch_sizes.cpu(), **self._options()
+        )
+        data, h_n = self._inference_only(data, h_n, packed.data, hx)
+        if packed.unsorted_indices is not None:
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+
+    @staticmethod
+    def _inference_only(output: Tensor, h_n: Tensor, *inputs) -> Tuple[Tensor, Tensor]:
+        needs = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+        return _InferenceOnly.apply(output, h_n) if needs else (output, h_n)
+
+    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
+        """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights (packed
+        once, each step one native call)."""
+        from .stream import GRUStream
+
+        _require_kernels()
+        return GRUStream(self, batch_size, h0)
