@@ -97,11 +97,12 @@ def _require_kernels() -> None:
 
 
 class _InferenceOnly(torch.autograd.Function):
-    """Passes (output, h_n) through; a backward pass raises with what to do instead."""
+    """(output, h_n) joined to the inputs that require grad, so that a backward pass reaches this
+    node and raises with what to do instead (not torch's "does not require grad")."""
 
     @staticmethod
-    def forward(ctx, output, h_n):
-        return output.view_as(output), h_n.view_as(h_n)
+    def forward(ctx, output, h_n, *inputs):
+        return output.clone(), h_n.clone()
 
     @staticmethod
     def backward(ctx, *grads):
@@ -382,8 +383,8 @@ class QuantizedGRU(nn.Module):
 
     @staticmethod
     def _inference_only(output: Tensor, h_n: Tensor, *inputs) -> Tuple[Tensor, Tensor]:
-        needs = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-        return _InferenceOnly.apply(output, h_n) if needs else (output, h_n)
+        needing = [t for t in inputs if t is not None and t.requires_grad] if torch.is_grad_enabled() else []
+        return _InferenceOnly.apply(output, h_n, *needing) if needing else (output, h_n)
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights (packed

@@ -10,8 +10,9 @@ or a chunk of steps, per call, and the state of every layer carries over::
     stream.reset()                        # back to zeros (or reset(h0))
 
 Feeding a sequence step by step gives exactly what ``gru(sequence)`` gives
-(``grukit.QuantizedGRU.stream`` too, in its precision). Inference only (no autograd). The weights are copied and packed when the
-stream is made: make a new stream after changing them. A backend with the
+(``grukit.QuantizedGRU.stream`` too, in its precision). Inference only (no autograd).
+The weights are copied and packed when the stream is made: make a new stream after
+changing them. A backend with the
 streaming capability (``open_stream``; the fused CPU one, for float32/float64)
 runs each step as a single native call (a few microseconds at batch 1);
 otherwise, and for GRUs with layer norm or zoneout (evaluation semantics:
