@@ -49,6 +49,7 @@ def _options(args: argparse.Namespace, task: str):
         layer_norm=args.layer_norm,
         zoneout=args.zoneout,
         recurrent_dropout=args.recurrent_dropout,
+        precisions=getattr(args, "precisions", False),
         **{name: getattr(args, name) for name in DATA_OPTIONS},
     )
 
@@ -86,6 +87,13 @@ def _print_report(report: dict) -> None:
         print(f"  {metric}:")
         for name, value in values.items():
             print(f"  {name:<{width}}  {value:.4f}")
+    if report.get("precisions"):
+        values = report["precisions"]
+        print(
+            "  the same model with its GRU in "
+            + ", ".join(f"{precision} {value:.4f}" for precision, value in values.items())
+            + " (grukit quantize)"
+        )
     if "log_return_rmse" in report:
         r = report["log_return_rmse"]
         print(
@@ -172,19 +180,29 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_task(path: str):
-    """(the model file's contents, its task) for a model file from ``grukit train TASK --output``."""
+def _saved_task(path: str, float_only: str = ""):
+    """(the model file's contents, its task) for a model file from ``grukit train TASK --output``
+    (or ``grukit quantize``; refused when ``float_only`` names a use that needs the float32 file)."""
     from .tasks import TASKS
     from .tasks.common import load
 
     saved = load(path)
     if saved["task"] not in TASKS:
         raise ValueError(f"{path!r} is a model file of an unknown task {saved['task']!r} (known: {', '.join(TASKS)})")
+    if float_only and saved.get("precision"):
+        raise ValueError(
+            f"{path!r} holds {saved['precision']} weights (from grukit quantize); {float_only} takes the "
+            "float32 model file it was made from"
+        )
     return saved, TASKS[saved["task"]]
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .tasks.common import quantized_model_file
+
     saved, task = _saved_task(args.model)
+    if args.precision:
+        saved = quantized_model_file(saved, task.load(saved), args.precision)
     texts = list(args.text)
     if args.file:
         if os.path.isdir(args.file):
@@ -217,8 +235,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _quantize(args: argparse.Namespace) -> int:
+    from .. import quantized
+    from .tasks.common import quantized_model_file, save_atomically
+
+    check_writable_file("out", args.out)
     saved, task = _saved_task(args.model)
+    smaller = quantized_model_file(saved, task.load(saved), args.precision)
+    save_atomically(smaller, args.out)
+    size = os.path.getsize(args.out)
+    print(
+        f"wrote {args.out}: the {saved['task']} model with {args.precision} GRU weights ({size / 1024:.0f} KB; "
+        f"{args.model}: {os.path.getsize(args.model) / 1024:.0f} KB); its products use "
+        f"{quantized.instructions(args.precision)} here"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    saved, task = _saved_task(args.model, "ONNX export")
     description = task.to_onnx(saved, args.out)
     print(f"wrote {args.out}: {description}")
     return 0
@@ -280,7 +315,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _gates(args: argparse.Namespace) -> int:
     from . import gates
 
-    saved, task = _saved_task(args.model)
+    saved, task = _saved_task(args.model, "grukit gates")
     paths, meaning = gates.write(saved, task, args.text, args.days, args.out, args.layer)
     print(f"wrote {paths[0]} and {paths[1]} ({meaning})")
     return 0
@@ -326,6 +361,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "(--no-reset-after: Cho et al. 2014 v3, as most tutorials write it)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--precisions",
+        action="store_true",
+        help="also report the test metric with the trained GRU in bfloat16 and int8 (grukit quantize; "
+        "sentiment, speech, activity, weather, textgen)",
+    )
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: the task's)")
     p.add_argument(
         "--lr", type=positive_float, help="adam learning rate (default: the task's, 0.003 sentiment, 0.001 forecasts)"
@@ -420,7 +461,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv",
         help="forecast models: continue from this newer CSV; classify-series models: the recordings to classify",
     )
+    predict.add_argument(
+        "--precision",
+        choices=("int8", "bfloat16"),
+        help="run the GRU with its weights in this precision (grukit.QuantizedGRU); default: the file's",
+    )
     predict.set_defaults(run=_predict)
+    quantize = sub.add_parser(
+        "quantize",
+        help="write a model file whose GRU weights are int8 or bfloat16, for faster CPU inference",
+        description="Quantize a trained model's GRU (grukit.QuantizedGRU: int8 weights with per-row scales, "
+        "or bfloat16) and write it as a new model file for `grukit predict` and `grukit generate`.",
+    )
+    quantize.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
+    quantize.add_argument("out", help="the model file to write")
+    quantize.add_argument("--precision", choices=("int8", "bfloat16"), default="int8", help="default: int8")
+    quantize.set_defaults(run=_quantize)
     export = sub.add_parser("export", help="write a saved task model as an ONNX file")
     export.add_argument("model", help="a model file from `grukit train TASK --output FILE`")
     export.add_argument("out", help="the .onnx file to write")

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
-from .common import Options, fit, model_file
+from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import NotOffered, Task
 
 SETTINGS = {
@@ -79,9 +79,9 @@ def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
     hidden = options.hidden or settings["hidden"]
     model = Classifier(data.x_train.shape[2], len(data.classes), hidden, options.layers, options.reset_after)
 
-    def accuracy(x, lengths, y):
+    def accuracy(x, lengths, y, m=model):
         with torch.no_grad():
-            return float((model(torch.from_numpy(x), torch.from_numpy(lengths)).argmax(1).numpy() == y).mean())
+            return float((m(torch.from_numpy(x), torch.from_numpy(lengths)).argmax(1).numpy() == y).mean())
 
     tensors = tuple(torch.from_numpy(a) for a in (data.x_train, data.lengths_train, data.y_train))
     result = fit(
@@ -99,6 +99,9 @@ def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
         "task": task,
         "metric": f"test accuracy ({len(data.classes)} classes)",
         "model": accuracy(data.x_test, data.lengths_test, data.y_test),
+        "precisions": metric_by_precision(
+            model, lambda m: accuracy(data.x_test, data.lengths_test, data.y_test, m), options
+        ),
         "baselines": baselines(data),
         "split": {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
         **result,
@@ -124,8 +127,7 @@ def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
 def load_model(saved: Dict) -> Classifier:
     c = saved["config"]
     model = Classifier(c["channels"], c["classes"], c["hidden"], c["layers"], c["reset_after"])
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 class ClassifyTask(Task):

@@ -40,6 +40,7 @@ class Options:
     layer_norm: bool = False  # the GRU's regularisers (grukit.GRU's options of the same names)
     zoneout: float = 0.0
     recurrent_dropout: float = 0.0
+    precisions: bool = False  # also report the test metric with the GRU in bfloat16 and int8
     # your own data (the forecast, classify-text and classify-series tasks; see grukit.apps.own_data)
     csv: Optional[str] = None  # a CSV file (or, for classify-series, a .ts file)
     target: Optional[str] = None  # forecast: the column to forecast
@@ -197,6 +198,55 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
         except OSError as exc:  # disk full, folder removed during training...: keep the report
             saved[SAVE_ERROR] = f"could not save the model to {options.output!r}: {exc}"
     return saved
+
+
+def quantize_grus(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """``model`` with every ``grukit.GRU`` inside it replaced by its :class:`grukit.QuantizedGRU` in
+    ``precision`` ("int8" or "bfloat16"), in place; returned for chaining."""
+    from ...nn import GRU
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, GRU):
+            setattr(model, name, child.quantized(precision))
+        else:
+            quantize_grus(child, precision)
+    return model
+
+
+LOW_PRECISIONS = ("bfloat16", "int8")
+
+
+def metric_by_precision(model: torch.nn.Module, metric: Callable[[torch.nn.Module], float], options: Options):
+    """With ``--precisions``: {"float32": metric(model), "bfloat16": ..., "int8": ...}, the same trained
+    model with its GRU quantized (grukit.QuantizedGRU, as ``grukit quantize`` writes it); else None."""
+    if not options.precisions:
+        return None
+    import copy
+
+    values = {"float32": metric(model.eval())}
+    for precision in LOW_PRECISIONS:
+        values[precision] = metric(quantize_grus(copy.deepcopy(model), precision).eval())
+    return values
+
+
+def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
+    """``model`` (just built from the file's config) with the file's weights, in evaluation mode. A
+    file from ``grukit quantize`` (``saved["precision"]``) holds its GRUs' weights in that precision:
+    the GRUs become QuantizedGRUs before the weights load."""
+    if saved.get("precision"):
+        quantize_grus(model, saved["precision"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def quantized_model_file(saved: Dict, model: torch.nn.Module, precision: str) -> Dict:
+    """A model file's contents with ``model``'s GRUs (``model``: the file's float model) in ``precision``:
+    what ``grukit quantize`` writes and ``grukit predict --precision`` uses."""
+    if saved.get("precision"):
+        raise ValueError(f"the model file is already quantized ({saved['precision']}); quantize the float32 file")
+    with torch.no_grad():
+        state = quantize_grus(model, precision).state_dict()
+    return {**saved, "precision": precision, "state_dict": state}
 
 
 SAVE_ERROR = "save_error"  # a model_file() key set only when writing --output failed

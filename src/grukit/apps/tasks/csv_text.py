@@ -19,7 +19,7 @@ from torch import nn
 from ..datasets.csv_table import TableError, class_labels, fill_missing, read_table
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
-from .common import Options, fit, model_file
+from .common import Options, fit, load_weights, model_file
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
 VOCABULARY = 20_000
@@ -120,8 +120,7 @@ def load_model(saved: Dict) -> SentimentModel:
     model = SentimentModel(
         c["vocab_size"], hidden=c["hidden"], layers=c["layers"], reset_after=c["reset_after"], outputs=c["classes"]
     )
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 def probabilities(saved: Dict, texts: Sequence[str]) -> np.ndarray:

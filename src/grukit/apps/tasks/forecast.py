@@ -21,7 +21,7 @@ from torch import nn
 from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
 from ..datasets.series import day_of_year_features
-from .common import Options, fit, model_file
+from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import Task
 
 SETTINGS = {
@@ -110,6 +110,9 @@ def train(options: Options) -> Dict:
         report = {
             "metric": "test RMSE of the next day's max temperature (deg C)",
             "model": _rmse(pred, data.y_test),
+            "precisions": metric_by_precision(
+                model, lambda m: _rmse(unscale(_predict_scaled(m, data.x_test)), data.y_test), options
+            ),
             "baselines": {
                 "persistence (tomorrow = today)": _rmse(data.last_test, data.y_test),
                 "day-of-year mean of the training years": _rmse(
@@ -155,8 +158,7 @@ def train(options: Options) -> Dict:
 def load_model(saved: Dict) -> Forecaster:
     c = saved["config"]
     model = Forecaster(len(c["features"]), c["hidden"], c["layers"], c["reset_after"], c.get("horizon", 1))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 def predict(saved: Dict, days: int) -> List[Dict]:

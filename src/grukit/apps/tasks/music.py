@@ -24,7 +24,7 @@ from torch import nn
 
 from ...nn import GRU
 from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
-from .common import Options, fit, model_file, saved_gru_options
+from .common import Options, fit, load_weights, model_file, saved_gru_options
 from .task import Task
 
 PITCHES = 129  # token 0 = rest, 1 + MIDI number otherwise
@@ -209,8 +209,7 @@ def train(options: Options) -> Dict:
 def load_model(saved: Dict) -> MelodyModel:
     c = saved["config"]
     model = MelodyModel(c["hidden"], c["layers"], c["reset_after"], **saved_gru_options(c))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 def parse_prompt(prompt: str) -> List[Note]:

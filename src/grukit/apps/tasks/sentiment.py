@@ -20,7 +20,7 @@ from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
 from ..datasets.reviews import UNKNOWN, encode, rotten_tomatoes, tokenize
 from .bag_of_words import bag_of_words_accuracy
-from .common import Options, fit, model_file
+from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import Task
 
 EXAMPLES = [
@@ -100,6 +100,9 @@ def train(options: Options) -> Dict:
         "task": "sentiment",
         "metric": "test accuracy",
         "model": test_acc,
+        "precisions": metric_by_precision(
+            model, lambda m: _accuracy(m, data.test_ids, data.test_lengths, data.test_labels), options
+        ),
         "baselines": {
             "majority class": float((data.test_labels == majority).mean()),
             "bag-of-words logistic regression": bow["test"],
@@ -126,8 +129,7 @@ def train(options: Options) -> Dict:
 def load_model(saved: Dict) -> SentimentModel:
     c = saved["config"]
     model = SentimentModel(c["vocab_size"], hidden=c["hidden"], layers=c["layers"], reset_after=c["reset_after"])
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 def predict(saved: Dict, texts: Sequence[str]) -> List[float]:

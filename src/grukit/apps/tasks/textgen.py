@@ -19,7 +19,7 @@ from torch import nn
 
 from ...nn import GRU
 from ..datasets.plays import encode, shakespeare
-from .common import Options, fit, model_file, saved_gru_options
+from .common import Options, fit, load_weights, metric_by_precision, model_file, saved_gru_options
 from .task import Task
 
 WINDOW, VAL_CHARS = 128, 200_000
@@ -73,11 +73,11 @@ def train(options: Options) -> Dict:
     x, y = _windows(train_ids)
     vx, vy = _windows(val_ids)
 
-    def bits():
+    def bits(m=model):
         with torch.no_grad():
             total = 0.0
             for i in range(0, len(vx), 256):
-                logits = model(vx[i : i + 256])
+                logits = m(vx[i : i + 256])
                 total += nn.functional.cross_entropy(
                     logits.reshape(-1, chars), vy[i : i + 256].reshape(-1), reduction="sum"
                 ).item()
@@ -101,6 +101,7 @@ def train(options: Options) -> Dict:
         "task": "textgen",
         "metric": "validation bits per character (2 held-out plays)",
         "model": result["best_val"],
+        "precisions": metric_by_precision(model, bits, options),
         "baselines": ngram_bits(train_ids, vy.reshape(-1).numpy(), chars),
         "split": {"train": int(y.numel()), "val": int(vy.numel()), "test": int(vy.numel())},
         **result,
@@ -124,8 +125,7 @@ def train(options: Options) -> Dict:
 def load_model(saved: Dict) -> CharModel:
     c = saved["config"]
     model = CharModel(c["chars"], c["hidden"], c["layers"], c["reset_after"], **saved_gru_options(c))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    return load_weights(model, saved)
 
 
 def generate(saved: Dict, prompt: str = "\n", length: int = 300, temperature: float = 0.8, seed: int = 0) -> str:

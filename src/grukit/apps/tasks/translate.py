@@ -27,7 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
 from ..datasets.numbers import covering_numbers, detokenize, english, french, number_pairs, tokenize
-from .common import Options, fit, model_file
+from .common import Options, fit, load_weights, model_file
 from .task import Task
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -318,8 +318,7 @@ def load_translator(saved: Dict) -> Translator:
     model = EncoderDecoder(
         len(saved["source_vocab"]), len(saved["target_vocab"]), c["hidden"], c["layers"], c["reset_after"]
     )
-    model.load_state_dict(saved["state_dict"])
-    return Translator(model, saved["source_vocab"], saved["target_vocab"])
+    return Translator(load_weights(model, saved), saved["source_vocab"], saved["target_vocab"])
 
 
 def load_model(saved: Dict) -> EncoderDecoder:
