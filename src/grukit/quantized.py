@@ -19,8 +19,8 @@ What each precision computes (the kernels: ``grukit/csrc/low_precision.h``):
   product, the sums are float32; gates and state float32.
 
 The products use ``vpdpbusd`` (AVX512_VNNI) and ``vdpbf16ps`` (AVX512_BF16) in the fused CPU
-kernels' AVX-512 build where the CPU has them, portable loops elsewhere
-(:func:`instructions` says which). Inference only: the module has no parameters to train, and a
+kernels' AVX-512 build where the CPU has them. Elsewhere (AVX2 CPUs) float32 GEMMs multiply the
+same rounded values, giving the same numbers at float32's speed (:func:`instructions` says which). Inference only: the module has no parameters to train, and a
 backward pass through it raises.
 
 Both GRU forms (``reset_after``), both update meanings, layer norm and zoneout (its evaluation
@@ -78,8 +78,8 @@ def dequantize_weight(weight: Tensor, scale: Optional[Tensor]) -> Tensor:
 
 
 def instructions(precision: str) -> str:
-    """The instructions ``precision``'s products use in this build on this CPU ("portable loops" where
-    the CPU or the build level lacks them)."""
+    """The instructions ``precision``'s products use in this build on this CPU ("float32 GEMM on the
+    ... values" where the CPU or the build level lacks them)."""
     from .backends import cpu_fused
 
     _require_kernels()

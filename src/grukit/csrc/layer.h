@@ -202,7 +202,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
     auto recurrent = [&](bool candidate, int64_t m, const T* A, T* C, int64_t ldc) {
       if constexpr (low) {
         const PackedWeights& w = candidate ? low_weights->candidate_of(k) : low_weights->first_of(k);
-        low_precision_mm(w, m, A, H, C, ldc, false, prepared[k]);
+        low_precision_mm(w, Product::recurrent, m, A, H, C, ldc, prepared[k]);
       } else if (candidate) {
         mm<T>(Product::recurrent, m, Hc, H, A, H, wn_t + a, H, C, ldc, false);
       } else {

@@ -18,14 +18,20 @@
 //   only if h0 does, and a row whose largest |h| is 0.2 keeps five times the resolution of the
 //   fixed scale 1/127; a stream step and a whole sequence quantize the same rows the same way.
 //
-// B is packed once per call (per stream) into blocks of 16 columns (one 512-bit vector of 32-bit
-// sums): block j holds, for each group g of `group` consecutive k (4 for int8, 2 for bfloat16),
-// the 16 columns' `group` values side by side, the layout the dot-product instructions read:
-//     packed[j][g][c][e] = B[g * group + e][16 j + c]       (zero past K or N)
-// The kernels keep an MR x NR tile of C (NR blocks of 16 columns) in registers: per group, NR
-// vector loads of B, MR broadcasts of A's group, MR * NR dot-product instructions. They are
-// compiled for AVX-512 (function target attributes) in an x86-64-v4 build and run where the CPU
-// has the instruction (checked at run time); elsewhere portable loops compute the same sums.
+// Two ways to compute the sums, chosen once per process (`dot_products`):
+//   dot-product instructions: in an x86-64-v4 build on a CPU with AVX512_VNNI (int8) or AVX512_BF16
+//     (bfloat16), functions compiled for them (target attributes, checked at run time). B is packed
+//     once per call (per stream) into blocks of 16 columns (one 512-bit vector of 32-bit sums):
+//     block j holds, for each group g of `group` consecutive k (4 for int8, 2 for bfloat16), the 16
+//     columns' `group` values side by side, the layout the instructions read:
+//         packed[j][g][c][e] = B[g * group + e][16 j + c]       (zero past K or N)
+//     The kernels keep an MR x NR tile of C (NR blocks of 16 columns) in registers: per group, NR
+//     vector loads of B, MR broadcasts of A's group, MR * NR dot-product instructions.
+//   float32 GEMMs on the rounded values, everywhere else (AVX2 CPUs, other builds): B holds the
+//     stored values as float32 (w_q, or the bfloat16 weights), A the rounded rows (a_q, or x and h
+//     rounded to bfloat16), and gemm.h's routines multiply them. The numbers are the instructions':
+//     int8 products and their sums are integers below 2^24 (exact in float32) while K <= 1040, and a
+//     product of two bfloat16 values is exact in float32. The speed is float32's: no gain, no loss.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -36,6 +42,8 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include "gemm.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__AVX512F__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -72,8 +80,8 @@ inline bool bfloat16_uses_avx512_bf16() {
 #endif
 }
 inline const char* low_precision_instructions(Precision p) {
-  if (p == Precision::int8) return int8_uses_vnni() ? "avx512_vnni (vpdpbusd)" : "portable loops";
-  return bfloat16_uses_avx512_bf16() ? "avx512_bf16 (vdpbf16ps)" : "portable loops";
+  if (p == Precision::int8) return int8_uses_vnni() ? "avx512_vnni (vpdpbusd)" : "float32 GEMM on the int8 values";
+  return bfloat16_uses_avx512_bf16() ? "avx512_bf16 (vdpbf16ps)" : "float32 GEMM on the bfloat16 values";
 }
 
 // bfloat16 <-> float32 bits: rounding to nearest, ties to even (as torch and `vcvtneps2bf16`)
@@ -93,21 +101,38 @@ inline float from_bfloat16(uint16_t b) {
 
 // B = W^T packed for the kernels. W is [N, K] row-major (the rows of a weight matrix), in the
 // precision's storage type (int8_t or bfloat16 bits); `row_scale` [N] for int8.
+// Whether `p`'s products use the dot-product instructions here (else float32 GEMMs).
+inline bool dot_products(Precision p) {
+  return p == Precision::int8 ? int8_uses_vnni() : bfloat16_uses_avx512_bf16();
+}
+
 struct PackedWeights {
   Precision precision = Precision::bfloat16;
+  bool dot = false;  // packed for the dot-product instructions, or float32 values for the GEMMs
   int64_t K = 0, N = 0, groups = 0, blocks = 0;
-  std::vector<uint8_t> data;         // [blocks][groups][16][group] elements (1 or 2 bytes)
+  std::vector<uint8_t> data;         // dot: [blocks][groups][16][group] elements (1 or 2 bytes)
+  std::vector<float> values;         // GEMMs: B [K, N] as float32 (w_q or the bfloat16 values)
   std::vector<float> scale;          // [blocks * 16] int8: s_w of each column (0 past N)
-  std::vector<int32_t> offset_sums;  // [blocks * 16] int8: 128 * sum_k w_q[k, n]
+  std::vector<int32_t> offset_sums;  // [blocks * 16] int8, dot: 128 * sum_k w_q[k, n]
 
   PackedWeights() = default;
   PackedWeights(Precision p, const void* W, int64_t ldw, int64_t N_, int64_t K_, const float* row_scale)
-      : precision(p), K(K_), N(N_) {
+      : precision(p), dot(dot_products(p)), K(K_), N(N_) {
     const int64_t G = group_of(p), E = bytes_of(p);
     groups = (K + G - 1) / G;
     blocks = (N + kBlock - 1) / kBlock;
-    data.assign(blocks * groups * kBlock * G * E, 0);
     scale.assign(blocks * kBlock, 0.0f);
+    if (p == Precision::int8)
+      for (int64_t n = 0; n < N; ++n) scale[n] = row_scale[n];
+    if (!dot) {
+      values.resize(K * N);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          values[k * N + n] = p == Precision::int8 ? float(static_cast<const int8_t*>(W)[n * ldw + k])
+                                                   : from_bfloat16(static_cast<const uint16_t*>(W)[n * ldw + k]);
+      return;
+    }
+    data.assign(blocks * groups * kBlock * G * E, 0);
     offset_sums.assign(blocks * kBlock, 0);
     for (int64_t n = 0; n < N; ++n) {
       const int64_t j = n / kBlock, c = n % kBlock;
@@ -119,7 +144,6 @@ struct PackedWeights {
           out[((j * groups + k / G) * kBlock + c) * G + k % G] = w[k];
           sum += w[k];
         }
-        scale[n] = row_scale[n];
         offset_sums[n] = kInt8Offset * sum;
       } else {
         const uint16_t* w = static_cast<const uint16_t*>(W) + n * ldw;
@@ -130,19 +154,27 @@ struct PackedWeights {
   }
 };
 
-// A's rows [M, K] (leading dimension lda) in the kernels' form: [M, padded_k] bytes (int8: a_q + 128,
-// with `row_scale` [M] = s_a) or bfloat16 bits; the padding holds the value zero.
-inline void prepare_rows(Precision p, int64_t M, int64_t K, const float* A, int64_t lda, void* out, float* row_scale) {
+// A's rows [M, K] (leading dimension lda) in the products' form, with `row_scale` [M] = s_a for int8.
+// dot: [M, padded_k] bytes (int8: a_q + 128) or bfloat16 bits, the padding holding the value zero;
+// else [M, K] float32 (a_q, or the values rounded to bfloat16).
+inline void prepare_rows(Precision p, bool dot, int64_t M, int64_t K, const float* A, int64_t lda, void* out,
+                         float* row_scale) {
   const int64_t Kp = padded_k(p, K);
   for (int64_t m = 0; m < M; ++m) {
     const float* a = A + m * lda;
     if (p == Precision::bfloat16) {
+      if (!dot) {
+        float* o = static_cast<float*>(out) + m * K;
+        for (int64_t k = 0; k < K; ++k) o[k] = from_bfloat16(to_bfloat16(a[k]));
+        continue;
+      }
       uint16_t* o = static_cast<uint16_t*>(out) + m * Kp;
       for (int64_t k = 0; k < K; ++k) o[k] = to_bfloat16(a[k]);
       std::fill(o + K, o + Kp, uint16_t(0));
       continue;
     }
     uint8_t* o = static_cast<uint8_t*>(out) + m * Kp;
+    float* of = static_cast<float*>(out) + m * K;
     float largest = 0.0f;
     bool finite = true;
     for (int64_t k = 0; k < K; ++k) {
@@ -151,15 +183,23 @@ inline void prepare_rows(Precision p, int64_t M, int64_t K, const float* A, int6
       largest = std::max(largest, v);
     }
     if (!finite) {  // NaN or Inf: the row's outputs are NaN
-      std::fill(o, o + Kp, uint8_t(kInt8Offset));
+      if (dot)
+        std::fill(o, o + Kp, uint8_t(kInt8Offset));
+      else
+        std::fill(of, of + K, 0.0f);
       row_scale[m] = std::numeric_limits<float>::quiet_NaN();
       continue;
     }
     const float s = largest > 0.0f ? largest / 127.0f : 1.0f;
     const float inverse = 1.0f / s;
-    for (int64_t k = 0; k < K; ++k)
-      o[k] = uint8_t(int(std::nearbyint(std::min(127.0f, std::max(-127.0f, a[k] * inverse)))) + kInt8Offset);
-    std::fill(o + K, o + Kp, uint8_t(kInt8Offset));
+    for (int64_t k = 0; k < K; ++k) {
+      const float q = std::nearbyint(std::min(127.0f, std::max(-127.0f, a[k] * inverse)));
+      if (dot)
+        o[k] = uint8_t(int(q) + kInt8Offset);
+      else
+        of[k] = q;
+    }
+    if (dot) std::fill(o + K, o + Kp, uint8_t(kInt8Offset));
     row_scale[m] = s;
   }
 }
@@ -169,39 +209,6 @@ namespace low_precision_detail {
 // C's tile: int8 sums -> s_a s_w (acc - offset sums); bfloat16 sums as they are
 inline float finish_int8(int32_t acc, int64_t n, const PackedWeights& B, float sa) {
   return float(acc - B.offset_sums[n]) * (sa * B.scale[n]);
-}
-
-// Any CPU: the same sums by plain loops, one row and one block of 16 columns at a time.
-inline void portable_product(const PackedWeights& B, int64_t M, const void* A, const float* sa, float* C, int64_t ldc,
-                             bool accumulate) {
-  const int64_t G = group_of(B.precision), Kp = B.groups * G;
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t j = 0; j < B.blocks; ++j) {
-      const int64_t n0 = j * kBlock, valid = std::min(kBlock, B.N - n0);
-      float* c = C + m * ldc + n0;
-      if (B.precision == Precision::int8) {
-        const uint8_t* a = static_cast<const uint8_t*>(A) + m * Kp;
-        const int8_t* b = reinterpret_cast<const int8_t*>(B.data.data()) + j * B.groups * kBlock * G;
-        int32_t acc[kBlock] = {0};
-        for (int64_t g = 0; g < B.groups; ++g)
-          for (int64_t col = 0; col < kBlock; ++col)
-            for (int64_t e = 0; e < G; ++e) acc[col] += int32_t(a[g * G + e]) * int32_t(b[(g * kBlock + col) * G + e]);
-        for (int64_t col = 0; col < valid; ++col) {
-          const float v = finish_int8(acc[col], n0 + col, B, sa[m]);
-          c[col] = accumulate ? c[col] + v : v;
-        }
-      } else {
-        const uint16_t* a = static_cast<const uint16_t*>(A) + m * Kp;
-        const uint16_t* b = reinterpret_cast<const uint16_t*>(B.data.data()) + j * B.groups * kBlock * G;
-        float acc[kBlock] = {0};
-        for (int64_t g = 0; g < B.groups; ++g)
-          for (int64_t col = 0; col < kBlock; ++col)
-            for (int64_t e = 0; e < G; ++e)
-              acc[col] += from_bfloat16(a[g * G + e]) * from_bfloat16(b[(g * kBlock + col) * G + e]);
-        for (int64_t col = 0; col < valid; ++col) c[col] = accumulate ? c[col] + acc[col] : acc[col];
-      }
-    }
-  }
 }
 
 #ifdef GRUKIT_AVX512_LOW_PRECISION
@@ -340,44 +347,49 @@ struct Bfloat16Kernel {
 
 }  // namespace low_precision_detail
 
-// C[M, B.N] (+)= A @ B, A prepared by prepare_rows (scales `sa` [M], int8 only).
-inline void low_precision_product(const PackedWeights& B, int64_t M, const void* A, const float* sa, float* C,
-                                  int64_t ldc, bool accumulate) {
+// C[M, B.N] = A @ B, A prepared by prepare_rows (scales `sa` [M], int8 only); `kind`: the float32
+// GEMM routine's product kind where the dot-product instructions are not used.
+inline void low_precision_product(const PackedWeights& B, Product kind, int64_t M, const void* A, const float* sa,
+                                  float* C, int64_t ldc) {
   if (M <= 0 || B.N <= 0) return;
-  using namespace low_precision_detail;
 #ifdef GRUKIT_AVX512_LOW_PRECISION
-  if (B.precision == Precision::int8 && int8_uses_vnni()) {
-    tiled_product<uint8_t, Int8Kernel>(B, M, static_cast<const uint8_t*>(A), sa, C, ldc, accumulate);
+  using namespace low_precision_detail;
+  if (B.dot && B.precision == Precision::int8) {
+    tiled_product<uint8_t, Int8Kernel>(B, M, static_cast<const uint8_t*>(A), sa, C, ldc, false);
     return;
   }
-  if (B.precision == Precision::bfloat16 && bfloat16_uses_avx512_bf16()) {
-    tiled_product<uint16_t, Bfloat16Kernel>(B, M, static_cast<const uint16_t*>(A), sa, C, ldc, accumulate);
+  if (B.dot) {
+    tiled_product<uint16_t, Bfloat16Kernel>(B, M, static_cast<const uint16_t*>(A), sa, C, ldc, false);
     return;
   }
 #endif
-  portable_product(B, M, A, sa, C, ldc, accumulate);
+  mm<float>(kind, M, B.N, B.K, static_cast<const float*>(A), B.K, B.values.data(), B.N, C, ldc, false);
+  if (B.precision == Precision::int8)  // C = s_a s_w sum a_q w_q (the instructions' epilogue, same order)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < B.N; ++n) C[m * ldc + n] = C[m * ldc + n] * (sa[m] * B.scale[n]);
 }
 
 // A thread's buffer for A's prepared rows and their scales.
 struct PreparedRows {
   std::vector<uint8_t> bytes;
   std::vector<float> scale;
-  // A [M, K] (lda) prepared for `B`'s precision; returns the buffer's start
-  const void* of(Precision p, int64_t M, int64_t K, const float* A, int64_t lda) {
-    const size_t need = size_t(M * padded_k(p, K) * bytes_of(p));
+  // A [M, K] (lda) prepared for `B`; returns the buffer's start
+  const void* of(const PackedWeights& B, int64_t M, const float* A, int64_t lda) {
+    const size_t need = B.dot ? size_t(M * padded_k(B.precision, B.K) * bytes_of(B.precision))
+                              : size_t(M * B.K) * sizeof(float);
     if (bytes.size() < need) bytes.resize(need);
     if (scale.size() < size_t(M)) scale.resize(M);
-    prepare_rows(p, M, K, A, lda, bytes.data(), scale.data());
+    prepare_rows(B.precision, B.dot, M, B.K, A, lda, bytes.data(), scale.data());
     return bytes.data();
   }
 };
 
-// C[M, B.N] (+)= A[M, K] @ B for float32 A: prepare A's rows in `rows`, then multiply.
-inline void low_precision_mm(const PackedWeights& B, int64_t M, const float* A, int64_t lda, float* C, int64_t ldc,
-                             bool accumulate, PreparedRows& rows) {
+// C[M, B.N] = A[M, K] @ B for float32 A: prepare A's rows in `rows`, then multiply.
+inline void low_precision_mm(const PackedWeights& B, Product kind, int64_t M, const float* A, int64_t lda, float* C,
+                             int64_t ldc, PreparedRows& rows) {
   if (M <= 0) return;
-  const void* prepared = rows.of(B.precision, M, B.K, A, lda);
-  low_precision_product(B, M, prepared, rows.scale.data(), C, ldc, accumulate);
+  const void* prepared = rows.of(B, M, A, lda);
+  low_precision_product(B, kind, M, prepared, rows.scale.data(), C, ldc);
 }
 
 }  // namespace grukit

@@ -54,8 +54,9 @@ struct LowPrecisionWeights {
   // GI [N, 3H] = X [N, I] @ W_ih^T, the rows split over torch's threads
   void project(int64_t N, const float* x, float* gi) const {
     at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+      SequentialBlas one;  // the float32 GEMMs, where they compute the products: one thread each
       PreparedRows rows;
-      low_precision_mm(w_ih, n1 - n0, x + n0 * w_ih.K, w_ih.K, gi + n0 * w_ih.N, w_ih.N, false, rows);
+      low_precision_mm(w_ih, Product::projection, n1 - n0, x + n0 * w_ih.K, w_ih.K, gi + n0 * w_ih.N, w_ih.N, rows);
     });
   }
 };

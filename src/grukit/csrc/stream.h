@@ -128,8 +128,8 @@ class Stream {
         if constexpr (std::is_same<T, float>::value) {
           if (low_) {
             const LowPrecisionWeights& w = low_weights_[l];
-            low_precision_mm(which == 0 ? w.w_ih : which == 1 ? w.first_of(0) : w.candidate_of(0), B, A, K, C, 3 * H,
-                             false, prepared_);
+            low_precision_mm(which == 0 ? w.w_ih : which == 1 ? w.first_of(0) : w.candidate_of(0), Product::recurrent,
+                             B, A, K, C, 3 * H, prepared_);
             return;
           }
         }
