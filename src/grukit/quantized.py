@@ -20,8 +20,8 @@ What each precision computes (the kernels: ``grukit/csrc/low_precision.h``):
 
 The products use ``vpdpbusd`` (AVX512_VNNI) and ``vdpbf16ps`` (AVX512_BF16) in the fused CPU
 kernels' AVX-512 build where the CPU has them. Elsewhere (AVX2 CPUs) float32 GEMMs multiply the
-same rounded values, giving the same numbers at float32's speed (:func:`instructions` says which). Inference only: the module has no parameters to train, and a
-backward pass through it raises.
+same rounded values, giving the same numbers at float32's speed (:func:`instructions` says which).
+Inference only: the module has no parameters to train, and a backward pass through it raises.
 
 Both GRU forms (``reset_after``), both update meanings, layer norm and zoneout (its evaluation
 value) carry over from the float module; dropout and recurrent dropout do nothing at inference.
