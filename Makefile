@@ -33,10 +33,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
-# the speed benchmark (needs onnx and onnxruntime); rewrites BENCHMARKS.md
+# the speed benchmarks (need onnx, onnxruntime, openvino): float32, then int8 and bfloat16; rewrite BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[apps,bench]' --no-build-isolation
 	$(BIN)/python bench/gru_speed.py
+	$(BIN)/python bench/low_precision_speed.py
 
 # every task in both reset placements with --seed 0, into runs/*.json; RESULTS.md reports the
 # mean over --seed 0, 1 and 2 (run the train line with each seed)

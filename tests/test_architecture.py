@@ -13,6 +13,7 @@ CORE_MODULES = [
     "grukit.functional",
     "grukit.nn",
     "grukit.stream",
+    "grukit.quantized",
     "grukit.backends",
     "grukit.backends.torch_ops",
     "grukit.backends.cpu_fused",
