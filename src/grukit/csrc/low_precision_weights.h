@@ -11,7 +11,7 @@
 
 #include <vector>
 
-#include "low_precision.h"
+#include "low_precision_product.h"
 #include "team.h"
 
 namespace grukit {
