@@ -17,18 +17,14 @@ only by what rounding x and h to the precision can cause, propagated through the
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
-from grukit import reference
-from grukit.backends import cpu_build, cpu_fused
+from grukit import quantized, reference
+from grukit.backends import cpu_fused
 from grukit.quantized import QuantizedGRU, dequantize_weight, quantize_weight
 from oracle import VARIANT_IDS, VARIANTS
 
@@ -307,54 +303,56 @@ def test_op_boundary_refuses_mismatched_low_precision_inputs():
         )
 
 
-_OTHER_BUILD_SCRIPT = """
-import sys, torch, grukit
-from grukit import quantized
-print(quantized.instructions("int8") + "|" + quantized.instructions("bfloat16"))
-state = torch.load(sys.argv[1], weights_only=True)
-out = {}
-for precision in ("int8", "bfloat16"):
-    q = quantized.QuantizedGRU(12, 40, precision=precision, reset_after=False)
-    q.load_state_dict(state[precision])
-    out[precision] = q(state["x"])[0]
-    out[precision + "_batch1"] = q(state["x"][:, :1])[0]
-torch.save(out, sys.argv[2])
-"""
+PATHS = {
+    "avx512": ("avx512_vnni (vpdpbusd)", "avx512_bf16 (vdpbf16ps)"),
+    "avx2": ("avx2 (vpmaddubsw)", "avx2 (bfloat16 widened to float32, vfmadd)"),
+    "float32_gemm": ("float32 GEMM on the int8 values", "float32 GEMM on the bfloat16 values"),
+}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "level,int8,bfloat16",
-    [
-        ("x86-64-v3", "avx2 (vpmaddubsw)", "avx2 (bfloat16 widened to float32, vfmadd)"),
-        ("x86-64-v2", "float32 GEMM on the int8 values", "float32 GEMM on the bfloat16 values"),
-    ],
-)
-def test_every_path_computes_the_same_numbers(tmp_path, level, int8, bfloat16):
-    """A build for another instruction-set level takes another path to the same sums (low_precision.h):
-    int8 must give the same numbers to the last bit or so (the same integer sums and epilogue), and
-    bfloat16 the same up to the order of float32 additions."""
-    if level not in cpu_build.supported_levels(cpu_build.cpu_flags()):
-        pytest.skip(f"this CPU cannot run an {level} build")
-    torch.manual_seed(15)
-    gru = _float_gru(12, 40, seed=15, reset_after=False)
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_every_path_computes_the_same_numbers(path, reset_after):
+    """The three ways to the same sums (low_precision.h) on this machine: int8 must agree to the last
+    bit or so (the same integer sums and epilogue), bfloat16 up to the order of float32 additions;
+    layers (batch 6 and 1) and streams alike."""
+    gru = _float_gru(12, 40, seed=15, reset_after=reset_after, num_layers=2)
     x = torch.randn(9, 6, 12)
-    state = {p: gru.quantized(p).state_dict() for p in PRECISIONS}
-    state["x"] = x
-    torch.save(state, tmp_path / "in.pt")
-    env = dict(os.environ, GRUKIT_CPU_LEVEL=level, GRUKIT_BUILD_DIR=str(tmp_path / "build"))
-    run = subprocess.run(
-        [sys.executable, "-c", _OTHER_BUILD_SCRIPT, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == f"{int8}|{bfloat16}"
-    other = torch.load(tmp_path / "out.pt", weights_only=True)
-    for precision, atol in (("int8", 1e-6), ("bfloat16", 2e-5)):
-        q = grukit.QuantizedGRU(12, 40, precision=precision, reset_after=False)
-        q.load_state_dict(state[precision])
-        torch.testing.assert_close(other[precision], q(x)[0], rtol=0, atol=atol)
-        torch.testing.assert_close(other[precision + "_batch1"], q(x[:, :1])[0], rtol=0, atol=atol)
+    expected = {}
+    for precision in PRECISIONS:
+        q = gru.quantized(precision)
+        stream = q.stream(batch_size=1)
+        expected[precision] = (q(x)[0], q(x[:, :1])[0], torch.stack([stream.step(x[t, :1]) for t in range(9)]))
+    try:
+        with quantized.use_instructions(path):
+            pass
+    except ValueError as exc:  # this build or CPU lacks the path
+        pytest.skip(str(exc))
+    with quantized.use_instructions(path):
+        assert (quantized.instructions("int8"), quantized.instructions("bfloat16")) == PATHS[path]
+        for precision, atol in (("int8", 1e-6), ("bfloat16", 2e-5)):
+            q = gru.quantized(precision)
+            stream = q.stream(batch_size=1)
+            got = (q(x)[0], q(x[:, :1])[0], torch.stack([stream.step(x[t, :1]) for t in range(9)]))
+            for g, e in zip(got, expected[precision]):
+                torch.testing.assert_close(g, e, rtol=0, atol=atol)
+    assert quantized.instructions("int8") == expected_best("int8")  # the best path again after the block
+
+
+def expected_best(precision: str) -> str:
+    """What instructions() says with no path chosen: the best of the paths this machine has."""
+    for path, names in PATHS.items():
+        try:
+            with quantized.use_instructions(path):
+                pass
+        except ValueError:
+            continue
+        return names[PRECISIONS.index(precision)]
+    raise AssertionError("no path available")
+
+
+def test_an_unknown_path_is_refused():
+    expected = "instructions must be '' \\(the best here\\), 'float32_gemm', 'avx2' or 'avx512', got 'sse2'"
+    with pytest.raises(ValueError, match=expected):
+        with quantized.use_instructions("sse2"):
+            pass

@@ -19,8 +19,9 @@ What each precision computes (the kernels: ``grukit/csrc/low_precision.h``):
   product, the sums are float32; gates and state float32.
 
 The products use ``vpdpbusd`` (AVX512_VNNI) and ``vdpbf16ps`` (AVX512_BF16) in the fused CPU
-kernels' AVX-512 build where the CPU has them. Elsewhere (AVX2 CPUs) float32 GEMMs multiply the
-same rounded values, giving the same numbers at float32's speed (:func:`instructions` says which).
+kernels' AVX-512 build where the CPU has them, AVX2 kernels (``vpmaddubsw``; bfloat16 widened to
+float32) on other x86-64-v3 CPUs, and float32 GEMMs on the rounded values elsewhere: the same
+int8 numbers on every path (:func:`instructions` says which runs; :func:`use_instructions` picks one).
 Inference only: the module has no parameters to train, and a backward pass through it raises.
 
 Both GRU forms (``reset_after``), both update meanings, layer norm and zoneout (its evaluation
@@ -29,6 +30,7 @@ value) carry over from the float module; dropout and recurrent dropout do nothin
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -84,6 +86,22 @@ def instructions(precision: str) -> str:
 
     _require_kernels()
     return cpu_fused.extension().low_precision_instructions(check_precision(precision))
+
+
+@contextlib.contextmanager
+def use_instructions(name: str):
+    """Within the block, quantized layers called and streams made compute their products with
+    ``name`` ("avx512", "avx2" or "float32_gemm") instead of the best this build and CPU have;
+    for comparing the paths on one machine. ValueError if this build or CPU lacks it."""
+    from .backends import cpu_fused
+
+    _require_kernels()
+    extension = cpu_fused.extension()
+    extension.set_low_precision_instructions(name)
+    try:
+        yield
+    finally:
+        extension.set_low_precision_instructions("")
 
 
 def _require_kernels() -> None:

@@ -38,6 +38,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -70,18 +71,43 @@ inline int64_t padded_k(Precision p, int64_t K) { return (K + group_of(p) - 1) /
 
 enum class Instructions : int { float32_gemm = 0, avx2 = 1, avx512 = 2 };
 
-// The instructions `p`'s products use in this build on this CPU.
-inline Instructions instructions_for(Precision p) {
+// Whether this build on this CPU can compute `p`'s products with `i`.
+inline bool instructions_available(Precision p, Instructions i) {
+  switch (i) {
+    case Instructions::avx512:
 #ifdef GRUKIT_AVX512_LOW_PRECISION
-  static const bool vnni = __builtin_cpu_supports("avx512vnni"), bf16 = __builtin_cpu_supports("avx512bf16");
-  if (p == Precision::int8 ? vnni : bf16) return Instructions::avx512;
-#endif
-#ifdef GRUKIT_AVX2_LOW_PRECISION
-  return Instructions::avx2;
+    {
+      static const bool vnni = __builtin_cpu_supports("avx512vnni"), bf16 = __builtin_cpu_supports("avx512bf16");
+      return p == Precision::int8 ? vnni : bf16;
+    }
 #else
-  (void)p;
-  return Instructions::float32_gemm;
+      return false;
 #endif
+    case Instructions::avx2:
+#ifdef GRUKIT_AVX2_LOW_PRECISION
+      return true;
+#else
+      return false;
+#endif
+    default:
+      return true;
+  }
+}
+
+// A process-wide choice of path (tests and benchmarks compare the paths on one machine): -1, the
+// best available, or an Instructions value available for both precisions (ops.cpp checks).
+inline std::atomic<int>& chosen_instructions() {
+  static std::atomic<int> chosen{-1};
+  return chosen;
+}
+
+// The instructions `p`'s products use in this build on this CPU: the chosen path, else the best.
+inline Instructions instructions_for(Precision p) {
+  const int chosen = chosen_instructions().load(std::memory_order_relaxed);
+  if (chosen >= 0) return static_cast<Instructions>(chosen);
+  for (Instructions i : {Instructions::avx512, Instructions::avx2})
+    if (instructions_available(p, i)) return i;
+  return Instructions::float32_gemm;
 }
 
 inline const char* low_precision_instructions(Precision p) {

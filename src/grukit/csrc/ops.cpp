@@ -263,6 +263,26 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                                                                    : grukit::Precision::bfloat16));
       },
       "The instructions the products of a precision use in this build on this CPU (low_precision.h).");
+  m.def(
+      "set_low_precision_instructions",
+      [](const std::string& name) {
+        using grukit::Instructions;
+        using grukit::Precision;
+        const std::vector<std::pair<std::string, int>> names = {
+            {"", -1}, {"float32_gemm", 0}, {"avx2", 1}, {"avx512", 2}};
+        int chosen = -2;
+        for (const auto& [known, value] : names)
+          if (name == known) chosen = value;
+        TORCH_CHECK_VALUE(chosen != -2, "instructions must be '' (the best here), 'float32_gemm', 'avx2' or 'avx512', got '",
+                          name, "'");
+        if (chosen >= 0)
+          for (Precision p : {Precision::int8, Precision::bfloat16})
+            TORCH_CHECK_VALUE(grukit::instructions_available(p, static_cast<Instructions>(chosen)), "'", name,
+                              "' products are not available in this build on this CPU");
+        grukit::chosen_instructions().store(chosen);
+      },
+      "Make later low-precision layers and streams use one path ('' again: the best available); for "
+      "tests and benchmarks comparing the paths on one machine.");
   m.def("brgemm_works", &grukit::brgemm_works,
         "Whether oneDNN's brgemm runs on this CPU (tried once on a small product).");
   m.def(
