@@ -49,6 +49,9 @@ def check_writable_file(name: str, path: str) -> None:
         raise ValueError(f"{name} {path!r}: the folder {folder!r} is not writable")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ValueError(f"{name} {path!r}: the file exists and is not writable")
+    target = os.path.realpath(path)  # a symlink is written through: its target must be a regular file
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{name} {path!r} is not a regular file (a device, FIFO or socket); give a file name")
 
 
 def positive_float(text: str) -> float:

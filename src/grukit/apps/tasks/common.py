@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -156,7 +158,8 @@ def fit(
         if best is None or (score > best if higher_is_better else score < best):
             best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
         if options.checkpoint and rank == 0:
-            save_atomically(
+            _checkpoint(
+                options.checkpoint,
                 {
                     "task": options.task,
                     "epoch": epoch,
@@ -167,13 +170,29 @@ def fit(
                     "history": history,
                     "world_size": world,
                 },
-                options.checkpoint,
             )
     if best_state is None:
         raise ValueError(f"nothing to train: --epochs {epochs} is not past the resumed epoch {start_epoch - 1}")
     model.load_state_dict(best_state)
     model.eval()
     return {"history": history, "best_val": best, "train_seconds": time.perf_counter() - started, "processes": world}
+
+
+def _checkpoint(path: str, state: Dict) -> None:
+    """Write a checkpoint; if it cannot be written (a full disk...), say so once and train on: the
+    run is worth more than its checkpoints."""
+    try:
+        save_atomically(state, path)
+    except Exception as exc:
+        if path not in _FAILED_CHECKPOINTS:
+            _FAILED_CHECKPOINTS.add(path)
+            print(
+                f"grukit: could not write the checkpoint {path!r} ({first_line(exc)}); training goes on",
+                file=sys.stderr,
+            )
+
+
+_FAILED_CHECKPOINTS: set = set()
 
 
 def _check_replicas(model: torch.nn.Module) -> None:
@@ -195,9 +214,22 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
     if options.output and distributed()[0] == 0:
         try:
             save_atomically(saved, options.output)
-        except OSError as exc:  # disk full, folder removed during training...: keep the report
-            saved[SAVE_ERROR] = f"could not save the model to {options.output!r}: {exc}"
+        except Exception as exc:  # disk full, a name too long, folder removed...: keep the model and the report
+            saved[SAVE_ERROR] = (
+                f"could not save the model to {options.output!r} ({first_line(exc)}); " + _keep_elsewhere(saved, task)
+            )
     return saved
+
+
+def _keep_elsewhere(saved: Dict, task: str) -> str:
+    """Save a trained model that could not be written where asked into the temporary folder; the
+    sentence saying where it is (or that it could not be kept)."""
+    fallback = os.path.join(tempfile.gettempdir(), f"grukit-{task}-{os.getpid()}.pt")
+    try:
+        save_atomically(saved, fallback)
+    except Exception as exc:
+        return f"it could not be kept in {fallback!r} either ({first_line(exc)})"
+    return f"the trained model is kept in {fallback} (move it where you want it)"
 
 
 def quantize_grus(model: torch.nn.Module, precision: str) -> torch.nn.Module:
@@ -252,17 +284,81 @@ def quantized_model_file(saved: Dict, model: torch.nn.Module, precision: str) ->
 SAVE_ERROR = "save_error"  # a model_file() key set only when writing --output failed
 
 
+TEMPORARY_PREFIX = ".grukit-save-"  # + "<pid>-<random>.tmp": a save in progress
+
+
 def save_atomically(obj, path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: a crash
-    or a kill mid-write leaves the previous file (or none), never a partial one."""
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    or a kill mid-write leaves the previous file (or none), never a partial one.
+
+    A symlink is followed (its target is replaced, the link kept); anything else that is not a
+    regular file (a device, a FIFO, a folder) is refused. The new file keeps the old one's
+    permissions (a private 0600 model stays private), or gets the umask's for a new file. The
+    temporary name is short (so a long ``path`` still fits the file-name limit), and temporaries
+    that a killed save left in the folder are removed.
+    """
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{path!r} is not a regular file ({_kind_of(target)}); grukit writes only regular files")
+    folder = os.path.dirname(target)
+    _remove_stale_temporaries(folder)
+    handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
+    os.close(handle)
     try:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
+        if os.path.exists(target):
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _kind_of(path: str) -> str:
+    mode = os.stat(path).st_mode
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove ``TEMPORARY_PREFIX<pid>-*.tmp`` files in ``folder`` whose process no longer runs (a
+    save killed mid-write, SIGKILL or SIGTERM, left them)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(TEMPORARY_PREFIX) and name.endswith(".tmp")):
+            continue
+        pid = name[len(TEMPORARY_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
