@@ -212,6 +212,23 @@ def test_non_numeric_value_names_row_and_column(tmp_path, capsys):
            "row 17 (line 18)", "not a number")  # fmt: skip
 
 
+@pytest.mark.parametrize("text,shown,what", [("inf", "inf", "an infinity"), ("1e999", "inf", "an infinity"),
+                                             ("-Infinity", "-inf", "an infinity"),
+                                             ("1e200", "1e+200", "a number beyond float32")])  # fmt: skip
+def test_infinite_and_huge_values_are_refused_with_their_row(tmp_path, capsys, text, shown, what):
+    """inf passed every check and trained to an RMSE of nan (issue 31, audit 3); 1e200 overflowed
+    after scaling. Refused in training and in predict --csv alike."""
+    frame = _sales()
+    frame["units"] = frame["units"].astype(object)
+    frame.loc[49, "units"] = text
+    bad = _write(frame, tmp_path / "bad.csv")
+    output = str(tmp_path / "m.pt")
+    _fails(_train_forecast(bad), capsys, "column 'units'", repr(shown), "row 50 (line 51)", what, output=output)
+    assert main(_train_forecast(_write(_sales(), tmp_path / "good.csv"), "--output", output)) == 0
+    capsys.readouterr()
+    _fails(["predict", output, "--csv", bad], capsys, "column 'units'", repr(shown), what)
+
+
 def test_missing_values_refused_with_count_and_positions_or_filled(tmp_path, capsys):
     frame = _sales()
     frame.loc[[4, 9, 12], "units"] = np.nan

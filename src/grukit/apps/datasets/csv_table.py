@@ -116,8 +116,12 @@ def _rows(index: Sequence[int], limit: int = 5) -> str:
     return shown + (f" and {len(index) - limit} more" if len(index) > limit else "")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the models compute in float32
+
+
 def numeric_column(frame, name: str, flag: str, source) -> np.ndarray:
-    """Column ``name`` as float64 [N]; a value that is not a number is refused with its row.
+    """Column ``name`` as float64 [N]; a value that is not a number, an infinity (``inf``, ``1e999``)
+    or a number beyond float32's range (the models compute in float32) is refused with its row.
     Missing values stay NaN (see :func:`fill_missing`)."""
     import pandas as pd
 
@@ -129,7 +133,15 @@ def numeric_column(frame, name: str, flag: str, source) -> np.ndarray:
             f"{flag} column {name!r} of {_describe(source)} holds {column.iloc[bad[0]]!r} at row "
             f"{_rows(bad, 1)}, not a number ({len(bad)} such value{'s' if len(bad) > 1 else ''})"
         )
-    return values.to_numpy(np.float64)
+    numbers = values.to_numpy(np.float64)
+    huge = np.flatnonzero(np.abs(np.nan_to_num(numbers, nan=0.0)) > FLOAT32_MAX)
+    if len(huge):
+        raise TableError(
+            f"{flag} column {name!r} of {_describe(source)} holds {str(column.iloc[huge[0]])!r} at row "
+            f"{_rows(huge, 1)}: {'an infinity' if np.isinf(numbers[huge[0]]) else 'a number beyond float32 (3.4e38)'}, "
+            f"which a model cannot train on or forecast from ({len(huge)} such value{'s' if len(huge) > 1 else ''})"
+        )
+    return numbers
 
 
 def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str, source, flags: Dict[str, str]):
