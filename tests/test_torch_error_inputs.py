@@ -57,3 +57,30 @@ def test_grukit_raises_torchs_exception_type(torch_cls, sample):
         _run(torch_cls, sample)
     with pytest.raises(sample.error_type):
         _run(PAIRS[torch_cls], sample)
+
+
+def test_proj_size_is_refused_as_torch_refuses_it():
+    for value in (0, 5):
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM, not RNN or GRU"):
+            torch.nn.GRU(10, 20, proj_size=value)
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM, not RNN or GRU"):
+            grukit.GRU(10, 20, proj_size=value)
+
+
+def test_cell_checks_sizes_before_dtype_as_torch_does():
+    """A float64 input of the wrong size to a float32 cell: torch raises the size error (a RuntimeError);
+    of the right size, a dtype error that is a RuntimeError in torch.nn.GRUCell, a ValueError in
+    torch.nn.GRU: grukit's DtypeError is all of them."""
+    wrong_size = torch.randn(3, 11, dtype=torch.float64)
+    for cls in (torch.nn.GRUCell, grukit.GRUCell):
+        with pytest.raises(RuntimeError, match="input_size"):
+            cls(10, 20)(wrong_size)
+        with pytest.raises(RuntimeError):
+            cls(10, 20)(torch.randn(3, 10, dtype=torch.float64))
+        with pytest.raises(RuntimeError, match="hidden"):
+            cls(10, 20)(torch.randn(3, 10), torch.randn(3, 21, dtype=torch.float64))
+    with pytest.raises(grukit.validation.ShapeError, match="10 features"):
+        grukit.GRUCell(10, 20)(wrong_size)
+    for cls in (torch.nn.GRU, grukit.GRU):
+        with pytest.raises(ValueError, match="dtype"):
+            cls(10, 20)(torch.randn(5, 3, 10, dtype=torch.float64))

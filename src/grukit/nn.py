@@ -85,6 +85,7 @@ class GRU(nn.Module):
             products, one mask per sequence for all steps (Gal and Ghahramani 2016; Keras'
             ``recurrent_dropout``). Nothing in evaluation.
         All three are off by default: the drop-in behaviour and ``state_dict`` are unchanged.
+        proj_size: refused with torch.nn.GRU's ValueError (projections are an LSTM option).
 
     Inputs: ``input, h_0``
         input: [T, B, I] ([B, T, I] if batch_first), [T, I] unbatched, or a
@@ -126,8 +127,11 @@ class GRU(nn.Module):
         layer_norm: bool = False,
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        proj_size=None,
     ) -> None:
         super().__init__()
+        if proj_size is not None:  # torch.nn.GRU refuses the argument itself, whatever its value
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)

@@ -73,9 +73,9 @@ class ShapeError(ValueError, RuntimeError):
     torch.nn.GRU / GRUCell raise for the same input: code that catches torch's exception catches ours."""
 
 
-class DtypeError(TypeError, ValueError):
-    """A tensor of the wrong dtype. A TypeError, and a ValueError as torch.nn.GRU raises for an input
-    whose dtype does not match its weights'."""
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """A tensor of the wrong dtype. A TypeError, a ValueError as torch.nn.GRU raises for an input
+    whose dtype does not match its weights', and a RuntimeError as torch.nn.GRUCell raises there."""
 
 
 def shape_text(t: Tensor) -> str:
@@ -181,7 +181,6 @@ def check_cell_input(input, hx, input_size: int, hidden_size: int, weight: Tenso
     if input.dim() not in (1, 2):
         raise ValueError(f"input must be 2-D [B, I] or 1-D [I] (unbatched), got shape {shape_text(input)}")
     unbatched = input.dim() == 1
-    check_input_dtype(input, weight)
     if input.shape[-1] != input_size:
         raise ShapeError(f"input must have {input_size} features (input_size), got shape {shape_text(input)}")
     layout = "[H]" if unbatched else "[B, H]"
@@ -195,6 +194,7 @@ def check_cell_input(input, hx, input_size: int, hidden_size: int, weight: Tenso
             raise ShapeError(
                 f"hx must have shape {tuple(expected)} ({layout}: the input's batch, hidden_size), got {shape_text(hx)}"
             )
+    check_input_dtype(input, weight)  # after the sizes, in torch.nn.GRUCell's order
     x = input.view(1, 1, -1) if unbatched else input.unsqueeze(0)
     h = None if hx is None else (hx.view(1, 1, -1) if unbatched else hx.unsqueeze(0))
     return x, h, unbatched
