@@ -82,9 +82,26 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_exits_130(tmp_p
 
     monkeypatch.setitem(TASKS, "weather", Interrupted())
     checkpoint = str(tmp_path / "ck.pt")
+    assert cli.main(["train", "weather", "--checkpoint", checkpoint]) == 130  # before the first checkpoint
+    message = capsys.readouterr().err.strip()
+    assert message == f"grukit train: interrupted; before the first checkpoint ({checkpoint} was not written yet)"
+    open(checkpoint, "wb").close()  # (what an earlier epoch wrote)
     assert cli.main(["train", "weather", "--checkpoint", checkpoint]) == 130
     message = capsys.readouterr().err.strip()
     assert message == f"grukit train: interrupted; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"
+
+
+def test_predict_names_a_missing_file_flag(tmp_path, capsys):
+    from grukit.apps import cli
+
+    path = str(tmp_path / "w.pt")
+    assert (
+        cli.main(["train", "weather", "--epochs", "1", "--limit", "60", "--quiet", "--hidden", "8", "--output", path])
+        == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["predict", path, "--file", str(tmp_path / "missing.txt")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"--file {str(tmp_path / 'missing.txt')!r}: no such file")
 
 
 def test_a_save_that_fails_after_training_still_prints_the_report(tmp_path, monkeypatch, capsys):

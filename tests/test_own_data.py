@@ -242,6 +242,13 @@ def test_missing_values_refused_with_count_and_positions_or_filled(tmp_path, cap
     assert np.isfinite(report["model"])
 
 
+def test_a_season_longer_than_the_history_is_refused(tmp_path, capsys):
+    """--season 1000 on 200 rows reported a "seasonal naive" read from row 0 (issue 31, audit 9)."""
+    csv = _write(_sales(), tmp_path / "s.csv")
+    _fails(_train_forecast(csv, "--season", "1000"), capsys, "--season 1000 reaches back before the first row")
+    assert main(_train_forecast(csv, "--season", "7")) == 0
+
+
 def test_too_few_rows(tmp_path, capsys):
     csv = _write(_sales(rows=30), tmp_path / "s.csv")
     _fails(_train_forecast(csv, "--window", "25"), capsys, "has 30 rows", "--window 25", "leave 5 windows")

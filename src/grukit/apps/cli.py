@@ -205,6 +205,8 @@ def _predict(args: argparse.Namespace) -> int:
         saved = quantized_model_file(saved, task.load(saved), args.precision)
     texts = list(args.text)
     if args.file:
+        if not os.path.exists(args.file):
+            raise ValueError(f"--file {args.file!r}: no such file")
         if os.path.isdir(args.file):
             raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
         with open(args.file, encoding="utf-8") as f:
@@ -574,7 +576,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, where to resume from, the shell's code for SIGINT
         checkpoint = getattr(args, "checkpoint", None)
-        where = f"; the last complete checkpoint is {checkpoint} (--resume {checkpoint})" if checkpoint else ""
+        where = ""
+        if checkpoint and os.path.exists(checkpoint):
+            where = f"; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"
+        elif checkpoint:
+            where = f"; before the first checkpoint ({checkpoint} was not written yet)"
         print(f"grukit {args.command}: interrupted{where}", file=sys.stderr)
         return 130
 

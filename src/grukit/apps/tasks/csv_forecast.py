@@ -108,6 +108,13 @@ def train_frame(source, options: Options) -> Dict:
     torch.manual_seed(options.seed)
     steps = times if times is not None else np.arange(len(values))
     data = make_windows(values, steps, names, names[0], window, SPLIT, horizon)
+    n_test = len(data.y_test)
+    ends = np.arange(len(values) - window - horizon + 1)[-n_test:] + window - 1  # each test window's last row
+    if options.season and ends[0] + 1 < options.season:  # its forecast would read before row 0
+        raise TableError(
+            f"--season {options.season} reaches back before the first row: the first test window ends at row "
+            f"{ends[0] + 1} of {len(values)}; give a season of at most {ends[0] + 1} rows, or more rows"
+        )
     hidden = options.hidden or DEFAULTS["hidden"]
     model = Forecaster(len(names), hidden, options.layers, options.reset_after, horizon)
     scale = lambda y: ((y - data.target_mean) / data.target_std).astype(np.float32)  # noqa: E731
@@ -127,8 +134,6 @@ def train_frame(source, options: Options) -> Dict:
         options,
         higher_is_better=False,
     )
-    n_test = len(data.y_test)
-    ends = np.arange(len(values) - window - horizon + 1)[-n_test:] + window - 1  # each test window's last row
     repeat = lambda last: last if horizon == 1 else np.repeat(last[:, None], horizon, 1)  # noqa: E731
     baselines = {"persistence (the last value)": _rmse(repeat(data.last_test), data.y_test)}
     if options.season:
