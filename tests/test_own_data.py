@@ -242,6 +242,19 @@ def test_missing_values_refused_with_count_and_positions_or_filled(tmp_path, cap
     assert np.isfinite(report["model"])
 
 
+def test_a_repeated_column_name_is_refused(tmp_path, capsys):
+    """pandas reads the second "units" column as "units.1": --target units took the first silently
+    (issue 31, audit 9)."""
+    frame = _sales()
+    csv = tmp_path / "s.csv"
+    frame.to_csv(csv, index=False)
+    lines = csv.read_text().splitlines()
+    lines[0] = lines[0].replace("temperature", "units")
+    csv.write_text("\n".join(lines) + "\n")
+    _fails(_train_forecast(str(csv)), capsys, "--target 'units' names 2 columns", "rename the others")
+    assert main(_train_forecast(_write(frame, tmp_path / "fine.csv"))) == 0
+
+
 def test_a_season_longer_than_the_history_is_refused(tmp_path, capsys):
     """--season 1000 on 200 rows reported a "seasonal naive" read from row 0 (issue 31, audit 9)."""
     csv = _write(_sales(), tmp_path / "s.csv")

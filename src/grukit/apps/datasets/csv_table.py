@@ -74,12 +74,14 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
     wanted = list(dict.fromkeys(columns.values()))
     if isinstance(source, pd.DataFrame):
         frame = source
-        available = [str(c) for c in frame.columns]
+        available = header = [str(c) for c in frame.columns]
     else:
         path = os.fspath(source)
         _check_file(path, encoding)
         try:
             available = [str(c) for c in pd.read_csv(path, nrows=0, encoding=encoding).columns]
+            # the header as written: pandas renames a repeated name ("a", "a.1"), which would hide it
+            header = [str(c) for c in pd.read_csv(path, header=None, nrows=1, encoding=encoding).iloc[0]]
         except UnicodeDecodeError as exc:
             raise TableError(
                 f"--csv {path!r} is not {encoding} text ({exc.reason} at byte {exc.start}); give its encoding "
@@ -88,6 +90,11 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
         except (pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError) as exc:
             raise TableError(f"--csv {path!r} is not a CSV file pandas can read: {str(exc).splitlines()[0]}") from None
     for flag, name in columns.items():
+        if header.count(name) > 1:
+            raise TableError(
+                f"{flag.split()[0]} {name!r} names {header.count(name)} columns of {_describe(source)}; "
+                "rename the others so that the column is unambiguous"
+            )
         if name not in available:
             shown = ", ".join(available[:30]) + (f" ... ({len(available)} in all)" if len(available) > 30 else "")
             raise TableError(
