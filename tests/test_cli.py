@@ -117,3 +117,13 @@ def test_a_save_that_fails_after_training_still_prints_the_report(tmp_path, monk
     captured = capsys.readouterr()
     assert "weather:" in captured.out and "grukit GRU" in captured.out  # the report
     assert captured.err.strip().count("\n") == 0 and "could not save the model" in captured.err
+
+
+def test_a_backend_that_cannot_run_here_is_one_line():
+    """GRUKIT_BACKEND=triton on a CPU machine printed a traceback (issue 31, audit 6)."""
+    command = [sys.executable, "-m", "grukit.apps.cli", "train", "weather", "--epochs", "1", "--limit", "60", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # (the tests' interpreter runs it on CPU)
+    done = subprocess.run(command, env=dict(env, GRUKIT_BACKEND="triton"), capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "$GRUKIT_BACKEND='triton'" in done.stderr, done.stderr[-2000:]
+    assert "unset $GRUKIT_BACKEND" in done.stderr and "Traceback" not in done.stderr

@@ -534,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from ..backends import BackendError
     from .tasks import TASKS
 
     parser = build_parser()
@@ -559,6 +560,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.run(args)
     except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line
         print(f"grukit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except BackendError as error:  # $GRUKIT_BACKEND names one that cannot run here: one line, what to do
+        print(
+            f"grukit {args.command}: error: {error} (unset $GRUKIT_BACKEND or name one that runs here)", file=sys.stderr
+        )
         return 2
     except (KeyError, RuntimeError) as error:
         model = getattr(args, "model", None)

@@ -113,6 +113,11 @@ def choose(
     return torch_ops.NAME
 
 
+class BackendError(RuntimeError):
+    """A named backend (an argument or $GRUKIT_BACKEND) that is unavailable here, cannot run on the
+    input's device and dtype, or does not compute the GRU asked for."""
+
+
 def check_named(backend: Optional[str], variant: Variant = Variant()) -> None:
     """Raise unless ``backend`` is None, "auto", or a known, available backend that computes
     ``variant`` (the checks of :func:`select` that need no tensor: a module checks its backend
@@ -123,10 +128,10 @@ def check_named(backend: Optional[str], variant: Variant = Variant()) -> None:
         raise ValueError(f"backend must be one of {names()}, got {backend!r}")
     module = _BACKENDS[backend]
     if not module.is_available():
-        raise RuntimeError(f"backend={backend!r} is not available: {module.why_unavailable()}")
+        raise BackendError(f"backend={backend!r} is not available: {module.why_unavailable()}")
     reason = why_not_variant(module, variant)
     if reason:
-        raise RuntimeError(f"backend={backend!r} cannot compute this GRU: {reason}")
+        raise BackendError(f"backend={backend!r} cannot compute this GRU: {reason}")
 
 
 def prepare_for_module(
@@ -147,8 +152,8 @@ def select(
 
     Raises:
         ValueError: ``backend`` (or $GRUKIT_BACKEND) is not a known name.
-        RuntimeError: the named backend is unavailable, cannot run on ``x`` or does not
-            compute ``variant``.
+        BackendError (a RuntimeError): the named backend is unavailable, cannot run on ``x`` or
+            does not compute ``variant``.
     """
     source = "backend"
     if backend is None:
@@ -164,12 +169,12 @@ def select(
         return _BACKENDS[choose(x.device.type, x.dtype, variant, hidden_size)]
     module = _BACKENDS[backend]
     if not module.is_available():
-        raise RuntimeError(f"{source}={backend!r} is not available: {module.why_unavailable()}")
+        raise BackendError(f"{source}={backend!r} is not available: {module.why_unavailable()}")
     if not module.supports(x):
-        raise RuntimeError(f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}")
+        raise BackendError(f"{source}={backend!r} cannot run on a {x.dtype} tensor on device {x.device}")
     reason = why_not_variant(module, variant)
     if reason:
-        raise RuntimeError(f"{source}={backend!r} cannot compute this GRU: {reason}")
+        raise BackendError(f"{source}={backend!r} cannot compute this GRU: {reason}")
     return module
 
 
