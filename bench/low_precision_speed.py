@@ -124,7 +124,7 @@ def openvino_request(model: bytes, precision: str):
     return compiled.create_infer_request()
 
 
-def peers(float_gru: torch.nn.GRU, module: grukit.GRU, with_state: bool):
+def peers(module: grukit.GRU, with_state: bool):
     """name -> f(inputs as NumPy arrays) -> (Y, Y_h) for onnxruntime and OpenVINO at each precision."""
     model = onnx_gru(module, with_state)
     session = ort_session(model)
@@ -164,7 +164,7 @@ def sequence_implementations(B: int, T: int, H: int):
         return call
 
     impls = {"torch.nn.GRU": torch_call(reference), "torch.ao int8": torch_call(ao)}
-    for name, peer in peers(reference, ours, with_state=False).items():
+    for name, peer in peers(ours, with_state=False).items():
         impls[name] = lambda peer=peer: torch.from_numpy(np.array(peer(feeds)[0][:, 0]))
     impls.update({"grukit f32": torch_call(ours), "grukit bf16": torch_call(bf16), "grukit int8": torch_call(int8)})
     with torch.no_grad():
@@ -187,7 +187,7 @@ def streaming_implementations(H: int, steps: int = 100):
         "torch.nn.GRU": lambda x, h: cell(x, h),
         "torch.ao int8": lambda x, h: ao(x[None], h[None])[1][0],
     }
-    for name, peer in peers(reference, ours, with_state=True).items():
+    for name, peer in peers(ours, with_state=True).items():
         steppers[name] = lambda x, h, peer=peer: torch.from_numpy(
             np.array(peer({"X": x[None].numpy(), "H0": h[None].numpy()})[1][0])
         )

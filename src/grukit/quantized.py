@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .functional import _stack_layers
+from .nn import LAYER_NORM_NAMES
 from .validation import (
     KEEPS_STATE,
     DtypeError,
@@ -54,7 +55,6 @@ from .validation import (
 
 PRECISIONS = ("int8", "bfloat16")
 STORAGE = {"int8": torch.int8, "bfloat16": torch.bfloat16}
-LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
 
 
 def check_precision(precision) -> str:
