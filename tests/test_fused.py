@@ -267,6 +267,35 @@ def test_compiles_without_graph_breaks(reset_after):
         torch.testing.assert_close(got_grad, want_grad)
 
 
+@pytest.mark.parametrize("sorted_", [True, False], ids=["enforce_sorted", "unsorted"])
+def test_compiles_packed_input_without_graph_breaks(sorted_):
+    """PackedSequence.batch_sizes holds values, not shapes: B reaches the compiled graph as a size
+    (functional.packed_batch_size), and the checks of the sizes still run when the graph runs."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    layer = grukit.GRU(3, 5, num_layers=2, bidirectional=True)
+    x = torch.randn(6, 3, 3, requires_grad=True)
+    lengths = torch.tensor([6, 4, 2]) if sorted_ else torch.tensor([2, 6, 4])
+
+    def run(packed):  # the packing stays outside: torch.compile does not trace pack_padded_sequence
+        out, h_n = layer(packed)
+        return out.data, h_n
+
+    want = run(pack_padded_sequence(x, lengths, enforce_sorted=sorted_))
+    (want_grad,) = torch.autograd.grad(want[0].sum() + want[1].sum(), x)
+    torch._dynamo.reset()
+    compiled = torch.compile(run, fullgraph=True, backend="aot_eager")
+    got = compiled(pack_padded_sequence(x, lengths, enforce_sorted=sorted_))
+    (got_grad,) = torch.autograd.grad(got[0].sum() + got[1].sum(), x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_grad, want_grad)
+    broken = torch.compile(
+        lambda d, s: grukit.functional.gru_packed(d, s, layer.layer_weights()[:1]), fullgraph=True, backend="aot_eager"
+    )
+    with pytest.raises(ValueError, match="batch_sizes must be non-empty, positive and non-increasing"):
+        broken(torch.randn(5, 3), torch.tensor([2, 3]))
+
+
 # Batch 1-2 with H = 64 keeps the recurrence on one thread; at T = 350 and I = 64 the input
 # projection (350 x 192 x 64 multiply-adds per row of the batch) is long enough that a helper thread
 # computes it block by block alongside the recurrence (csrc/projection_ahead.h), in step order:

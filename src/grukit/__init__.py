@@ -10,12 +10,14 @@
 * ``grukit.reference``: the equations in NumPy float64, forward and backward.
 * ``grukit.convert``: weights to and from Keras and ONNX layouts.
 * ``grukit.QuantizedGRU``: inference with int8 or bfloat16 weights (``GRU.quantized``).
+* ``grukit.onnx_translations()``: ``torch.onnx.export``'s table for a model holding ``grukit.GRU``.
 """
 
 from . import convert, functional, reference
 from ._version import __version__
 from .functional import gru
 from .nn import GRU, GRUCell
+from .onnx_translation import onnx_translations
 from .quantized import QuantizedGRU
 from .reference import KEEPS_STATE, TAKES_CANDIDATE
 
@@ -24,6 +26,7 @@ __all__ = [
     "GRU",
     "GRUCell",
     "QuantizedGRU",
+    "onnx_translations",
     "gru",
     "functional",
     "reference",

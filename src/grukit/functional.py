@@ -179,6 +179,43 @@ def _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout) -
     )
 
 
+def _tensors(hx: Optional[Tensor], weights: Sequence[LayerWeights], layer_norm) -> list:
+    """The call's tensors besides the input: hx, every weight and layer-norm gain and bias (for
+    :func:`backends.select`)."""
+    return [hx, *(t for group in (*weights, *layer_norm) if group for t in group)]
+
+
+def check_batch_sizes(batch_sizes: Tensor, rows: int) -> int:
+    """B, the number of sequences of a PackedSequence with ``batch_sizes`` [T] over ``rows`` steps
+    in all, after checking that the sizes are non-empty, positive, non-increasing and sum to ``rows``."""
+    if batch_sizes.numel() == 0 or int(batch_sizes.min()) < 1 or bool((batch_sizes[1:] > batch_sizes[:-1]).any()):
+        raise ValueError("batch_sizes must be non-empty, positive and non-increasing")
+    if int(batch_sizes.sum()) != rows:
+        raise ValueError(f"batch_sizes sum to {int(batch_sizes.sum())} but data has {rows} rows")
+    return int(batch_sizes[0])
+
+
+@torch.library.custom_op("grukit::packed_batch", mutates_args=())
+def _packed_batch(batch_sizes: Tensor, rows: int) -> Tensor:
+    """:func:`check_batch_sizes` as an operator, for ``torch.compile``: an empty [B] tensor, so that
+    B reaches the graph as a size rather than as a value read out of a tensor (which would break
+    ``fullgraph=True``). The checks run on the real sizes each time the compiled graph runs."""
+    return batch_sizes.new_empty((check_batch_sizes(batch_sizes, rows),), dtype=torch.uint8)
+
+
+@_packed_batch.register_fake
+def _packed_batch_fake(batch_sizes: Tensor, rows: int) -> Tensor:
+    return batch_sizes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.uint8)
+
+
+def packed_batch_size(batch_sizes: Tensor, rows: int):
+    """B for a PackedSequence's ``batch_sizes`` [T] (CPU) over ``rows`` packed steps, checked
+    (:func:`check_batch_sizes`); while ``torch.compile`` traces, a size the graph computes at run time."""
+    if torch.compiler.is_compiling():
+        return _packed_batch(batch_sizes, rows).shape[0]
+    return check_batch_sizes(batch_sizes, rows)
+
+
 def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
     """Run L layers of D directions: each layer's directions see the previous layer's output
     (directions concatenated along ``feature_dim``), with dropout between layers when training.
@@ -297,7 +334,13 @@ def gru_with_checked_options(
         lengths = check_lengths(lengths, B, T, x.device)
         if B and int(lengths.min()) == T:
             lengths = None  # every sequence is full: no masking needed
-    chosen = backends.select(x, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout), H)
+    chosen = backends.select(
+        x,
+        backend,
+        _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout),
+        H,
+        _tensors(hx, clean_weights, ln),
+    )
 
     # ---- empty input: zero steps leave the state unchanged ---------------
     if T == 0 or B == 0 or H == 0:
@@ -387,26 +430,30 @@ def gru_packed_with_checked_options(
     if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:
         raise TypeError("batch_sizes must be a 1-D int64 tensor (PackedSequence.batch_sizes)")
     sizes = batch_sizes.cpu()
-    if sizes.numel() == 0 or int(sizes.min()) < 1 or bool((sizes[1:] > sizes[:-1]).any()):
-        raise ValueError("batch_sizes must be non-empty, positive and non-increasing")
-    if int(sizes.sum()) != data.shape[0]:
-        raise ValueError(f"batch_sizes sum to {int(sizes.sum())} but data has {data.shape[0]} rows")
     N, I = data.shape
-    B = int(sizes[0])
+    B = packed_batch_size(sizes, N)
     D = 2 if bidirectional else 1
     L, H, clean_weights = _check_weights(weights, I, D, bidirectional, data)
     ln = _check_regularisers(layer_norm, zoneout, recurrent_dropout, L * D, H, data)
     if hx is not None:
         check_tensor("hx", hx, (L * D, B, H), data)
     chosen = backends.select(
-        data, backend, _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout), H
+        data,
+        backend,
+        _variant(reset_after, update_gate, layer_norm, zoneout, recurrent_dropout),
+        H,
+        _tensors(hx, clean_weights, ln),
     )
     if hasattr(chosen, "gru_network_packed"):
         return chosen.gru_network_packed(data, sizes, hx, clean_weights, L, bidirectional, dropout, training)
     if not hasattr(chosen, "gru_layer_packed"):
-        from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
-
-        padded, lengths = pad_packed_sequence(PackedSequence(data, sizes))
+        # packed row n is step t_of[n] of sequence b_of[n]; indexing (rather than torch's
+        # pad_packed_sequence / pack_padded_sequence) keeps forward-mode AD working
+        T = sizes.shape[0]
+        running = torch.arange(B).unsqueeze(0) < sizes.unsqueeze(1)  # [T, B]
+        t_of, b_of = (i.to(data.device) for i in running.nonzero(as_tuple=True))
+        padded = data.new_zeros(T, B, I).index_put((t_of, b_of), data)
+        lengths = running.sum(0)
         out, h_n = gru_with_checked_options(
             padded,
             weights,
@@ -422,7 +469,7 @@ def gru_packed_with_checked_options(
             zoneout=zoneout,
             recurrent_dropout=recurrent_dropout,
         )
-        return pack_padded_sequence(out, lengths, enforce_sorted=True).data, h_n
+        return out[t_of, b_of], h_n
 
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k

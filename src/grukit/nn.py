@@ -52,6 +52,17 @@ def _shared_arguments(module) -> tuple:
     )
 
 
+def refuse_torchscript(module: nn.Module):
+    """``__prepare_scriptable__`` of grukit's modules: ``torch.jit.script`` calls it on every module it
+    is asked to compile, so a model holding one gets this message instead of a TorchScript parse error.
+    grukit's forward picks a backend and validates in Python, which TorchScript cannot compile."""
+    raise RuntimeError(
+        f"torch.jit.script cannot compile grukit.{type(module).__name__} (its forward is Python that "
+        "TorchScript does not parse); use torch.jit.trace(model, example_input) for a TorchScript "
+        "module, torch.compile or torch.export, or torch.onnx.export / grukit.export for ONNX"
+    )
+
+
 LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
 
 
@@ -237,6 +248,8 @@ class GRU(nn.Module):
         suffixes = [f"_l{layer}" + ("_reverse" if d else "") for layer in range(self.num_layers) for d in range(D)]
         return [tuple(getattr(self, base + suffix) for base in LAYER_NORM_NAMES) for suffix in suffixes]
 
+    __prepare_scriptable__ = refuse_torchscript
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
@@ -263,6 +276,15 @@ class GRU(nn.Module):
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
+        if torch.jit.is_tracing():
+            # the checks compare shapes, which the tracer sees as tensors and warns about once per
+            # comparison; the traced graph is shape-generic (the op reads T and B from its input)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                return self._forward_padded(input, hx)
+        return self._forward_padded(input, hx)
+
+    def _forward_padded(self, input: Tensor, hx: Optional[Tensor]):
         input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
         check_input_features(input, self.input_size, self.weight_ih_l0)
         output, h_n = self._run(input, hx, None, batch_first)
@@ -415,6 +437,8 @@ class GRUCell(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0  # as torch.nn.GRUCell
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+
+    __prepare_scriptable__ = refuse_torchscript
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

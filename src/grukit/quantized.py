@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .functional import _stack_layers
-from .nn import LAYER_NORM_NAMES
+from .nn import LAYER_NORM_NAMES, refuse_torchscript
 from .validation import (
     KEEPS_STATE,
     DtypeError,
@@ -197,6 +197,8 @@ class QuantizedGRU(nn.Module):
     ``weight_ih_scale_l{k}...`` and ``weight_hh_scale_l{k}...`` [3H] float32; biases and layer-norm
     gains float32, under ``torch.nn.GRU``'s / ``grukit.GRU``'s names.
     """
+
+    __prepare_scriptable__ = refuse_torchscript
 
     def __init__(
         self,

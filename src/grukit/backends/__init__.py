@@ -42,10 +42,11 @@ type, dtype and variant, so it can be tested without the device.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, Iterable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from .. import settings
 from . import torch_ops
@@ -145,10 +146,28 @@ def prepare_for_module(
         select(parameter, backend, variant, hidden_size)
 
 
+def carries_tangent(tensors: Iterable[Optional[Tensor]]) -> bool:
+    """Some of ``tensors`` are dual tensors of forward-mode AD (``torch.autograd.forward_ad.make_dual``)."""
+    if forward_ad._current_level < 0:  # no dual level entered: nothing can carry a tangent
+        return False
+    return any(isinstance(t, Tensor) and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+
+
+# backends whose computation forward-mode AD can differentiate (plain torch ops, torch's own GRU);
+# the fused kernels' operators have a backward formula only
+FORWARD_MODE_BACKENDS = ("torch", "native")
+
+
 def select(
-    x: Tensor, backend: Optional[str], variant: Variant = Variant(), hidden_size: Optional[int] = None
+    x: Tensor,
+    backend: Optional[str],
+    variant: Variant = Variant(),
+    hidden_size: Optional[int] = None,
+    others: Iterable[Optional[Tensor]] = (),
 ) -> ModuleType:
     """The backend module to use for input ``x`` computing ``variant`` (``hidden_size``: see :func:`choose`).
+    ``others``: the call's other tensors (h0, weights); where ``x`` or one of them carries a
+    forward-mode tangent, "auto" picks the portable backend, which forward-mode AD differentiates.
 
     Raises:
         ValueError: ``backend`` (or $GRUKIT_BACKEND) is not a known name.
@@ -166,6 +185,8 @@ def select(
         # while torch.compile traces: dynamo cannot trace the question and would break the graph)
         if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
             return torch_ops
+        if not torch.compiler.is_compiling() and carries_tangent([x, *others]):
+            return torch_ops
         return _BACKENDS[choose(x.device.type, x.dtype, variant, hidden_size)]
     module = _BACKENDS[backend]
     if not module.is_available():
@@ -175,6 +196,11 @@ def select(
     reason = why_not_variant(module, variant)
     if reason:
         raise BackendError(f"{source}={backend!r} cannot compute this GRU: {reason}")
+    if backend not in FORWARD_MODE_BACKENDS and carries_tangent([x, *others]):
+        raise BackendError(
+            f"{source}={backend!r} has no forward-mode derivative (an input is a dual tensor of "
+            f"torch.autograd.forward_ad); use backend='auto' or 'torch'"
+        )
     return module
 
 

@@ -38,7 +38,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .. import settings
+from .. import onnx_translation, settings
 from . import cpu_build, gemm_choice
 from .masks import ZoneoutDraw
 
@@ -303,6 +303,7 @@ def _register_autograd() -> None:
         return tuple(grads.get(name) for name in declared.names) + (None,)  # (save_for_backward)
 
     torch.library.register_autograd(FORWARD_OP, backward, setup_context=setup_context)
+    onnx_translation.register_torchscript_symbolic()  # torch.onnx.export(dynamo=False) of a model holding it
     for name in (FORWARD_OP, BACKWARD_OP):
         torch.library.register_vmap(name, _vmap_by_loop(name))
 
@@ -408,7 +409,9 @@ def _layer(layer_norm, zoneout, **arguments):
     elif zoneout:  # evaluation: k = p
         inputs.update(zoneout_p=float(zoneout))
     inputs = {name: _contiguous(value) if isinstance(value, Tensor) else value for name, value in inputs.items()}
-    save = _needs_grad(*(inputs.get(name) for name in op_inputs().gradients))
+    # torch.jit.trace records the flag as a constant, so a trace always saves: the traced module then
+    # runs backward whether it was traced (or its trace checked) with grad on or off
+    save = torch.jit.is_tracing() or _needs_grad(*(inputs.get(name) for name in op_inputs().gradients))
     out, h_n, _ = torch.ops.grukit.gru_layer_fwd(**inputs, save_for_backward=save)
     return out, h_n
 
