@@ -337,3 +337,106 @@ def test_malformed_ts_file(tmp_path, capsys):
     path = tmp_path / "bad.ts"
     path.write_text("@problemName x\n@data\n1,2,oops:up\n")
     _fails(["train", "classify-series", "--csv", str(path), *QUICK], capsys, "is not a readable .ts file")
+
+
+# ------------------------------------------------------------------ issue 31: the second audit's CSV findings
+
+
+def _series_args(csv, *more):
+    return ["train", "classify-series", "--csv", str(csv), "--id", "recording", "--label", "activity", *more, *QUICK]
+
+
+def test_a_channel_with_one_text_cell_is_refused_not_dropped(tmp_path, capsys):
+    """Without --features every numeric column is a channel; one text cell made channel 'a' a text
+    column, silently left out (chance accuracy). Now refused with the cell, as with --features."""
+    frame = _recordings()
+    frame["a"] = frame["a"].astype(object)
+    frame.loc[11, "a"] = "oops"
+    csv = _write(frame, tmp_path / "r.csv")
+    _fails(_series_args(csv), capsys, "column 'a'", "numeric but for 'oops' at row 12 (line 13)", "--features")
+    _fails(_series_args(csv, "--features", "a,b"), capsys, "column 'a'", "'oops'")
+    frame["note"] = "free text"  # a column of text is not a channel, and no error
+    frame.loc[11, "a"] = 0.5
+    assert main(_series_args(_write(frame, tmp_path / "fine.csv"))) == 0
+
+
+def test_more_classes_than_max_classes_are_refused(tmp_path, capsys):
+    """10,000 distinct labels hung the bag-of-words baseline for 25 minutes (issue 31, audit 5)."""
+    frame = _texts()
+    frame["topic"] = [f"c{i}" for i in range(len(frame))]
+    csv = _write(frame, tmp_path / "t.csv")
+    args = ["train", "classify-text", "--csv", csv, "--text", "review", "--label", "topic"]
+    _fails(args + ["--max-classes", "100", *QUICK], capsys, "holds 240 classes, more than --max-classes 100",
+           "--max-classes 240")  # fmt: skip
+
+
+def test_a_ragged_row_is_refused_with_its_line(tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    _sales().to_csv(csv, index=False)
+    lines = csv.read_text().splitlines()
+    lines[20] = lines[20].rsplit(",", 1)[0]  # a short row: pandas filled it with a missing value
+    csv.write_text("\n".join(lines) + "\n")
+    _fails(_train_forecast(csv), capsys, "line 21 has 2 fields but the header has 3")
+    lines[20] += ",1.0,2.0"  # a long row: pandas, reading only the named columns, dropped the extra field
+    csv.write_text("\n".join(lines) + "\n")
+    _fails(_train_forecast(csv, "--features", "units"), capsys, "line 21 has 4 fields but the header has 3")
+
+
+def test_streams_utf16_unreadable_and_damaged_files(tmp_path, capsys, monkeypatch):
+    import io
+
+    frame = _sales()
+    text = frame.to_csv(index=False)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(_train_forecast("-")) == 0  # standard input
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    import threading
+
+    writer = threading.Thread(target=lambda: fifo.write_text(text))
+    writer.start()
+    assert main(_train_forecast(fifo)) == 0  # a FIFO (a shell's <(...)): read, not called empty
+    writer.join()
+    utf16 = tmp_path / "u16.csv"
+    utf16.write_text(text, encoding="utf-16")
+    _fails(_train_forecast(utf16), capsys, "is UTF-16 text", "--encoding utf-16")
+    assert main(_train_forecast(utf16, "--encoding", "utf-16")) == 0
+    damaged = tmp_path / "s.csv.xz"
+    damaged.write_bytes(b"\xfd7zXZ\x00" + b"not xz data" * 20)
+    _fails(_train_forecast(damaged), capsys, "is not a CSV file pandas can read")
+
+
+def test_ts_files_with_nan_a_folder_or_another_encoding(tmp_path, capsys):
+    header = "@problemName p\n@data\n"
+    rows = [f"{i},{i + 1},{i + 2}:{-i},{i},{i}:{'up' if i % 2 else 'down'}\n" for i in range(30)]
+    nan = tmp_path / "nan.ts"
+    nan.write_text(header + "".join(rows[:5]) + "1,NaN,3:4,5,6:up\n" + "".join(rows[5:]))
+    args = ["train", "classify-series", *QUICK, "--csv"]
+    _fails(args + [str(nan)], capsys, "line 8 holds a missing or infinite value")
+    folder = tmp_path / "folder.ts"
+    folder.mkdir()
+    _fails(args + [str(folder)], capsys, "is a folder")
+    latin = tmp_path / "latin.ts"
+    latin.write_text("# données\n" + header + "".join(rows), encoding="latin-1")
+    _fails(args + [str(latin)], capsys, "is not utf-8 text")
+    assert main(args + [str(latin), "--encoding", "latin-1"]) == 0
+
+
+def test_an_all_missing_channel_is_refused_even_when_filling(tmp_path, capsys):
+    frame = _recordings()
+    frame["b"] = np.nan
+    _fails(_series_args(_write(frame, tmp_path / "r.csv"), "--fill", "ffill"), capsys, "column 'b'", "has no values")
+
+
+def test_a_numeric_time_column_is_numbers_not_nanoseconds(tmp_path, capsys):
+    """sunspots' YEAR: read as nanoseconds since 1970, the report said 1970-01-01 (new user 2)."""
+    frame = _sales(rows=200).drop(columns="day")
+    frame.insert(0, "year", np.arange(1750, 1950))
+    csv = _write(frame, tmp_path / "y.csv")
+    output = str(tmp_path / "m.pt")
+    assert main(["train", "forecast", "--csv", csv, "--target", "units", "--time", "year", "--output", output,
+                 "--epochs", "1"]) == 0  # fmt: skip
+    assert "(1921 .. 1949)" in capsys.readouterr().out
+    assert main(["predict", output, "--days", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("1950 ")
+    _fails(_train_forecast(csv, "--time", "year", "--calendar"), capsys, "--calendar needs dates", "holds numbers")

@@ -56,7 +56,7 @@ def _options(args: argparse.Namespace, task: str):
 
 # your own data: the Options fields that the forecast, classify-text and classify-series tasks read
 DATA_OPTIONS = ("csv", "target", "features", "time", "window", "horizon", "season", "calendar", "text", "label",
-                "id", "fill", "encoding")  # fmt: skip
+                "id", "fill", "encoding", "max_classes")  # fmt: skip
 
 
 def _check_data_options(args: argparse.Namespace, task) -> None:
@@ -419,6 +419,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="missing values: refuse them (default), drop their rows, carry the last value forward, or interpolate",
     )
     data.add_argument("--encoding", default="utf-8", help="the CSV file's text encoding (default utf-8)")
+    data.add_argument(
+        "--max-classes",
+        type=positive_int,
+        default=1000,
+        help="classify-text, classify-series: refuse a --label column with more classes (default 1000)",
+    )
     p.add_argument(
         "--nproc",
         type=positive_int,

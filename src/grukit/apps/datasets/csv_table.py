@@ -13,8 +13,15 @@ Missing values (empty cells, NaN) are refused unless a ``fill`` policy says what
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import lzma
 import os
-from typing import Dict, List, Optional, Sequence, Union
+import sys
+import zipfile
+import zlib
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -30,19 +37,55 @@ def _describe(source) -> str:
     return repr(source) if isinstance(source, str) else "the data frame"
 
 
-def _check_file(path: str, encoding: str) -> None:
-    """Missing, folder, empty, binary or not in ``encoding``: refused before pandas parses it."""
+def _wide_encoding(encoding: str) -> bool:
+    """UTF-16 and UTF-32 text holds NUL bytes, so the binary check must not apply to it."""
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        raise TableError(f"--encoding {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1)") from None
+
+
+def open_source(path: str, encoding: str) -> Callable[[], Union[str, io.BytesIO]]:
+    """Check the file ``--csv`` names and return a function giving what ``pandas.read_csv`` (or
+    ``open``-like readers) should read, once per call: the path of a regular file, or for ``-``
+    (standard input), a FIFO or a device (``/dev/stdin``, a shell's ``<(...)``), its bytes, read once.
+
+    Missing, folder, unreadable, empty, binary or not in ``encoding``: refused with one sentence."""
+    wide = _wide_encoding(encoding)
+    if path == "-" or (os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path)):
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+        except OSError as exc:
+            raise TableError(f"--csv {path!r} cannot be read: {exc.strerror or exc}") from None
+        what = "standard input" if path == "-" else f"{path!r} (a stream)"
+        if not data:
+            raise TableError(f"--csv {what} gave no bytes; a CSV file starts with a header line of column names")
+        _check_text(path, data[: 1 << 16], encoding, wide)
+        return lambda: io.BytesIO(data)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"--csv {path!r}: no such file")
+        raise FileNotFoundError(f"--csv {path!r}: no such file (give - to read standard input)")
     if os.path.isdir(path):
         raise TableError(f"--csv {path!r} is a folder; give a CSV file")
     if os.path.getsize(path) == 0:
         raise TableError(f"--csv {path!r} is empty (0 bytes); a CSV file starts with a header line of column names")
     if path.endswith(COMPRESSED):
-        return  # pandas decompresses; the checks below would read compressed bytes
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if b"\x00" in head:
+        return lambda: path  # pandas decompresses; the checks below would read compressed bytes
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise TableError(f"--csv {path!r} cannot be read: {exc.strerror or exc}") from None
+    _check_text(path, head, encoding, wide)
+    return lambda: path
+
+
+def _check_text(path: str, head: bytes, encoding: str, wide: bool) -> None:
+    """The first 64 KB ``head`` of ``path``: text in ``encoding``, not binary, not blank."""
+    if not wide and b"\x00" in head:
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise TableError(
+                f"--csv {path!r} is UTF-16 text (it starts with a byte-order mark); give --encoding utf-16"
+            )
         raise TableError(f"--csv {path!r} is not a CSV file: it holds binary data (a NUL byte at {head.index(0)})")
     if not head.strip():
         raise TableError(f"--csv {path!r} is empty (only blank lines)")
@@ -54,8 +97,37 @@ def _check_file(path: str, encoding: str) -> None:
                 f"--csv {path!r} is not {encoding} text (byte 0x{head[exc.start]:02x} at offset {exc.start}); "
                 "give its encoding with --encoding, e.g. --encoding latin-1 or --encoding cp1252"
             ) from None
-    except LookupError:
-        raise TableError(f"--encoding {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1)") from None
+
+
+def _check_row_widths(path: str, readable, encoding: str) -> None:
+    """Every data row has as many fields as the header: pandas fills a short row with missing
+    values and, reading only some columns, drops a long row's extra fields, both silently."""
+    if isinstance(readable, str) and readable.endswith(COMPRESSED):
+        return
+    stream = (
+        open(readable, encoding=encoding, newline="")
+        if isinstance(readable, str)
+        else io.TextIOWrapper(readable, encoding=encoding, newline="")
+    )
+    with stream:
+        rows = csv.reader(stream)
+        header = next(rows, None)
+        if header is None:
+            return
+        for row in rows:
+            if row and len(row) != len(header):
+                raise TableError(
+                    f"--csv {path!r}: line {rows.line_num} has {len(row)} fields but the header has {len(header)}; "
+                    'a field holding a comma must be quoted ("1,5")'
+                )
+
+
+# a damaged compressed file or a read error, met while pandas reads
+UNREADABLE = (EOFError, OSError, lzma.LZMAError, zlib.error, zipfile.BadZipFile)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: str = "utf-8", every_numeric=False):
@@ -77,18 +149,18 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
         available = header = [str(c) for c in frame.columns]
     else:
         path = os.fspath(source)
-        _check_file(path, encoding)
+        readable = open_source(path, encoding)
         try:
-            available = [str(c) for c in pd.read_csv(path, nrows=0, encoding=encoding).columns]
+            available = [str(c) for c in pd.read_csv(readable(), nrows=0, encoding=encoding).columns]
             # the header as written: pandas renames a repeated name ("a", "a.1"), which would hide it
-            header = [str(c) for c in pd.read_csv(path, header=None, nrows=1, encoding=encoding).iloc[0]]
+            header = [str(c) for c in pd.read_csv(readable(), header=None, nrows=1, encoding=encoding).iloc[0]]
         except UnicodeDecodeError as exc:
             raise TableError(
                 f"--csv {path!r} is not {encoding} text ({exc.reason} at byte {exc.start}); give its encoding "
                 "with --encoding, e.g. --encoding latin-1"
             ) from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError) as exc:
-            raise TableError(f"--csv {path!r} is not a CSV file pandas can read: {str(exc).splitlines()[0]}") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, *UNREADABLE) as exc:
+            raise TableError(f"--csv {path!r} is not a CSV file pandas can read: {_first_line(exc)}") from None
     for flag, name in columns.items():
         if header.count(name) > 1:
             raise TableError(
@@ -102,20 +174,42 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
             )
     if not isinstance(source, pd.DataFrame):
         try:
-            frame = pd.read_csv(path, usecols=None if every_numeric else wanted, encoding=encoding, low_memory=False)
+            _check_row_widths(path, readable(), encoding)
+            frame = pd.read_csv(
+                readable(), usecols=None if every_numeric else wanted, encoding=encoding, low_memory=False
+            )
         except UnicodeDecodeError as exc:
             raise TableError(
                 f"--csv {path!r} is not {encoding} text ({exc.reason} past the first 64 KB); give its encoding "
                 "with --encoding, e.g. --encoding latin-1"
             ) from None
-        except pd.errors.ParserError as exc:
-            raise TableError(f"--csv {path!r} is not a well-formed CSV file: {str(exc).splitlines()[0]}") from None
+        except (pd.errors.ParserError, csv.Error, *UNREADABLE) as exc:
+            raise TableError(f"--csv {path!r} is not a well-formed CSV file: {_first_line(exc)}") from None
     if every_numeric:
+        for name in frame.columns:
+            if name not in wanted and not pd.api.types.is_numeric_dtype(frame[name]):
+                _refuse_nearly_numeric(frame[name], str(name), source)
         wanted += [c for c in frame.columns if c not in wanted and pd.api.types.is_numeric_dtype(frame[c])]
     frame = frame[wanted].reset_index(drop=True)
     if len(frame) == 0:
         raise TableError(f"{_describe(source)} has a header but no data rows")
     return frame
+
+
+def _refuse_nearly_numeric(column, name: str, source) -> None:
+    """A column read as text only because a few cells are not numbers (a typo, "n/a"), where
+    every numeric column is wanted: refused, naming the cell, rather than silently left out."""
+    import pandas as pd
+
+    filled = column.notna().to_numpy()
+    numbers = pd.to_numeric(column, errors="coerce").notna().to_numpy()
+    text = np.flatnonzero(filled & ~numbers)
+    if numbers.sum() and numbers.sum() >= len(text):  # mostly numbers: a channel with bad cells
+        raise TableError(
+            f"column {name!r} of {_describe(source)} is numeric but for {column.iloc[text[0]]!r} at row "
+            f"{_rows(text, 1)} ({len(text)} such cell{'s' if len(text) > 1 else ''}); fix the cells, or name the "
+            "channels with --features to leave the column out"
+        )
 
 
 def _rows(index: Sequence[int], limit: int = 5) -> str:
@@ -151,6 +245,11 @@ def numeric_column(frame, name: str, flag: str, source) -> np.ndarray:
     return numbers
 
 
+def _flagged(flags: Dict[str, str], name: str) -> str:
+    """ "--target " for a column a flag named, "" for one read as every other numeric column."""
+    return f"{flags[name]} " if name in flags else ""
+
+
 def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str, source, flags: Dict[str, str]):
     """``frame`` with its missing values handled by ``fill`` (see the module's docstring).
 
@@ -176,7 +275,7 @@ def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str,
                 else "give --fill ffill, --fill interpolate or --fill drop"
             )
             raise TableError(
-                f"{flags.get(name, 'column')} column {name!r} of {_describe(source)} has {len(rows)} missing "
+                f"{_flagged(flags, name)}column {name!r} of {_describe(source)} has {len(rows)} missing "
                 f"value{'s' if len(rows) > 1 else ''} (row {_rows(rows)}); {remedy}"
             )
     frame = frame.copy()
@@ -185,6 +284,11 @@ def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str,
         if fill == "interpolate":
             column = column.interpolate(method="linear", limit_direction="both")
         frame[name] = column.ffill().bfill()
+        if frame[name].isna().all():
+            raise TableError(
+                f"{_flagged(flags, name)}column {name!r} of {_describe(source)} has no values at all; "
+                f"--fill {fill} has nothing to fill it from"
+            )
     return frame
 
 
@@ -202,8 +306,12 @@ def time_column(frame, name: str, source) -> np.ndarray:
     return parsed.to_numpy()
 
 
-def class_labels(values: Sequence, flag: str, name: str, source, warn_above: int = 100) -> List[str]:
-    """The distinct labels, sorted; at least two, and a warning when there are more than ``warn_above``."""
+def class_labels(
+    values: Sequence, flag: str, name: str, source, max_classes: int = 1000, warn_above: int = 100
+) -> List[str]:
+    """The distinct labels, sorted: at least two and at most ``max_classes`` (``--max-classes``: a
+    column of ids or free text read as labels would otherwise train for hours), with a warning above
+    ``warn_above``."""
     import warnings
 
     classes = sorted({str(v) for v in values})
@@ -211,6 +319,11 @@ def class_labels(values: Sequence, flag: str, name: str, source, warn_above: int
         raise TableError(
             f"{flag} column {name!r} of {_describe(source)} holds a single class ({classes[0]!r} in every row); "
             "a classifier needs at least two"
+        )
+    if len(classes) > max_classes:
+        raise TableError(
+            f"{flag} column {name!r} of {_describe(source)} holds {len(classes)} classes, more than --max-classes "
+            f"{max_classes}: is it the label column? (give --max-classes {len(classes)} if it is)"
         )
     if len(classes) > warn_above:
         warnings.warn(

@@ -13,6 +13,7 @@ with the training series' mean and std.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -21,12 +22,15 @@ import numpy as np
 from ._packages import package_file
 
 
-def read_ts(path) -> Tuple[List[np.ndarray], List[str]]:
-    """Series [T_i, D] and labels from a ``.ts`` file (dimensions separated by ':', label last)."""
+def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], List[str]]:
+    """Series [T_i, D] and labels from a ``.ts`` file (dimensions separated by ':', label last);
+    ``source`` is a path or a binary stream. A value that is missing ("?", "NaN") or infinite is
+    refused with its line (ValueError): the models cannot read one."""
     series, labels = [], []
     in_data = False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    stream = open(source, encoding=encoding) if isinstance(source, str) else io.TextIOWrapper(source, encoding)
+    with stream:
+        for number, line in enumerate(stream, start=1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -36,8 +40,16 @@ def read_ts(path) -> Tuple[List[np.ndarray], List[str]]:
             if line.startswith("@") or not in_data:
                 continue
             *dims, label = line.split(":")
-            channels = [np.array([float(v) for v in d.split(",")]) for d in dims]
-            series.append(np.stack(channels, 1))
+            try:
+                channels = [np.array([float(v) for v in d.split(",")]) for d in dims]
+            except ValueError as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            recording = np.stack(channels, 1)
+            if not np.isfinite(recording).all():
+                raise ValueError(
+                    f"line {number} holds a missing or infinite value (NaN, inf); every value must be a number"
+                )
+            series.append(recording)
             labels.append(label.strip())
     return series, labels
 

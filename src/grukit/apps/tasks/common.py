@@ -57,6 +57,7 @@ class Options:
     id: Optional[str] = None  # classify-series: the column naming each sequence
     fill: str = "refuse"  # missing values: refuse, drop, ffill, interpolate
     encoding: str = "utf-8"
+    max_classes: int = 1000  # classify-text, classify-series: more classes in --label are refused
 
     def gru_options(self) -> Dict:
         """The regulariser keyword arguments for ``grukit.GRU`` (saved in model files' config)."""

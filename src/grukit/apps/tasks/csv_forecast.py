@@ -52,7 +52,7 @@ def read_series(source, options: Options):
     values = np.stack([numeric_column(frame, c, flags[c], source) for c in columns], 1)
     times = None
     if options.time:
-        times = time_column(frame, options.time, source)
+        times = _times(frame, options, source)
         order = np.argsort(times, kind="stable")
         values, times = values[order], times[order]
         repeated = np.flatnonzero(times[1:] == times[:-1])
@@ -63,6 +63,21 @@ def read_series(source, options: Options):
         values = np.concatenate([values, day_of_year_features(times.astype("datetime64[D]"))], 1)
         names += ["day_sin", "day_cos"]
     return values, names, times
+
+
+def _times(frame, options: Options, source) -> np.ndarray:
+    """The ``--time`` column [N]: dates and times as datetime64[ns]; a numeric column (a year, a
+    step number) as its numbers (int64 when whole), never as nanoseconds since 1970."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(frame[options.time]):
+        return time_column(frame, options.time, source)
+    if options.calendar:
+        raise TableError(
+            f"--calendar needs dates in --time; column {options.time!r} holds numbers, which have no day of the year"
+        )
+    numbers = numeric_column(frame, options.time, "--time", source)
+    return numbers.astype(np.int64) if np.all(numbers == np.round(numbers)) else numbers
 
 
 def _check_length(rows: int, window: int, horizon: int, source) -> None:
@@ -173,7 +188,7 @@ def train_frame(source, options: Options) -> Dict:
         scaling={"mean": data.feature_mean.tolist(), "std": data.feature_std.tolist()},
         recent={
             "values": values[recent].tolist(),
-            "times": [str(t) for t in times[recent]] if times is not None else None,
+            "times": [_saved_time(t) for t in times[recent]] if times is not None else None,
             "step": step,
         },
     )
@@ -189,11 +204,15 @@ def train(options: Options) -> Dict:
 
 def _time_step(times: Optional[np.ndarray]) -> Optional[str]:
     """The rows' frequency as a pandas offset ("D", "MS", "h" ...) when pandas can infer it from
-    the last rows, else the most common gap in nanoseconds (as text); None without times."""
+    the last rows, else the most common gap in nanoseconds (as text); for numeric times, "+gap"
+    (the most common gap, "+1" for years); None without times."""
     import pandas as pd
 
     if times is None or len(times) < 3:
         return None
+    if not np.issubdtype(times.dtype, np.datetime64):  # numbers: "+gap", the most common gap
+        gaps, counts = np.unique(np.diff(times), return_counts=True)
+        return f"+{gaps[counts.argmax()].item()}"
     try:
         with warnings.catch_warnings():  # pandas 3 warns that infer_freq will return an offset
             warnings.simplefilter("ignore")
@@ -206,10 +225,26 @@ def _time_step(times: Optional[np.ndarray]) -> Optional[str]:
     return str(int(gaps[counts.argmax()].astype("timedelta64[ns]").astype(np.int64)))
 
 
+def _saved_time(t):
+    """A time as a model file keeps it: a date as text, a number as itself."""
+    return str(t) if isinstance(t, np.datetime64) else t.item()
+
+
+def _saved_times(recent: Dict) -> Optional[np.ndarray]:
+    """The times a model file keeps (``recent["times"]``) as an array: datetime64[ns], or numbers."""
+    times = recent["times"]
+    if not times:
+        return None
+    return np.array(times) if isinstance(times[0], (int, float)) else np.array(times, "datetime64[ns]")
+
+
 def next_times(last, step: str, count: int) -> np.ndarray:
     """The ``count`` times after ``last`` at frequency ``step`` (see :func:`_time_step`)."""
     import pandas as pd
 
+    if step.startswith("+"):  # numeric times
+        gap = float(step[1:]) if "." in step or "e" in step else int(step[1:])
+        return last + np.arange(1, count + 1) * gap
     if step.isdigit():
         return np.datetime64(last, "ns") + np.arange(1, count + 1) * np.timedelta64(int(step), "ns")
     return pd.date_range(pd.Timestamp(last), periods=count + 1, freq=step)[1:].to_numpy()
@@ -247,7 +282,7 @@ def forecast(saved: Dict, rows: int, csv: Optional[str] = None) -> List[Tuple[st
             raise TableError(f"--csv {csv!r} has {len(values)} rows; the model reads the last {c['window']}")
     else:
         values = np.array(saved["recent"]["values"])
-        times = np.array(saved["recent"]["times"], "datetime64[ns]") if saved["recent"]["times"] else None
+        times = _saved_times(saved["recent"])
     model = load_model(saved)
     mean, std = np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"])
     history = values[-c["window"] :].copy()

@@ -27,6 +27,7 @@ from ..datasets.csv_table import (
     class_labels,
     fill_missing,
     numeric_column,
+    open_source,
     optional,
     read_table,
     time_column,
@@ -47,12 +48,15 @@ def read_recordings(source, options: Options, channels: Optional[List[str]] = No
     """(ids, series [T_i, D] float64, labels or None, channel names) of a long CSV, a data
     frame or a ``.ts`` file. ``channels`` fixes the channel columns (a saved model's)."""
     if _is_ts(source):
+        readable = open_source(source, options.encoding)
         try:
-            series, labels = read_ts(source)
+            series, labels = read_ts(readable(), options.encoding)
+        except UnicodeDecodeError:
+            raise TableError(
+                f"--csv {source!r} is not {options.encoding} text; give its encoding with --encoding"
+            ) from None
         except (ValueError, IndexError) as exc:
             raise TableError(f"--csv {source!r} is not a readable .ts file: {exc}") from None
-        except UnicodeDecodeError:
-            raise TableError(f"--csv {source!r} is not UTF-8 text") from None
         if not series:
             raise TableError(f"--csv {source!r} holds no recordings (no lines after @data)")
         widths = {s.shape[1] for s in series}
@@ -132,7 +136,7 @@ def pad(series: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> Tupl
 def train_frame(source, options: Options) -> Dict:
     """Train on ``source`` (a long CSV, a .ts file or a pandas DataFrame); the report."""
     ids, series, labels, channels = read_recordings(source, options)
-    classes = class_labels(labels, "--label", options.label or "(the .ts labels)", source)
+    classes = class_labels(labels, "--label", options.label or "(the .ts labels)", source, options.max_classes)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], np.int64)
     train_rows, val_rows, test_rows = _split(y, len(classes))

@@ -41,7 +41,7 @@ def read_texts(source, options: Options):
 def train_frame(source, options: Options) -> Dict:
     """Train on ``source`` (a CSV path or a pandas DataFrame); the report, with ``model_file``."""
     texts, labels = read_texts(source, options)
-    classes = class_labels(labels, "--label", options.label, source)
+    classes = class_labels(labels, "--label", options.label, source, options.max_classes)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], np.int64)
     order = np.random.default_rng(0).permutation(len(texts))
