@@ -129,8 +129,9 @@ BUILDER = textwrap.dedent(
     from pathlib import Path
     from grukit.backends import cpu_build
     root, log, hold, unlocked = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
-    if unlocked:  # as on a file system where flock does not work
+    if unlocked:  # as on a file system where flock does not work (and so never reports a lock free)
         cpu_build._exclusive = lambda path: contextlib.nullcontext()
+        cpu_build._unlocked = lambda path: False
     def compile_into(folder):
         with open(log, "a") as f:
             f.write("compile\\n")
@@ -240,3 +241,64 @@ def test_a_bad_level_is_refused_naming_the_allowed_ones():
         "grukit.settings.SettingError: $GRUKIT_CPU_LEVEL must be one of x86-64, x86-64-v2, x86-64-v3, "
         "x86-64-v4, native (or unset), got 'avx1024'"
     ), done.stderr[-1000:]
+
+
+def test_a_killed_builds_temporary_folder_is_removed_by_the_next_run(tmp_path):
+    """A build killed mid-compile left .cpu-<key>.tmp-* until a build an hour later (issue 31,
+    audit 10): the next process whose key's lock is free removes it, even if nothing is built."""
+    library = cpu_build.build(tmp_path, "k", "x86-64-v3", V3, CountingCompiler())
+    dead = tmp_path / ".cpu-k.tmp-999999-deadbeef"
+    dead.mkdir()
+    (dead / "grukit_cpu.so").write_bytes(b"half a library")
+    other_key = tmp_path / ".cpu-other.tmp-999998-deadbeef"
+    other_key.mkdir()
+    assert cpu_build.build(tmp_path, "k", "x86-64-v3", V3, CountingCompiler()) == library
+    assert not dead.exists() and not other_key.exists()
+
+
+def test_a_running_builds_temporary_folder_is_kept(tmp_path):
+    import fcntl
+
+    live = tmp_path / ".cpu-busy.tmp-1-cafe"
+    live.mkdir()
+    with open(tmp_path / "cpu-busy.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        cpu_build.remove_stale_temporaries(tmp_path)  # flock is per open file: this open sees it held
+        assert live.exists()
+    cpu_build.remove_stale_temporaries(tmp_path)
+    assert not live.exists()
+
+
+def test_a_stopped_builder_is_named_by_those_waiting(tmp_path):
+    """A builder stopped with SIGSTOP (a suspended terminal) made every other process wait silently
+    (issue 31, audit 11); a waiting process now says whom it waits for and that it is stopped."""
+    import signal
+    import time
+
+    log, root = tmp_path / "log", tmp_path / "cache"
+    first = _builder(root, log, 60.0)
+    deadline = time.time() + 60
+    while not log.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert log.exists(), first.stderr.read() if first.poll() is not None else "no build started"
+    first.send_signal(signal.SIGSTOP)
+    second = _builder(root, log, 0.0)
+    try:
+        time.sleep(3)
+        first.kill()  # the stopped builder ends: the lock is free, the second builds
+        out, err = second.communicate(timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 0, err
+    assert f"waiting 0 s for process {first.pid} (stopped: resume it with `kill -CONT {first.pid}`" in err, err
+    assert out.strip() == str(root / "cpu-k" / "grukit_cpu.so")
+
+
+def test_a_build_says_once_what_it_builds(tmp_path, capsys):
+    cpu_build.build(tmp_path, "k", "x86-64-v3", V3, CountingCompiler())
+    err = capsys.readouterr().err
+    assert "grukit: building the fused CPU kernels for this CPU (x86-64-v3)" in err
+    assert "grukit: built the fused CPU kernels in" in err
+    cpu_build.build(tmp_path, "k", "x86-64-v3", V3, CountingCompiler())
+    assert capsys.readouterr().err == ""  # cached: nothing to say

@@ -20,8 +20,9 @@ what it was compiled for, even when a home folder (and its cache) is shared betw
 Layout under the cache root (``$GRUKIT_BUILD_DIR``, else ``~/.cache/grukit``)::
 
     cpu-<key>/                 a complete build: the library, manifest.json, the compiler's files
-    cpu-<key>.lock             the builders' lock file (empty)
-    .cpu-<key>.tmp-<pid>-<id>/ a build in progress (removed when it ends)
+    cpu-<key>.lock             the builders' lock file (the holder's pid and start time while held)
+    .cpu-<key>.tmp-<pid>-<id>/ a build in progress (removed when it ends; a killed build's, by the
+                               next process that finds its key's lock free)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -176,34 +178,111 @@ def check_build(folder: Path, flags: FrozenSet[str]) -> Path:
     return library
 
 
+def _holder(lock_path: Path) -> str:
+    """Who holds the builders' lock, from what the holder wrote into it: "process 1234 (stopped),
+    building for 75 s"; "" if unknown."""
+    try:
+        pid, started = lock_path.read_text().split()[:2]
+        pid_number, since = int(pid), time.time() - float(started)
+    except (OSError, ValueError):
+        return ""
+    state = ""
+    with contextlib.suppress(OSError, IndexError):
+        # /proc/<pid>/stat: "pid (name) S ..."; T: stopped (SIGSTOP, Ctrl-Z), t: stopped by a debugger
+        stat = Path(f"/proc/{pid_number}/stat").read_text()
+        if stat[stat.rindex(")") + 2] in "Tt":
+            state = " (stopped: resume it with `kill -CONT {0}` or end it with `kill {0}`)".format(pid_number)
+    return f"process {pid_number}{state}, building for {since:.0f} s"
+
+
 @contextlib.contextmanager
-def _exclusive(lock_path: Path):
+def _exclusive(lock_path: Path, report_every_s: float = 30.0):
     """An exclusive lock on ``lock_path`` for the ``with`` block (``fcntl.flock``: released by the
     operating system when the process ends, however it ends). Where locking is unsupported the
-    block runs unlocked; the atomic rename in ``build`` keeps the result whole."""
+    block runs unlocked; the atomic rename in ``build`` keeps the result whole.
+
+    The holder writes its pid and start time into the file; a process that has to wait says whom it
+    waits for (and whether that process is stopped) on stderr, then again every ``report_every_s``."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         yield
         return
-    with open(lock_path, "a") as handle:
+    with open(lock_path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for(handle, lock_path, report_every_s)
         except OSError:
             yield
             return
         try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {time.time():.0f}\n")
+            handle.flush()
             yield
         finally:
+            with contextlib.suppress(OSError):
+                handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_stale_temporaries(root: Path, key: str, older_than_s: float = 3600.0) -> None:
-    """Temporary folders of builds of this key that died (left for an hour or more)."""
-    for folder in root.glob(f".cpu-{key}.tmp-*"):
-        with contextlib.suppress(OSError):
-            if time.time() - folder.stat().st_mtime > older_than_s:
-                shutil.rmtree(folder, ignore_errors=True)
+def _wait_for(handle, lock_path: Path, report_every_s: float) -> None:
+    """Take the lock another process holds, saying on stderr whom this process waits for."""
+    import fcntl
+
+    waited, said = 0.0, -report_every_s
+    while True:
+        if waited - said >= report_every_s:
+            holder = _holder(lock_path) or "another process"
+            sys.stderr.write(
+                f"grukit: waiting {waited:.0f} s for {holder} to finish building the fused CPU kernels "
+                f"(lock {lock_path})\n"
+            )
+            sys.stderr.flush()
+            said = waited
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.5)
+            waited += 0.5
+
+
+def _unlocked(lock_path: Path) -> bool:
+    """Nobody holds ``lock_path`` now (so no build of its key is in progress)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """The temporary folders of builds that died (killed mid-compile, any key): a folder whose key's
+    lock nobody holds belongs to no build in progress, since builders hold the lock throughout."""
+    for folder in list(root.glob(".cpu-*.tmp-*")) + list(root.glob(".cpu-*.stale-*")):
+        key = folder.name[len(".cpu-") :].split(".")[0]
+        if _unlocked(root / f"cpu-{key}.lock"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _announce(level: str, root: Path) -> float:
+    """Say once, on stderr, that a build starts (the first command on a machine otherwise looks
+    hung for about 40 s); returns the start time."""
+    sys.stderr.write(
+        f"grukit: building the fused CPU kernels for this CPU ({level}), once per machine and torch version: "
+        f"about 40 s on an idle 2-core machine, minutes on a busy one (cached in {root})\n"
+    )
+    sys.stderr.flush()
+    return time.time()
 
 
 def build(
@@ -230,15 +309,20 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"cpu-{key}"
     with contextlib.suppress(UnusableBuild):
-        return check_build(final, flags)
+        library = check_build(final, flags)
+        if any(root.glob(".cpu-*.tmp-*")):  # a build killed earlier left its folder: cleaned on the next run
+            remove_stale_temporaries(root)
+        return library
     with _exclusive(root / f"cpu-{key}.lock"):
         with contextlib.suppress(UnusableBuild):
             return check_build(final, flags)  # another process finished it while we waited
-        _remove_stale_temporaries(root, key)
+        remove_stale_temporaries(root)
         temporary = root / f".cpu-{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         temporary.mkdir()
         try:
+            started = _announce(level, root)
             library = compile_into(temporary)
+            sys.stderr.write(f"grukit: built the fused CPU kernels in {time.time() - started:.0f} s\n")
             manifest = {
                 "library": library.name,
                 "level": level,
