@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+import grukit
 from grukit.apps.datasets import seattle_weather
 
 
@@ -127,3 +129,57 @@ def test_a_backend_that_cannot_run_here_is_one_line():
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "$GRUKIT_BACKEND='triton'" in done.stderr, done.stderr[-2000:]
     assert "unset $GRUKIT_BACKEND" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ issue 31, audit 6: one line, not a traceback
+
+
+def _one_line_error(capsys, args, *fragments):
+    from grukit.apps.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_a_full_disk_during_export_json_or_gates_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from grukit.apps.tasks import forecast
+
+    model = str(tmp_path / "w.pt")
+    from grukit.apps.cli import main
+
+    assert main(["train", "weather", "--epochs", "1", "--limit", "150", "--quiet", "--output", model]) == 0
+    capsys.readouterr()
+
+    def full_disk(self, saved, path):
+        with open(path, "wb") as f:
+            f.write(b"half an ONNX file")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(forecast.ForecastTask, "to_onnx", full_disk)
+    onnx_file = str(tmp_path / "w.onnx")
+    _one_line_error(capsys, ["export", model, onnx_file], "grukit export: error: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]  # no partial file, no temporary
+
+
+def test_a_model_file_with_a_non_text_task_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    torch.save({"task": ["weather"], "state": {}}, bad)
+    _one_line_error(capsys, ["predict", str(bad), "--days", "2"], "is not a grukit model file")
+
+
+def test_a_model_too_large_for_memory_is_one_line(capsys):
+    _one_line_error(capsys, ["train", "weather", "--hidden", "200000", "--epochs", "1", "--limit", "100", "--quiet"],
+                    "not enough memory for this model and batch", "--hidden")  # fmt: skip
+
+
+def test_meta_device_input_names_the_device_mismatch():
+    gru = grukit.GRU(3, 4)
+    with pytest.raises(ValueError, match="must be on device meta"):
+        gru(torch.randn(5, 2, 3, device="meta"))
+    out, h_n = gru.to("meta")(torch.randn(5, 2, 3, device="meta"))  # a model on meta reads shapes
+    assert out.shape == (5, 2, 4) and out.device.type == "meta" and h_n.shape == (1, 2, 4)

@@ -35,6 +35,7 @@ from . import backends
 from .backends.masks import ZoneoutDraw
 from .validation import (
     KEEPS_STATE,
+    autocast_on,
     check_bool,
     check_dropout,
     check_lengths,
@@ -157,7 +158,7 @@ def _autocast_compute_dtype(input: Tensor, weights) -> Optional[torch.dtype]:
     weights' (say bfloat16 input, float32 weights) is computed in the weights' dtype and the
     results are returned in the input's: the dtypes torch.nn.GRU returns there, with float32
     accuracy. None when no such conversion applies (then mixed dtypes are an error)."""
-    if not torch.is_autocast_enabled(input.device.type):
+    if not autocast_on(input.device.type):
         return None
     try:
         weight = weights[0][0]

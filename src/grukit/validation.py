@@ -26,6 +26,15 @@ UPDATE_GATE_MEANINGS = (KEEPS_STATE, TAKES_CANDIDATE)
 # ---------------------------------------------------------------- plain values
 
 
+def autocast_on(device_type: str) -> bool:
+    """``torch.autocast`` is enabled for ``device_type``; False for a device type autocast does not
+    know ("meta": a model moved there to read shapes), where torch's question raises."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
@@ -123,7 +132,7 @@ def check_lengths(lengths, batch: int, steps: int, device) -> Tensor:
 def check_input_dtype(input: Tensor, weight: Tensor) -> None:
     """A module's input has its weights' dtype (under ``torch.autocast`` mixed dtypes are allowed:
     ``grukit.functional`` computes in the weights' dtype)."""
-    if input.dtype != weight.dtype and not torch.is_autocast_enabled(input.device.type):
+    if input.dtype != weight.dtype and not autocast_on(input.device.type):
         raise DtypeError(
             f"input dtype ({input.dtype}) does not match the weights' dtype ({weight.dtype}): convert the "
             f"input, input.to({weight.dtype}), or the model, model.to({input.dtype})"

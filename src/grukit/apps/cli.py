@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import List, Optional
 
 from .arguments import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
@@ -157,7 +158,7 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
-    from .tasks.common import SAVE_ERROR, distributed
+    from .tasks.common import SAVE_ERROR, distributed, write_atomically
 
     _check_output_paths(args)
     _check_data_options(args, TASKS[args.task])
@@ -172,8 +173,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.output and not save_error:
         print(f"  saved the model to {args.output}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({k: v for k, v in report.items() if k not in ("history", "model_file")}, f, indent=2)
+        summary = json.dumps({k: v for k, v in report.items() if k not in ("history", "model_file")}, indent=2)
+        write_atomically(args.json, lambda temporary: Path(temporary).write_text(summary))
     if save_error:  # the report above is printed; the model could not be written
         print(f"grukit train: error: {save_error}", file=sys.stderr)
         return 2
@@ -255,8 +256,10 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .tasks.common import write_atomically
+
     saved, task = _saved_task(args.model, "ONNX export")
-    description = task.to_onnx(saved, args.out)
+    description = write_atomically(args.out, lambda temporary: task.to_onnx(saved, temporary))
     print(f"wrote {args.out}: {description}")
     return 0
 
@@ -539,9 +542,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def torch_out_of_memory() -> tuple:
+    """torch's out-of-memory error type, for ``isinstance`` (a GPU's; CPU allocation failures are
+    plain RuntimeErrors saying "can't allocate memory")."""
+    import torch
+
+    return tuple(t for t in (getattr(torch, "OutOfMemoryError", None),) if t is not None)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from ..backends import BackendError
     from .tasks import TASKS
+    from .tasks.common import first_line
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -574,17 +586,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except (KeyError, RuntimeError) as error:
         model = getattr(args, "model", None)
+        if isinstance(error, torch_out_of_memory()) or "can't allocate memory" in str(error):
+            print(
+                f"grukit {args.command}: error: not enough memory for this model and batch (give a smaller "
+                f"--hidden, --layers or --batch-size): {first_line(error)}",
+                file=sys.stderr,
+            )
+            return 2
         if not model:
             raise  # not about a model file: a bug, shown with its traceback
         # a model file that loads but lacks a key, or holds weights of other sizes
-        from .tasks.common import first_line
-
         reason = first_line(error)
         print(
             f"grukit {args.command}: error: {model!r} is not a complete grukit model file for its task "
             f"({type(error).__name__}: {reason})",
             file=sys.stderr,
         )
+        return 2
+    except OSError as error:  # a full disk, a read-only folder, a failing device: one line naming the file
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"grukit {args.command}: error: {error.strerror or first_line(error)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, where to resume from, the shell's code for SIGINT
         checkpoint = getattr(args, "checkpoint", None)

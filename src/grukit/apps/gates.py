@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 
 from .. import functional, reference
 from .plotting import pyplot
+from .tasks.common import write_atomically
 
 MEANING = {
     "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (Cho et al. 2014, PyTorch, Keras)",
@@ -136,8 +138,7 @@ def write(saved: Dict, task, text: Sequence[str], days: int, prefix: str, layer:
     form = "reset after" if model.gru.reset_after else "reset before"
     title = f"GRU gates of the {saved['task']} model (layer {layer}, {form}, {model.gru.hidden_size} units)"
     png = figure_png(gates, labels, meaning, title)
-    with open(prefix + ".png", "wb") as f:
-        f.write(png)
-    with open(prefix + ".html", "w", encoding="utf-8") as f:
-        f.write(page_html(gates, labels, meaning, title, png))
+    page = page_html(gates, labels, meaning, title, png)
+    write_atomically(prefix + ".png", lambda temporary: Path(temporary).write_bytes(png))
+    write_atomically(prefix + ".html", lambda temporary: Path(temporary).write_text(page, encoding="utf-8"))
     return [prefix + ".png", prefix + ".html"], meaning

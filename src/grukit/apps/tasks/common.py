@@ -289,8 +289,14 @@ TEMPORARY_PREFIX = ".grukit-save-"  # + "<pid>-<random>.tmp": a save in progress
 
 
 def save_atomically(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: a crash
-    or a kill mid-write leaves the previous file (or none), never a partial one.
+    """``torch.save(obj, path)`` through :func:`write_atomically`."""
+    write_atomically(path, lambda temporary: torch.save(obj, temporary))
+
+
+def write_atomically(path: str, write: Callable[[str], object]):
+    """``write(temporary)`` to a temporary file beside ``path``, renamed over it when complete: a
+    crash, a kill or a full disk mid-write leaves the previous file (or none), never a partial one.
+    Returns what ``write`` returns.
 
     A symlink is followed (its target is replaced, the link kept); anything else that is not a
     regular file (a device, a FIFO, a folder) is refused. The new file keeps the old one's
@@ -306,7 +312,7 @@ def save_atomically(obj, path: str) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
     os.close(handle)
     try:
-        torch.save(obj, temporary)
+        result = write(temporary)
         if os.path.exists(target):
             mode = stat.S_IMODE(os.stat(target).st_mode)
         else:
@@ -315,6 +321,7 @@ def save_atomically(obj, path: str) -> None:
             mode = 0o666 & ~umask
         os.chmod(temporary, mode)
         os.replace(temporary, target)
+        return result
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -399,6 +406,6 @@ def load(path: str) -> Dict:
         raise FileNotFoundError(
             f"no model file at {path!r} (make one with `grukit train TASK --output {path}`)"
         ) from None
-    if not isinstance(saved, dict) or "task" not in saved:
+    if not isinstance(saved, dict) or not isinstance(saved.get("task"), str):
         raise ValueError(f"{path!r} is not a grukit model file (train one with `grukit train TASK --output ...`)")
     return saved
