@@ -183,3 +183,28 @@ def test_meta_device_input_names_the_device_mismatch():
         gru(torch.randn(5, 2, 3, device="meta"))
     out, h_n = gru.to("meta")(torch.randn(5, 2, 3, device="meta"))  # a model on meta reads shapes
     assert out.shape == (5, 2, 4) and out.device.type == "meta" and h_n.shape == (1, 2, 4)
+
+
+@pytest.mark.parametrize("presses", [1, 2], ids=["once", "twice"])
+def test_ctrl_c_during_the_imports_is_one_line(presses):
+    """Ctrl-C while the command still imports torch (or pressed again while the first is handled)
+    printed a traceback (issue 31, audit 8); the command now starts without torch."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    code = "import sys; from grukit.apps.cli import main; sys.exit(main())"  # as the console script
+    command = subprocess.Popen(
+        [sys.executable, "-c", code, "train", "weather", "--epochs", "1", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(0.2)  # the command module is loaded (about 30 ms), torch and the tasks are not (seconds)
+    for _ in range(presses):
+        command.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 130, err
+    assert "Traceback" not in err and err.strip().endswith("interrupted"), err
+    assert err.count("\n") == 1, err

@@ -13,13 +13,38 @@
 * ``grukit.onnx_translations()``: ``torch.onnx.export``'s table for a model holding ``grukit.GRU``.
 """
 
-from . import convert, functional, reference
+import importlib
+
 from ._version import __version__
-from .functional import gru
-from .nn import GRU, GRUCell
-from .onnx_translation import onnx_translations
-from .quantized import QuantizedGRU
-from .reference import KEEPS_STATE, TAKES_CANDIDATE
+
+# Names are imported on first use (PEP 562), so that ``import grukit.apps.cli`` (the ``grukit``
+# command) starts without importing torch and can answer Ctrl-C pressed during its imports.
+_WHERE = {
+    "GRU": "nn",
+    "GRUCell": "nn",
+    "QuantizedGRU": "quantized",
+    "gru": "functional",
+    "onnx_translations": "onnx_translation",
+    "KEEPS_STATE": "reference",
+    "TAKES_CANDIDATE": "reference",
+}
+_SUBMODULES = ("functional", "reference", "convert")
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'grukit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "__version__",

@@ -6,6 +6,13 @@ Everything here imports the library core (``grukit.nn``, ``grukit.functional``,
 needs none of the applications' dependencies (tqdm, pandas, music21, matplotlib).
 """
 
-from .own_data import classify_series, classify_text, forecast
+
+def __getattr__(name: str):  # imported on first use (PEP 562): the command starts without torch
+    if name in __all__:
+        from . import own_data
+
+        return getattr(own_data, name)
+    raise AttributeError(f"module 'grukit.apps' has no attribute {name!r}")
+
 
 __all__ = ["classify_series", "classify_text", "forecast"]

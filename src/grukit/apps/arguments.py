@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..validation import check_probability
-
 
 def _argument(parse, text: str, expected: str):
     try:
@@ -66,6 +64,8 @@ def probability_below_one(text: str) -> float:
     """argparse ``type=``: a number in [0, 1), as :func:`check_probability` wants it."""
     value = _argument(float, text, "a number")
     try:
+        from ..validation import check_probability  # imports torch: not at start-up
+
         return check_probability("the value", value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}") from None

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -551,6 +552,42 @@ def torch_out_of_memory() -> tuple:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``grukit`` command; returns its exit status. Ctrl-C anywhere, during the imports or
+    pressed again while the first is handled, ends it with one line and status 130."""
+    exiting = argv is None  # the process's own command line: it ends when this returns
+    if exiting:
+        # while the command imports (torch, pandas: seconds) nothing is being written, so Ctrl-C
+        # ends the process at once: a KeyboardInterrupt raised inside an extension module's import
+        # can leave it half-loaded and surface later as another error
+        signal.signal(signal.SIGINT, _exit_while_starting)
+    try:
+        return _run_command(argv, exiting)
+    except KeyboardInterrupt:
+        return _interrupted("grukit", "", exiting)
+
+
+def _exit_while_starting(signum, frame) -> None:
+    os.write(2, b"grukit: interrupted\n")
+    os._exit(130)
+
+
+def _interrupted(command: str, where: str, exiting: bool) -> int:
+    """Say that ``command`` was interrupted (``where``: what was kept), with a second Ctrl-C
+    ignored while saying it and, when the process is ``exiting``, until it has exited; the
+    shell's status for SIGINT."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to set
+        previous = None
+    try:
+        print(f"{command}: interrupted{where}", file=sys.stderr)
+    finally:
+        if previous is not None and not exiting:
+            signal.signal(signal.SIGINT, previous)
+    return 130
+
+
+def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
     from ..backends import BackendError
     from .tasks import TASKS
     from .tasks.common import first_line
@@ -574,6 +611,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ValueError as error:
             parser.error(str(error))
         return _relaunch_with_torchrun(args, argv)
+    if exiting:  # started: Ctrl-C is a KeyboardInterrupt again (training keeps its checkpoint)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, ImportError) as error:  # bad input or missing data: one clear line
@@ -614,8 +653,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             where = f"; the last complete checkpoint is {checkpoint} (--resume {checkpoint})"
         elif checkpoint:
             where = f"; before the first checkpoint ({checkpoint} was not written yet)"
-        print(f"grukit {args.command}: interrupted{where}", file=sys.stderr)
-        return 130
+        return _interrupted(f"grukit {args.command}", where, exiting)
 
 
 if __name__ == "__main__":
