@@ -1,6 +1,7 @@
 """The applications: loaders on their real packaged data, and each task end to end through the CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,9 @@ def test_demo_runs_and_classifies(capsys):
     text = capsys.readouterr().out
     assert "bag-of-words logistic regression" in text and "majority class" in text
     assert text.count("positive (") + text.count("negative (") == len(sentiment.EXAMPLES)
+    # each line's probability is its predicted class's, as classify-text prints (issue 31, new user 8)
+    shown = [float(p) for p in re.findall(r"(?:positive|negative) \((\d\.\d\d)\)", text)]
+    assert len(shown) == len(sentiment.EXAMPLES) and all(p >= 0.5 for p in shown), shown
 
 
 @pytest.mark.slow

@@ -233,7 +233,7 @@ def _demo(args: argparse.Namespace) -> int:
     _print_report(report)
     if args.output:
         print(f"  saved the model to {args.output}")
-    print("\nclassifying a few sentences with it:")
+    print("\nclassifying a few sentences with it (the predicted class and its probability):")
     for line in sentiment.predict(report["model_file"], EXAMPLES, 0):
         print(f"  {line}")
     return 0

@@ -165,8 +165,10 @@ class SentimentTask(Task):
     how_to_use = 'it classifies sentences: `grukit predict MODEL "a sentence"` (or --file F)'
 
     def predict(self, saved: Dict, texts: Sequence[str], days: int) -> List[str]:
+        # the predicted class and its probability, as classify-text prints: "negative (0.62)"
+        # where P(positive) = 0.38 (it printed "negative (0.38)", P(positive) beside the other class)
         return [
-            f"{'positive' if p >= 0.5 else 'negative'} ({p:.2f})  {text}"
+            f"{'positive' if p >= 0.5 else 'negative'} ({max(p, 1 - p):.2f})  {text}"
             for text, p in zip(texts, predict(saved, texts))
         ]
 
