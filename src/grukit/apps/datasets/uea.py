@@ -14,6 +14,7 @@ with the training series' mean and std.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -28,7 +29,10 @@ def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], List[str
     refused with its line (ValueError): the models cannot read one."""
     series, labels = [], []
     in_data = False
-    stream = open(source, encoding=encoding) if isinstance(source, str) else io.TextIOWrapper(source, encoding)
+    if isinstance(source, (str, os.PathLike)):
+        stream = open(source, encoding=encoding)
+    else:
+        stream = io.TextIOWrapper(source, encoding)
     with stream:
         for number, line in enumerate(stream, start=1):
             line = line.strip()
