@@ -10,6 +10,8 @@
 * ``grukit.reference``: the equations in NumPy float64, forward and backward.
 * ``grukit.convert``: weights to and from Keras and ONNX layouts.
 * ``grukit.QuantizedGRU``: inference with int8 or bfloat16 weights (``GRU.quantized``).
+* ``grukit.MinGRU``: the minGRU of Feng et al. 2024, trained by a scan over all steps
+  (``grukit.min_gru.min_gru``, its functional form; ``grukit.min_gru_reference``, its oracle).
 * ``grukit.onnx_translations()``: ``torch.onnx.export``'s table for a model holding ``grukit.GRU``.
 """
 
@@ -23,12 +25,13 @@ _WHERE = {
     "GRU": "nn",
     "GRUCell": "nn",
     "QuantizedGRU": "quantized",
+    "MinGRU": "min_gru",
     "gru": "functional",
     "onnx_translations": "onnx_translation",
     "KEEPS_STATE": "reference",
     "TAKES_CANDIDATE": "reference",
 }
-_SUBMODULES = ("functional", "reference", "convert")
+_SUBMODULES = ("functional", "reference", "convert", "min_gru", "min_gru_reference")
 
 
 def __getattr__(name: str):
@@ -51,6 +54,7 @@ __all__ = [
     "GRU",
     "GRUCell",
     "QuantizedGRU",
+    "MinGRU",
     "onnx_translations",
     "gru",
     "functional",

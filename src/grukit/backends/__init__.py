@@ -22,12 +22,17 @@ Optional capabilities, looked up with ``hasattr``:
 
 =========== ============ ======= ====== ====== ================= ===========
 backend     auto picks   padded  packed stream variants          regularisers
-=========== ============ ======= ====== ====== ================= ===========
-native      cuda         yes     yes    -      torch.nn.GRU's    -
-triton      cuda         yes     -      -      all               yes
-cpu_fused   cpu          yes     yes    yes    all               yes
-torch       (fallback)   yes     -      -      all               yes
-=========== ============ ======= ====== ====== ================= ===========
+=========== ============ ======= ====== ====== ================= =========== ==============
+backend     auto picks   padded  packed stream variants          regularisers minGRU scan
+=========== ============ ======= ====== ====== ================= =========== ==============
+native      cuda         yes     yes    -      torch.nn.GRU's    -           -
+triton      cuda         yes     -      -      all               yes         yes
+cpu_fused   cpu          yes     yes    yes    all               yes         yes
+torch       (fallback)   yes     -      -      all               yes         yes
+=========== ============ ======= ====== ====== ================= =========== ==============
+
+``min_gru_scan(k, h0)``: the minGRU's scan (:mod:`grukit.min_gru`), chosen by
+:func:`select_min_gru_scan`.
 
 ``grukit.functional.gru`` validates the arguments, picks a backend here, and
 stacks layers and directions; backends never see invalid input.
@@ -202,6 +207,35 @@ def select(
             f"torch.autograd.forward_ad); use backend='auto' or 'torch'"
         )
     return module
+
+
+def select_min_gru_scan(x: Tensor, backend: Optional[str], others: Iterable[Optional[Tensor]] = ()) -> ModuleType:
+    """The backend whose ``min_gru_scan(k, h0)`` computes the minGRU's scan (``grukit.min_gru``) for
+    ``x``: by name (``backend`` or $GRUKIT_BACKEND, checked as :func:`select` checks it), or by "auto":
+    the first backend in the auto order with the scan that runs on ``x`` and is available (the fused
+    CPU kernels on the CPU, Triton's on CUDA), else the portable one; the portable one too inside
+    torch.func transforms and for forward-mode tangents.
+
+    Raises:
+        ValueError, BackendError: as :func:`select`; BackendError also for a backend without the scan.
+    """
+    name = settings.get(ENV_VAR) if backend is None else backend
+    if name != "auto":
+        module = select(x, backend, others=others)
+        if not hasattr(module, "min_gru_scan"):
+            with_scan = [n for n, m in _BACKENDS.items() if hasattr(m, "min_gru_scan")]
+            raise BackendError(f"backend={name!r} has no minGRU scan; use 'auto' or one of {with_scan}")
+        return module
+    if not torch.compiler.is_compiling():
+        if torch._C._functorch.peek_interpreter_stack() is not None or carries_tangent([x, *others]):
+            return torch_ops
+    for candidate in _AUTO_ORDER:
+        module = _BACKENDS[candidate]
+        if not hasattr(module, "min_gru_scan") or x.device.type not in module.AUTO_DEVICE_TYPES:
+            continue
+        if module.runs_on(x.device.type, x.dtype) and module.is_available():
+            return module
+    return torch_ops
 
 
 from . import cpu_fused, native, triton_backend  # noqa: E402  (each builds or imports lazily on first use)

@@ -94,7 +94,13 @@ def _compile_into(folder: Path, cflags) -> Path:
         sys.stderr.write(result.stdout + result.stderr)
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit status {result.returncode}"]
+        # the compiler's own diagnostic ("file:line:col: error: ...") before the traceback lines around it
+        errors = (
+            [line for line in lines if "error:" in line]
+            or [line for line in lines if "error" in line.lower()]
+            or lines
+            or [f"exit status {result.returncode}"]
+        )
         raise RuntimeError(f"compiling {SOURCE.name} failed: {errors[0].strip()}")
     libraries = sorted(folder.glob("grukit_cpu*.so")) + sorted(folder.glob("grukit_cpu*.pyd"))
     if not libraries:
@@ -126,6 +132,7 @@ def load() -> bool:
             _state["module"], _state["library"] = module, library
             _state["gemm"] = gemm_choice.configure(module, library.parent)
             _register_autograd()
+            _register_min_gru_scan()
             _state["loaded"] = True
         except settings.SettingError:
             raise  # a GRUKIT_* variable with a value it does not allow: the user's to fix, not a fallback
@@ -308,6 +315,54 @@ def _register_autograd() -> None:
         torch.library.register_vmap(name, _vmap_by_loop(name))
 
 
+# ------------------------------------------------------------------ the minGRU's scan
+
+MIN_GRU_SCAN_OP, MIN_GRU_SCAN_BACKWARD_OP = "grukit::min_gru_scan", "grukit::min_gru_scan_backward"
+
+
+def min_gru_scan(k: Tensor, h0: Tensor) -> Tensor:
+    """The minGRU's scan (``grukit.min_gru``; csrc/min_gru_scan.h), one fused kernel each way.
+
+    Args:
+        k: [T, B, 2H] gate pre-activations x W^T + b (update-gate columns, then candidate columns).
+        h0: [B, H] initial state.
+
+    Returns:
+        h: [T, B, H], h_t = (1 - z_t) h_{t-1} + z_t g(k_h), z_t = sigmoid(k_z).
+    """
+    return torch.ops.grukit.min_gru_scan(k.contiguous(), h0.contiguous())
+
+
+def _register_min_gru_scan() -> None:
+    """The scan's autograd formula (the backward kernel, a reverse scan) and shapes for torch.compile."""
+
+    @torch.library.register_fake(MIN_GRU_SCAN_OP)
+    def _fake(k, h0):
+        return k.new_empty(k.shape[:2] + h0.shape[1:])
+
+    @torch.library.register_fake(MIN_GRU_SCAN_BACKWARD_OP)
+    def _fake_backward(d_h, h, k, h0):
+        return torch.empty_like(k), torch.empty_like(h0)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs, output)
+
+    def backward(ctx, d_h):
+        k, h0, h = ctx.saved_tensors
+        if torch.is_grad_enabled() or _batched(d_h):
+            # second derivatives, or gradients batched by vmap: the scan in torch ops, differentiated
+            from .torch_ops import min_gru_scan as portable_scan
+
+            with torch.enable_grad():
+                inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (k, h0)]
+                return torch.autograd.grad(portable_scan(*inputs), inputs, d_h, create_graph=True)
+        return torch.ops.grukit.min_gru_scan_backward(d_h.contiguous(), h, k, h0)
+
+    torch.library.register_autograd(MIN_GRU_SCAN_OP, backward, setup_context=setup_context)
+    for name in (MIN_GRU_SCAN_OP, MIN_GRU_SCAN_BACKWARD_OP):
+        torch.library.register_vmap(name, _vmap_by_loop(name))
+
+
 def _batched(*tensors) -> bool:
     """Some of ``tensors`` carry a vmap batch dimension (torch.func's or the older torch.vmap's)."""
     functorch = torch._C._functorch
@@ -328,6 +383,8 @@ def _vmap_by_loop(name: str):
         for i in range(info.batch_size):
             sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
             results.append(op(*sliced))
+        if isinstance(results[0], Tensor):
+            return torch.stack(results), 0
         stacked = [torch.stack(parts) for parts in zip(*results)]
         if isinstance(results[0], tuple):
             return tuple(stacked), (0,) * len(stacked)

@@ -150,6 +150,41 @@ def why_unavailable() -> str:
     return ""
 
 
+def min_gru_gates(k: Tensor) -> Tuple[Tensor, Tensor]:
+    """The minGRU's gates from their pre-activations k [T, B, 2H] (Feng et al. 2024):
+    z = sigmoid(k_z) and h~ = g(k_h), g(v) = v + 1/2 for v >= 0, sigmoid(v) for v < 0; each [T, B, H]."""
+    k_z, k_h = k.chunk(2, dim=-1)
+    return torch.sigmoid(k_z), torch.where(k_h >= 0, k_h + 0.5, torch.sigmoid(k_h))
+
+
+def min_gru_scan(k: Tensor, h0: Tensor) -> Tensor:
+    """The minGRU's scan in plain torch ops (autograd, forward-mode AD and vmap differentiate it).
+
+    h_t = (1 - z_t) h_{t-1} + z_t h~_t is the linear recurrence h_t = a_t h_{t-1} + b_t; it is computed
+    for all t at once by recursive doubling (Hillis and Steele 1986): after the round with offset d,
+    (a_t, b_t) describes steps t-2d+1 .. t, combined as (a_t a_{t-d}, a_t b_{t-d} + b_t). log2(T) rounds
+    of element-wise products of numbers in [0, 1], so no cancellation and no logarithm: stable in
+    float32 at any T (the log-space scan of the paper loses digits at large T; BENCHMARKS.md).
+
+    Args:
+        k: [T, B, 2H] gate pre-activations.  h0: [B, H].
+
+    Returns:
+        h: [T, B, H].
+    """
+    z, candidate = min_gru_gates(k)
+    a = 1 - z
+    b = z * candidate
+    b = torch.cat([b[:1] + a[:1] * h0, b[1:]])  # h0 enters through the first step
+    offset = 1
+    while offset < k.shape[0]:
+        b = torch.cat([b[:offset], a[offset:] * b[:-offset] + b[offset:]])
+        if 2 * offset < k.shape[0]:
+            a = torch.cat([a[:offset], a[offset:] * a[:-offset]])
+        offset *= 2
+    return b
+
+
 AUTO_DEVICE_TYPES = ()  # the fallback: "auto" returns it when nothing else applies
 
 

@@ -388,3 +388,84 @@ def gru_layer(
             zoneout if config.zoneout_given else None, lengths,
         )  # fmt: skip
     return out.to(out_dtype), h_n.to(out_dtype)
+
+
+# ---------------------------------------------------------------- the minGRU's scan
+
+MIN_GRU_BLOCK = 128  # units per program
+
+
+def min_gru_chunk(T: int, units: int) -> int:
+    """Steps per chunk of the minGRU's chunked scan (``triton_min_gru``): about 64 steps, fewer where
+    there are few units, so that chunks x unit blocks keep a GPU's multiprocessors busy."""
+    blocks = -(-units // MIN_GRU_BLOCK)
+    chunk = 64 if blocks >= 64 else 16
+    return max(1, min(chunk, T))
+
+
+def _min_gru_kernels():
+    if not is_available():
+        raise RuntimeError(f"the triton backend is unavailable: {why_unavailable()}")
+    from . import triton_min_gru
+
+    return triton_min_gru
+
+
+class _MinGRUScan(torch.autograd.Function):
+    """The chunked scan's three launches each way (``triton_min_gru``), on contiguous float32/float64."""
+
+    @staticmethod
+    def forward(ctx, k: Tensor, h0: Tensor, chunk: int) -> Tensor:
+        kernels = _min_gru_kernels()
+        T, B, H = k.shape[0], h0.shape[0], h0.shape[1]
+        N, chunks = B * H, -(-T // chunk)
+        dtype = kernels.tl.float64 if k.dtype == torch.float64 else kernels.tl.float32
+        A, S, carry = (k.new_empty(chunks, N) for _ in range(3))
+        h = k.new_empty(T, B, H)
+        blocks = (chunks, triton_cdiv(N, MIN_GRU_BLOCK))
+        kernels.chunk_summary[blocks](k, A, S, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
+        kernels.chunk_carry[(blocks[1],)](A, S, h0, carry, chunks, N, BLOCK=MIN_GRU_BLOCK)
+        kernels.chunk_apply[blocks](k, carry, h, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK)
+        ctx.save_for_backward(k, h0, h)
+        ctx.chunk = chunk
+        return h
+
+    @staticmethod
+    def backward(ctx, d_h: Tensor):
+        k, h0, h = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the scan in torch ops, differentiated twice
+            with torch.enable_grad():
+                inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (k, h0)]
+                d_k, d_h0 = torch.autograd.grad(torch_ops.min_gru_scan(*inputs), inputs, d_h, create_graph=True)
+            return d_k, d_h0, None
+        kernels = _min_gru_kernels()
+        d_h = d_h.contiguous()
+        T, B, H = h.shape
+        N, chunk = B * H, ctx.chunk
+        chunks = -(-T // chunk)
+        dtype = kernels.tl.float64 if k.dtype == torch.float64 else kernels.tl.float32
+        P, Q, carry = (k.new_empty(chunks, N) for _ in range(3))
+        d_k, d_h0 = torch.empty_like(k), torch.empty_like(h0)
+        blocks = (chunks, triton_cdiv(N, MIN_GRU_BLOCK))
+        kernels.reverse_summary[blocks](k, d_h, P, Q, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
+        kernels.reverse_carry[(blocks[1],)](P, Q, carry, d_h0, chunks, N, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
+        kernels.reverse_apply[blocks](k, d_h, h, h0, carry, d_k, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK)
+        return d_k, d_h0, None
+
+
+def min_gru_scan(k: Tensor, h0: Tensor, chunk: Optional[int] = None) -> Tensor:
+    """The minGRU's scan (``grukit.min_gru``) by the chunked Triton kernels.
+
+    Args:
+        k: [T, B, 2H] gate pre-activations (update gate's columns, then the candidate's).
+        h0: [B, H].
+        chunk: steps per chunk (None: :func:`min_gru_chunk`).
+
+    Returns:
+        h: [T, B, H] in k's dtype (float16 and bfloat16 are computed in float32).
+    """
+    compute = torch.float64 if k.dtype == torch.float64 else torch.float32
+    chunk = min_gru_chunk(k.shape[0], h0.numel()) if chunk is None else chunk
+    with torch.autocast(k.device.type, enabled=False):
+        h = _MinGRUScan.apply(k.to(compute).contiguous(), h0.to(compute).contiguous(), chunk)
+    return h.to(k.dtype)

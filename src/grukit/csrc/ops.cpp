@@ -19,6 +19,7 @@
 //   projection_ahead.h       the input projection beside a one-thread recurrence
 //   saved_layout.h           what forward saves         weight_gradients.h   the backward's closing GEMMs
 //   layer_norm.h             layer norm of a row        stream.h    streaming inference
+//   min_gru_scan.h           the minGRU's scan (torch.ops.grukit.min_gru_scan / min_gru_scan_backward)
 
 #include <torch/extension.h>
 #include <torch/library.h>
@@ -28,6 +29,7 @@
 
 #include "layer.h"
 #include "layer_inputs.h"
+#include "min_gru_scan.h"
 #include "problem.h"
 #include "saved_layout.h"
 #include "stream.h"
@@ -212,9 +214,53 @@ void gru_layer_bwd(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   torch::jit::push(*stack, grads);
 }
 
+// ---------------------------------------------------------------- the minGRU's scan (min_gru_scan.h)
+
+// k [T, B, 2H] gate pre-activations, h0 [B, H] -> h [T, B, H]
+Tensor min_gru_scan_op(const Tensor& k, const Tensor& h0) {
+  const char* op = "min_gru_scan";
+  TORCH_CHECK_VALUE(h0.dim() == 2, "grukit::", op, ": h0 must be [B, H], got ", shape_text(h0.sizes()));
+  const int64_t B = h0.size(0), H = h0.size(1);
+  TORCH_CHECK_VALUE(k.dim() == 3, "grukit::", op, ": k must be [T, B, 2H], got ", shape_text(k.sizes()));
+  TORCH_CHECK_TYPE(k.scalar_type() == at::kFloat || k.scalar_type() == at::kDouble, "grukit::", op,
+                   ": k must be float32 or float64, got ", k.scalar_type());
+  check_tensor(op, "k", k, k, {k.size(0), B, 2 * H});
+  check_tensor(op, "h0", h0, k, {B, H});
+  const int64_t T = k.size(0);
+  Tensor h = at::empty({T, B, H}, k.options());
+  AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "min_gru_scan", [&] {
+    min_gru_scan_forward<scalar_t>(k.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), T, B, H);
+  });
+  return h;
+}
+
+// (d_h, h [T, B, H], k [T, B, 2H], h0 [B, H]) -> (d_k [T, B, 2H], d_h0 [B, H])
+std::tuple<Tensor, Tensor> min_gru_scan_backward_op(const Tensor& d_h, const Tensor& h, const Tensor& k,
+                                                    const Tensor& h0) {
+  const char* op = "min_gru_scan_backward";
+  TORCH_CHECK_VALUE(h.dim() == 3, "grukit::", op, ": h must be [T, B, H], got ", shape_text(h.sizes()));
+  TORCH_CHECK_TYPE(h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble, "grukit::", op,
+                   ": h must be float32 or float64, got ", h.scalar_type());
+  const int64_t T = h.size(0), B = h.size(1), H = h.size(2);
+  check_tensor(op, "h", h, h, {T, B, H});
+  check_tensor(op, "d_h", d_h, h, {T, B, H});
+  check_tensor(op, "k", k, h, {T, B, 2 * H});
+  check_tensor(op, "h0", h0, h, {B, H});
+  Tensor d_k = at::empty({T, B, 2 * H}, k.options());
+  Tensor d_h0 = at::empty({B, H}, k.options());
+  AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "min_gru_scan_backward", [&] {
+    min_gru_scan_backward<scalar_t>(d_h.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
+                                    h0.data_ptr<scalar_t>(), d_k.data_ptr<scalar_t>(), d_h0.data_ptr<scalar_t>(), T,
+                                    B, H);
+  });
+  return {d_k, d_h0};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(grukit, m) {
+  m.def("min_gru_scan(Tensor k, Tensor h0) -> Tensor");
+  m.def("min_gru_scan_backward(Tensor d_h, Tensor h, Tensor k, Tensor h0) -> (Tensor, Tensor)");
   const std::string inputs = layer_inputs_schema();
   m.def(torch::schema(("gru_layer_fwd(" + inputs + ", bool save_for_backward=False) -> (Tensor, Tensor, Tensor)").c_str(),
                       c10::AliasAnalysisKind::FROM_SCHEMA));
@@ -226,6 +272,8 @@ TORCH_LIBRARY(grukit, m) {
 TORCH_LIBRARY_IMPL(grukit, CPU, m) {
   m.impl("gru_layer_fwd", torch::CppFunction::makeFromBoxedFunction<&gru_layer_fwd>());
   m.impl("gru_layer_bwd", torch::CppFunction::makeFromBoxedFunction<&gru_layer_bwd>());
+  m.impl("min_gru_scan", &min_gru_scan_op);
+  m.impl("min_gru_scan_backward", &min_gru_scan_backward_op);
 }
 
 }  // namespace grukit
