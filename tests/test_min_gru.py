@@ -6,10 +6,10 @@ PackedSequence, h0, streaming, errors)."""
 import numpy as np
 import pytest
 import torch
-from backend_params import backend_params
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
+from backend_params import backend_params
 from grukit import backends
 from grukit import min_gru_reference as reference
 from grukit.backends import BackendError, torch_ops
