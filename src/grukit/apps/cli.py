@@ -11,6 +11,7 @@ grukit generate MODEL               write text (textgen model) or a melody to MI
 grukit translate TEXT [--model F]   English number words -> French (translate model; --beam K)
 grukit export MODEL OUT.onnx        a saved task model as ONNX (embedding, GRU, dense head)
 grukit compare [--quick]            RNN vs LSTM vs GRU: the usual comparison table measured, plots
+grukit compare --min-gru          the minGRU (Feng et al. 2024) against the GRU, same budgets
 grukit gates MODEL [TEXT]           the update and reset gates at work: PNG + HTML
 grukit build                        compile the fused CPU kernels now (otherwise on first use)
 grukit info                         versions and the backends available here
@@ -278,6 +279,23 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int:
+    """``grukit compare --min-gru``: its own section of COMPARISON.md (min_gru_comparison)."""
+    from . import memory, min_gru_comparison
+    from .report_file import write_section
+
+    epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
+    seeds = 1 if args.quick else args.seeds
+    results = [] if args.memory else min_gru_comparison.run_tasks(seeds, epochs, limit, log=print)
+    settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
+    runs = min_gru_comparison.run_memory(settings, args.out, args.jobs, log=print)
+    text = min_gru_comparison.markdown(results, runs, settings, command, memory.machine(args.jobs))
+    write_section(report, "min-gru", text)
+    print(text)
+    print(f"wrote {report} and {args.out}/runs.jsonl")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     """The task comparison (unless ``--memory``), then the long-memory experiment; each writes
     its own section of COMPARISON.md."""
@@ -287,6 +305,8 @@ def _compare(args: argparse.Namespace) -> int:
     command = ("grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare").strip()
     report = os.path.join(args.out, "COMPARISON.md")
     os.makedirs(args.out, exist_ok=True)
+    if args.min_gru:
+        return _compare_min_gru(args, command, report)
     if not args.memory:
         epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
         seeds = 1 if args.quick else args.seeds
@@ -528,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--adding-lengths", type=positive_int, nargs="+", help="adding-problem lengths T")
     comp.add_argument("--copy-delays", type=positive_int, nargs="+", help="copy-task delays T")
     comp.add_argument("--jobs", type=positive_int, default=2, help="memory runs trained at once, one core each")
+    comp.add_argument(
+        "--min-gru",
+        action="store_true",
+        help="the minGRU (Feng et al. 2024) against the GRU: tasks, adding, copy and selective copying",
+    )
     comp.set_defaults(run=_compare)
     gate = sub.add_parser("gates", help="plot a trained model's update and reset gates (PNG + hover HTML)")
     gate.add_argument("model", help="a model file from `grukit train TASK --output FILE`")

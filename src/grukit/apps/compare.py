@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..min_gru import MinGRU
 from ..nn import GRU, GRUCell
 from .memory import adding_problem
 from .model_sizes import matched_hidden, recurrent_parameters
@@ -37,6 +38,7 @@ LABELS = {
     "gru-after": "GRU grukit, reset after",
     "gru-before": "GRU grukit, reset before",
     "torch-gru": "GRU torch.nn.GRU",
+    "min-gru": "minGRU grukit",  # Feng et al. 2024; grukit compare --min-gru
 }
 GATES = {"rnn": 0, "lstm": 3, "gru-after": 2, "gru-before": 2, "torch-gru": 2}
 
@@ -54,6 +56,7 @@ class SequenceModel(nn.Module):
             "torch-gru": lambda: nn.GRU(inputs, hidden, batch_first=True),
             "gru-after": lambda: GRU(inputs, hidden, batch_first=True, reset_after=True),
             "gru-before": lambda: GRU(inputs, hidden, batch_first=True, reset_after=False),
+            "min-gru": lambda: MinGRU(inputs, hidden, batch_first=True),
         }[kind]()
         self.head = nn.Linear(hidden, outputs)
 

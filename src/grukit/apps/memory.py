@@ -36,12 +36,13 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..min_gru import MinGRU
 from ..nn import GRU
 from .model_sizes import matched_hidden, recurrent_parameters
 
@@ -51,10 +52,18 @@ LABELS = {
     "lstm": "LSTM (torch)",
     "gru-after": "GRU grukit, reset after",
     "gru-before": "GRU grukit, reset before",
+    "min-gru": "minGRU grukit",  # Feng et al. 2024; trained in grukit compare --min-gru
 }
-COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru-after": "tab:green", "gru-before": "tab:red"}  # every plot
-FAMILY = {"rnn": "rnn", "lstm": "lstm", "gru-after": "gru", "gru-before": "gru"}
-TASKS = ("adding", "copy")
+COLOURS = {
+    "rnn": "tab:blue",
+    "lstm": "tab:orange",
+    "gru-after": "tab:green",
+    "gru-before": "tab:red",
+    "min-gru": "tab:purple",
+}  # every plot
+FAMILY = {"rnn": "rnn", "lstm": "lstm", "gru-after": "gru", "gru-before": "gru", "min-gru": "min-gru"}
+TASKS = ("adding", "copy")  # grukit compare --memory; the minGRU comparison adds "selective"
+EVERY_STEP_TASKS = ("copy", "selective")  # a target at every step (cross-entropy), not one at the end
 COPY_SYMBOLS = 8  # the alphabet; 0 is the blank, 9 the delimiter
 COPY_LENGTH = 10  # symbols to remember
 
@@ -92,16 +101,39 @@ def copy_task(n: int, delay: int, rng: np.random.Generator) -> Tuple[torch.Tenso
     return x, torch.from_numpy(targets)
 
 
+def selective_copy(n: int, length: int, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Selective copying (Gu and Dao 2023, the Mamba paper; Feng et al. 2024 test the minGRU on it):
+    the copy task with the 10 symbols at random positions among T steps, so that a model must
+    choose what to store by content, not by position. x [n, T + 20, 10] one-hot; y [n, T + 20].
+
+    Input:  T steps holding s_1 .. s_10 in order at random distinct positions and blanks elsewhere,
+            the delimiter, 19 blanks (s_i in 1..8, blank 0, delimiter 9).
+    Target: T + 10 blanks, then s_1 .. s_10.
+    """
+    if length < COPY_LENGTH:
+        raise ValueError(f"selective copying needs T >= {COPY_LENGTH} steps for the symbols, got {length}")
+    total = length + 2 * COPY_LENGTH
+    symbols = rng.integers(1, COPY_SYMBOLS + 1, (n, COPY_LENGTH))
+    positions = np.sort(np.argsort(rng.random((n, length)), axis=1)[:, :COPY_LENGTH], axis=1)
+    inputs = np.zeros((n, total), np.int64)
+    np.put_along_axis(inputs, positions, symbols, axis=1)
+    inputs[:, length] = COPY_SYMBOLS + 1
+    targets = np.zeros((n, total), np.int64)
+    targets[:, -COPY_LENGTH:] = symbols
+    x = nn.functional.one_hot(torch.from_numpy(inputs), COPY_SYMBOLS + 2).float()
+    return x, torch.from_numpy(targets)
+
+
 def trivial_loss(task: str, length: int) -> float:
     """The loss of the best model without memory: predict the mean sum (adding, variance 2/12),
-    or blanks and then a uniform guess (copy, 10 log 8 / (T + 20) per step)."""
+    or blanks and then a uniform guess (copy and selective copying, 10 log 8 / (T + 20) per step)."""
     if task == "adding":
         return 2.0 / 12.0
     return COPY_LENGTH * math.log(COPY_SYMBOLS) / (length + 2 * COPY_LENGTH)
 
 
 def solved_below(task: str, length: int) -> float:
-    """The loss under which a run counts as solved: MSE 0.01 (adding), 5 % of trivial (copy)."""
+    """The loss under which a run counts as solved: MSE 0.01 (adding), 5 % of trivial (copy, selective)."""
     return 0.01 if task == "adding" else 0.05 * trivial_loss(task, length)
 
 
@@ -110,7 +142,7 @@ def task_inputs(task: str) -> int:
 
 
 def make_batch(task: str, n: int, length: int, rng: np.random.Generator):
-    return adding_problem(n, length, rng) if task == "adding" else copy_task(n, length, rng)
+    return {"adding": adding_problem, "copy": copy_task, "selective": selective_copy}[task](n, length, rng)
 
 
 # ---------------------------------------------------------------- models
@@ -125,12 +157,13 @@ class MemoryModel(nn.Module):
     def __init__(self, kind: str, task: str, hidden: int):
         super().__init__()
         inputs = task_inputs(task)
-        self.every_step = task == "copy"
+        self.every_step = task in EVERY_STEP_TASKS
         self.rnn = {
             "rnn": lambda: nn.RNN(inputs, hidden, batch_first=True),
             "lstm": lambda: nn.LSTM(inputs, hidden, batch_first=True),
             "gru-after": lambda: GRU(inputs, hidden, batch_first=True, reset_after=True),
             "gru-before": lambda: GRU(inputs, hidden, batch_first=True, reset_after=False),
+            "min-gru": lambda: MinGRU(inputs, hidden, batch_first=True),
         }[kind]()
         if kind == "lstm":  # forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras' default)
             with torch.no_grad():
@@ -144,7 +177,7 @@ class MemoryModel(nn.Module):
 
 
 def loss_of(task: str, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Adding: mean squared error. Copy: cross-entropy per step, averaged over every step."""
+    """Adding: mean squared error. Copy, selective copying: cross-entropy per step, averaged over every step."""
     if task == "adding":
         return nn.functional.mse_loss(prediction, target)
     return nn.functional.cross_entropy(prediction.reshape(-1, prediction.shape[-1]), target.reshape(-1))
@@ -158,11 +191,15 @@ class Settings:
     """The experiment's knobs; ``quick`` ones are for the tests."""
 
     lengths: Dict[str, Tuple[int, ...]] = field(
-        default_factory=lambda: {"adding": (50, 100, 200, 400, 1000), "copy": (10, 20, 50, 100, 200, 500)}
+        default_factory=lambda: {
+            "adding": (50, 100, 200, 400, 1000),
+            "copy": (10, 20, 50, 100, 200, 500),
+            "selective": (20, 50, 100, 200, 500),
+        }
     )
-    hidden: Dict[str, int] = field(default_factory=lambda: {"adding": 64, "copy": 128})
+    hidden: Dict[str, int] = field(default_factory=lambda: {"adding": 64, "copy": 128, "selective": 128})
     seeds: int = 2
-    steps: Dict[str, int] = field(default_factory=lambda: {"adding": 10_000, "copy": 20_000})
+    steps: Dict[str, int] = field(default_factory=lambda: {"adding": 10_000, "copy": 20_000, "selective": 20_000})
     max_minutes: float = 15.0  # a run also stops after this much wall time (reported as such)
     batch: int = 32
     eval_every: int = 100
@@ -175,10 +212,10 @@ class Settings:
     @classmethod
     def quick(cls) -> "Settings":
         return cls(
-            lengths={"adding": (10, 20), "copy": (5, 10)},
-            hidden={"adding": 8, "copy": 8},
+            lengths={"adding": (10, 20), "copy": (5, 10), "selective": (10, 15)},
+            hidden={"adding": 8, "copy": 8, "selective": 8},
             seeds=1,
-            steps={"adding": 20, "copy": 20},
+            steps={"adding": 20, "copy": 20, "selective": 20},
             batch=8,
             eval_every=10,
             eval_size=32,
@@ -298,15 +335,16 @@ class RunLog:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _sizes(task: str, hidden: int) -> Iterable[Tuple[str, str, int]]:
-    """(kind, setting, hidden size): every model at ``hidden``, and the RNN and LSTM again at the
-    hidden size matching the GRU's recurrent parameter count (the GRU's own is both)."""
+def _sizes(task: str, hidden: int, kinds: Sequence[str] = KINDS) -> Iterable[Tuple[str, str, int]]:
+    """(kind, setting, hidden size): every model of ``kinds`` at ``hidden``, and the RNN and LSTM
+    again at the hidden size matching the GRU's recurrent parameter count (the GRU's own is both)."""
     inputs = task_inputs(task)
     target = recurrent_parameters("gru-after", inputs, hidden)
-    for kind in KINDS:
+    for kind in kinds:
         yield kind, "hidden", hidden
     for kind in ("rnn", "lstm"):
-        yield kind, "params", matched_hidden(kind, inputs, target)
+        if kind in kinds:
+            yield kind, "params", matched_hidden(kind, inputs, target)
 
 
 def _new_run(task, kind, setting, hidden, length, seed, learning_rate, purpose) -> Run:
@@ -348,9 +386,18 @@ def best_learning_rate(tuning: List[Run]) -> float:
     return min(tuning, key=lambda r: r.validation_loss if math.isfinite(r.validation_loss) else math.inf).learning_rate
 
 
-def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -> List[Run]:
-    """Tune the learning rates, then train every chain; returns every finished run (tuning
-    included). Resumes from ``out_dir/runs.jsonl``."""
+def run_experiment(
+    settings: Settings,
+    out_dir: str,
+    jobs: int = 2,
+    log=print,
+    tasks: Sequence[str] = TASKS,
+    kinds: Sequence[str] = KINDS,
+) -> List[Run]:
+    """Tune the learning rates, then train every chain of ``kinds`` on ``tasks``; returns every
+    finished run (tuning included). Resumes from ``out_dir/runs.jsonl`` (runs already there, of
+    an earlier experiment with the same settings too, are not trained again). One learning rate
+    per family (``FAMILY``), tuned on the family's first kind."""
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "runs.jsonl")
     done = {r.key: r for r in RunLog(log_path).read()}
@@ -366,10 +413,11 @@ def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -
         )
 
     with ProcessPoolExecutor(max_workers=jobs) as pool:
+        tuned_kinds = [k for k in kinds if k == next(j for j in kinds if FAMILY[j] == FAMILY[k])]
         tuning = []
-        for task in TASKS:
+        for task in tasks:
             shortest = settings.lengths[task][0]
-            for kind in ("rnn", "lstm", "gru-after"):
+            for kind in tuned_kinds:
                 for rate in settings.learning_rates:
                     tuning.append(_new_run(task, kind, "hidden", settings.hidden[task], shortest, 0, rate, "tune"))
         pending = [pool.submit(_train_and_log, r, settings, log_path) for r in tuning if r.key not in done]
@@ -379,8 +427,8 @@ def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -
         tuned = [done[r.key] for r in tuning]
         rates = {
             (task, FAMILY[kind]): best_learning_rate([r for r in tuned if r.task == task and r.kind == kind])
-            for task in TASKS
-            for kind in ("rnn", "lstm", "gru-after")
+            for task in tasks
+            for kind in tuned_kinds
         }
         log("learning rates: " + ", ".join(f"{t} {f} {v:g}" for (t, f), v in rates.items()))
         for tuned_run in tuned:  # the tuning run at the chosen rate is that model's seed-0 run at this length
@@ -389,8 +437,8 @@ def run_experiment(settings: Settings, out_dir: str, jobs: int = 2, log=print) -
                 RunLog(log_path).append(main_run)
                 done[main_run.key] = main_run
         chains = []
-        for task in TASKS:
-            for kind, setting, hidden in _sizes(task, settings.hidden[task]):
+        for task in tasks:
+            for kind, setting, hidden in _sizes(task, settings.hidden[task], kinds):
                 for seed in range(settings.seeds):
                     rate = rates[(task, FAMILY[kind])]
                     chains.append(

@@ -1,0 +1,206 @@
+"""``grukit compare --min-gru``: the minGRU (Feng et al. 2024) against the GRU, with the budgets and
+rules of the GRU-vs-LSTM comparison.
+
+* the sentiment and weather tasks (:func:`grukit.apps.compare.train_task`): the GRU (reset after)
+  and the minGRU at hidden size 64, and the minGRU again at the hidden size whose parameter count
+  matches the GRU's (it has no recurrent weights: 2 (I H + H) against 3 (I H + H H + 2 H));
+* the long-memory problems (:mod:`grukit.apps.memory`): the adding problem and the copy task, as
+  there, and selective copying (the paper's synthetic task), for both models. Runs already in
+  ``runs.jsonl`` (the GRU's, from ``grukit compare --memory`` with the same settings) are reused.
+
+Writes the "min-gru" section of COMPARISON.md: the tables and, for each claim of the paper that
+these tasks can test, a verdict from the numbers by a stated rule. Training speed against a fast
+GRU is measured by ``bench/min_gru_speed.py`` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+
+from . import memory
+from .compare import LABELS as TASK_LABELS
+from .compare import train_task
+from .model_sizes import recurrent_parameters
+
+KINDS = ("gru-after", "min-gru")
+MEMORY_TASKS = ("adding", "copy", "selective")
+TASK_INPUTS = {"sentiment": 64, "weather": 3}  # the embedding size; the weather features
+HIDDEN = 64
+
+
+def _task_models(task: str):
+    """(kind, setting, hidden): both at 64, and the minGRU at the GRU's parameter count."""
+    inputs = TASK_INPUTS[task]
+    yield "gru-after", "hidden", HIDDEN
+    yield "min-gru", "hidden", HIDDEN
+    target = recurrent_parameters("gru-after", inputs, HIDDEN)
+    # 2 (I H + H) = target, solved for H
+    yield "min-gru", "params", max(1, round(target / (2 * (inputs + 1))))
+
+
+def run_tasks(seeds: int, epochs: Dict[str, int], limit: int, log=print) -> List[Dict]:
+    results = []
+    for task in ("sentiment", "weather"):
+        for kind, setting, hidden in _task_models(task):
+            for seed in range(seeds):
+                r = train_task(kind, task, hidden, epochs[task], seed, limit)
+                r.update(setting=setting, seed=seed)
+                results.append(r)
+                log(
+                    f"{task:9s} {TASK_LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
+                    f"({r['seconds_per_epoch']:.2f} s/epoch)"
+                )
+    return results
+
+
+def run_memory(settings: memory.Settings, out_dir: str, jobs: int, log=print) -> List[memory.Run]:
+    return memory.run_experiment(settings, out_dir, jobs, log, tasks=MEMORY_TASKS, kinds=KINDS)
+
+
+def _summary(values, fmt: str) -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def _task_columns(results: List[Dict]):
+    """(label, rows by task) per model column, in table order."""
+    columns = []
+    for kind, setting in (("gru-after", "hidden"), ("min-gru", "hidden"), ("min-gru", "params")):
+        rows = {
+            task: [r for r in results if r["task"] == task and r["kind"] == kind and r["setting"] == setting]
+            for task in TASK_INPUTS
+        }
+        if all(rows.values()):
+            label = TASK_LABELS[kind] + (", matched parameters" if setting == "params" else "")
+            columns.append((label, rows))
+    return columns
+
+
+def tasks_markdown(results: List[Dict]) -> List[str]:
+    columns = _task_columns(results)
+    lines = [
+        "### Sentiment and weather (the tasks of the GRU-vs-LSTM table, same epochs, learning rates and seeds)",
+        "",
+        "| | " + " | ".join(label for label, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for task in TASK_INPUTS:
+        lines.append(
+            f"| hidden size ({task}) | " + " | ".join(str(rows[task][0]["hidden"]) for _, rows in columns) + " |"
+        )
+        lines.append(
+            f"| parameters, recurrent layer ({task}) | "
+            + " | ".join(str(rows[task][0]["parameters"]) for _, rows in columns)
+            + " |"
+        )
+    for task, key, name, fmt in (
+        ("sentiment", "metric", "sentiment test accuracy", "{:.3f}"),
+        ("weather", "metric", "weather test RMSE, deg C", "{:.3f}"),
+        ("sentiment", "seconds_per_epoch", "training, s per epoch (sentiment)", "{:.2f}"),
+        ("weather", "seconds_per_epoch", "training, s per epoch (weather)", "{:.2f}"),
+        ("sentiment", "inference_seconds", "inference, s for the test reviews", "{:.3f}"),
+    ):
+        lines.append(
+            f"| {name} | " + " | ".join(_summary([r[key] for r in rows[task]], fmt) for _, rows in columns) + " |"
+        )
+    return lines
+
+
+def memory_markdown(runs: List[memory.Run], settings: memory.Settings) -> List[str]:
+    lines = []
+    for task in MEMORY_TASKS:
+        name = "delay T" if task == "copy" else "T"
+        title = {"adding": "Adding problem", "copy": "Copy task", "selective": "Selective copying"}[task]
+        lengths = settings.lengths[task]
+        lines += [
+            "",
+            f"### {title} (steps to solve, seed 0 / seed 1; 'no: x' = not solved, final loss / memoryless loss)",
+            "",
+            "| model | hidden | parameters | learning rate | " + " | ".join(f"{name} = {n}" for n in lengths) + " |",
+            "|---" * (len(lengths) + 4) + "|",
+        ]
+        for kind in KINDS:
+            cells = memory._main_runs(runs, task, kind, "hidden")
+            if not cells:
+                continue
+            any_run = next(iter(cells.values()))
+            row = [
+                memory.LABELS[kind],
+                str(any_run.hidden),
+                f"{any_run.parameters:,}",
+                f"{any_run.learning_rate:g}",
+            ]
+            for length in lengths:
+                row.append(" / ".join(memory._cell(cells.get((length, seed))) for seed in range(settings.seeds)))
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _longest(runs, task, kind, settings) -> int:
+    return memory.longest_solved(runs, task, kind, "hidden", settings.seeds, every_seed=True)
+
+
+def verdicts(results: List[Dict], runs: List[memory.Run], settings: memory.Settings) -> List[str]:
+    """The paper's claims that these tasks test, each judged by a stated rule."""
+    lines = ["", "### The paper's claims, judged here", ""]
+    by = {
+        (r["task"], r["kind"], r["setting"]): [
+            x["metric"] for x in results if (x["task"], x["kind"], x["setting"]) == (r["task"], r["kind"], r["setting"])
+        ]
+        for r in results
+    }
+    if ("sentiment", "min-gru", "hidden") in by and ("sentiment", "gru-after", "hidden") in by:
+        gru_acc = np.mean(by[("sentiment", "gru-after", "hidden")])
+        min_acc = np.mean(by[("sentiment", "min-gru", "hidden")])
+        min_acc_p = np.mean(by.get(("sentiment", "min-gru", "params"), [min_acc]))
+        gru_rmse = np.mean(by[("weather", "gru-after", "hidden")])
+        min_rmse = np.mean(by[("weather", "min-gru", "hidden")])
+        min_rmse_p = np.mean(by.get(("weather", "min-gru", "params"), [min_rmse]))
+        best_acc, best_rmse = max(min_acc, min_acc_p), min(min_rmse, min_rmse_p)
+        holds = gru_acc - best_acc <= 0.01 and best_rmse - gru_rmse <= 0.02 * gru_rmse
+        lines.append(
+            f"1. *Accuracy competitive with the GRU's* (rule: the better minGRU within 0.01 accuracy and 2 % RMSE of "
+            f"the GRU): **{'holds' if holds else 'does not hold'}** here. Sentiment accuracy: GRU {gru_acc:.3f}, "
+            f"minGRU {min_acc:.3f} at H = 64 ({min_acc - gru_acc:+.3f}), {min_acc_p:.3f} at the GRU's parameter "
+            f"count ({min_acc_p - gru_acc:+.3f}); weather RMSE: GRU {gru_rmse:.3f}, minGRU {min_rmse:.3f} "
+            f"({min_rmse - gru_rmse:+.3f}) and {min_rmse_p:.3f} ({min_rmse_p - gru_rmse:+.3f})."
+        )
+    if runs:
+        parts, wins, losses = [], 0, 0
+        for task in MEMORY_TASKS:
+            g, m = _longest(runs, task, "gru-after", settings), _longest(runs, task, "min-gru", settings)
+            parts.append(f"{task}: GRU {g or 'none'}, minGRU {m or 'none'}")
+            wins += m > g
+            losses += m < g
+        verdict = "holds" if losses == 0 else "does not hold" if wins == 0 else "holds on some tasks only"
+        lines.append(
+            f"2. *A minGRU (one layer, the GRU's hidden size) remembers as far as a GRU, selective copying included* "
+            f"(rule: longest length solved by every seed, at least the GRU's on every task): **{verdict}**. "
+            f"Longest solved by every seed: {'; '.join(parts)}."
+        )
+    lines.append(
+        "3. *Trains many times faster than a GRU*: measured against grukit's fused GRU and torch.nn.GRU on this "
+        "CPU by `python bench/min_gru_speed.py` (BENCHMARKS.md, the minGRU section)."
+    )
+    return lines
+
+
+def markdown(results: List[Dict], runs: List[memory.Run], settings: memory.Settings, command: str, machine: str) -> str:
+    lines = [
+        '## minGRU against the GRU (Feng et al. 2024, "Were RNNs All We Needed?")',
+        "",
+        f"Made by `{command}` on {machine}. The minGRU's gates read only the input (z = sigmoid(x W_z), "
+        "h~ = g(x W_h), h = (1 - z) h + z h~), so training computes every step at once by a scan; one layer "
+        "here, as the GRU. The GRU's memory runs are those of the section above where the settings match "
+        "(same code, budgets, learning-rate grid and seeds).",
+        "",
+    ]
+    if results:
+        lines += tasks_markdown(results)
+    if runs:
+        lines += memory_markdown(runs, settings)
+    lines += verdicts(results, runs, settings)
+    return "\n".join(lines) + "\n"
