@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
 import grukit  # noqa: E402
+from gru_speed import fmt, machine_label, measure, write_section  # noqa: E402
 from grukit import min_gru_reference  # noqa: E402
 from grukit.backends import cpu_fused, torch_ops  # noqa: E402
-from gru_speed import fmt, machine_label, measure, write_section  # noqa: E402
 
 THREADS = 2
 # (B, T, H, I): the target case first, then T, H, B sweeps (I = H: a layer in a stack), and the
@@ -170,13 +170,16 @@ def markdown(training_rows, scan_rows, rates, errors, stream_rows, command) -> s
         f"{cpu_fused.build_manifest()['level']}). float32; medians of interleaved rounds; one layer, "
         "forward and backward (input gradients included).",
         "",
-        "| B | T | H | I | minGRU | minGRU (torch ops) | GRU grukit | torch.nn.GRU | GRU grukit / minGRU | torch.nn.GRU / minGRU |",
+        "| B | T | H | I | minGRU | minGRU (torch ops) | GRU grukit | torch.nn.GRU "
+        "| GRU grukit / minGRU | torch.nn.GRU / minGRU |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (B, T, H, I), t in training_rows:
         lines.append(
-            f"| {B} | {T} | {H} | {I} | {fmt(t['minGRU'])} | {fmt(t['minGRU (torch)'])} | {fmt(t['GRU grukit'])} | "
-            f"{fmt(t['torch.nn.GRU'])} | {t['GRU grukit'] / t['minGRU']:.2f}x | {t['torch.nn.GRU'] / t['minGRU']:.2f}x |"
+            f"| {B} | {T} | {H} | {I} | {fmt(t['minGRU'])} | "
+            f"{fmt(t['minGRU (torch)'])} | {fmt(t['GRU grukit'])} | "
+            f"{fmt(t['torch.nn.GRU'])} | {t['GRU grukit'] / t['minGRU']:.2f}x | "
+            f"{t['torch.nn.GRU'] / t['minGRU']:.2f}x |"
         )
     (B, T, H, _), _ = training_rows[0]
     lines += [

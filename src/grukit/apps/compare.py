@@ -38,7 +38,6 @@ LABELS = {
     "gru-after": "GRU grukit, reset after",
     "gru-before": "GRU grukit, reset before",
     "torch-gru": "GRU torch.nn.GRU",
-    "min-gru": "minGRU grukit",  # Feng et al. 2024; grukit compare --min-gru
 }
 GATES = {"rnn": 0, "lstm": 3, "gru-after": 2, "gru-before": 2, "torch-gru": 2}
 

@@ -20,7 +20,6 @@ from typing import Dict, List
 import numpy as np
 
 from . import memory
-from .compare import LABELS as TASK_LABELS
 from .compare import train_task
 from .model_sizes import recurrent_parameters
 
@@ -49,7 +48,7 @@ def run_tasks(seeds: int, epochs: Dict[str, int], limit: int, log=print) -> List
                 r.update(setting=setting, seed=seed)
                 results.append(r)
                 log(
-                    f"{task:9s} {TASK_LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
+                    f"{task:9s} {memory.LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
                     f"({r['seconds_per_epoch']:.2f} s/epoch)"
                 )
     return results
@@ -74,7 +73,7 @@ def _task_columns(results: List[Dict]):
             for task in TASK_INPUTS
         }
         if all(rows.values()):
-            label = TASK_LABELS[kind] + (", matched parameters" if setting == "params" else "")
+            label = memory.LABELS[kind] + (", matched parameters" if setting == "params" else "")
             columns.append((label, rows))
     return columns
 

@@ -2,8 +2,9 @@
 
 One recurrent layer of a plain RNN has 1 block, a GRU 3 (reset, update, candidate), an LSTM 4
 (input, forget, cell, output); each block holds I*H input weights, H*H recurrent weights and two
-bias vectors of H (torch's layout), so the count is blocks * (I*H + H*H + 2H). The minGRU (Feng et al. 2024) has 2 blocks (update gate,
-candidate) of input weights and one bias each, and no recurrent weights: 2 * (I*H + H).
+bias vectors of H (torch's layout), so the count is blocks * (I*H + H*H + 2H). The minGRU (Feng
+et al. 2024) has 2 blocks (update gate, candidate) of input weights and one bias each, and no
+recurrent weights: 2 * (I*H + H).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ BLOCKS = {"rnn": 1, "lstm": 4}  # every GRU form has 3
 
 
 def recurrent_parameters(kind: str, inputs: int, hidden: int) -> int:
-    """Weights and biases of one recurrent layer of ``kind``: blocks * (I*H + H*H + 2H); minGRU 2 * (I*H + H)."""
+    """Weights and biases of one recurrent layer of ``kind``: blocks * (I*H + H*H + 2H) (minGRU: 2 (I*H + H))."""
     if kind == "min-gru":
         return 2 * (inputs * hidden + hidden)
     return BLOCKS.get(kind, 3) * (inputs * hidden + hidden * hidden + 2 * hidden)
