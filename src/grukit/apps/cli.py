@@ -286,8 +286,23 @@ def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int
 
     epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
     seeds = 1 if args.quick else args.seeds
-    results = [] if args.memory else min_gru_comparison.run_tasks(seeds, epochs, limit, log=print)
+    saved = os.path.join(args.out, "min_gru_results.json")
+    results = []
+    if args.memory and os.path.exists(saved):  # the memory part only: the task table of the last full run is kept
+        with open(saved) as f:
+            results = json.load(f)
+    elif not args.memory:
+        results = min_gru_comparison.run_tasks(seeds, epochs, limit, log=print)
+        with open(saved, "w") as f:
+            json.dump(results, f)
     settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
+    for task, lengths in (("adding", args.adding_lengths), ("copy", args.copy_delays)):
+        if lengths:
+            settings.lengths[task] = tuple(lengths)
+    if args.selective_lengths:
+        if min(args.selective_lengths) < memory.COPY_LENGTH:
+            raise SystemExit(f"grukit: --selective-lengths must be at least {memory.COPY_LENGTH} (the symbols to copy)")
+        settings.lengths["selective"] = tuple(args.selective_lengths)
     runs = min_gru_comparison.run_memory(settings, args.out, args.jobs, log=print)
     text = min_gru_comparison.markdown(results, runs, settings, command, memory.machine(args.jobs))
     write_section(report, "min-gru", text)
@@ -547,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--adding-lengths", type=positive_int, nargs="+", help="adding-problem lengths T")
     comp.add_argument("--copy-delays", type=positive_int, nargs="+", help="copy-task delays T")
+    comp.add_argument(
+        "--selective-lengths", type=positive_int, nargs="+", help="selective-copying lengths T (with --min-gru)"
+    )
     comp.add_argument("--jobs", type=positive_int, default=2, help="memory runs trained at once, one core each")
     comp.add_argument(
         "--min-gru",

@@ -188,6 +188,8 @@ def verdicts(results: List[Dict], runs: List[memory.Run], settings: memory.Setti
 
 
 def markdown(results: List[Dict], runs: List[memory.Run], settings: memory.Settings, command: str, machine: str) -> str:
+    # only the lengths of these settings (runs.jsonl may hold the GRU at other lengths too)
+    runs = [r for r in runs if r.task in settings.lengths and r.length in settings.lengths[r.task]]
     lines = [
         '## minGRU against the GRU (Feng et al. 2024, "Were RNNs All We Needed?")',
         "",
