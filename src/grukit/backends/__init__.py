@@ -158,6 +158,15 @@ def carries_tangent(tensors: Iterable[Optional[Tensor]]) -> bool:
     return any(isinstance(t, Tensor) and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
+def _needs_portable(tensors: Iterable[Optional[Tensor]]) -> bool:
+    """ "auto" must take the portable backend: inside torch.func.vmap/grad/jacrev/jvp (plain torch ops
+    compose with all of them), or where one of ``tensors`` carries a forward-mode tangent. Not asked
+    while torch.compile traces: dynamo cannot trace the questions and would break the graph."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch._C._functorch.peek_interpreter_stack() is not None or carries_tangent(tensors)
+
+
 # backends whose computation forward-mode AD can differentiate (plain torch ops, torch's own GRU);
 # the fused kernels' operators have a backward formula only
 FORWARD_MODE_BACKENDS = ("torch", "native")
@@ -186,11 +195,7 @@ def select(
     if backend != "auto" and backend not in _BACKENDS:
         raise ValueError(f"{source} must be one of {names()}, got {backend!r}")
     if backend == "auto":
-        # inside torch.func.vmap/grad/jacrev/jvp: plain torch ops compose with all of them (not asked
-        # while torch.compile traces: dynamo cannot trace the question and would break the graph)
-        if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
-            return torch_ops
-        if not torch.compiler.is_compiling() and carries_tangent([x, *others]):
+        if _needs_portable([x, *others]):
             return torch_ops
         return _BACKENDS[choose(x.device.type, x.dtype, variant, hidden_size)]
     module = _BACKENDS[backend]
@@ -226,9 +231,8 @@ def select_min_gru_scan(x: Tensor, backend: Optional[str], others: Iterable[Opti
             with_scan = [n for n, m in _BACKENDS.items() if hasattr(m, "min_gru_scan")]
             raise BackendError(f"backend={name!r} has no minGRU scan; use 'auto' or one of {with_scan}")
         return module
-    if not torch.compiler.is_compiling():
-        if torch._C._functorch.peek_interpreter_stack() is not None or carries_tangent([x, *others]):
-            return torch_ops
+    if _needs_portable([x, *others]):
+        return torch_ops
     for candidate in _AUTO_ORDER:
         module = _BACKENDS[candidate]
         if not hasattr(module, "min_gru_scan") or x.device.type not in module.AUTO_DEVICE_TYPES:

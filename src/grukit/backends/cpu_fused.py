@@ -351,11 +351,9 @@ def _register_min_gru_scan() -> None:
         k, h0, h = ctx.saved_tensors
         if torch.is_grad_enabled() or _batched(d_h):
             # second derivatives, or gradients batched by vmap: the scan in torch ops, differentiated
-            from .torch_ops import min_gru_scan as portable_scan
+            from .torch_ops import min_gru_scan_gradients
 
-            with torch.enable_grad():
-                inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (k, h0)]
-                return torch.autograd.grad(portable_scan(*inputs), inputs, d_h, create_graph=True)
+            return min_gru_scan_gradients(k, h0, d_h)
         return torch.ops.grukit.min_gru_scan_backward(d_h.contiguous(), h, k, h0)
 
     torch.library.register_autograd(MIN_GRU_SCAN_OP, backward, setup_context=setup_context)

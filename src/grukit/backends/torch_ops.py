@@ -185,6 +185,16 @@ def min_gru_scan(k: Tensor, h0: Tensor) -> Tensor:
     return b
 
 
+def min_gru_scan_gradients(k: Tensor, h0: Tensor, d_h: Tensor) -> Tuple[Tensor, Tensor]:
+    """(dL/dk, dL/dh0) of :func:`min_gru_scan` for d_h = dL/dh, as a differentiable function of k, h0
+    and d_h: the backward of the fused scans where a second derivative is asked for
+    (``create_graph=True``) or the gradient is batched by vmap."""
+    with torch.enable_grad():
+        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (k, h0)]
+        d_k, d_h0 = torch.autograd.grad(min_gru_scan(*inputs), inputs, d_h, create_graph=True)
+    return d_k, d_h0
+
+
 AUTO_DEVICE_TYPES = ()  # the fallback: "auto" returns it when nothing else applies
 
 

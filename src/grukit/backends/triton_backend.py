@@ -411,18 +411,25 @@ def _min_gru_kernels():
     return triton_min_gru
 
 
+def _min_gru_launch(k: Tensor, h0: Tensor, chunk: int):
+    """What both directions of the chunked scan launch with: the kernels, the sizes (T, B, H, N = B*H,
+    chunks), the grid (chunks, unit blocks), the compute dtype, and three [chunks, N] work buffers
+    (the chunks' affine summaries and the carries between chunks)."""
+    kernels = _min_gru_kernels()
+    T, (B, H) = k.shape[0], h0.shape
+    N, chunks = B * H, -(-T // chunk)
+    dtype = kernels.tl.float64 if k.dtype == torch.float64 else kernels.tl.float32
+    buffers = tuple(k.new_empty(chunks, N) for _ in range(3))
+    return kernels, (T, B, H, N, chunks), (chunks, triton_cdiv(N, MIN_GRU_BLOCK)), dtype, buffers
+
+
 class _MinGRUScan(torch.autograd.Function):
     """The chunked scan's three launches each way (``triton_min_gru``), on contiguous float32/float64."""
 
     @staticmethod
     def forward(ctx, k: Tensor, h0: Tensor, chunk: int) -> Tensor:
-        kernels = _min_gru_kernels()
-        T, B, H = k.shape[0], h0.shape[0], h0.shape[1]
-        N, chunks = B * H, -(-T // chunk)
-        dtype = kernels.tl.float64 if k.dtype == torch.float64 else kernels.tl.float32
-        A, S, carry = (k.new_empty(chunks, N) for _ in range(3))
+        kernels, (T, B, H, N, chunks), blocks, dtype, (A, S, carry) = _min_gru_launch(k, h0, chunk)
         h = k.new_empty(T, B, H)
-        blocks = (chunks, triton_cdiv(N, MIN_GRU_BLOCK))
         kernels.chunk_summary[blocks](k, A, S, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
         kernels.chunk_carry[(blocks[1],)](A, S, h0, carry, chunks, N, BLOCK=MIN_GRU_BLOCK)
         kernels.chunk_apply[blocks](k, carry, h, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK)
@@ -434,19 +441,10 @@ class _MinGRUScan(torch.autograd.Function):
     def backward(ctx, d_h: Tensor):
         k, h0, h = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the scan in torch ops, differentiated twice
-            with torch.enable_grad():
-                inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in (k, h0)]
-                d_k, d_h0 = torch.autograd.grad(torch_ops.min_gru_scan(*inputs), inputs, d_h, create_graph=True)
-            return d_k, d_h0, None
-        kernels = _min_gru_kernels()
-        d_h = d_h.contiguous()
-        T, B, H = h.shape
-        N, chunk = B * H, ctx.chunk
-        chunks = -(-T // chunk)
-        dtype = kernels.tl.float64 if k.dtype == torch.float64 else kernels.tl.float32
-        P, Q, carry = (k.new_empty(chunks, N) for _ in range(3))
+            return (*torch_ops.min_gru_scan_gradients(k, h0, d_h), None)
+        kernels, (T, B, H, N, chunks), blocks, dtype, (P, Q, carry) = _min_gru_launch(k, h0, ctx.chunk)
+        chunk, d_h = ctx.chunk, d_h.contiguous()
         d_k, d_h0 = torch.empty_like(k), torch.empty_like(h0)
-        blocks = (chunks, triton_cdiv(N, MIN_GRU_BLOCK))
         kernels.reverse_summary[blocks](k, d_h, P, Q, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
         kernels.reverse_carry[(blocks[1],)](P, Q, carry, d_h0, chunks, N, BLOCK=MIN_GRU_BLOCK, DTYPE=dtype)
         kernels.reverse_apply[blocks](k, d_h, h, h0, carry, d_k, T, B, H, CHUNK=chunk, BLOCK=MIN_GRU_BLOCK)
