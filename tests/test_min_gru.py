@@ -247,7 +247,7 @@ def test_stream_steps_equal_the_whole_sequence():
     steps = torch.stack([stream.step(x[t]) for t in range(4)])
     rest = stream(x[4:])
     torch.testing.assert_close(torch.cat([steps, rest]), out, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(stream.state(), h_n, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(stream.state, h_n, atol=1e-6, rtol=1e-6)
     stream.reset()
     torch.testing.assert_close(stream.step(x[0]), out[0], atol=1e-6, rtol=1e-6)
 

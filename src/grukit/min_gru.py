@@ -262,7 +262,7 @@ class MinGRUStream:
     ``step(x [B, I]) -> [B, H]`` runs one step of every layer (the sequential form: one product of
     x with [W_z; W_h] and h = h + z (h~ - h), per layer); ``stream(chunk [T, B, I]) -> [T, B, H]``
     runs several steps at once through the scan. Both return the last layer's states and run
-    without autograd.
+    without autograd; ``state`` and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s.
     """
 
     def __init__(self, module: MinGRU, batch_size: int = 1, h0: Optional[Tensor] = None):
@@ -277,8 +277,9 @@ class MinGRUStream:
     def _checked(self, h0: Tensor) -> Tensor:
         return check_tensor("h0", h0, self._shape, self.module.weight_ih_l0).detach().clone()
 
+    @property
     def state(self) -> Tensor:
-        """[L, B, H] every layer's current state (a copy)."""
+        """[L, B, H] every layer's current state (a copy); a property, as ``GRUStream.state``."""
         return self._h.clone()
 
     def reset(self, h0: Optional[Tensor] = None) -> None:

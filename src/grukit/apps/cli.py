@@ -279,13 +279,35 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_budget(args: argparse.Namespace):
+    """(seeds, epochs per task, example limit) of the sentiment and weather runs of ``grukit compare``."""
+    if args.quick:
+        return 1, {"sentiment": 1, "weather": 1}, 300
+    return args.seeds, {"sentiment": 6, "weather": 20}, 0
+
+
+def _memory_settings(args: argparse.Namespace):
+    """The long-memory experiment's settings, with --steps and the length options applied."""
+    from . import memory
+
+    settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
+    if args.steps and not args.quick:
+        settings.steps = {task: args.steps for task in settings.steps}
+    options = (("adding", args.adding_lengths), ("copy", args.copy_delays), ("selective", args.selective_lengths))
+    for task, lengths in options:
+        if lengths:
+            settings.lengths[task] = tuple(lengths)
+    if args.selective_lengths and min(args.selective_lengths) < memory.COPY_LENGTH:
+        raise SystemExit(f"grukit: --selective-lengths must be at least {memory.COPY_LENGTH} (the symbols to copy)")
+    return settings
+
+
 def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int:
     """``grukit compare --min-gru``: its own section of COMPARISON.md (min_gru_comparison)."""
     from . import memory, min_gru_comparison
     from .report_file import write_section
 
-    epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
-    seeds = 1 if args.quick else args.seeds
+    seeds, epochs, limit = _task_budget(args)
     saved = os.path.join(args.out, "min_gru_results.json")
     results = []
     if args.memory and os.path.exists(saved):  # the memory part only: the task table of the last full run is kept
@@ -295,14 +317,7 @@ def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int
         results = min_gru_comparison.run_tasks(seeds, epochs, limit, log=print)
         with open(saved, "w") as f:
             json.dump(results, f)
-    settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
-    for task, lengths in (("adding", args.adding_lengths), ("copy", args.copy_delays)):
-        if lengths:
-            settings.lengths[task] = tuple(lengths)
-    if args.selective_lengths:
-        if min(args.selective_lengths) < memory.COPY_LENGTH:
-            raise SystemExit(f"grukit: --selective-lengths must be at least {memory.COPY_LENGTH} (the symbols to copy)")
-        settings.lengths["selective"] = tuple(args.selective_lengths)
+    settings = _memory_settings(args)
     runs = min_gru_comparison.run_memory(settings, args.out, args.jobs, log=print)
     text = min_gru_comparison.markdown(results, runs, settings, command, memory.machine(args.jobs))
     write_section(report, "min-gru", text)
@@ -323,8 +338,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.min_gru:
         return _compare_min_gru(args, command, report)
     if not args.memory:
-        epochs, limit = ({"sentiment": 1, "weather": 1}, 300) if args.quick else ({"sentiment": 6, "weather": 20}, 0)
-        seeds = 1 if args.quick else args.seeds
+        seeds, epochs, limit = _task_budget(args)
         results = compare.run(seeds, epochs, limit, 20 if args.quick else 400, args.out, log=print)
         text = compare.markdown(results, command)
         write_section(
@@ -335,13 +349,7 @@ def _compare(args: argparse.Namespace) -> int:
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f)
         print(text)
-    settings = memory.Settings.quick() if args.quick else memory.Settings(seeds=args.seeds)
-    if args.steps and not args.quick:
-        settings.steps = {task: args.steps for task in memory.TASKS}
-    if args.adding_lengths:
-        settings.lengths["adding"] = tuple(args.adding_lengths)
-    if args.copy_delays:
-        settings.lengths["copy"] = tuple(args.copy_delays)
+    settings = _memory_settings(args)
     started = time.perf_counter()
     runs = memory.run_experiment(settings, args.out, jobs=args.jobs, log=print)
     wall = time.perf_counter() - started
@@ -558,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--memory", action="store_true", help="run only the long-memory experiment (adding, copy)")
     comp.add_argument("--seeds", type=positive_int, default=2, help="seeds per model and setting (default 2)")
     comp.add_argument(
-        "--steps", type=positive_int, help="step budget per memory run, both tasks (default 10,000 adding, 20,000 copy)"
+        "--steps",
+        type=positive_int,
+        help="step budget per memory run, every task (default 10,000 adding, 20,000 copy and selective copying)",
     )
     comp.add_argument("--adding-lengths", type=positive_int, nargs="+", help="adding-problem lengths T")
     comp.add_argument("--copy-delays", type=positive_int, nargs="+", help="copy-task delays T")

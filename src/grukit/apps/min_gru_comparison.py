@@ -145,12 +145,9 @@ def _longest(runs, task, kind, settings) -> int:
 def verdicts(results: List[Dict], runs: List[memory.Run], settings: memory.Settings) -> List[str]:
     """The paper's claims that these tasks test, each judged by a stated rule."""
     lines = ["", "### The paper's claims, judged here", ""]
-    by = {
-        (r["task"], r["kind"], r["setting"]): [
-            x["metric"] for x in results if (x["task"], x["kind"], x["setting"]) == (r["task"], r["kind"], r["setting"])
-        ]
-        for r in results
-    }
+    by: Dict[tuple, List[float]] = {}  # (task, kind, setting) -> the seeds' test metrics
+    for r in results:
+        by.setdefault((r["task"], r["kind"], r["setting"]), []).append(r["metric"])
     if ("sentiment", "min-gru", "hidden") in by and ("sentiment", "gru-after", "hidden") in by:
         gru_acc = np.mean(by[("sentiment", "gru-after", "hidden")])
         min_acc = np.mean(by[("sentiment", "min-gru", "hidden")])
