@@ -1,0 +1,111 @@
+"""The forecasts a practitioner tries first, for one series' history [n] -> [horizon]:
+
+- naive: the last value, repeated;
+- seasonal naive: the value one season earlier (naive when the history is shorter than a season);
+- drift: the line through the first and last values, extended (Hyndman and Athanasopoulos, FPP 5.2);
+- ETS: exponential smoothing chosen by AICc over error, trend and damping (and season, when the
+  history holds two seasons), as R's ``forecast::ets`` does (Hyndman et al. 2002), fitted with
+  statsmodels' ``ETSModel``;
+- Theta: the standard Theta method (Assimakopoulos and Nikolopoulos 2000; Hyndman and Billah 2003),
+  statsmodels' ``ThetaModel``.
+
+ETS and Theta need statsmodels (``pip install 'grukit[forecast]'``); the others need nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Dict
+
+import numpy as np
+
+
+def naive(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    return np.full(horizon, float(history[-1]))
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    if season <= 1 or len(history) < season:
+        return naive(history, horizon)
+    last_season = np.asarray(history[-season:], np.float64)
+    return np.resize(last_season, horizon)
+
+
+def drift(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    history = np.asarray(history, np.float64)
+    slope = (history[-1] - history[0]) / max(len(history) - 1, 1)
+    return history[-1] + slope * np.arange(1, horizon + 1)
+
+
+def _statsmodels():
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the ETS and Theta baselines need statsmodels: pip install 'grukit[forecast]' (or statsmodels)"
+        ) from None
+
+
+def ets(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    """The ETS model with the lowest AICc among additive/multiplicative errors, no/additive/damped
+    trend and (with two full seasons) no/additive seasonality; multiplicative forms only for a
+    positive series, and the damped ones only when the history has 10 or more values."""
+    _statsmodels()
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    y = np.asarray(history, np.float64)
+    positive = bool((y > 0).all())
+    seasonal_options = [None, "add"] if season > 1 and len(y) >= 2 * season + 2 else [None]
+    best, best_aicc = None, np.inf
+    for error in ("add", "mul") if positive else ("add",):
+        for trend, damped in ((None, False), ("add", False), ("add", True)):
+            if damped and len(y) < 10:
+                continue
+            for seasonal in seasonal_options:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        fit = ETSModel(
+                            y,
+                            error=error,
+                            trend=trend,
+                            damped_trend=damped,
+                            seasonal=seasonal,
+                            seasonal_periods=season if seasonal else None,
+                        ).fit(disp=False, maxiter=200)
+                    except (ValueError, np.linalg.LinAlgError):
+                        continue
+                aicc = fit.aicc if np.isfinite(fit.aicc) else fit.aic
+                if np.isfinite(aicc) and aicc < best_aicc:
+                    best, best_aicc = fit, aicc
+    if best is None:
+        return naive(y, horizon)
+    forecast = np.asarray(best.forecast(horizon), np.float64)
+    return forecast if np.isfinite(forecast).all() else naive(y, horizon)
+
+
+def theta(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    """The standard Theta method: SES with drift equal to half the linear trend's slope, on the
+    seasonally adjusted series (classical multiplicative decomposition, when seasonal and positive)."""
+    _statsmodels()
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    y = np.asarray(history, np.float64)
+    if len(y) < 3:
+        return naive(y, horizon)
+    deseasonalize = season > 1 and len(y) >= 2 * season and bool((y > 0).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ThetaModel(y, period=season if deseasonalize else 1, deseasonalize=deseasonalize).fit()
+        forecast = np.asarray(fit.forecast(horizon), np.float64)
+    return forecast if np.isfinite(forecast).all() else naive(y, horizon)
+
+
+BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "naive": naive,
+    "seasonal naive": seasonal_naive,
+    "drift": drift,
+    "ETS": ets,
+    "Theta": theta,
+}
+STATISTICAL = ("ETS", "Theta")  # need statsmodels

@@ -1,0 +1,418 @@
+"""The global GRU forecaster: one model trained across every series of a panel, with quantile
+forecasts calibrated by conformal prediction.
+
+Training (``fit``):
+
+1. Each series' last ``validation_size`` values are held out; the forecast origins that see only the
+   values before them are training samples, the ``validation_origins`` origins whose horizon ends
+   inside them are validation samples (so no training sample sees a validation target).
+2. For each candidate target transform (``windows.TRANSFORMS``; "auto" tries every one that applies)
+   a network is trained on the pinball loss of the quantile levels, stopped early on the validation
+   loss (its best epoch kept). The transforms whose median forecast's validation MASE is within
+   ``pool`` (10 %) of the best are kept, and their forecasts are combined by the median, in natural
+   units: pooling the forecasts of the models close to the best is more accurate and less fragile
+   than picking one (Kourentzes, Barrow and Petropoulos 2019). ``ensemble - 1`` more networks with
+   other seeds are trained for each kept transform.
+3. For each interval (a level q < 0.5 with its 1 - q) the validation samples calibrate a conformal
+   correction per horizon step (:mod:`.conformal`).
+
+Forecasting (``predict``) reads each series' full history; the model was not trained on the last
+``validation_size`` values, but it forecasts from them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..datasets.csv_table import TableError
+from . import conformal
+from .network import GlobalGRU, pinball_loss
+from .panel import Panel, calendar_features, future_times
+from .windows import TRANSFORMS, CovariateScaling, Windows, applicable, feature_sizes, make_windows
+
+TASK = "global-forecast"  # the model file's "task"
+
+
+@dataclass
+class Settings:
+    """What ``fit`` trains. ``window`` None: 2 * max(horizon, season). ``transform``: one of
+    ``windows.TRANSFORMS`` or "auto". ``pad``: left-pad series shorter than window + horizon
+    (otherwise refused). ``validation_origins`` None: enough for about 200 validation samples, at
+    most the horizon, per series."""
+
+    horizon: int
+    window: Optional[int] = None
+    quantiles: Tuple[float, ...] = (0.1, 0.5, 0.9)
+    transform: str = "auto"
+    hidden: int = 64
+    layers: int = 1
+    epochs: int = 200
+    patience: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    ensemble: int = 1
+    pool: float = 0.1
+    pad: bool = False
+    validation_origins: Optional[int] = None
+    batches_per_epoch: int = 100
+    seed: int = 0
+    progress: bool = True
+    threads: Optional[int] = None
+
+    def check(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {self.horizon}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be a positive integer, got {self.window}")
+        if self.transform != "auto" and self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be 'auto' or one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
+        bad = [q for q in self.quantiles if not 0 < q < 1]
+        if bad or not self.quantiles:
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {list(self.quantiles)}")
+        for name in ("hidden", "layers", "epochs", "patience", "batch_size", "ensemble", "batches_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+def quantile_levels(quantiles: Sequence[float]) -> List[float]:
+    """The sorted levels with the median added (the point forecast)."""
+    return sorted(set(round(float(q), 6) for q in quantiles) | {0.5})
+
+
+def intervals(levels: Sequence[float]) -> List[Tuple[float, float]]:
+    """The symmetric pairs (q, 1 - q) among ``levels``: the intervals to calibrate."""
+    return [(q, round(1 - q, 6)) for q in levels if q < 0.5 and round(1 - q, 6) in levels]
+
+
+@dataclass
+class Split:
+    """Forecast origins per series: training and validation."""
+
+    train: List[np.ndarray]
+    valid: List[np.ndarray]
+
+
+def split_origins(panel: Panel, window: int, horizon: int, pad: bool, validation_origins: Optional[int]) -> Split:
+    """Training and validation origins (see the module docstring); series shorter than window +
+    horizon are refused unless ``pad``."""
+    if not pad:
+        for s in panel.series:
+            if len(s) < window + horizon:
+                raise TableError(
+                    f"series {s.id!r} (from row {s.row}) has {len(s)} values; the window ({window}) plus the horizon "
+                    f"({horizon}) need {window + horizon}: give a shorter window, or pad short series (--pad)"
+                )
+    count = validation_origins or int(np.clip(math.ceil(200 / len(panel.series)), 1, horizon))
+    first = window if not pad else 2  # the first origin with enough history
+    train, valid = [], []
+    for s in panel.series:
+        n = len(s)
+        held = horizon + count - 1  # the held-out values
+        valid.append(np.arange(max(first, n - held), n - horizon + 1))
+        train.append(np.arange(first, n - held - horizon + 1))
+    if not any(len(v) for v in valid):
+        raise TableError("no series is long enough for a validation window; give a shorter window or --pad")
+    if not any(len(t) for t in train):
+        raise TableError(
+            "no series is long enough for a training window besides its validation window; give a shorter "
+            "window, a shorter horizon, or --pad"
+        )
+    return Split(train, valid)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _batches(count: int, batch_size: int, limit: int, generator: np.random.Generator):
+    order = generator.permutation(count)
+    for start in range(0, min(count, batch_size * limit), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _tensors(w: Windows, index=None):
+    pick = slice(None) if index is None else index
+    out = [torch.from_numpy(w.steps[pick]), torch.from_numpy(w.head[pick])]
+    return out + ([torch.from_numpy(w.target[pick])] if w.target is not None else [])
+
+
+def run_network(net: GlobalGRU, w: Windows, batch: int = 4096) -> np.ndarray:
+    """Transformed quantile forecasts [N, H, Q] of windows ``w``, sorted along Q (monotone
+    rearrangement: quantiles never cross, Chernozhukov et al. 2010)."""
+    net.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(w), batch):
+            steps, head = _tensors(w, slice(start, start + batch))[:2]
+            outs.append(net(steps, head).numpy())
+    return np.sort(np.concatenate(outs), axis=2).astype(np.float64)
+
+
+def train_network(
+    train: Windows, valid: Windows, levels: Sequence[float], settings: Settings, seed: int, label: str
+) -> Tuple[GlobalGRU, float, int]:
+    """(the network at its best validation epoch, that loss, epochs run)."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    net = GlobalGRU(
+        train.steps.shape[2], train.head.shape[1], train.target.shape[1], len(levels), settings.hidden, settings.layers
+    )
+    optimiser = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    level_tensor = torch.tensor(levels, dtype=torch.float32)
+    valid_tensors = _tensors(valid)
+    best, best_loss, since, epochs = copy.deepcopy(net.state_dict()), math.inf, 0, 0
+    bar = None
+    if settings.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.epochs, desc=label, leave=False)
+    for epoch in range(settings.epochs):
+        net.train()
+        for index in _batches(len(train), settings.batch_size, settings.batches_per_epoch, generator):
+            steps, head, target = _tensors(train, index)
+            loss = pinball_loss(net(steps, head), target, level_tensor)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimiser.step()
+        net.eval()
+        with torch.no_grad():
+            valid_loss = float(pinball_loss(net(*valid_tensors[:2]), valid_tensors[2], level_tensor))
+        epochs = epoch + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(valid=f"{valid_loss:.4f}")
+        if valid_loss < best_loss - 1e-6:
+            best, best_loss, since = copy.deepcopy(net.state_dict()), valid_loss, 0
+        else:
+            since += 1
+            if since >= settings.patience:
+                break
+    if bar is not None:
+        bar.close()
+    net.load_state_dict(best)
+    return net, best_loss, epochs
+
+
+@dataclass
+class Fitted:
+    """What a fit learned, apart from the networks."""
+
+    transforms: List[str]  # each network's target transform
+    window: int
+    levels: List[float]
+    scaling: CovariateScaling
+    corrections: Dict[str, List[float]] = field(default_factory=dict)  # "0.1-0.9" -> [H]
+    validation_mase: Dict[str, float] = field(default_factory=dict)  # transform -> validation MASE
+    epochs: List[int] = field(default_factory=list)
+
+
+class GlobalForecaster:
+    """A trained global GRU forecaster. ``predict(panel)`` forecasts the ``horizon`` values after each
+    series' history; ``save(path)`` and ``load(path)`` keep it in a grukit model file."""
+
+    def __init__(self, settings: Settings, fitted: Fitted, networks: List[GlobalGRU], schema: dict):
+        self.settings, self.fitted, self.networks, self.schema = settings, fitted, networks, schema
+
+    @property
+    def horizon(self) -> int:
+        return self.settings.horizon
+
+    # -- forecasting ----------------------------------------------------------------------------------
+    def quantiles_at(
+        self, panel: Panel, origins: List[np.ndarray], with_target: bool = False
+    ) -> Tuple[np.ndarray, Windows]:
+        """Natural-unit quantile forecasts [N, H, Q] from ``origins`` of each series (the median over
+        networks, conformal corrections applied), and the windows of the first network's transform."""
+        forecasts, windows = [], {}
+        for net, transform in zip(self.networks, self.fitted.transforms):
+            if transform not in windows:
+                windows[transform] = make_windows(
+                    panel, origins, self.fitted.window, self.horizon, transform, self.fitted.scaling, with_target
+                )
+            forecasts.append(windows[transform].inverse(run_network(net, windows[transform])))
+        w = next(iter(windows.values()))
+        return self.calibrated(np.median(np.stack(forecasts), 0), w.mase_scale), w
+
+    def calibrated(self, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        levels = self.fitted.levels
+        y = y.copy()
+        middle = y[:, :, levels.index(0.5)]
+        for key, correction in self.fitted.corrections.items():
+            lo, hi = (levels.index(float(q)) for q in key.split("-"))
+            y[:, :, lo], y[:, :, hi] = conformal.apply(y[:, :, lo], y[:, :, hi], middle, scale, np.asarray(correction))
+        return y
+
+    def predict(self, panel: Panel, horizon: Optional[int] = None):
+        """A DataFrame of forecasts: one row per series and step ahead, with columns id, step, time
+        (when the panel has times), forecast (the median), q<level> for each quantile level
+        (calibrated where an interval is) and lower_<P>/upper_<P> for each P % interval."""
+        import pandas as pd
+
+        horizon = horizon or self.horizon
+        if horizon > self.horizon:
+            raise ValueError(f"horizon {horizon} is longer than the model's ({self.horizon}); train with a longer one")
+        panel = self.extend_known(panel)
+        y, _ = self.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
+        rows = []
+        for k, s in enumerate(panel.series):
+            stamps = future_times(s.times[: len(s)] if s.times is not None else None, panel.frequency, horizon)
+            for h in range(horizon):
+                row = {"id": s.id, "step": h + 1}
+                if stamps is not None:
+                    row["time"] = stamps[h]
+                row["forecast"] = y[k, h, self.fitted.levels.index(0.5)]
+                for j, q in enumerate(self.fitted.levels):
+                    row[f"q{q:g}"] = y[k, h, j]
+                for lo, hi in intervals(self.fitted.levels):
+                    percent = f"{100 * (hi - lo):g}"
+                    row[f"lower_{percent}"] = y[k, h, self.fitted.levels.index(lo)]
+                    row[f"upper_{percent}"] = y[k, h, self.fitted.levels.index(hi)]
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def extend_known(self, panel: Panel) -> Panel:
+        """The panel with known-future rows for the horizon: calendar features are extended; future
+        covariates must be in the source (one line naming the column and series if not)."""
+        panel = copy.copy(panel)
+        series = []
+        for s in panel.series:
+            missing = len(s) + self.horizon - len(s.future)
+            if missing > 0:
+                if panel.future_names:
+                    until = s.times[len(s.future) - 1] if s.times is not None and len(s.future) else None
+                    raise TableError(
+                        f"--future column {panel.future_names[0]!r}: series {s.id!r} has values for "
+                        f"{max(len(s.future) - len(s), 0)} of the {self.horizon} steps after its last target value"
+                        + (f" (up to {str(until)[:19]})" if until is not None else "")
+                        + "; the forecast needs them all: add rows with the future covariates and an empty target"
+                    )
+                s = copy.copy(s)
+                stamps = future_times(
+                    s.times[: len(s.future)] if s.times is not None else None, panel.frequency, missing
+                )
+                extra = (
+                    calendar_features(stamps, panel.frequency)
+                    if stamps is not None
+                    else np.zeros((missing, s.future.shape[1]))
+                )
+                s.future = np.concatenate([s.future, extra.reshape(missing, s.future.shape[1])])
+                if stamps is not None:
+                    s.times = np.concatenate([s.times[: len(s.future) - missing], stamps])
+            series.append(s)
+        panel.series = series
+        return panel
+
+    # -- files ----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "task": TASK,
+            "settings": asdict(self.settings),
+            "fitted": {
+                **{k: v for k, v in asdict(self.fitted).items() if k != "scaling"},
+                "scaling": self.fitted.scaling.as_dict(),
+            },
+            "schema": self.schema,
+            "networks": [net.state_dict() for net in self.networks],
+        }
+
+    def save(self, path: str) -> None:
+        from ..tasks.common import save_atomically
+
+        save_atomically(self.state(), path)
+
+    @staticmethod
+    def from_state(saved: dict) -> "GlobalForecaster":
+        settings = Settings(**{**saved["settings"], "quantiles": tuple(saved["settings"]["quantiles"])})
+        fitted_state = dict(saved["fitted"])
+        scaling = CovariateScaling.from_dict(fitted_state.pop("scaling"))
+        fitted = Fitted(scaling=scaling, **fitted_state)
+        step_features, head_features = saved["schema"]["step_features"], saved["schema"]["head_features"]
+        networks = []
+        for state in saved["networks"]:
+            net = GlobalGRU(
+                step_features, head_features, settings.horizon, len(fitted.levels), settings.hidden, settings.layers
+            )
+            net.load_state_dict(state)
+            networks.append(net)
+        return GlobalForecaster(settings, fitted, networks, saved["schema"])
+
+
+def load(path: str) -> GlobalForecaster:
+    """A forecaster saved by :meth:`GlobalForecaster.save` (read with ``weights_only``: no code runs)."""
+    from ..tasks.common import load_tensors
+
+    saved = load_tensors(path, "forecasting model file")
+    if not isinstance(saved, dict) or saved.get("task") != TASK:
+        raise ValueError(f"{path!r} is not a grukit global forecasting model (make one with `grukit forecast`)")
+    return GlobalForecaster.from_state(saved)
+
+
+def _validation_mase(net_outputs: np.ndarray, valid: Windows, levels: List[float]) -> float:
+    y = valid.inverse(net_outputs[:, :, levels.index(0.5)])
+    actual = valid.inverse(valid.target.astype(np.float64))
+    return float(np.mean(np.abs(y - actual).mean(1) / valid.mase_scale))
+
+
+def fit(panel: Panel, settings: Settings, schema: Optional[dict] = None) -> GlobalForecaster:
+    """Train a :class:`GlobalForecaster` on ``panel`` (see the module docstring)."""
+    settings.check()
+    _set_threads(settings.threads)
+    window = settings.window or 2 * max(settings.horizon, panel.season)
+    levels = quantile_levels(settings.quantiles)
+    split = split_origins(panel, window, settings.horizon, settings.pad, settings.validation_origins)
+    scaling = CovariateScaling.fit(panel)
+    candidates = (
+        [settings.transform] if settings.transform != "auto" else [t for t in TRANSFORMS if applicable(t, panel)]
+    )
+    if not applicable(candidates[0], panel):
+        raise ValueError(f"transform {candidates[0]!r} needs every value positive; the series hold zeros or negatives")
+    results = {}
+    for transform in candidates:
+        train = make_windows(panel, split.train, window, settings.horizon, transform, scaling)
+        valid = make_windows(panel, split.valid, window, settings.horizon, transform, scaling)
+        net, _, epochs = train_network(train, valid, levels, settings, settings.seed, f"{transform}")
+        results[transform] = (_validation_mase(run_network(net, valid), valid, levels), net, valid, train, epochs)
+    best = min(r[0] for r in results.values())
+    pooled = [t for t in results if results[t][0] <= (1 + settings.pool) * best]
+    networks, transforms, all_epochs = [], [], []
+    for transform in pooled:
+        score, net, valid, train, epochs = results[transform]
+        networks.append(net)
+        transforms.append(transform)
+        all_epochs.append(epochs)
+        for member in range(1, settings.ensemble):
+            extra, _, epochs = train_network(
+                train, valid, levels, settings, settings.seed + member, f"{transform} {member + 1}/{settings.ensemble}"
+            )
+            networks.append(extra)
+            transforms.append(transform)
+            all_epochs.append(epochs)
+    fitted = Fitted(transforms, window, levels, scaling, {}, {t: r[0] for t, r in results.items()}, all_epochs)
+    sizes = feature_sizes(panel, settings.horizon)
+    schema = {**(schema or {}), "step_features": sizes[0], "head_features": sizes[1]}
+    schema.update(
+        past=panel.past_names,
+        future=panel.future_names,
+        static=panel.static_names,
+        frequency=panel.frequency,
+        season=panel.season,
+    )
+    forecaster = GlobalForecaster(settings, fitted, networks, schema)
+    # conformal calibration on the validation samples (the networks' forecasts before any correction)
+    fitted.corrections = {}
+    y, valid = forecaster.quantiles_at(panel, split.valid, with_target=True)
+    actual = valid.inverse(valid.target.astype(np.float64))
+    for lo, hi in intervals(levels):
+        correction = conformal.calibrate(
+            actual, y[:, :, levels.index(lo)], y[:, :, levels.index(hi)], valid.mase_scale, alpha=1 - (hi - lo)
+        )
+        fitted.corrections[f"{lo:g}-{hi:g}"] = [float(c) for c in correction]
+    return forecaster
