@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .arguments import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
+from .forecasting.commands import add_commands as add_forecasting_commands
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -183,13 +184,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_task(path: str, float_only: str = ""):
+def _saved_task(path: str, float_only: str = "", saved=None):
     """(the model file's contents, its task) for a model file from ``grukit train TASK --output``
     (or ``grukit quantize``; refused when ``float_only`` names a use that needs the float32 file)."""
     from .tasks import TASKS
     from .tasks.common import load
 
-    saved = load(path)
+    saved = load(path) if saved is None else saved
     if saved["task"] not in TASKS:
         raise ValueError(f"{path!r} is a model file of an unknown task {saved['task']!r} (known: {', '.join(TASKS)})")
     if float_only and saved.get("precision"):
@@ -201,9 +202,17 @@ def _saved_task(path: str, float_only: str = ""):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .tasks.common import quantized_model_file
+    from .forecasting.forecaster import TASK as GLOBAL_FORECAST
+    from .tasks.common import load, quantized_model_file
 
-    saved, task = _saved_task(args.model)
+    saved = load(args.model)
+    if saved.get("task") == GLOBAL_FORECAST:
+        from .forecasting.commands import predict_global
+
+        return predict_global(args, saved)
+    if args.output or args.horizon:
+        raise ValueError("--output and --horizon are for global forecasting models (from `grukit forecast`)")
+    saved, task = _saved_task(args.model, saved=saved)
     if args.precision:
         saved = quantized_model_file(saved, task.load(saved), args.precision)
     texts = list(args.text)
@@ -521,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("int8", "bfloat16"),
         help="run the GRU with its weights in this precision (grukit.QuantizedGRU); default: the file's",
     )
+    predict.add_argument("--output", help="global forecasting models: write the forecasts to this CSV file (or .json)")
+    predict.add_argument(
+        "--horizon", type=positive_int, help="global forecasting models: steps to forecast (default: the model's)"
+    )
     predict.set_defaults(run=_predict)
     quantize = sub.add_parser(
         "quantize",
@@ -589,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--layer", type=int, default=0, help="which GRU layer (default 0)")
     gate.add_argument("--out", default="gates", help="file name prefix: writes OUT.png and OUT.html")
     gate.set_defaults(run=_gates)
+    add_forecasting_commands(sub)
     build = sub.add_parser("build", help="compile the fused CPU kernels now (otherwise on first use)")
     build.set_defaults(run=_build)
     info = sub.add_parser("info", help="versions and available backends")

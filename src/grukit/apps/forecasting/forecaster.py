@@ -250,12 +250,27 @@ class GlobalForecaster:
             y[:, :, lo], y[:, :, hi] = conformal.apply(y[:, :, lo], y[:, :, hi], middle, scale, np.asarray(correction))
         return y
 
-    def predict(self, panel: Panel, horizon: Optional[int] = None):
-        """A DataFrame of forecasts: one row per series and step ahead, with columns id, step, time
-        (when the panel has times), forecast (the median), q<level> for each quantile level
-        (calibrated where an interval is) and lower_<P>/upper_<P> for each P % interval."""
+    def read(self, data) -> Panel:
+        """``data`` (a Panel, a DataFrame, a CSV or .tsf path) as a panel, read as training read it."""
+        from .reading import align_static, read_panel
+
+        panel = read_panel(data, self.schema.get("reader", {}))
+        for kind in ("past", "future"):
+            if list(getattr(panel, f"{kind}_names")) != list(self.schema[kind]):
+                raise TableError(
+                    f"--{kind} columns {getattr(panel, f'{kind}_names')} differ from the model's {self.schema[kind]}"
+                )
+        return align_static(panel, self.schema["static"])
+
+    def predict(self, data, horizon: Optional[int] = None):
+        """A DataFrame of forecasts from ``data`` (a Panel, a DataFrame, a CSV or .tsf path: each
+        series' history, and with known-future covariates their rows over the horizon): one row per
+        series and step ahead, with columns id, step, time (when the panel has times), forecast (the
+        median), q<level> for each quantile level (calibrated where an interval is) and
+        lower_<P>/upper_<P> for each P % interval."""
         import pandas as pd
 
+        panel = self.read(data)
         horizon = horizon or self.horizon
         if horizon > self.horizon:
             raise ValueError(f"horizon {horizon} is longer than the model's ({self.horizon}); train with a longer one")

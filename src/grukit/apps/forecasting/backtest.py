@@ -1,0 +1,248 @@
+"""Rolling-origin evaluation: K forecast origins (cut-offs) over the last part of every series, the
+model trained once on the values before the first, then asked to forecast from each (reading the
+actual values up to it, as a deployed model would), with the baselines on the same windows.
+
+For a series of n values, horizon H, K cut-offs ``step`` apart:
+
+    c_k = n - H - (K - 1 - k) * step,      k = 0 .. K-1      (the last window ends at n)
+
+The Monash archive's protocol (test = the last H values of each series) is K = 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..datasets.csv_table import TableError
+from . import metrics
+from .baselines import BASELINES
+from .forecaster import GlobalForecaster, Settings, fit, intervals
+from .panel import Panel
+
+MODEL = "grukit GRU"
+
+
+@dataclass
+class BacktestResult:
+    """Forecasts and scores of every method at every (series, cut-off).
+
+    forecasts[method]: [N, K, H] point forecasts; actual: [N, K, H]; quantiles: [N, K, H, Q] the
+    model's calibrated quantiles at ``levels``; scores[method][metric]: [N, K]; seconds[method]: the
+    time to produce its forecasts (the model: ``train_seconds`` to train, then its forecasts).
+    """
+
+    ids: List[str]
+    cutoffs: np.ndarray  # [N, K]
+    horizon: int
+    season: int
+    actual: np.ndarray
+    forecasts: Dict[str, np.ndarray]
+    quantiles: np.ndarray
+    levels: List[float]
+    scores: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
+    seconds: Dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    transforms: List[str] = field(default_factory=list)
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        """Per method: the mean and median over series of each metric (each series' mean over cut-offs)."""
+        out = {}
+        for method, by_metric in self.scores.items():
+            row = {}
+            for name, values in by_metric.items():
+                per_series = np.nanmean(values, 1)
+                row[f"{name} mean"] = float(np.nanmean(per_series))
+                if name == "MASE":
+                    row["MASE median"] = float(np.nanmedian(per_series))
+            row["seconds"] = self.seconds.get(method, float("nan"))
+            out[method] = row
+        return out
+
+    def per_series(self) -> Dict[str, Dict[str, Dict[str, float]]]:
+        """series id -> method -> metric -> mean over cut-offs."""
+        return {
+            sid: {
+                method: {name: float(np.nanmean(values[i])) for name, values in by_metric.items()}
+                for method, by_metric in self.scores.items()
+            }
+            for i, sid in enumerate(self.ids)
+        }
+
+    def table(self) -> str:
+        """A Markdown table of :meth:`summary`, methods as rows."""
+        summary = self.summary()
+        columns = ["MASE mean", "MASE median", "sMAPE mean", "RMSE mean"]
+        extra = [c for c in next(iter(summary.values())) if c.startswith(("coverage", "pinball"))]
+        columns += extra + ["seconds"]
+        lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for method, row in summary.items():
+            cells = [_cell(row.get(c)) for c in columns]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "horizon": self.horizon,
+            "season": self.season,
+            "cutoffs": int(self.cutoffs.shape[1]),
+            "series": len(self.ids),
+            "train_seconds": self.train_seconds,
+            "transforms": self.transforms,
+            "overall": self.summary(),
+            "per_series": self.per_series(),
+        }
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
+
+
+def cutoffs_of(panel: Panel, horizon: int, count: int, step: int) -> np.ndarray:
+    """[N, K] cut-offs (see the module docstring); refuses a series too short to keep a value before
+    its first cut-off."""
+    lengths = np.array([len(s) for s in panel.series])
+    cut = lengths[:, None] - horizon - (count - 1 - np.arange(count))[None, :] * step
+    short = np.flatnonzero(cut[:, 0] < 2)
+    if len(short):
+        s = panel.series[short[0]]
+        raise TableError(
+            f"series {s.id!r} (from row {s.row}) has {len(s)} values: too few for {count} cut-offs {step} apart "
+            f"with horizon {horizon} (it needs {horizon + (count - 1) * step + 2}); give fewer --cutoffs or a smaller --step"
+        )
+    return cut
+
+
+def score(result: BacktestResult, panel: Panel) -> None:
+    """Fill ``result.scores`` from its forecasts (MASE's scale from each series' values before the cut-off)."""
+    N, K = result.cutoffs.shape
+    scale = np.array(
+        [
+            [metrics.mase_scale(panel.series[i].values[: result.cutoffs[i, k]], result.season) for k in range(K)]
+            for i in range(N)
+        ]
+    )
+    for method, forecast in result.forecasts.items():
+        error = forecast - result.actual
+        scores = {
+            "MASE": np.abs(error).mean(2) / scale,
+            "sMAPE": np.array(
+                [[metrics.smape(result.actual[i, k], forecast[i, k]) for k in range(K)] for i in range(N)]
+            ),
+            "RMSE": np.sqrt((error**2).mean(2)),
+        }
+        if method == MODEL:
+            q = result.quantiles
+            for lo, hi in intervals(result.levels):
+                inside = (result.actual >= q[..., result.levels.index(lo)]) & (
+                    result.actual <= q[..., result.levels.index(hi)]
+                )
+                scores[f"coverage {100 * (hi - lo):g}%"] = inside.mean(2)
+            losses = [
+                np.maximum(level * (result.actual - q[..., j]), (level - 1) * (result.actual - q[..., j])).mean(2)
+                for j, level in enumerate(result.levels)
+            ]
+            scores["pinball"] = np.mean(losses, 0) / scale  # scaled like MASE (the median's is MASE / 2)
+        result.scores[method] = scores
+
+
+def backtest(
+    panel: Panel,
+    settings: Settings,
+    cutoffs: int = 10,
+    step: int = 1,
+    baselines: Sequence[str] = ("naive", "seasonal naive", "drift", "ETS", "Theta"),
+    season: Optional[int] = None,
+    model: Optional[GlobalForecaster] = None,
+) -> BacktestResult:
+    """Train once on the values before each series' first cut-off (or use ``model``), forecast from
+    every cut-off, and score the model and ``baselines`` on the same windows."""
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)}")
+    if cutoffs < 1 or step < 1:
+        raise ValueError(f"cutoffs and step must be positive integers, got {cutoffs} and {step}")
+    horizon = settings.horizon
+    season = season or panel.season
+    cut = cutoffs_of(panel, horizon, cutoffs, step)
+    started = time.perf_counter()
+    if model is None:
+        model = fit(panel.cut(cut[:, 0]), settings)
+    trained = time.perf_counter()
+    quantiles, _ = model.quantiles_at(panel, [row for row in cut])  # origins <= n - H: covariates known
+    forecast_seconds = time.perf_counter() - trained
+    N, K = cut.shape
+    quantiles = quantiles.reshape(N, K, horizon, -1)
+    actual = np.stack([np.stack([s.values[c : c + horizon] for c in cut[i]]) for i, s in enumerate(panel.series)])
+    levels = model.fitted.levels
+    result = BacktestResult(
+        panel.ids, cut, horizon, season, actual, {MODEL: quantiles[..., levels.index(0.5)]}, quantiles, levels
+    )
+    result.train_seconds = trained - started
+    result.seconds[MODEL] = forecast_seconds
+    result.transforms = sorted(set(model.fitted.transforms))
+    for name in baselines:
+        clock = time.perf_counter()
+        result.forecasts[name] = np.stack(
+            [
+                np.stack([BASELINES[name](s.values[:c], horizon, season) for c in cut[i]])
+                for i, s in enumerate(panel.series)
+            ]
+        )
+        result.seconds[name] = time.perf_counter() - clock
+    score(result, panel)
+    return result
+
+
+def write_json(result: BacktestResult, path: str) -> None:
+    from ..tasks.common import write_atomically
+
+    text = json.dumps(result.to_json(), indent=2)
+    write_atomically(path, lambda temporary: open(temporary, "w").write(text))
+
+
+def plot(result: BacktestResult, panel: Panel, path: str, count: int = 4) -> None:
+    """A PNG of ``count`` series: their values, and the model's forecast from the last cut-off with
+    its widest calibrated interval, beside the best baseline's (by mean MASE)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..tasks.common import write_atomically
+
+    summary = result.summary()
+    others = [m for m in summary if m != MODEL]
+    rival = min(others, key=lambda m: summary[m]["MASE mean"]) if others else None
+    pairs = intervals(result.levels)
+    chosen = np.linspace(0, len(result.ids) - 1, min(count, len(result.ids))).astype(int)
+    figure, axes = plt.subplots(len(chosen), 1, figsize=(8, 2.4 * len(chosen)), squeeze=False)
+    for axis, i in zip(axes[:, 0], chosen):
+        s, c = panel.series[i], result.cutoffs[i, -1]
+        start = max(0, c - 4 * result.horizon)
+        steps = np.arange(start, min(len(s), c + result.horizon))
+        axis.plot(steps, s.values[steps], color="black", lw=1, label="actual")
+        ahead = np.arange(c, c + result.horizon)
+        if pairs:
+            lo, hi = pairs[0]
+            axis.fill_between(
+                ahead,
+                result.quantiles[i, -1, :, result.levels.index(lo)],
+                result.quantiles[i, -1, :, result.levels.index(hi)],
+                alpha=0.3,
+                label=f"{100 * (hi - lo):g}% interval",
+            )
+        axis.plot(ahead, result.forecasts[MODEL][i, -1], lw=1.5, label=MODEL)
+        if rival:
+            axis.plot(ahead, result.forecasts[rival][i, -1], lw=1, ls="--", label=rival)
+        axis.set_title(str(s.id), fontsize=9)
+        axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=90))
+    plt.close(figure)

@@ -1,0 +1,235 @@
+"""``grukit forecast`` (train a global model on many series), ``grukit backtest`` (rolling-origin
+evaluation against the baselines) and ``grukit predict`` for a global model (forecasts as CSV or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..arguments import check_writable_file, non_negative_int, positive_float, positive_int
+
+
+def _columns(text):
+    return [c.strip() for c in text.split(",") if c.strip()] if text else []
+
+
+def _quantiles(text: str):
+    try:
+        levels = tuple(float(q) for q in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected levels between 0 and 1 separated by commas, got {text!r}") from None
+    if any(not 0 < q < 1 for q in levels):
+        raise argparse.ArgumentTypeError(f"every level must lie strictly between 0 and 1, got {text!r}")
+    return levels
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    data = p.add_argument_group("the series")
+    data.add_argument("--csv", required=True, help="a CSV file (long or wide) or a Monash .tsf file")
+    data.add_argument("--id", help="long format: the column naming each series")
+    data.add_argument("--time", help="the time column (dates); the frequency is inferred from it")
+    data.add_argument("--target", help="long format: the column to forecast")
+    data.add_argument("--targets", help="wide format: the columns to forecast, A,B,C (default: every numeric one)")
+    data.add_argument("--past", help="past-only covariates, A,B (long format)")
+    data.add_argument("--future", help="known-future covariates, A,B: rows after a series' last target hold them")
+    data.add_argument("--static", help="static covariates, A,B: one value per series (long format)")
+    data.add_argument(
+        "--fill",
+        choices=("refuse", "ffill", "interpolate", "zero"),
+        default="refuse",
+        help="missing times and values: refuse them (default), carry forward, interpolate, or zero",
+    )
+    data.add_argument("--encoding", default="utf-8", help="the file's text encoding (default utf-8)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    model = p.add_argument_group("the model")
+    model.add_argument("--horizon", type=positive_int, help="steps forecast at once (default: a .tsf file's)")
+    model.add_argument("--window", type=positive_int, help="steps read per forecast (default 2 * max(horizon, season))")
+    model.add_argument(
+        "--quantiles", type=_quantiles, default=(0.1, 0.5, 0.9), help="quantile levels (default 0.1,0.5,0.9)"
+    )
+    model.add_argument(
+        "--transform",
+        choices=("auto", "diff", "log-diff", "level", "mean"),
+        default="auto",
+        help="target transform (default auto: every one that applies, pooled by validation MASE)",
+    )
+    model.add_argument("--hidden", type=positive_int, default=64, help="GRU units (default 64)")
+    model.add_argument("--layers", type=positive_int, default=1, help="GRU layers (default 1)")
+    model.add_argument("--epochs", type=positive_int, default=200, help="most training epochs (default 200)")
+    model.add_argument("--patience", type=positive_int, default=15, help="early-stopping patience (default 15)")
+    model.add_argument("--lr", type=positive_float, default=1e-3, help="adam learning rate (default 0.001)")
+    model.add_argument("--ensemble", type=positive_int, default=1, help="networks per transform (default 1)")
+    model.add_argument("--pad", action="store_true", help="left-pad series shorter than window + horizon")
+    model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    model.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _read(args):
+    from . import reading
+
+    spec = reading.reader(
+        args.id,
+        args.time,
+        args.target,
+        _columns(args.targets),
+        _columns(args.past),
+        _columns(args.future),
+        _columns(args.static),
+        args.fill,
+        args.encoding,
+    )
+    return reading.read_panel(args.csv, spec), spec
+
+
+def _settings(args, panel_horizon):
+    from .forecaster import Settings
+
+    horizon = args.horizon or panel_horizon
+    if not horizon:
+        raise ValueError("--horizon N is needed: the steps to forecast (a .tsf file may give it in its header)")
+    return Settings(
+        horizon=horizon,
+        window=args.window,
+        quantiles=args.quantiles,
+        transform=args.transform,
+        hidden=args.hidden,
+        layers=args.layers,
+        epochs=args.epochs,
+        patience=args.patience,
+        lr=args.lr,
+        ensemble=args.ensemble,
+        pad=args.pad,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+
+
+def _tsf_horizon(path: str):
+    if not path.endswith(".tsf"):
+        return None
+    from .tsf import read_tsf
+
+    return read_tsf(path).horizon
+
+
+def _write_json(path: str, payload: dict) -> None:
+    from ..tasks.common import write_atomically
+
+    text = json.dumps(payload, indent=2, default=str)
+    write_atomically(path, lambda temporary: open(temporary, "w").write(text))
+
+
+def run_forecast(args) -> int:
+    from .forecaster import fit
+
+    for flag, path in (("--output", args.output), ("--json", args.json)):
+        if path:
+            check_writable_file(flag, path)
+    panel, spec = _read(args)
+    settings = _settings(args, _tsf_horizon(args.csv))
+    model = fit(panel, settings, {"reader": spec})
+    report = {
+        "series": len(panel.series),
+        "frequency": panel.frequency,
+        "horizon": settings.horizon,
+        "window": model.fitted.window,
+        "transforms pooled": sorted(set(model.fitted.transforms)),
+        "validation MASE by transform": {k: round(v, 4) for k, v in model.fitted.validation_mase.items()},
+        "epochs": model.fitted.epochs,
+        "interval corrections": model.fitted.corrections,
+    }
+    print(f"grukit forecast: a global GRU over {len(panel.series)} series, horizon {settings.horizon}")
+    for key, value in report.items():
+        print(f"  {key}: {value}")
+    if args.output:
+        model.save(args.output)
+        print(f"  saved the model to {args.output} (forecast with: grukit predict {args.output} --csv FILE)")
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+def run_backtest(args) -> int:
+    from .backtest import backtest, plot, write_json
+    from .baselines import BASELINES, STATISTICAL
+
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_writable_file(flag, path)
+    panel, _ = _read(args)
+    settings = _settings(args, _tsf_horizon(args.csv))
+    baselines = _columns(args.baselines) if args.baselines is not None else list(BASELINES)
+    if args.baselines is None:
+        try:
+            import statsmodels  # noqa: F401
+        except ImportError:
+            baselines = [b for b in baselines if b not in STATISTICAL]
+            print("grukit backtest: statsmodels is not installed: ETS and Theta left out", file=sys.stderr)
+    result = backtest(panel, settings, args.cutoffs, args.step, baselines, args.season)
+    print(
+        f"grukit backtest: {len(panel.series)} series, {args.cutoffs} cut-offs {args.step} apart, horizon "
+        f"{settings.horizon}, season {result.season}; the model trained once in {result.train_seconds:.1f} s "
+        f"(transforms {', '.join(result.transforms)}), then forecast every cut-off in {result.seconds['grukit GRU']:.2f} s"
+    )
+    print(result.table())
+    if args.json:
+        write_json(result, args.json)
+        print(f"  wrote {args.json}")
+    if args.plot:
+        plot(result, panel, args.plot)
+        print(f"  wrote {args.plot}")
+    return 0
+
+
+def predict_global(args, saved: dict) -> int:
+    """``grukit predict MODEL --csv FILE`` for a global forecasting model."""
+    from .forecaster import GlobalForecaster
+
+    if not args.csv:
+        raise ValueError("--csv FILE is needed: the series' history to forecast from")
+    output = getattr(args, "output", None)
+    if output:
+        check_writable_file("--output", output)
+    model = GlobalForecaster.from_state(saved)
+    horizon = getattr(args, "horizon", None)
+    frame = model.predict(args.csv, horizon)
+    if not output:
+        print(frame.to_string(index=False))
+        return 0
+    from ..tasks.common import write_atomically
+
+    if output.endswith(".json"):
+        records = json.loads(frame.to_json(orient="records", date_format="iso"))
+        write_atomically(output, lambda temporary: open(temporary, "w").write(json.dumps(records, indent=1)))
+    else:
+        write_atomically(output, lambda temporary: frame.to_csv(temporary, index=False))
+    print(f"grukit predict: {len(frame)} forecasts ({frame['id'].nunique()} series) written to {output}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    forecast = sub.add_parser(
+        "forecast", help="train one global GRU on many series (long, wide or .tsf): quantiles and conformal intervals"
+    )
+    add_data_arguments(forecast)
+    add_model_arguments(forecast)
+    forecast.add_argument("--output", help="save the model here (then: grukit predict MODEL --csv FILE)")
+    forecast.add_argument("--json", help="also write the training report to this JSON file")
+    forecast.set_defaults(run=run_forecast)
+    back = sub.add_parser(
+        "backtest", help="rolling-origin evaluation of the global GRU against naive, drift, ETS and Theta"
+    )
+    add_data_arguments(back)
+    add_model_arguments(back)
+    back.add_argument("--cutoffs", type=positive_int, default=10, help="forecast origins per series (default 10)")
+    back.add_argument("--step", type=positive_int, default=1, help="steps between cut-offs (default 1)")
+    back.add_argument(
+        "--season", type=non_negative_int, help="season length for MASE and seasonal naive (default: the frequency's)"
+    )
+    back.add_argument("--baselines", help="baselines, comma-separated (default: naive,seasonal naive,drift,ETS,Theta)")
+    back.add_argument("--json", help="write overall and per-series scores to this JSON file")
+    back.add_argument("--plot", help="write a PNG of a few series with forecasts and intervals")
+    back.set_defaults(run=run_backtest)

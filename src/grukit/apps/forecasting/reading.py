@@ -1,0 +1,90 @@
+"""One entry to the three panel formats, and the reader settings a trained model keeps so that
+``predict`` reads new data the way training did."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from ..datasets.csv_table import TableError
+from .panel import Panel, from_long, from_wide
+
+
+def reader(
+    id: Optional[str] = None,
+    time: Optional[str] = None,
+    target: Optional[str] = None,
+    targets: Sequence[str] = (),
+    past: Sequence[str] = (),
+    future: Sequence[str] = (),
+    static: Sequence[str] = (),
+    fill: str = "refuse",
+    encoding: str = "utf-8",
+) -> Dict:
+    """The reader settings, checked: the long format needs ``id``, ``time`` and ``target``; the wide
+    one takes ``targets`` (or every numeric column) and refuses past and static covariates."""
+    if id is not None:
+        for flag, value in (("--time", time), ("--target", target)):
+            if not value:
+                raise TableError(f"the long format (--id) needs {flag} COL as well")
+        if targets:
+            raise TableError("--targets is for the wide format (one column per series); with --id give --target")
+    else:
+        if target:
+            raise TableError(
+                "--target needs --id (the column naming each series); for one column per series give --targets"
+            )
+        if past or static:
+            raise TableError("--past and --static covariates need the long format (--id, --time, --target)")
+    return {
+        "id": id,
+        "time": time,
+        "target": target,
+        "targets": list(targets),
+        "past": list(past),
+        "future": list(future),
+        "static": list(static),
+        "fill": fill,
+        "encoding": encoding,
+    }
+
+
+def read_panel(source, settings: Dict) -> Panel:
+    """A panel from a CSV path, a DataFrame or a ``.tsf`` path, with ``settings`` from :func:`reader`."""
+    if isinstance(source, Panel):
+        return source
+    if isinstance(source, str) and source.endswith(".tsf"):
+        from .tsf import read_tsf
+
+        return read_tsf(source, settings["fill"], settings["encoding"]).panel
+    if settings["id"] is not None:
+        return from_long(
+            source,
+            settings["id"],
+            settings["time"],
+            settings["target"],
+            settings["past"],
+            settings["future"],
+            settings["static"],
+            settings["fill"],
+            settings["encoding"],
+        )
+    return from_wide(
+        source, settings["targets"], settings["time"], settings["future"], settings["fill"], settings["encoding"]
+    )
+
+
+def align_static(panel: Panel, names: Sequence[str]) -> Panel:
+    """The panel's static covariates reordered to ``names`` (a model's); a category the model did
+    not see gets zeros in every one-hot column."""
+    if list(panel.static_names) == list(names):
+        return panel
+    position = {name: j for j, name in enumerate(panel.static_names)}
+    for name in names:
+        if "=" not in name and name not in position:
+            raise TableError(f"--static column {name!r} (the model's) is not in this data")
+    for s in panel.series:
+        s.static = np.array([s.static[position[n]] if n in position else 0.0 for n in names])
+    panel.static_names = list(names)
+    return panel
