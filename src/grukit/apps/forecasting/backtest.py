@@ -114,7 +114,8 @@ def cutoffs_of(panel: Panel, horizon: int, count: int, step: int) -> np.ndarray:
         s = panel.series[short[0]]
         raise TableError(
             f"series {s.id!r} (from row {s.row}) has {len(s)} values: too few for {count} cut-offs {step} apart "
-            f"with horizon {horizon} (it needs {horizon + (count - 1) * step + 2}); give fewer --cutoffs or a smaller --step"
+            f"with horizon {horizon} (it needs {horizon + (count - 1) * step + 2}); give fewer --cutoffs or a "
+            "smaller --step"
         )
     return cut
 

@@ -172,7 +172,8 @@ def run_backtest(args) -> int:
     print(
         f"grukit backtest: {len(panel.series)} series, {args.cutoffs} cut-offs {args.step} apart, horizon "
         f"{settings.horizon}, season {result.season}; the model trained once in {result.train_seconds:.1f} s "
-        f"(transforms {', '.join(result.transforms)}), then forecast every cut-off in {result.seconds['grukit GRU']:.2f} s"
+        f"(transforms {', '.join(result.transforms)}), then forecast every cut-off in "
+        f"{result.seconds['grukit GRU']:.2f} s"
     )
     print(result.table())
     if args.json:
