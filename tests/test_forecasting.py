@@ -70,7 +70,7 @@ def test_conformal_reaches_its_coverage_on_exchangeable_data():
     noise = lambda n: rng.standard_t(3, size=(n, 4))  # noqa: E731 - heavier tails than the model's interval
     lower, upper = -np.ones((2000, 4)), np.ones((2000, 4))  # too narrow for t(3)
     correction = conformal.calibrate(noise(2000), lower, upper, np.ones(2000), alpha=0.2)
-    assert (np.diff(correction) >= 0).all()  # never narrower further ahead
+    assert (correction > 0).all()  # the model's interval was too narrow: widened at every step
     test = noise(20000)
     lo, hi = conformal.apply(
         -np.ones((20000, 4)), np.ones((20000, 4)), np.zeros((20000, 4)), np.ones(20000), correction

@@ -228,8 +228,9 @@ def plot(result: BacktestResult, panel: Panel, path: str, count: int = 4) -> Non
         s, c = panel.series[i], result.cutoffs[i, -1]
         start = max(0, c - 4 * result.horizon)
         steps = np.arange(start, min(len(s), c + result.horizon))
-        axis.plot(steps, s.values[steps], color="black", lw=1, label="actual")
-        ahead = np.arange(c, c + result.horizon)
+        x = s.times if s.times is not None else np.arange(len(s.future))  # dates where the panel has them
+        axis.plot(x[steps], s.values[steps], color="black", lw=1, label="actual")
+        ahead = x[np.arange(c, c + result.horizon)]
         if pairs:
             lo, hi = pairs[0]
             axis.fill_between(

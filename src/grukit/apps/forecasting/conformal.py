@@ -6,11 +6,12 @@ For calibration samples i with actual y_i and interval [lo_i, hi_i], at each hor
 
     E_i,h  = max(lo_i,h - y_i,h,  y_i,h - hi_i,h) / s_i        s_i: the series' scale (pooling series)
     c_h    = the ceil((n + 1)(1 - alpha)) / n empirical quantile of E_.,h
-    c_h    <- max(c_1, ..., c_h)          a forecast is no more certain further ahead
     interval -> [lo - c_h s,  hi + c_h s]
 
-The running maximum over h is ours: with a few hundred scores per step the raw c_h is noisy, and a
-correction that shrinks at a longer horizon is that noise, not information.
+On exchangeable data the calibrated interval covers at least 1 - alpha of new values, and at most
+1 - alpha + 1/(n + 1) (continuous scores). A backtest's windows are not exchangeable with the
+validation windows (later years, a changed regime), so its coverage can differ: RESULTS.md says by
+how much on each dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def calibrate(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, scale: n
     scores = np.maximum(lower - actual, actual - upper) / scale[:, None]
     n = len(scores)
     level = min(1.0, np.ceil((n + 1) * (1 - alpha)) / n)
-    return np.maximum.accumulate(np.quantile(scores, level, axis=0, method="higher"))
+    return np.quantile(scores, level, axis=0, method="higher")
 
 
 def apply(lower: np.ndarray, upper: np.ndarray, middle: np.ndarray, scale: np.ndarray, correction: np.ndarray):
