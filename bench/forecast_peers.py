@@ -29,10 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from forecast_results import ORDER, TITLE  # noqa: E402
 from gru_speed import machine_label  # noqa: E402
-
 from grukit.apps import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import tech_stocks, us_employment  # noqa: E402
-from grukit.apps.forecasting import metrics  # noqa: E402
+from grukit.apps.forecasting.backtest import score  # noqa: E402
 from grukit.apps.report_file import write_section  # noqa: E402
 
 CUTOFFS = 10
@@ -63,22 +62,8 @@ def neuralforecast_backtest(panel: fc.Panel, horizon: int):
         )
     seconds = time.perf_counter() - started
     cv = cv.sort_values(["unique_id", "cutoff", "ds"])
-    forecasts = np.stack(
-        [cv[cv.unique_id == s.id]["GRU"].to_numpy().reshape(CUTOFFS, horizon) for s in panel.series]
-    )
+    forecasts = np.stack([cv[cv.unique_id == s.id]["GRU"].to_numpy().reshape(CUTOFFS, horizon) for s in panel.series])
     return forecasts, seconds
-
-
-def mase_table(panel, cutoffs, actual, forecasts) -> dict:
-    N, K = cutoffs.shape
-    scale = np.array(
-        [[metrics.mase_scale(panel.series[i].values[: cutoffs[i, k]], panel.season) for k in range(K)] for i in range(N)]
-    )
-    out = {}
-    for name, forecast in forecasts.items():
-        per_series = (np.abs(forecast - actual).mean(2) / scale).mean(1)
-        out[name] = (float(per_series.mean()), float(np.median(per_series)))
-    return out
 
 
 def main() -> None:
@@ -105,9 +90,13 @@ def main() -> None:
         result = fc.backtest(panel, fc.Settings(horizon=horizon, progress=False), CUTOFFS, baselines=[])
         ours = time.perf_counter() - started
         theirs, their_seconds = neuralforecast_backtest(panel, horizon)
-        scores = mase_table(
-            panel, result.cutoffs, result.actual, {"grukit": result.forecasts["grukit GRU"], "neuralforecast": theirs}
-        )
+        result.forecasts["neuralforecast"] = theirs
+        score(result, panel)  # the same metrics, on the same windows
+        summary = result.summary()
+        scores = {
+            "grukit": (summary["grukit GRU"]["MASE mean"], summary["grukit GRU"]["MASE median"]),
+            "neuralforecast": (summary["neuralforecast"]["MASE mean"], summary["neuralforecast"]["MASE median"]),
+        }
         lines.append(f"| {name} | grukit GRU | {scores['grukit'][0]:.3f} | {scores['grukit'][1]:.3f} | {ours:.1f} |")
         lines.append(
             f"| {name} | neuralforecast {neuralforecast.__version__} GRU | {scores['neuralforecast'][0]:.3f} | "

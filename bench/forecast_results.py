@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from gru_speed import machine_label  # noqa: E402
-
 from grukit.apps import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import m1_yearly_path, tech_stocks, us_employment  # noqa: E402
 from grukit.apps.forecasting import baselines, metrics  # noqa: E402
@@ -132,7 +131,11 @@ def backtests(quick: bool):
 
     datasets = [
         ("US employment by industry (vega_datasets)", fc.read(us_employment(), time="month"), 12),
-        ("Tech stocks, monthly close (vega_datasets)", fc.read(tech_stocks(), id="symbol", time="date", target="price"), 6),
+        (
+            "Tech stocks, monthly close (vega_datasets)",
+            fc.read(tech_stocks(), id="symbol", time="date", target="price"),
+            6,
+        ),
         ("Synthetic: seasonal sales with a known price effect", fc.read(sales_frame(), **LONG), 6),
     ]
     out = []

@@ -133,6 +133,7 @@ def test_tsf_reader_on_the_monash_m1_yearly_file():
     tsf = fc.tsf.read_tsf(str(m1_yearly_path()))
     assert tsf.horizon == 6 and len(tsf.panel.series) == 181 and tsf.panel.season == 1
     assert tsf.panel.series[0].values[:3].tolist() == [3600, 7700, 12300]
+    assert str(tsf.panel.series[0].times[0])[:10] == "1972-01-01" and tsf.panel.frequency == "YS"
 
 
 def test_windows_see_nothing_after_their_origin():

@@ -94,7 +94,7 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> TsfFil
                 y = _fill(y[:, None], fill)[:, 0]
             start = None
             if "start_timestamp" in attributes:
-                stamp = fields[1 + attributes.index("start_timestamp")]
+                stamp = fields[attributes.index("start_timestamp")]  # fields: the attributes, then the values
                 start = pd.to_datetime(stamp, format="%Y-%m-%d %H-%M-%S", errors="coerce")
             series.append((name, y, start, number))
     if not series:
