@@ -31,7 +31,7 @@ from forecast_results import ORDER, TITLE  # noqa: E402
 from gru_speed import machine_label  # noqa: E402
 from grukit.apps import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import tech_stocks, us_employment  # noqa: E402
-from grukit.apps.forecasting.backtest import score  # noqa: E402
+from grukit.apps.forecasting.backtesting import score  # noqa: E402
 from grukit.apps.report_file import write_section  # noqa: E402
 
 CUTOFFS = 10

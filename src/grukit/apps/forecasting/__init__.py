@@ -9,33 +9,41 @@
 Panels come from long tables (one row per series and time), wide tables (one column per series)
 and Monash ``.tsf`` files, with past, known-future and static covariates (:mod:`.panel`). The model
 (:mod:`.forecaster`) is trained once across every series; its quantile forecasts are calibrated by
-conformal prediction (:mod:`.conformal`); :mod:`.backtest` scores it and the baselines
+conformal prediction (:mod:`.conformal`); :mod:`.backtesting` scores it and the baselines
 (:mod:`.baselines`) from rolling origins with the Monash archive's metrics (:mod:`.metrics`).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import importlib
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from . import tsf
-from .backtest import BacktestResult, backtest
-from .forecaster import GlobalForecaster, Settings, fit, load
-from .panel import Panel, Series
-from .reading import read_panel, reader
+if TYPE_CHECKING:
+    from .forecaster import GlobalForecaster
+    from .panel import Panel
 
-__all__ = [
-    "BacktestResult",
-    "GlobalForecaster",
-    "Panel",
-    "Series",
-    "Settings",
-    "backtest",
-    "fit",
-    "load",
-    "read",
-    "train",
-    "tsf",
-]
+# imported on first use (PEP 562), so that the grukit command's parser, which imports
+# .commands, does not import torch and pandas before it has parsed anything
+_LAZY = {
+    "BacktestResult": ".backtesting",
+    "backtest": ".backtesting",
+    "GlobalForecaster": ".forecaster",
+    "Settings": ".forecaster",
+    "fit": ".forecaster",
+    "load": ".forecaster",
+    "Panel": ".panel",
+    "Series": ".panel",
+    "tsf": ".tsf",
+}
+
+__all__ = sorted([*_LAZY, "read", "train"])
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    return module if name == "tsf" else getattr(module, name)
 
 
 def read(
@@ -49,9 +57,11 @@ def read(
     static: Sequence[str] = (),
     fill: str = "refuse",
     encoding: str = "utf-8",
-) -> Panel:
+) -> "Panel":
     """A :class:`Panel` from a DataFrame, a CSV path or a ``.tsf`` path: long format with ``id``,
     ``time`` and ``target``; wide format with ``targets`` (default: every numeric column)."""
+    from .reading import read_panel, reader
+
     return read_panel(data, reader(id, time, target, targets, past, future, static, fill, encoding))
 
 
@@ -68,10 +78,13 @@ def train(
     fill: str = "refuse",
     encoding: str = "utf-8",
     **settings,
-) -> GlobalForecaster:
+) -> "GlobalForecaster":
     """Train a global GRU forecaster on ``data`` (read as :func:`read` reads it); ``settings`` are
     :class:`Settings`' fields (window, quantiles, transform, epochs, ensemble, pad, progress, ...).
     The model keeps the reader settings: ``model.predict(new_data)`` reads new data the same way."""
+    from .forecaster import Settings, fit
+    from .reading import read_panel, reader
+
     spec = reader(id, time, target, targets, past, future, static, fill, encoding)
     panel = read_panel(data, spec)
     return fit(panel, Settings(horizon=horizon, **settings), {"reader": spec})

@@ -153,7 +153,7 @@ def run_forecast(args) -> int:
 
 
 def run_backtest(args) -> int:
-    from .backtest import backtest, plot, write_json
+    from .backtesting import backtest, plot, write_json
     from .baselines import BASELINES, STATISTICAL
 
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
