@@ -55,9 +55,8 @@ PAPER_M1_YEARLY = {
 
 
 def monash_m1(seeds, quick: bool):
-    tsf = fc.tsf.read_tsf(str(m1_yearly_path()))
-    H = tsf.horizon
-    full = tsf.panel
+    full = fc.tsf.read_tsf(str(m1_yearly_path()))
+    H = full.horizon
     train = full.cut([len(s) - H for s in full.series])
     actual = np.stack([s.values[-H:] for s in full.series])
     scale = np.array([metrics.mase_scale(s.values, 1) for s in train.series])

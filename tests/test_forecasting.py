@@ -130,10 +130,10 @@ def test_wide_format_with_different_starts(tmp_path):
 def test_tsf_reader_on_the_monash_m1_yearly_file():
     from grukit.apps.datasets.panels import m1_yearly_path
 
-    tsf = fc.tsf.read_tsf(str(m1_yearly_path()))
-    assert tsf.horizon == 6 and len(tsf.panel.series) == 181 and tsf.panel.season == 1
-    assert tsf.panel.series[0].values[:3].tolist() == [3600, 7700, 12300]
-    assert str(tsf.panel.series[0].times[0])[:10] == "1972-01-01" and tsf.panel.frequency == "YS"
+    panel = fc.tsf.read_tsf(str(m1_yearly_path()))
+    assert panel.horizon == 6 and len(panel.series) == 181 and panel.season == 1
+    assert panel.series[0].values[:3].tolist() == [3600, 7700, 12300]
+    assert str(panel.series[0].times[0])[:10] == "1972-01-01" and panel.frequency == "YS"
 
 
 def test_windows_see_nothing_after_their_origin():
@@ -206,7 +206,7 @@ def test_monash_protocol_reproduces_the_papers_theta():
     pytest.importorskip("statsmodels")
     from grukit.apps.datasets.panels import m1_yearly_path
 
-    panel = fc.tsf.read_tsf(str(m1_yearly_path())).panel
+    panel = fc.tsf.read_tsf(str(m1_yearly_path()))
     scores = [
         metrics.mase(s.values[-6:], baselines.theta(s.values[:-6], 6), metrics.mase_scale(s.values[:-6], 1))
         for s in panel.series

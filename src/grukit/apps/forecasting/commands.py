@@ -107,14 +107,6 @@ def _settings(args, panel_horizon):
     )
 
 
-def _tsf_horizon(path: str):
-    if not path.endswith(".tsf"):
-        return None
-    from .tsf import read_tsf
-
-    return read_tsf(path).horizon
-
-
 def _write_json(path: str, payload: dict) -> None:
     from ..tasks.common import write_atomically
 
@@ -129,7 +121,7 @@ def run_forecast(args) -> int:
         if path:
             check_writable_file(flag, path)
     panel, spec = _read(args)
-    settings = _settings(args, _tsf_horizon(args.csv))
+    settings = _settings(args, panel.horizon)
     model = fit(panel, settings, {"reader": spec})
     report = {
         "series": len(panel.series),
@@ -160,7 +152,7 @@ def run_backtest(args) -> int:
         if path:
             check_writable_file(flag, path)
     panel, _ = _read(args)
-    settings = _settings(args, _tsf_horizon(args.csv))
+    settings = _settings(args, panel.horizon)
     baselines = _columns(args.baselines) if args.baselines is not None else list(BASELINES)
     if args.baselines is None:
         try:

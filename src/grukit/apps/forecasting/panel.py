@@ -60,7 +60,8 @@ class Series:
 
 @dataclass
 class Panel:
-    """Many series of one target; ``season`` is the seasonal period in steps (1: none)."""
+    """Many series of one target; ``season`` is the seasonal period in steps (1: none);
+    ``horizon``: the forecast horizon the source states (a .tsf file's header), or None."""
 
     series: List[Series]
     target: str = "value"
@@ -69,6 +70,7 @@ class Panel:
     static_names: List[str] = field(default_factory=list)
     frequency: Optional[str] = None
     season: int = 1
+    horizon: Optional[int] = None
 
     @property
     def ids(self) -> List[str]:
@@ -84,6 +86,7 @@ class Panel:
             self.static_names,
             self.frequency,
             self.season,
+            self.horizon,
         )
 
 

@@ -57,7 +57,7 @@ def read_panel(source, settings: Dict) -> Panel:
     if isinstance(source, str) and source.endswith(".tsf"):
         from .tsf import read_tsf
 
-        return read_tsf(source, settings["fill"], settings["encoding"]).panel
+        return read_tsf(source, settings["fill"], settings["encoding"])
     if settings["id"] is not None:
         return from_long(
             source,

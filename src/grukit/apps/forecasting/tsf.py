@@ -12,8 +12,6 @@ then one series per line, ``name:start_timestamp:v1,v2,...`` (``?`` for a missin
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -35,17 +33,10 @@ FREQUENCIES = {
 }
 
 
-@dataclass
-class TsfFile:
-    """A panel read from a .tsf file and the header's forecast horizon (None if it gives none)."""
-
-    panel: Panel
-    horizon: Optional[int]
-
-
-def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> TsfFile:
-    """The series of a Monash ``.tsf`` file as a :class:`Panel`. Missing values (``?``) are refused
-    unless ``fill`` names a way to fill them (ffill, interpolate, zero); every error names the line."""
+def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> Panel:
+    """The series of a Monash ``.tsf`` file as a :class:`Panel` (its ``horizon`` the header's, None
+    if it gives none). Missing values (``?``) are refused unless ``fill`` names a way to fill them
+    (ffill, interpolate, zero); every error names the line."""
     import pandas as pd
 
     from .panel import _fill
@@ -110,8 +101,7 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> TsfFil
     if any(s.times is None for s in out):  # calendar features need every series' times
         for s in out:
             s.future, s.times = np.zeros((len(s), 0)), None
-    panel = Panel(out, "value", frequency=pandas_frequency, season=season_of(pandas_frequency))
-    return TsfFile(panel, horizon)
+    return Panel(out, "value", frequency=pandas_frequency, season=season_of(pandas_frequency), horizon=horizon)
 
 
 def _is_number(text: str) -> bool:
