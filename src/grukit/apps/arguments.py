@@ -52,6 +52,15 @@ def check_writable_file(name: str, path: str) -> None:
         raise ValueError(f"{name} {path!r} is not a regular file (a device, FIFO or socket); give a file name")
 
 
+def check_writable_outputs(args, *flags: str) -> None:
+    """:func:`check_writable_file` for each of ``flags`` ("--output", "--json", ...) to which the
+    parsed ``args`` give a path."""
+    for flag in flags:
+        path = getattr(args, flag[2:].replace("-", "_"), None)
+        if path:
+            check_writable_file(flag, path)
+
+
 def positive_float(text: str) -> float:
     """argparse ``type=``: a number > 0."""
     value = _argument(float, text, "a number")

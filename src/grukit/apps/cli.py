@@ -26,10 +26,16 @@ import re
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
-from .arguments import check_writable_file, non_negative_int, positive_float, positive_int, probability_below_one
+from .arguments import (
+    check_writable_file,
+    check_writable_outputs,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability_below_one,
+)
 from .forecasting.commands import add_commands as add_forecasting_commands
 
 
@@ -154,14 +160,12 @@ def _init_distributed() -> None:
 def _check_output_paths(args: argparse.Namespace) -> None:
     """The files ``grukit train`` will write can be written: checked before training (and before
     --nproc starts workers), not found out after it."""
-    for flag, path in (("--output", args.output), ("--checkpoint", args.checkpoint), ("--json", args.json)):
-        if path:
-            check_writable_file(flag, path)
+    check_writable_outputs(args, "--output", "--checkpoint", "--json")
 
 
 def _train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
-    from .tasks.common import SAVE_ERROR, distributed, write_atomically
+    from .tasks.common import SAVE_ERROR, distributed, write_json
 
     _check_output_paths(args)
     _check_data_options(args, TASKS[args.task])
@@ -176,8 +180,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.output and not save_error:
         print(f"  saved the model to {args.output}")
     if args.json:
-        summary = json.dumps({k: v for k, v in report.items() if k not in ("history", "model_file")}, indent=2)
-        write_atomically(args.json, lambda temporary: Path(temporary).write_text(summary))
+        write_json(args.json, {k: v for k, v in report.items() if k not in ("history", "model_file")})
     if save_error:  # the report above is printed; the model could not be written
         print(f"grukit train: error: {save_error}", file=sys.stderr)
         return 2

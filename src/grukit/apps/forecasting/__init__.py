@@ -16,7 +16,7 @@ conformal prediction (:mod:`.conformal`); :mod:`.backtesting` scores it and the 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .forecaster import GlobalForecaster
@@ -46,45 +46,22 @@ def __getattr__(name: str):
     return module if name == "tsf" else getattr(module, name)
 
 
-def read(
-    data,
-    id: Optional[str] = None,
-    time: Optional[str] = None,
-    target: Optional[str] = None,
-    targets: Sequence[str] = (),
-    past: Sequence[str] = (),
-    future: Sequence[str] = (),
-    static: Sequence[str] = (),
-    fill: str = "refuse",
-    encoding: str = "utf-8",
-) -> "Panel":
-    """A :class:`Panel` from a DataFrame, a CSV path or a ``.tsf`` path: long format with ``id``,
-    ``time`` and ``target``; wide format with ``targets`` (default: every numeric column)."""
+def read(data, **columns) -> "Panel":
+    """A :class:`Panel` from a DataFrame, a CSV path or a ``.tsf`` path. ``columns`` are
+    :func:`.reading.reader`'s keywords: the long format takes ``id``, ``time`` and ``target``, the
+    wide one ``targets`` (default: every numeric column) and ``time``; both take ``future``, and the
+    long one ``past`` and ``static`` covariates; ``fill`` and ``encoding``."""
     from .reading import read_panel, reader
 
-    return read_panel(data, reader(id, time, target, targets, past, future, static, fill, encoding))
+    return read_panel(data, reader(**columns))
 
 
-def train(
-    data,
-    horizon: int,
-    id: Optional[str] = None,
-    time: Optional[str] = None,
-    target: Optional[str] = None,
-    targets: Sequence[str] = (),
-    past: Sequence[str] = (),
-    future: Sequence[str] = (),
-    static: Sequence[str] = (),
-    fill: str = "refuse",
-    encoding: str = "utf-8",
-    **settings,
-) -> "GlobalForecaster":
-    """Train a global GRU forecaster on ``data`` (read as :func:`read` reads it); ``settings`` are
+def train(data, horizon: int, **options) -> "GlobalForecaster":
+    """Train a global GRU forecaster on ``data``. ``options`` are :func:`read`'s column keywords and
     :class:`Settings`' fields (window, quantiles, transform, epochs, ensemble, pad, progress, ...).
     The model keeps the reader settings: ``model.predict(new_data)`` reads new data the same way."""
     from .forecaster import Settings, fit
-    from .reading import read_panel, reader
+    from .reading import READER_OPTIONS, read_panel, reader
 
-    spec = reader(id, time, target, targets, past, future, static, fill, encoding)
-    panel = read_panel(data, spec)
-    return fit(panel, Settings(horizon=horizon, **settings), {"reader": spec})
+    spec = reader(**{name: options.pop(name) for name in READER_OPTIONS if name in options})
+    return fit(read_panel(data, spec), Settings(horizon=horizon, **options), {"reader": spec})

@@ -11,7 +11,6 @@ The Monash archive's protocol (test = the last H values of each series) is K = 1
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -199,13 +198,6 @@ def backtest(
         result.seconds[name] = time.perf_counter() - clock
     score(result, panel)
     return result
-
-
-def write_json(result: BacktestResult, path: str) -> None:
-    from ..tasks.common import write_atomically
-
-    text = json.dumps(result.to_json(), indent=2)
-    write_atomically(path, lambda temporary: open(temporary, "w").write(text))
 
 
 def plot(result: BacktestResult, panel: Panel, path: str, count: int = 4) -> None:

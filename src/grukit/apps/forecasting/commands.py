@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ..arguments import check_writable_file, non_negative_int, positive_float, positive_int
+from ..arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
 
 
 def _columns(text):
@@ -71,15 +71,15 @@ def _read(args):
     from . import reading
 
     spec = reading.reader(
-        args.id,
-        args.time,
-        args.target,
-        _columns(args.targets),
-        _columns(args.past),
-        _columns(args.future),
-        _columns(args.static),
-        args.fill,
-        args.encoding,
+        id=args.id,
+        time=args.time,
+        target=args.target,
+        targets=_columns(args.targets),
+        past=_columns(args.past),
+        future=_columns(args.future),
+        static=_columns(args.static),
+        fill=args.fill,
+        encoding=args.encoding,
     )
     return reading.read_panel(args.csv, spec), spec
 
@@ -107,19 +107,11 @@ def _settings(args, panel_horizon):
     )
 
 
-def _write_json(path: str, payload: dict) -> None:
-    from ..tasks.common import write_atomically
-
-    text = json.dumps(payload, indent=2, default=str)
-    write_atomically(path, lambda temporary: open(temporary, "w").write(text))
-
-
 def run_forecast(args) -> int:
+    from ..tasks.common import write_json
     from .forecaster import fit
 
-    for flag, path in (("--output", args.output), ("--json", args.json)):
-        if path:
-            check_writable_file(flag, path)
+    check_writable_outputs(args, "--output", "--json")
     panel, spec = _read(args)
     settings = _settings(args, panel.horizon)
     model = fit(panel, settings, {"reader": spec})
@@ -140,17 +132,16 @@ def run_forecast(args) -> int:
         model.save(args.output)
         print(f"  saved the model to {args.output} (forecast with: grukit predict {args.output} --csv FILE)")
     if args.json:
-        _write_json(args.json, report)
+        write_json(args.json, report)
     return 0
 
 
 def run_backtest(args) -> int:
-    from .backtesting import backtest, plot, write_json
+    from ..tasks.common import write_json
+    from .backtesting import backtest, plot
     from .baselines import BASELINES, STATISTICAL
 
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        if path:
-            check_writable_file(flag, path)
+    check_writable_outputs(args, "--json", "--plot")
     panel, _ = _read(args)
     settings = _settings(args, panel.horizon)
     baselines = _columns(args.baselines) if args.baselines is not None else list(BASELINES)
@@ -169,7 +160,7 @@ def run_backtest(args) -> int:
     )
     print(result.table())
     if args.json:
-        write_json(result, args.json)
+        write_json(args.json, result.to_json())
         print(f"  wrote {args.json}")
     if args.plot:
         plot(result, panel, args.plot)
@@ -183,20 +174,18 @@ def predict_global(args, saved: dict) -> int:
 
     if not args.csv:
         raise ValueError("--csv FILE is needed: the series' history to forecast from")
+    check_writable_outputs(args, "--output")
     output = getattr(args, "output", None)
-    if output:
-        check_writable_file("--output", output)
     model = GlobalForecaster.from_state(saved)
     horizon = getattr(args, "horizon", None)
     frame = model.predict(args.csv, horizon)
     if not output:
         print(frame.to_string(index=False))
         return 0
-    from ..tasks.common import write_atomically
+    from ..tasks.common import write_atomically, write_json
 
     if output.endswith(".json"):
-        records = json.loads(frame.to_json(orient="records", date_format="iso"))
-        write_atomically(output, lambda temporary: open(temporary, "w").write(json.dumps(records, indent=1)))
+        write_json(output, json.loads(frame.to_json(orient="records", date_format="iso")))
     else:
         write_atomically(output, lambda temporary: frame.to_csv(temporary, index=False))
     print(f"grukit predict: {len(frame)} forecasts ({frame['id'].nunique()} series) written to {output}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ from .panel import Panel, from_long, from_wide
 
 
 def reader(
+    *,
     id: Optional[str] = None,
     time: Optional[str] = None,
     target: Optional[str] = None,
@@ -48,6 +50,9 @@ def reader(
         "fill": fill,
         "encoding": encoding,
     }
+
+
+READER_OPTIONS = tuple(inspect.signature(reader).parameters)  # the keywords read() and train() pass on
 
 
 def read_panel(source, settings: Dict) -> Panel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import stat
@@ -10,6 +11,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -291,6 +293,13 @@ TEMPORARY_PREFIX = ".grukit-save-"  # + "<pid>-<random>.tmp": a save in progress
 def save_atomically(obj, path: str) -> None:
     """``torch.save(obj, path)`` through :func:`write_atomically`."""
     write_atomically(path, lambda temporary: torch.save(obj, temporary))
+
+
+def write_json(path: str, payload) -> None:
+    """``payload`` as indented JSON at ``path``, through :func:`write_atomically` (values JSON does
+    not know, such as timestamps, as their ``str``)."""
+    text = json.dumps(payload, indent=2, default=str)
+    write_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def write_atomically(path: str, write: Callable[[str], object]):
