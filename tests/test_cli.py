@@ -208,3 +208,49 @@ def test_ctrl_c_during_the_imports_is_one_line(presses):
     assert command.returncode == 130, err
     assert "Traceback" not in err and err.strip().endswith("interrupted"), err
     assert err.count("\n") == 1, err
+
+
+def test_help_imports_no_task_and_no_torch():
+    """`grukit --help` and `grukit train --help` answer without importing torch or a task module
+    (seconds on a loaded machine), and `train --help` lists every task with its defaults."""
+    code = (
+        "import sys\n"
+        "from grukit.apps.cli import main\n"
+        "for argv in (['--help'], ['train', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in sys.modules if m == 'torch' or m.startswith('grukit.apps.tasks.') "
+        "and m != 'grukit.apps.tasks.catalog')\n"
+        "print('IMPORTED', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "IMPORTED []" in result.stdout, result.stdout[-500:]
+    from grukit.apps.tasks import TASKS
+    from grukit.apps.tasks.catalog import CATALOG
+
+    assert list(CATALOG) == list(TASKS)
+    for name, defaults in CATALOG.items():
+        assert f"  {name} " in result.stdout
+        assert f"--epochs {defaults.epochs} --hidden {defaults.hidden} --batch-size {defaults.batch_size}" in (
+            result.stdout
+        )
+
+
+def test_the_tasks_train_with_the_defaults_the_help_lists(monkeypatch):
+    """Each task module reads its defaults from the catalog the help prints (no second copy)."""
+    from grukit.apps.tasks import classify, csv_forecast, csv_series, csv_text, music, sentiment, textgen, translate
+    from grukit.apps.tasks.catalog import CATALOG
+
+    assert sentiment.DEFAULTS is CATALOG["sentiment"] and textgen.DEFAULTS is CATALOG["textgen"]
+    assert music.DEFAULTS is CATALOG["music"] and translate.DEFAULTS is CATALOG["translate"]
+    assert csv_text.DEFAULTS is CATALOG["classify-text"] and csv_series.DEFAULTS is CATALOG["classify-series"]
+    assert csv_forecast.DEFAULTS is CATALOG["forecast"]
+    seen = {}
+    monkeypatch.setattr(classify, "train_on", lambda data, options, defaults: seen.setdefault("d", defaults))
+    monkeypatch.setattr(classify, "load_data", lambda task, limit: None)
+    from grukit.apps.tasks.common import Options
+
+    classify.train(Options(task="activity"))
+    assert seen["d"] is CATALOG["activity"]

@@ -500,7 +500,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import TASKS
+    """The ``grukit`` command's parser. It imports no task (nor torch): ``--help`` answers at once."""
+    from .tasks.catalog import CATALOG, task_list
 
     parser = _Parser(prog="grukit", description="Gated Recurrent Units: applications and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -513,8 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(demo)
     demo.set_defaults(run=_demo, task="sentiment")
-    train = sub.add_parser("train", help="train a task and report its held-out metric next to baselines")
-    train.add_argument("task", choices=list(TASKS))
+    train = sub.add_parser(
+        "train",
+        help="train a task and report its held-out metric next to baselines",
+        description="Train a GRU on a task's data and report its held-out metric next to the baselines'.",
+        epilog=task_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("task", choices=list(CATALOG), metavar="TASK", help="one of the tasks listed below")
     _add_training_options(train)
     train.set_defaults(run=_train)
     predict = sub.add_parser("predict", help="use a saved model: classify sentences or forecast days")
@@ -658,13 +665,14 @@ def _interrupted(command: str, where: str, exiting: bool) -> int:
 
 
 def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)  # --help and usage errors end here, before torch is imported
+
     from ..backends import BackendError
     from .tasks import TASKS
     from .tasks.common import first_line
 
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
     regularised = (
         getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)
     )

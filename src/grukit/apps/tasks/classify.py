@@ -19,13 +19,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
+from .catalog import CATALOG, TaskDefaults
 from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import NotOffered, Task
-
-SETTINGS = {
-    "speech": {"epochs": 60, "hidden": 64, "batch_size": 16},
-    "activity": {"epochs": 60, "hidden": 32, "batch_size": 8},
-}
 
 
 class Classifier(nn.Module):
@@ -69,14 +65,14 @@ def baselines(data) -> Dict[str, float]:
 
 def train(options: Options) -> Dict:
     torch.manual_seed(options.seed)
-    return train_on(load_data(options.task, options.limit), options, SETTINGS[options.task])
+    return train_on(load_data(options.task, options.limit), options, CATALOG[options.task])
 
 
-def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
+def train_on(data, options: Options, defaults: TaskDefaults, **extra) -> Dict:
     """Train a :class:`Classifier` on ``data`` (a :class:`~..datasets.uea.SeriesClasses`); the
     report, with a ``model_file`` that also holds ``extra``."""
     task = options.task
-    hidden = options.hidden or settings["hidden"]
+    hidden = options.hidden or defaults.hidden
     model = Classifier(data.x_train.shape[2], len(data.classes), hidden, options.layers, options.reset_after)
 
     def accuracy(x, lengths, y, m=model):
@@ -89,9 +85,9 @@ def train_on(data, options: Options, settings: Dict, **extra) -> Dict:
         tensors,
         lambda m, x, n, y: nn.functional.cross_entropy(m(x, n), y),
         lambda: accuracy(data.x_val, data.lengths_val, data.y_val),
-        options.epochs or settings["epochs"],
-        options.lr or 3e-3,
-        options.batch_size or settings["batch_size"],
+        options.epochs or defaults.epochs,
+        options.lr or defaults.lr,
+        options.batch_size or defaults.batch_size,
         options,
         higher_is_better=True,
     )

@@ -21,12 +21,14 @@ from torch import nn
 
 from ..datasets.csv_table import TableError, fill_missing, numeric_column, optional, read_table, time_column
 from ..datasets.series import day_of_year_features, make_windows
+from .catalog import CATALOG
 from .common import Options, fit, model_file
 from .forecast import Forecaster, ForecastTask, load_model
 from .task import NotOffered
 
 SPLIT = (0.7, 0.15)
-DEFAULTS = {"window": 14, "horizon": 1, "epochs": 40, "hidden": 50, "batch_size": 32, "lr": 1e-3}
+WINDOW, HORIZON = 14, 1  # --window, --horizon defaults
+DEFAULTS = CATALOG["forecast"]
 RECENT_ROWS = 400  # rows kept in the model file, for `predict` and `gates`
 
 
@@ -111,8 +113,8 @@ def _rmse(a, b) -> float:
 
 def train_frame(source, options: Options) -> Dict:
     """Train on ``source`` (a CSV path or a pandas DataFrame); the report, with ``model_file``."""
-    window = options.window or DEFAULTS["window"]
-    horizon = options.horizon or DEFAULTS["horizon"]
+    window = options.window or WINDOW
+    horizon = options.horizon or HORIZON
     if options.season is not None and options.season < 1:
         raise TableError(f"--season must be a positive number of rows, got {options.season}")
     values, names, times = read_series(source, options)
@@ -130,7 +132,7 @@ def train_frame(source, options: Options) -> Dict:
             f"--season {options.season} reaches back before the first row: the first test window ends at row "
             f"{ends[0] + 1} of {len(values)}; give a season of at most {ends[0] + 1} rows, or more rows"
         )
-    hidden = options.hidden or DEFAULTS["hidden"]
+    hidden = options.hidden or DEFAULTS.hidden
     model = Forecaster(len(names), hidden, options.layers, options.reset_after, horizon)
     scale = lambda y: ((y - data.target_mean) / data.target_std).astype(np.float32)  # noqa: E731
 
@@ -143,9 +145,9 @@ def train_frame(source, options: Options) -> Dict:
         (torch.from_numpy(data.x_train), torch.from_numpy(scale(data.y_train))),
         lambda m, xb, yb: nn.functional.mse_loss(m(xb), yb),
         lambda: _rmse(predict(data.x_val), data.y_val),
-        options.epochs or DEFAULTS["epochs"],
-        options.lr or DEFAULTS["lr"],
-        options.batch_size or DEFAULTS["batch_size"],
+        options.epochs or DEFAULTS.epochs,
+        options.lr or DEFAULTS.lr,
+        options.batch_size or DEFAULTS.batch_size,
         options,
         higher_is_better=False,
     )

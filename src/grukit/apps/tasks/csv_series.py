@@ -33,11 +33,12 @@ from ..datasets.csv_table import (
     time_column,
 )
 from ..datasets.uea import SeriesClasses, read_ts
+from .catalog import CATALOG
 from .classify import train_on
 from .common import Options
 from .task import Task
 
-DEFAULTS = {"epochs": 60, "hidden": 64, "batch_size": 16}
+DEFAULTS = CATALOG["classify-series"]
 
 
 def _is_ts(path) -> bool:

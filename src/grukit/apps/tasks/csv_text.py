@@ -19,12 +19,13 @@ from torch import nn
 from ..datasets.csv_table import TableError, class_labels, fill_missing, read_table
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, model_file
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
 VOCABULARY = 20_000
 MAX_WORDS = 200
-DEFAULTS = {"epochs": 12, "hidden": 64, "batch_size": 64, "lr": 3e-3}
+DEFAULTS = CATALOG["classify-text"]
 
 
 def read_texts(source, options: Options):
@@ -59,7 +60,7 @@ def train_frame(source, options: Options) -> Dict:
         ids, lengths = encode([texts[i] for i in rows], vocab, MAX_WORDS, tokenize_any_language)
         splits[part] = (ids, lengths, y[rows])
     torch.manual_seed(options.seed)
-    hidden = options.hidden or DEFAULTS["hidden"]
+    hidden = options.hidden or DEFAULTS.hidden
     model = SentimentModel(
         len(vocab) + 2, hidden=hidden, layers=options.layers, reset_after=options.reset_after, outputs=len(classes)
     )
@@ -74,9 +75,9 @@ def train_frame(source, options: Options) -> Dict:
         tuple(torch.from_numpy(a) for a in splits["train"]),
         lambda m, x, lengths, labels: nn.functional.cross_entropy(m(x, lengths), labels),
         lambda: accuracy(*splits["val"]),
-        options.epochs or DEFAULTS["epochs"],
-        options.lr or DEFAULTS["lr"],
-        options.batch_size or DEFAULTS["batch_size"],
+        options.epochs or DEFAULTS.epochs,
+        options.lr or DEFAULTS.lr,
+        options.batch_size or DEFAULTS.batch_size,
         options,
         higher_is_better=True,
     )

@@ -21,12 +21,13 @@ from torch import nn
 from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
 from ..datasets.series import day_of_year_features
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import Task
 
 SETTINGS = {
-    "weather": {"window": 14, "epochs": 40, "hidden": 50, "batch_size": 32},
-    "stocks": {"window": 30, "epochs": 15, "hidden": 50, "batch_size": 64},
+    "weather": {"window": 14},
+    "stocks": {"window": 30},
 }
 
 
@@ -88,9 +89,9 @@ def train(options: Options) -> Dict:
     settings = SETTINGS[task]
     torch.manual_seed(options.seed)
     data, close = load_data(task, options.limit)
-    hidden = options.hidden or settings["hidden"]
-    epochs = options.epochs or settings["epochs"]
-    batch_size = options.batch_size or settings["batch_size"]
+    hidden = options.hidden or CATALOG[task].hidden
+    epochs = options.epochs or CATALOG[task].epochs
+    batch_size = options.batch_size or CATALOG[task].batch_size
     model = Forecaster(len(data.features), hidden, options.layers, options.reset_after)
     scale = lambda y: (y - data.target_mean) / data.target_std  # noqa: E731
     unscale = lambda z: z * data.target_std + data.target_mean  # noqa: E731
@@ -103,7 +104,15 @@ def train(options: Options) -> Dict:
         return _rmse(unscale(_predict_scaled(model, data.x_val)), data.y_val)
 
     result = fit(
-        model, (x, y), loss_fn, val_rmse, epochs, options.lr or 1e-3, batch_size, options, higher_is_better=False
+        model,
+        (x, y),
+        loss_fn,
+        val_rmse,
+        epochs,
+        options.lr or CATALOG[task].lr,
+        batch_size,
+        options,
+        higher_is_better=False,
     )
     pred = unscale(_predict_scaled(model, data.x_test))
     if task == "weather":

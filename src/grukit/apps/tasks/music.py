@@ -24,8 +24,11 @@ from torch import nn
 
 from ...nn import GRU
 from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, model_file, saved_gru_options
 from .task import Task
+
+DEFAULTS = CATALOG["music"]  # epochs, hidden, batch size, learning rate
 
 PITCHES = 129  # token 0 = rest, 1 + MIDI number otherwise
 TRANSPOSITIONS = range(-5, 7)
@@ -152,16 +155,16 @@ def train(options: Options) -> Dict:
     data = bach_chorales(limit=options.limit or None)
     train_set = encode(data.train, TRANSPOSITIONS)
     val_set, test_set = encode(data.val), encode(data.test)
-    hidden = options.hidden or 128
+    hidden = options.hidden or DEFAULTS.hidden
     model = MelodyModel(hidden, options.layers, options.reset_after, **options.gru_options())
     result = fit(
         model,
         train_set,
         melody_loss,
         lambda: evaluate_model(model, *val_set)["nll"],
-        options.epochs or 30,
-        options.lr or 3e-3,
-        options.batch_size or 32,
+        options.epochs or DEFAULTS.epochs,
+        options.lr or DEFAULTS.lr,
+        options.batch_size or DEFAULTS.batch_size,
         options,
         higher_is_better=False,
     )

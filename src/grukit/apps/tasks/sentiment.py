@@ -20,8 +20,11 @@ from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
 from ..datasets.reviews import UNKNOWN, encode, rotten_tomatoes, tokenize
 from .bag_of_words import bag_of_words_accuracy
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, metric_by_precision, model_file
 from .task import Task
+
+DEFAULTS = CATALOG["sentiment"]  # epochs, hidden, batch size, learning rate
 
 EXAMPLES = [
     "A gripping, beautifully acted film that stays with you long after the credits.",
@@ -68,9 +71,9 @@ def _accuracy(model, ids, lengths, labels) -> float:
 def train(options: Options) -> Dict:
     torch.manual_seed(options.seed)
     data = rotten_tomatoes(limit=options.limit)
-    epochs = options.epochs or 12
-    hidden = options.hidden or 64
-    batch_size = options.batch_size or 64
+    epochs = options.epochs or DEFAULTS.epochs
+    hidden = options.hidden or DEFAULTS.hidden
+    batch_size = options.batch_size or DEFAULTS.batch_size
     model = SentimentModel(len(data.vocab) + 2, hidden=hidden, layers=options.layers, reset_after=options.reset_after)
     ids, lengths, labels = (torch.from_numpy(a) for a in (data.train_ids, data.train_lengths, data.train_labels))
 
@@ -83,7 +86,7 @@ def train(options: Options) -> Dict:
         loss_fn,
         lambda: _accuracy(model, data.val_ids, data.val_lengths, data.val_labels),
         epochs,
-        options.lr or 3e-3,
+        options.lr or DEFAULTS.lr,
         batch_size,
         options,
         higher_is_better=True,

@@ -19,8 +19,11 @@ from torch import nn
 
 from ...nn import GRU
 from ..datasets.plays import encode, shakespeare
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, metric_by_precision, model_file, saved_gru_options
 from .task import Task
+
+DEFAULTS = CATALOG["textgen"]  # epochs, hidden, batch size, learning rate
 
 WINDOW, VAL_CHARS = 128, 200_000
 
@@ -68,7 +71,7 @@ def train(options: Options) -> Dict:
     limit = options.limit or 1_500_000
     train_ids = encode(data.train_text[:limit], data.vocab)
     val_ids = encode(data.val_text[:VAL_CHARS], data.vocab)
-    hidden = options.hidden or 256
+    hidden = options.hidden or DEFAULTS.hidden
     model = CharModel(chars, hidden, options.layers, options.reset_after, **options.gru_options())
     x, y = _windows(train_ids)
     vx, vy = _windows(val_ids)
@@ -91,9 +94,9 @@ def train(options: Options) -> Dict:
         (x, y),
         loss_fn,
         bits,
-        options.epochs or 8,
-        options.lr or 3e-3,
-        options.batch_size or 64,
+        options.epochs or DEFAULTS.epochs,
+        options.lr or DEFAULTS.lr,
+        options.batch_size or DEFAULTS.batch_size,
         options,
         higher_is_better=False,
     )

@@ -27,8 +27,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
 from ..datasets.numbers import covering_numbers, detokenize, english, french, number_pairs, tokenize
+from .catalog import CATALOG
 from .common import Options, fit, load_weights, model_file
 from .task import Task
+
+DEFAULTS = CATALOG["translate"]  # epochs, hidden, batch size, learning rate
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 MAX_OUTPUT = 40  # tokens; the longest French number below 100,000 has 20
@@ -256,7 +259,7 @@ def train(options: Options) -> Dict:
     every = covering_numbers(data.high)
     source_vocab = build_vocab([en for _, en, _ in data.train] + [english(n) for n in every], [PAD, UNK])
     target_vocab = build_vocab([fr for _, _, fr in data.train] + [french(n) for n in every], [PAD, BOS, EOS, UNK])
-    hidden = options.hidden or 128
+    hidden = options.hidden or DEFAULTS.hidden
     model = EncoderDecoder(len(source_vocab), len(target_vocab), hidden, options.layers, options.reset_after)
     source, source_lengths = encode_batch([en for _, en, _ in data.train], source_vocab)
     target, _ = encode_batch([fr for _, _, fr in data.train], target_vocab, bos=True, eos=True)
@@ -275,9 +278,9 @@ def train(options: Options) -> Dict:
         (source, source_lengths, target),
         loss_fn,
         val_exact,
-        options.epochs or 12,
-        options.lr or 3e-3,
-        options.batch_size or 64,
+        options.epochs or DEFAULTS.epochs,
+        options.lr or DEFAULTS.lr,
+        options.batch_size or DEFAULTS.batch_size,
         options,
         higher_is_better=True,
     )
