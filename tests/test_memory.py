@@ -4,6 +4,8 @@ the memoryless losses they claim, a quick run writes its table and resumes witho
 import itertools
 import json
 import math
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -161,6 +163,60 @@ def test_compare_memory_quick_writes_the_table_and_resumes(tmp_path, capsys):
     (out / "runs.jsonl").write_text("\n".join(log[:-1]) + "\n" + log[-1][: len(log[-1]) // 2])
     capsys.readouterr()
     assert main(["compare", "--memory", "--quick", "--out", str(out)]) == 0
-    assert f"resuming: {len(log) - 1} runs" in capsys.readouterr().out
+    assert f"resuming: {len(log) - 1} runs of these settings" in capsys.readouterr().out
     again = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()[len(log) :]]
     assert len(again) == 1 and again[0]["task"] == runs[-1]["task"] and again[0]["length"] == runs[-1]["length"]
+
+
+def test_runs_resume_only_into_an_experiment_with_the_same_settings(tmp_path, monkeypatch):
+    """A quick experiment in a folder holding a full one's runs neither reuses nor reports them
+    (it once claimed the full runs' T = 1000 results "with a budget of 20 steps")."""
+    full, quick = memory.Settings(), memory.Settings.quick()
+    assert full.budget_id("adding") != quick.budget_id("adding")
+    assert full.budget_id("adding") != full.budget_id("copy")
+    # the lengths and the number of seeds are recorded by each run, so they do not change the id
+    assert memory.Settings(seeds=5, lengths={**full.lengths, "adding": (7,)}).budget_id("adding") == full.budget_id(
+        "adding"
+    )
+
+    def train_run(run, settings):  # runs in the pool's (forked) worker: its outcome says which settings trained it
+        return replace(run, steps=settings.steps[run.task], solved_at=1)
+
+    monkeypatch.setattr(memory, "train_run", train_run)
+    log = memory.RunLog(str(tmp_path / "runs.jsonl"))
+    from_full = memory._new_run("adding", "gru-after", "hidden", 8, 10, 0, 1e-3, "tune", full.budget_id("adding"))
+    log.append(replace(from_full, steps=10_000, solved_at=5))
+    runs = memory.run_experiment(quick, str(tmp_path), jobs=1, log=lambda line: None, tasks=("adding",),
+                                 kinds=("gru-after",))  # fmt: skip
+    assert runs and all(r.budget_id == quick.budget_id("adding") for r in runs)
+    again = [r for r in runs if (r.purpose, r.length, r.learning_rate) == ("tune", 10, 1e-3)]
+    assert len(again) == 1 and again[0].steps == quick.steps["adding"]  # trained again, not the full run reused
+    assert len(log.read()) == len(runs) + 1  # the full run stays in the file
+
+
+def test_a_quick_compare_does_not_write_into_the_committed_comparison_folder(tmp_path, monkeypatch):
+    from grukit.apps.cli import main
+
+    class Stop(Exception):
+        pass
+
+    def run_experiment(settings, out_dir, **kwargs):
+        raise Stop(out_dir)
+
+    monkeypatch.setattr(memory, "run_experiment", run_experiment)
+    monkeypatch.chdir(tmp_path)
+    for argv, folder in ((["--quick"], "comparison-quick"), ([], "comparison")):
+        with pytest.raises(Stop) as stopped:
+            main(["compare", "--memory", *argv])
+        assert stopped.value.args == (folder,)
+    with open(os.path.join(os.path.dirname(__file__), "..", ".gitignore")) as f:
+        assert "comparison-quick/" in f.read().split()
+
+
+def test_the_committed_runs_carry_the_settings_they_were_trained_with():
+    """comparison/runs.jsonl holds the full experiment's runs: each is tagged with the default
+    settings' id, so `grukit compare --memory` resumes from them and a quick run does not."""
+    path = os.path.join(os.path.dirname(__file__), "..", "comparison", "runs.jsonl")
+    full = memory.Settings()
+    runs = memory.RunLog(path).read()
+    assert runs and all(r.budget_id == full.budget_id(r.task) for r in runs)

@@ -345,6 +345,8 @@ def _compare(args: argparse.Namespace) -> int:
     from .report_file import write_section
 
     command = ("grukit compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "grukit compare").strip()
+    if args.out is None:  # a quick run never writes over the full comparison's report and runs
+        args.out = "comparison-quick" if args.quick else "comparison"
     report = os.path.join(args.out, "COMPARISON.md")
     os.makedirs(args.out, exist_ok=True)
     if args.min_gru:
@@ -584,8 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--show", type=positive_int, default=1, help="print this many of the beam's best translations")
     tr.set_defaults(run=_translate)
     comp = sub.add_parser("compare", help="RNN vs LSTM vs GRU on the tasks and long-memory problems")
-    comp.add_argument("--quick", action="store_true", help="tiny settings (seconds; for tests)")
-    comp.add_argument("--out", default="comparison", help="folder for COMPARISON.md and the plots")
+    comp.add_argument(
+        "--quick", action="store_true", help="tiny settings (seconds; for tests), written to comparison-quick/"
+    )
+    comp.add_argument(
+        "--out", help="folder for COMPARISON.md, the plots and runs.jsonl (default comparison, or comparison-quick)"
+    )
     comp.add_argument("--memory", action="store_true", help="run only the long-memory experiment (adding, copy)")
     comp.add_argument("--seeds", type=positive_int, default=2, help="seeds per model and setting (default 2)")
     comp.add_argument(

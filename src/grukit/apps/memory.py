@@ -30,6 +30,7 @@ interrupted experiment resumes where it stopped.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -209,6 +210,16 @@ class Settings:
     clip: float = 1.0
     patience: int = 5  # validation checks without improvement before the learning rate falls
 
+    def budget_id(self, task: str) -> str:
+        """A short hash of every setting that changes a ``task`` run's outcome (all but the lengths
+        and the number of seeds, which each run records itself): runs resume only into an experiment
+        whose settings give the same hash, so a quick run never reuses a full run's result or the
+        other way round."""
+        outcome = asdict(self)
+        del outcome["lengths"], outcome["seeds"]
+        outcome["hidden"], outcome["steps"] = self.hidden[task], self.steps[task]
+        return hashlib.sha256(json.dumps(outcome, sort_keys=True).encode()).hexdigest()[:12]
+
     @classmethod
     def quick(cls) -> "Settings":
         return cls(
@@ -246,10 +257,20 @@ class Run:
     trivial_loss: float = float("nan")
     seconds: float = 0.0
     curve: List[Tuple[int, float, float]] = field(default_factory=list)  # (step, train loss, validation loss)
+    budget_id: str = ""  # Settings.budget_id(task) of the experiment that trained it
 
     @property
     def key(self) -> Tuple:
-        return (self.purpose, self.task, self.kind, self.setting, self.length, self.seed, self.learning_rate)
+        return (
+            self.purpose,
+            self.task,
+            self.kind,
+            self.setting,
+            self.length,
+            self.seed,
+            self.learning_rate,
+            self.budget_id,
+        )
 
 
 def train_run(run: Run, settings: Settings) -> Run:
@@ -347,7 +368,7 @@ def _sizes(task: str, hidden: int, kinds: Sequence[str] = KINDS) -> Iterable[Tup
             yield kind, "params", matched_hidden(kind, inputs, target)
 
 
-def _new_run(task, kind, setting, hidden, length, seed, learning_rate, purpose) -> Run:
+def _new_run(task, kind, setting, hidden, length, seed, learning_rate, purpose, budget_id: str = "") -> Run:
     return Run(
         task,
         kind,
@@ -358,6 +379,7 @@ def _new_run(task, kind, setting, hidden, length, seed, learning_rate, purpose) 
         seed,
         learning_rate,
         purpose,
+        budget_id=budget_id,
     )
 
 
@@ -395,14 +417,21 @@ def run_experiment(
     kinds: Sequence[str] = KINDS,
 ) -> List[Run]:
     """Tune the learning rates, then train every chain of ``kinds`` on ``tasks``; returns every
-    finished run (tuning included). Resumes from ``out_dir/runs.jsonl`` (runs already there, of
-    an earlier experiment with the same settings too, are not trained again). One learning rate
-    per family (``FAMILY``), tuned on the family's first kind."""
+    finished run of these settings (tuning included). Resumes from ``out_dir/runs.jsonl``: runs
+    already there, of an earlier experiment with the same settings too (the same
+    ``Settings.budget_id``), are not trained again; runs of other settings are kept in the file
+    and left out of the result. One learning rate per family (``FAMILY``), tuned on the family's
+    first kind."""
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "runs.jsonl")
-    done = {r.key: r for r in RunLog(log_path).read()}
+    budgets = {task: settings.budget_id(task) for task in tasks}
+
+    def these_settings(runs: List[Run]) -> List[Run]:
+        return [r for r in runs if r.task in budgets and r.budget_id == budgets[r.task]]
+
+    done = {r.key: r for r in these_settings(RunLog(log_path).read())}
     if done:
-        log(f"resuming: {len(done)} runs already in {log_path}")
+        log(f"resuming: {len(done)} runs of these settings already in {log_path}")
 
     def report(run: Run) -> None:
         outcome = f"solved at step {run.solved_at}" if run.solved_at else f"not solved in {run.steps} steps"
@@ -419,11 +448,13 @@ def run_experiment(
             shortest = settings.lengths[task][0]
             for kind in tuned_kinds:
                 for rate in settings.learning_rates:
-                    tuning.append(_new_run(task, kind, "hidden", settings.hidden[task], shortest, 0, rate, "tune"))
+                    tuning.append(
+                        _new_run(task, kind, "hidden", settings.hidden[task], shortest, 0, rate, "tune", budgets[task])
+                    )
         pending = [pool.submit(_train_and_log, r, settings, log_path) for r in tuning if r.key not in done]
         for future in pending:
             report(future.result())
-        done = {r.key: r for r in RunLog(log_path).read()}
+        done = {r.key: r for r in these_settings(RunLog(log_path).read())}
         tuned = [done[r.key] for r in tuning]
         rates = {
             (task, FAMILY[kind]): best_learning_rate([r for r in tuned if r.task == task and r.kind == kind])
@@ -443,7 +474,7 @@ def run_experiment(
                     rate = rates[(task, FAMILY[kind])]
                     chains.append(
                         [
-                            _new_run(task, kind, setting, hidden, length, seed, rate, "main")
+                            _new_run(task, kind, setting, hidden, length, seed, rate, "main", budgets[task])
                             for length in settings.lengths[task]
                         ]
                     )
@@ -454,7 +485,7 @@ def run_experiment(
             for run in future.result():
                 if run.key not in done:
                     report(run)
-    return RunLog(log_path).read()
+    return these_settings(RunLog(log_path).read())
 
 
 # ---------------------------------------------------------------- the report
