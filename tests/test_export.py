@@ -116,12 +116,20 @@ def test_task_models_export_through_the_cli(tmp_path, task):
             with torch.no_grad():
                 want = torch.sigmoid(model(torch.from_numpy(ids), torch.from_numpy(lengths))).numpy()
             np.testing.assert_allclose(got, want, atol=1e-5)
-    else:
+    else:  # the graph takes the features in their own units and returns deg C: the scaling is inside
+        from grukit.apps.tasks import forecast
+
+        mean = np.array(saved["scaling"]["mean"], np.float32)
+        std = np.array(saved["scaling"]["std"], np.float32)
         for B in (1, 4):
-            x = np.random.default_rng(B).normal(size=(B, 14, 3)).astype(np.float32)
+            x = (mean + std * np.random.default_rng(B).normal(size=(B, 14, 3))).astype(np.float32)
             with torch.no_grad():
-                want = model(torch.from_numpy(x)).numpy()
-            np.testing.assert_allclose(session.run(None, {"x": x})[0], want, atol=1e-5)
+                want = model(torch.from_numpy((x - mean) / std)).numpy() * std[0] + mean[0]
+            np.testing.assert_allclose(session.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-4)
+        data, _ = forecast.load_data("weather")
+        last_window = data.values[-14:].astype(np.float32)[None]
+        tomorrow = forecast.predict(saved, 1)[0]["value"]  # what `grukit predict MODEL --days 1` prints
+        np.testing.assert_allclose(session.run(None, {"x": last_window})[0], [tomorrow], atol=1e-3)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -221,24 +221,37 @@ class ForecastTask(Task):
         return [f"{row['date']}  {row['value']:.2f} {self.unit}" for row in predict(saved, days)]
 
     def to_onnx(self, saved: Dict, path: str) -> str:
-        """Input ``x`` [B, window, F] (scaled as in training, see the file's "scaling"); output
-        ``prediction`` [B], the next day's scaled target ([B, horizon] for a multi-day model)."""
+        """Input ``x`` [B, window, F]: the last ``window`` rows of the features (the file's
+        ``config.features``) in their own units; output ``prediction`` [B] ([B, horizon] for a
+        multi-step model): the next value(s) of the first feature, the target, in its units. The
+        training scaling is part of the graph:
+
+            x_scaled   = (x - mean) / std                 (per feature, the training statistics)
+            prediction = Dense(GRU(x_scaled)) * std_0 + mean_0
+        """
         model = load_model(saved)
         g = OnnxGraph()
         T = g.TensorProto
         features = len(saved["config"]["features"])
+        mean = np.asarray(saved["scaling"]["mean"], np.float32)
+        std = np.asarray(saved["scaling"]["std"], np.float32)
         inputs = [g.helper.make_tensor_value_info("x", T.FLOAT, ["batch", "window", features])]
-        x = g.node("Transpose", ["x"], perm=[1, 0, 2])
+        scaled = g.node("Div", [g.node("Sub", ["x", g.const("feature_mean", mean)]), g.const("feature_std", std)])
+        x = g.node("Transpose", [scaled], perm=[1, 0, 2])
         _, h_n = append_gru(g, model.gru, x, None, None)
         horizon = saved["config"].get("horizon", 1)
+        value = g.linear(model.dense, g.last_state(model.gru, h_n))  # [B, horizon], scaled
         if horizon == 1:
-            value = g.linear(model.dense, g.last_state(model.gru, h_n))
-            g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))], ["prediction"])
-        else:
-            g.linear(model.dense, g.last_state(model.gru, h_n), "prediction")
+            value = g.node("Squeeze", [value, g.const("axes", np.array([1], np.int64))])
+        in_units = g.node("Mul", [value, g.const("target_std", std[:1])])
+        g.node("Add", [in_units, g.const("target_mean", mean[:1])], ["prediction"])
         shape = ["batch"] if horizon == 1 else ["batch", horizon]
         save(g, inputs, [g.helper.make_tensor_value_info("prediction", T.FLOAT, shape)], path)
-        return f"the {self.name} model as ONNX (opset 14, one GRU node per layer): x -> prediction"
+        target = saved["config"]["features"][0]
+        return (
+            f"the {self.name} model as ONNX (opset 14, one GRU node per layer): x [batch, window, "
+            f"{features}] ({', '.join(saved['config']['features'])}, unscaled) -> prediction, the next {target}"
+        )
 
     def gates_input(self, saved: Dict, text: Sequence[str], days: int):
         if text:
