@@ -2,6 +2,7 @@
 from the command line and from Python, the weather task reproduced through --csv, and every
 bad input refused with a message that names the column, the row or the remedy."""
 
+import json
 import os
 
 import numpy as np
@@ -128,6 +129,18 @@ def test_classify_text_end_to_end(tmp_path, capsys):
     assert lines[0].startswith("sport") and lines[1].startswith("food")
     assert main(["export", model, str(tmp_path / "t.onnx")]) == 0
     assert main(["gates", model, "the", "team", "was", "tasty", "--out", str(tmp_path / "g")]) == 0
+    # grukit evaluate on a labelled file with other column names and a label the model never saw
+    test = _texts(rows=30, seed=3).rename(columns={"review": "body", "topic": "class"})
+    test.loc[0, "class"] = "weather"
+    csv_test = _write(test, tmp_path / "test.csv")
+    capsys.readouterr()
+    assert main(["evaluate", model, "--csv", csv_test, "--text", "body", "--label", "class"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split()[2])
+    assert 0.8 < accuracy <= 29 / 30 and "on 30 samples" in out
+    assert "not trained on (counted wrong): 'weather'" in out and "weather -> " in out
+    assert main(["evaluate", model, "--csv", csv_test]) == 2  # the training file's columns are not in it
+    assert "'review'" in capsys.readouterr().err
     ort = pytest.importorskip("onnxruntime")
     from grukit.apps.datasets.reviews import encode, tokenize_any_language
     from grukit.apps.tasks import csv_text
@@ -157,6 +170,17 @@ def test_classify_series_long_csv_end_to_end(tmp_path, capsys):
     assert main(["predict", model, "--csv", new]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and sum(("slow" in line) == (int(line[1]) % 2 == 0) for line in lines) >= 5
+    # a labelled file the model never saw: grukit evaluate scores it (predict printed labels only)
+    test = _write(_recordings(count=20, seed=7), tmp_path / "test.csv")
+    assert main(["evaluate", model, "--csv", test, "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert out.startswith(f"classify-series: accuracy {report['accuracy']:.4f} on 20 samples")
+    assert report["accuracy"] >= 0.8 and report["constant answer"]["accuracy"] == 0.5
+    assert set(report["per class"]) == {"slow", "fast"} and "(the file's most frequent class)" in out
+    unlabelled = _write(_recordings(count=4, seed=5, labelled=False), tmp_path / "unlabelled.csv")
+    assert main(["evaluate", model, "--csv", unlabelled]) == 2
+    assert "activity" in capsys.readouterr().err  # the label column it looked for
 
 
 def test_classify_series_from_a_ts_file_and_from_python(tmp_path):
@@ -440,3 +464,23 @@ def test_a_numeric_time_column_is_numbers_not_nanoseconds(tmp_path, capsys):
     assert main(["predict", output, "--days", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("1950 ")
     _fails(_train_forecast(csv, "--time", "year", "--calendar"), capsys, "--calendar needs dates", "holds numbers")
+
+
+def test_the_evaluation_report_counts_as_stated():
+    from grukit.apps.tasks.evaluation import classification_report
+
+    report = classification_report(["a", "a", "a", "b", "c"], ["a", "b", "a", "b", "a"], ["a", "b"], "f.csv")
+    assert report["accuracy"] == 3 / 5 and report["samples"] == 5
+    assert report["constant answer"] == {"class": "a", "accuracy": 3 / 5}
+    assert report["per class"]["a"] == {"samples": 3, "correct": 2, "recall": 2 / 3}
+    assert report["per class"]["c"]["correct"] == 0 and report["unseen labels"] == ["c"]
+    assert report["most frequent errors"] == {"a -> b": 1, "c -> a": 1}
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        classification_report([], [], ["a"], "f.csv")
+
+
+def test_evaluate_names_the_tasks_that_offer_it():
+    from grukit.apps.tasks import TASKS, NotOffered
+
+    with pytest.raises(NotOffered, match="classify-text and classify-series models do"):
+        TASKS["weather"].evaluate({}, "f.csv", {})

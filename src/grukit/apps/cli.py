@@ -233,6 +233,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .tasks.common import write_json
+    from .tasks.evaluation import report_lines
+
+    check_writable_outputs(args, "--json")
+    saved, task = _saved_task(args.model)
+    report = task.evaluate(saved, args.csv, {"label": args.label, "text": args.text, "encoding": args.encoding})
+    for line in report_lines(report, task.name):
+        print(line)
+    if args.json:
+        write_json(args.json, {"task": task.name, "model": args.model, **report})
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .tasks import TASKS
     from .tasks.sentiment import EXAMPLES
@@ -547,6 +561,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--horizon", type=positive_int, help="global forecasting models: steps to forecast (default: the model's)"
     )
     predict.set_defaults(run=_predict)
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved classifier on a labelled file: accuracy, per class, against a constant answer",
+        description="Score a classify-text or classify-series model on a labelled file it was not trained on: "
+        "accuracy, each class's recall, the most frequent errors, and what always answering the file's most "
+        "frequent class would score. The file's columns are the training file's unless named here.",
+    )
+    evaluate.add_argument("model", help="a model file from `grukit train classify-text|classify-series --output FILE`")
+    evaluate.add_argument("--csv", required=True, help="the labelled file (classify-series: or a .ts file)")
+    evaluate.add_argument("--label", help="the column holding the true class (default: the training file's)")
+    evaluate.add_argument("--text", help="classify-text: the column holding the texts (default: the training file's)")
+    evaluate.add_argument("--encoding", help="the file's text encoding (default: the training file's)")
+    evaluate.add_argument("--json", help="also write the report to this JSON file")
+    evaluate.set_defaults(run=_evaluate)
     quantize = sub.add_parser(
         "quantize",
         help="write a model file whose GRU weights are int8 or bfloat16, for faster CPU inference",

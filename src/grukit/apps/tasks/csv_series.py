@@ -36,6 +36,7 @@ from ..datasets.uea import SeriesClasses, read_ts
 from .catalog import CATALOG
 from .classify import train_on
 from .common import Options
+from .evaluation import classification_report
 from .task import Task
 
 DEFAULTS = CATALOG["classify-series"]
@@ -167,15 +168,28 @@ def train(options: Options) -> Dict:
     return train_frame(options.csv, options)
 
 
-def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:
-    """(recording id, predicted class, its probability) for every recording in ``source``."""
+def probabilities(saved: Dict, series: Sequence[np.ndarray]) -> np.ndarray:
+    """[len(series), classes]: each class's probability for each recording [T_i, D]."""
     from .classify import load_model
 
-    ids, series, _, _ = read_recordings(source, options, saved["columns"]["channels"], need_labels=False)
     x, lengths = pad(series, np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"]))
     with torch.no_grad():
-        p = torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1).numpy()
+        return torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1).numpy()
+
+
+def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:
+    """(recording id, predicted class, its probability) for every recording in ``source``."""
+    ids, series, _, _ = read_recordings(source, options, saved["columns"]["channels"], need_labels=False)
+    p = probabilities(saved, series)
     return [(i, saved["classes"][row.argmax()], float(row.max())) for i, row in zip(ids, p)]
+
+
+def _saved_options(saved: Dict, **given) -> Options:
+    """The training file's reading options (a saved model's), with those in ``given`` that are set."""
+    names = ("id", "time", "encoding", "fill", "label")
+    chosen = {k: saved["options"].get(k) for k in names}
+    chosen.update({k: v for k, v in given.items() if k in names and v})
+    return Options(task="classify-series", **{k: v for k, v in chosen.items() if v is not None})
 
 
 class SeriesClassifierTask(Task):
@@ -193,8 +207,16 @@ class SeriesClassifierTask(Task):
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv=None) -> List[str]:
         if texts or not csv:
             raise SystemExit("grukit predict: a classify-series model reads recordings: give --csv FILE")
-        options = Options(task=self.name, **{k: saved["options"][k] for k in ("id", "time", "encoding", "fill")})
+        options = _saved_options(saved)  # the label column is not read: the channels are the model's
         return [f"{i}: {label} ({p:.2f})" for i, label, p in predict(saved, csv, options)]
+
+    def evaluate(self, saved: Dict, csv: str, columns: Dict[str, Optional[str]]) -> Dict:
+        options = _saved_options(saved, **columns)
+        _, series, labels, _ = read_recordings(csv, options, saved["columns"]["channels"], need_labels=True)
+        if labels is None or any(label is None for label in labels):
+            raise TableError(f"--csv {csv!r} holds recordings without class labels: nothing to evaluate against")
+        predicted = [saved["classes"][row.argmax()] for row in probabilities(saved, series)]
+        return classification_report([str(label) for label in labels], predicted, saved["classes"], csv)
 
 
 TASK = SeriesClassifierTask()

@@ -10,7 +10,7 @@ Baselines: the majority class of the training split, and a bag-of-words logistic
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG
 from .common import Options, fit, load_weights, model_file
+from .evaluation import classification_report
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
 VOCABULARY = 20_000
@@ -149,6 +150,21 @@ class TextClassifierTask(SentimentTask):
             raise SystemExit("grukit predict: a classify-text model takes texts (arguments or --file), not --csv")
         p = probabilities(saved, texts)
         return [f"{saved['classes'][row.argmax()]} ({row.max():.2f})  {text}" for text, row in zip(texts, p)]
+
+    def evaluate(self, saved: Dict, csv: str, columns: Dict[str, Optional[str]]) -> Dict:
+        trained = saved["options"]
+        options = Options(
+            task=self.name,
+            text=columns.get("text") or trained["text"],
+            label=columns.get("label") or trained["label"],
+            encoding=columns.get("encoding") or trained["encoding"],
+            fill=trained["fill"],
+        )
+        texts, labels = read_texts(csv, options)
+        if not texts:
+            raise TableError(f"--csv {csv!r} holds no rows to evaluate")
+        predicted = [saved["classes"][row.argmax()] for row in probabilities(saved, texts)]
+        return classification_report(labels, predicted, saved["classes"], csv)
 
     def to_onnx(self, saved: Dict, path: str) -> str:
         """Inputs ``ids`` [B, T] int64 (0 = padding, ids from the file's "vocab") and ``lengths``

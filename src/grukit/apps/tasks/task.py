@@ -55,6 +55,15 @@ class Task:
         or the recordings or newer rows of ``csv`` (tasks that take a CSV)."""
         raise self._not_offered("predict from the command line")
 
+    def evaluate(self, saved: Dict, csv: str, columns: Dict[str, Optional[str]]) -> Dict:
+        """``grukit evaluate``: the model scored on the labelled file ``csv``
+        (:func:`~.evaluation.classification_report`); ``columns`` may name the file's columns
+        (``text``, ``label``, ``encoding``) where they differ from the training file's."""
+        raise self._not_offered(
+            "evaluate on a labelled file (classify-text and classify-series models do; "
+            "`grukit train` reports the held-out metric of every task)"
+        )
+
     def generate(
         self,
         saved: Dict,
