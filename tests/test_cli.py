@@ -254,3 +254,14 @@ def test_the_tasks_train_with_the_defaults_the_help_lists(monkeypatch):
 
     classify.train(Options(task="activity"))
     assert seen["d"] is CATALOG["activity"]
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`grukit ... | head`: when the reader stops, grukit stops without "error: Broken pipe"."""
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before anything is written
+    result = subprocess.run(
+        [sys.executable, "-m", "grukit.apps.cli", "info"], stdout=writer, stderr=subprocess.PIPE, text=True
+    )
+    os.close(writer)
+    assert result.returncode == 141 and result.stderr == ""

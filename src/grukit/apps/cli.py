@@ -675,6 +675,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _run_command(argv, exiting)
     except KeyboardInterrupt:
         return _interrupted("grukit", "", exiting)
+    except BrokenPipeError:  # `grukit predict ... | head`: the reader has what it wanted; stop quietly, as
+        # cat does. stdout goes to /dev/null so that the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file descriptor (tests capture it)
+            pass
+        return 128 + signal.SIGPIPE
 
 
 def _exit_while_starting(signum, frame) -> None:
@@ -754,6 +761,8 @@ def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
             file=sys.stderr,
         )
         return 2
+    except BrokenPipeError:  # not a failing file: the reader of stdout has gone (main ends quietly)
+        raise
     except OSError as error:  # a full disk, a read-only folder, a failing device: one line naming the file
         where = f" ({error.filename})" if error.filename else ""
         print(f"grukit {args.command}: error: {error.strerror or first_line(error)}{where}", file=sys.stderr)
