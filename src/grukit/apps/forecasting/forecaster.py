@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..busy_cores import ThreadTuner
 from ..datasets.csv_table import TableError
 from . import conformal
 from .network import GlobalGRU, pinball_loss
@@ -173,28 +174,33 @@ def train_network(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=settings.epochs, desc=label, leave=False)
-    for epoch in range(settings.epochs):
-        net.train()
-        for index in _batches(len(train), settings.batch_size, settings.batches_per_epoch, generator):
-            steps, head, target = _tensors(train, index)
-            loss = pinball_loss(net(steps, head), target, level_tensor)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimiser.step()
-        net.eval()
-        with torch.no_grad():
-            valid_loss = float(pinball_loss(net(*valid_tensors[:2]), valid_tensors[2], level_tensor))
-        epochs = epoch + 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(valid=f"{valid_loss:.4f}")
-        if valid_loss < best_loss - 1e-6:
-            best, best_loss, since = copy.deepcopy(net.state_dict()), valid_loss, 0
-        else:
-            since += 1
-            if since >= settings.patience:
-                break
+    threads = ThreadTuner.for_training(chosen=settings.threads)  # fewer threads while another process holds a core
+    try:
+        for epoch in range(settings.epochs):
+            net.train()
+            for index in _batches(len(train), settings.batch_size, settings.batches_per_epoch, generator):
+                with threads.batch(len(index)):
+                    steps, head, target = _tensors(train, index)
+                    loss = pinball_loss(net(steps, head), target, level_tensor)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                    optimiser.step()
+            net.eval()
+            with torch.no_grad():
+                valid_loss = float(pinball_loss(net(*valid_tensors[:2]), valid_tensors[2], level_tensor))
+            epochs = epoch + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(valid=f"{valid_loss:.4f}")
+            if valid_loss < best_loss - 1e-6:
+                best, best_loss, since = copy.deepcopy(net.state_dict()), valid_loss, 0
+            else:
+                since += 1
+                if since >= settings.patience:
+                    break
+    finally:
+        threads.restore()
     if bar is not None:
         bar.close()
     net.load_state_dict(best)

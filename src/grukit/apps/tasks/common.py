@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from ... import settings
+from ..busy_cores import ThreadTuner
 
 REGULARISERS = ("layer_norm", "zoneout", "recurrent_dropout")  # grukit.GRU's options a task may set
 
@@ -136,44 +137,49 @@ def fit(
             state["epoch"] + 1,
         )
     started = time.perf_counter()
-    for epoch in range(start_epoch, epochs + 1):
-        model.train()
-        sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=batch_size // world, sampler=sampler)
-        total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stdout, disable=quiet)
-        for batch in bar:
-            loss = loss_fn(net, *batch)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if world > 1 and settings.is_on("GRUKIT_CHECK_REPLICAS"):
-                _check_replicas(model)
-            total += loss.item()
-            count += 1
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        model.eval()
-        with torch.no_grad():
-            score = evaluate()  # every rank holds the same weights, so the same score
-        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val": score})
-        if not quiet:
-            print(f"  validation: {score:.4f}", flush=True)
-        if best is None or (score > best if higher_is_better else score < best):
-            best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if options.checkpoint and rank == 0:
-            _checkpoint(
-                options.checkpoint,
-                {
-                    "task": options.task,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimiser.state_dict(),
-                    "best": best,
-                    "best_state": best_state,
-                    "history": history,
-                    "world_size": world,
-                },
-            )
+    threads = ThreadTuner.for_training(world)  # fewer threads while another process holds a core
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            model.train()
+            sampler.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=batch_size // world, sampler=sampler)
+            total, count = 0.0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stdout, disable=quiet)
+            for batch in bar:
+                with threads.batch(len(batch[0])):
+                    loss = loss_fn(net, *batch)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                if world > 1 and settings.is_on("GRUKIT_CHECK_REPLICAS"):
+                    _check_replicas(model)
+                total += loss.item()
+                count += 1
+                bar.set_postfix(loss=f"{total / count:.4f}")
+            model.eval()
+            with torch.no_grad():
+                score = evaluate()  # every rank holds the same weights, so the same score
+            history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val": score})
+            if not quiet:
+                print(f"  validation: {score:.4f}", flush=True)
+            if best is None or (score > best if higher_is_better else score < best):
+                best, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if options.checkpoint and rank == 0:
+                _checkpoint(
+                    options.checkpoint,
+                    {
+                        "task": options.task,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimiser.state_dict(),
+                        "best": best,
+                        "best_state": best_state,
+                        "history": history,
+                        "world_size": world,
+                    },
+                )
+    finally:
+        threads.restore()
     if best_state is None:
         raise ValueError(f"nothing to train: --epochs {epochs} is not past the resumed epoch {start_epoch - 1}")
     model.load_state_dict(best_state)
