@@ -221,13 +221,14 @@ def test_without_a_compiler_it_warns_once_and_falls_back(tmp_path):
         "assert len(msgs) == 1, msgs\n"
         "from grukit.backends import cpu_fused\n"
         "assert not cpu_fused.is_available()\n"
-        "print('fell back:', msgs[0][:60])\n"
+        "print('fell back:', msgs[0][:200])\n"
     )
     env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), GRUKIT_BUILD_DIR=str(tmp_path / "build"))
     env.pop("GRUKIT_BACKEND", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fell back: grukit: the fused CPU kernels could not be built" in done.stdout
+    assert "(RuntimeError: no C++ compiler: " in done.stdout and "no-such-compiler' was not found" in done.stdout
 
 
 def test_disable_build_environment_variable():
@@ -386,3 +387,22 @@ def test_stream_rejects_bad_input():
         stream.step(torch.randn(2, 6, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"h0 must have shape \(1, 2, 8\)"):
         stream.reset(torch.zeros(1, 1, 8))
+
+
+def test_a_failed_build_is_reported_by_the_line_that_says_why():
+    """Not a line of the Python traceback around it (it quoted `raise CalledProcessError(...)`)."""
+    from grukit.backends.cpu_fused import build_diagnostic
+
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/x/cpp_extension.py", line 2893, in _run_ninja_build\n'
+        "    raise CalledProcessError(retcode, process.args,\n"
+        "subprocess.CalledProcessError: Command '['ninja', '-v']' returned non-zero exit status 1.\n"
+        "RuntimeError: Error building extension 'grukit_cpu': [1/2] c++ -c ops.cpp -o ops.o\n"
+        "FAILED: [code=1] ops.o\n"
+    )
+    compiler = "/src/csrc/cell.h:40:5: error: expected ';' before 'return'\n"
+    assert build_diagnostic(traceback + compiler + "ninja: build stopped\n") == compiler.strip()
+    shell = "/bin/sh: 1: /opt/g++: not found\n"
+    assert build_diagnostic(traceback + shell + "ninja: build stopped\n") == shell.strip()
+    assert build_diagnostic(traceback + "ninja: build stopped\n") == "FAILED: [code=1] ops.o"

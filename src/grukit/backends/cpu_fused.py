@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -71,9 +72,30 @@ def build_dir() -> Path:
     return cache_root() / f"cpu-{key}"
 
 
+def build_diagnostic(output: str) -> str:
+    """The line of a failed build's output that says what went wrong, for a one-line message: the
+    compiler's or linker's diagnostic ("ops.cpp:12:3: error: ..."), else the shell's ("g++: not
+    found"), else ninja's FAILED line; never a line of the Python traceback that wraps them."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    python = ("Traceback", 'File "', "raise ", "return ", "^", "The above exception", "subprocess.", "_")
+    lines = [line for line in lines if not line.startswith(python)]
+    for wanted in (
+        lambda line: ": error:" in line or line.startswith(("error:", "fatal error:")) or ": fatal error:" in line,
+        lambda line: line.endswith(("not found", "No such file or directory", "Permission denied")),
+        lambda line: line.startswith("FAILED:"),
+    ):
+        found = [line for line in lines if wanted(line)]
+        if found:
+            return found[0]
+    return lines[-1] if lines else "no output"
+
+
 def _compile_into(folder: Path, cflags) -> Path:
     """Compile the extension into ``folder`` in a child process (which also imports it once, so a
     library that cannot load is never cached); returns the library's path."""
+    compiler = os.environ.get("CXX") or "c++"  # what torch.utils.cpp_extension runs
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler: {compiler!r} was not found (install g++, or set $CXX to a compiler)")
     arguments = {
         "name": "grukit_cpu",
         "sources": [str(SOURCE)],
@@ -93,15 +115,7 @@ def _compile_into(folder: Path, cflags) -> Path:
     if arguments["verbose"]:
         sys.stderr.write(result.stdout + result.stderr)
     if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-        # the compiler's own diagnostic ("file:line:col: error: ...") before the traceback lines around it
-        errors = (
-            [line for line in lines if "error:" in line]
-            or [line for line in lines if "error" in line.lower()]
-            or lines
-            or [f"exit status {result.returncode}"]
-        )
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {errors[0].strip()}")
+        raise RuntimeError(f"compiling {SOURCE.name} failed: {build_diagnostic(result.stderr or result.stdout)}")
     libraries = sorted(folder.glob("grukit_cpu*.so")) + sorted(folder.glob("grukit_cpu*.pyd"))
     if not libraries:
         raise RuntimeError(f"compiling {SOURCE.name} produced no library in {folder}")
