@@ -10,6 +10,13 @@ import pytest
 
 pytest.importorskip("grukit.keras")
 
+# the seeds pass input_shape= and input_length=, as the notes print them; Keras 3 warns that both are
+# deprecated. The programs are kept verbatim, so those two warnings are expected here.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`/`input_dim` argument:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Argument `input_length` is deprecated:UserWarning"),
+]
+
 
 # seed 000: "Python Example (Keras)"
 SEED_000 = """

@@ -337,3 +337,16 @@ def class_labels(
 def optional(value: Optional[str]) -> List[str]:
     """A comma-separated column list from the command line (None -> [])."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def infer_freq_string(index) -> Optional[str]:
+    """``pd.infer_freq`` as a frequency string. pandas 3 warns that infer_freq will return an offset
+    object; where its option to do so now exists, the offset is asked for and written as its string."""
+    import pandas as pd
+
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            guess = pd.infer_freq(index)
+    except (KeyError, pd.errors.OptionError):  # an older pandas: a string already
+        guess = pd.infer_freq(index)
+    return None if guess is None else getattr(guess, "freqstr", guess)

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..datasets.csv_table import TableError, _describe, numeric_column, read_table, time_column
+from ..datasets.csv_table import TableError, _describe, infer_freq_string, numeric_column, read_table, time_column
 
 # the season length the Monash archive (Godahewa et al. 2021) uses for MASE, by pandas frequency
 SEASONS = {"Y": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "h": 24, "30min": 48, "min": 60}
@@ -115,9 +115,9 @@ def calendar_features(times: np.ndarray, frequency: Optional[str]) -> np.ndarray
         12: [(index.month - 1, 12)],
         4: [(index.month - 1, 12)],
         52: [(index.isocalendar().week.to_numpy() - 1, 53)],
-        7: [(index.dayofweek, 7), (index.dayofyear - 1, 366)],
-        24: [(index.hour, 24), (index.dayofweek, 7)],
-        48: [(index.hour * 2 + index.minute // 30, 48), (index.dayofweek, 7)],
+        7: [(index.day_of_week, 7), (index.day_of_year - 1, 366)],
+        24: [(index.hour, 24), (index.day_of_week, 7)],
+        48: [(index.hour * 2 + index.minute // 30, 48), (index.day_of_week, 7)],
         60: [(index.minute, 60), (index.hour, 24)],
     }.get(season, [])
     columns = []
@@ -146,7 +146,7 @@ def infer_frequency(times_by_series: Sequence[np.ndarray], column: str, source) 
         if len(times) < 3:
             continue
         index = pd.DatetimeIndex(times)
-        guess = pd.infer_freq(index)
+        guess = infer_freq_string(index)
         if guess is None:  # gaps: the most common step, if it is a calendar one pandas knows
             steps, counts = np.unique(np.diff(index.asi8), return_counts=True)
             step = steps[np.argmax(counts)]

@@ -12,14 +12,21 @@ with ``--season P``, seasonal naive (the value P steps earlier).
 
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.csv_table import TableError, fill_missing, numeric_column, optional, read_table, time_column
+from ..datasets.csv_table import (
+    TableError,
+    fill_missing,
+    infer_freq_string,
+    numeric_column,
+    optional,
+    read_table,
+    time_column,
+)
 from ..datasets.series import day_of_year_features, make_windows
 from .catalog import CATALOG
 from .common import Options, fit, model_file
@@ -216,13 +223,11 @@ def _time_step(times: Optional[np.ndarray]) -> Optional[str]:
         gaps, counts = np.unique(np.diff(times), return_counts=True)
         return f"+{gaps[counts.argmax()].item()}"
     try:
-        with warnings.catch_warnings():  # pandas 3 warns that infer_freq will return an offset
-            warnings.simplefilter("ignore")
-            inferred = pd.infer_freq(pd.DatetimeIndex(times[-50:]))
+        inferred = infer_freq_string(pd.DatetimeIndex(times[-50:]))
     except (TypeError, ValueError):
         inferred = None
     if inferred:
-        return getattr(inferred, "freqstr", inferred)
+        return inferred
     gaps, counts = np.unique(np.diff(times), return_counts=True)
     return str(int(gaps[counts.argmax()].astype("timedelta64[ns]").astype(np.int64)))
 
