@@ -246,6 +246,20 @@ template <typename E>
 using TileFn = void (*)(const PackedWeights& B, int64_t j0, const E* A, int64_t lda, const float* sa, float* C,
                         int64_t ldc);
 
+// An instruction set's whole product, C [M, B.N] from prepared rows of element type E.
+template <typename E>
+using ProductFn = void (*)(const PackedWeights& B, int64_t M, const E* A, const float* sa, float* C, int64_t ldc);
+
+// C [M, B.N] from rows prepared for B's precision (bytes for int8, bfloat16 bits otherwise), by an
+// instruction set's int8 or bfloat16 product.
+template <ProductFn<uint8_t> Int8Product, ProductFn<uint16_t> Bfloat16Product>
+void product_by_precision(const PackedWeights& B, int64_t M, const void* A, const float* sa, float* C, int64_t ldc) {
+  if (B.precision == Precision::int8)
+    Int8Product(B, M, static_cast<const uint8_t*>(A), sa, C, ldc);
+  else
+    Bfloat16Product(B, M, static_cast<const uint16_t*>(A), sa, C, ldc);
+}
+
 // C [M, B.N] by tiles: the largest tile `tiles[MR-1][NR-1]` over most of C, smaller ones at its
 // edges; a single row takes `row_tile` (`row_blocks` blocks at a time: more independent sums).
 template <typename E, int MR, int NR>

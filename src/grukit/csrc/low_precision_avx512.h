@@ -22,94 +22,83 @@ inline __mmask16 columns_mask(const PackedWeights& B, int64_t block) {
 
 // rows i0 .. i0+MR of C, blocks j0 .. j0+NR: vpdpbusd (u8 x s8 -> int32, four products per lane)
 template <int MR, int NR>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_tile(const PackedWeights& B, int64_t j0,
-                                                                        const uint8_t* A, int64_t lda, const float* sa,
-                                                                        float* C, int64_t ldc) {
-  __m512i acc[MR][NR];
+struct Int8Tile {
+  __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void f(const PackedWeights& B, int64_t j0,
+                                                                          const uint8_t* A, int64_t lda, const float* sa,
+                                                                          float* C, int64_t ldc) {
+    __m512i acc[MR][NR];
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
-  const int64_t stride = B.groups * 64;  // bytes per block
-  const int8_t* b = reinterpret_cast<const int8_t*>(B.data.data()) + j0 * stride;
-  for (int64_t g = 0; g < B.groups; ++g) {
-    __m512i bv[NR];
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
+    const int64_t stride = B.groups * 64;  // bytes per block
+    const int8_t* b = reinterpret_cast<const int8_t*>(B.data.data()) + j0 * stride;
+    for (int64_t g = 0; g < B.groups; ++g) {
+      __m512i bv[NR];
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) bv[j] = _mm512_loadu_si512(b + j * stride + g * 64);
+      for (int j = 0; j < NR; ++j) bv[j] = _mm512_loadu_si512(b + j * stride + g * 64);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      int32_t four;
-      std::memcpy(&four, A + i * lda + g * 4, 4);
-      const __m512i av = _mm512_set1_epi32(four);
+      for (int i = 0; i < MR; ++i) {
+        int32_t four;
+        std::memcpy(&four, A + i * lda + g * 4, 4);
+        const __m512i av = _mm512_set1_epi32(four);
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, bv[j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, bv[j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      const int64_t n0 = (j0 + j) * kBlock;
+      const __mmask16 mask = columns_mask(B, j0 + j);
+      const __m512 sw = _mm512_loadu_ps(B.scale.data() + n0);
+      const __m512i offsets = _mm512_loadu_si512(B.offset_sums.data() + n0);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], offsets));
+        v = _mm512_mul_ps(v, _mm512_mul_ps(sw, _mm512_set1_ps(sa[i])));
+        float* c = C + i * ldc + n0;
+        _mm512_mask_storeu_ps(c, mask, v);
+      }
     }
   }
-#pragma GCC unroll 8
-  for (int j = 0; j < NR; ++j) {
-    const int64_t n0 = (j0 + j) * kBlock;
-    const __mmask16 mask = columns_mask(B, j0 + j);
-    const __m512 sw = _mm512_loadu_ps(B.scale.data() + n0);
-    const __m512i offsets = _mm512_loadu_si512(B.offset_sums.data() + n0);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], offsets));
-      v = _mm512_mul_ps(v, _mm512_mul_ps(sw, _mm512_set1_ps(sa[i])));
-      float* c = C + i * ldc + n0;
-      _mm512_mask_storeu_ps(c, mask, v);
-    }
-  }
-}
+};
 
 // the same tile in bfloat16: vdpbf16ps (two products per float32 lane)
 template <int MR, int NR>
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bfloat16_tile(const PackedWeights& B, int64_t j0,
-                                                                            const uint16_t* A, int64_t lda,
-                                                                            const float*, float* C, int64_t ldc) {
-  __m512 acc[MR][NR];
+struct Bfloat16Tile {
+  __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void f(const PackedWeights& B, int64_t j0,
+                                                                              const uint16_t* A, int64_t lda,
+                                                                              const float*, float* C, int64_t ldc) {
+    __m512 acc[MR][NR];
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-  const int64_t stride = B.groups * 32;  // bfloat16 elements per block
-  const uint16_t* b = reinterpret_cast<const uint16_t*>(B.data.data()) + j0 * stride;
-  for (int64_t g = 0; g < B.groups; ++g) {
-    __m512bh bv[NR];
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+    const int64_t stride = B.groups * 32;  // bfloat16 elements per block
+    const uint16_t* b = reinterpret_cast<const uint16_t*>(B.data.data()) + j0 * stride;
+    for (int64_t g = 0; g < B.groups; ++g) {
+      __m512bh bv[NR];
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(b + j * stride + g * 32);
+      for (int j = 0; j < NR; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(b + j * stride + g * 32);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      int32_t two;
-      std::memcpy(&two, A + i * lda + g * 2, 4);
-      const __m512bh av = (__m512bh)_mm512_set1_epi32(two);
+      for (int i = 0; i < MR; ++i) {
+        int32_t two;
+        std::memcpy(&two, A + i * lda + g * 2, 4);
+        const __m512bh av = (__m512bh)_mm512_set1_epi32(two);
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
+      }
     }
-  }
 #pragma GCC unroll 8
-  for (int j = 0; j < NR; ++j) {
-    const __mmask16 mask = columns_mask(B, j0 + j);
+    for (int j = 0; j < NR; ++j) {
+      const __mmask16 mask = columns_mask(B, j0 + j);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      float* c = C + i * ldc + (j0 + j) * kBlock;
-      __m512 v = acc[i][j];
-      _mm512_mask_storeu_ps(c, mask, v);
+      for (int i = 0; i < MR; ++i) {
+        float* c = C + i * ldc + (j0 + j) * kBlock;
+        __m512 v = acc[i][j];
+        _mm512_mask_storeu_ps(c, mask, v);
+      }
     }
-  }
-}
-
-template <int MR, int NR>
-struct Int8 {
-  static void f(const PackedWeights& B, int64_t j0, const uint8_t* A, int64_t lda, const float* sa, float* C,
-                int64_t ldc) {
-    int8_tile<MR, NR>(B, j0, A, lda, sa, C, ldc);
-  }
-};
-template <int MR, int NR>
-struct Bfloat16 {
-  static void f(const PackedWeights& B, int64_t j0, const uint16_t* A, int64_t lda, const float* sa, float* C,
-                int64_t ldc) {
-    bfloat16_tile<MR, NR>(B, j0, A, lda, sa, C, ldc);
   }
 };
 
@@ -121,13 +110,6 @@ void product(const PackedWeights& B, int64_t M, const E* A, const float* sa, flo
                                         {K<3, 1>::f, K<3, 2>::f, K<3, 3>::f, K<3, 4>::f},
                                         {K<4, 1>::f, K<4, 2>::f, K<4, 3>::f, K<4, 4>::f}};
   tiled_product<E, 4, 4>(tiles, K<1, 8>::f, 8, B, M, A, sa, C, ldc);
-}
-
-inline void product(const PackedWeights& B, int64_t M, const void* A, const float* sa, float* C, int64_t ldc) {
-  if (B.precision == Precision::int8)
-    product<uint8_t, Int8>(B, M, static_cast<const uint8_t*>(A), sa, C, ldc);
-  else
-    product<uint16_t, Bfloat16>(B, M, static_cast<const uint16_t*>(A), sa, C, ldc);
 }
 
 }  // namespace avx512

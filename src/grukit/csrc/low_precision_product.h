@@ -18,10 +18,14 @@ inline void low_precision_product(const PackedWeights& B, Product kind, int64_t 
                                   float* C, int64_t ldc) {
   if (M <= 0 || B.N <= 0) return;
 #ifdef GRUKIT_AVX512_LOW_PRECISION
-  if (B.path == Instructions::avx512) return avx512::product(B, M, A, sa, C, ldc);
+  if (B.path == Instructions::avx512)
+    return product_by_precision<avx512::product<uint8_t, avx512::Int8Tile>,
+                                avx512::product<uint16_t, avx512::Bfloat16Tile>>(B, M, A, sa, C, ldc);
 #endif
 #ifdef GRUKIT_AVX2_LOW_PRECISION
-  if (B.path == Instructions::avx2) return avx2::product(B, M, A, sa, C, ldc);
+  if (B.path == Instructions::avx2)
+    return product_by_precision<avx2::product<uint8_t, avx2::Int8Tile>, avx2::product<uint16_t, avx2::Bfloat16Tile>>(
+        B, M, A, sa, C, ldc);
 #endif
   mm<float>(kind, M, B.N, B.K, static_cast<const float*>(A), B.K, B.values.data(), B.N, C, ldc, false);
   if (B.precision == Precision::int8)  // C = s_a s_w sum a_q w_q (the instructions' epilogue, same order)
