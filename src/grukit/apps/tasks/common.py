@@ -67,6 +67,14 @@ class Options:
         return {name: getattr(self, name) for name in REGULARISERS}
 
 
+def saved_reading_options(saved: Dict, names: Sequence[str], **given: Optional[str]) -> Options:
+    """Options for reading a new file the way a saved model's training file was read: its ``names``
+    options (columns, encoding, fill) from the model file, replaced by those ``given`` that are set."""
+    chosen = {name: saved["options"].get(name) for name in names}
+    chosen.update({name: value for name, value in given.items() if name in names and value})
+    return Options(task=saved["task"], **{name: value for name, value in chosen.items() if value is not None})
+
+
 def saved_gru_options(config: Dict) -> Dict:
     """The regulariser keyword arguments stored in a model file's config (none in older files)."""
     return {name: config[name] for name in REGULARISERS if name in config}

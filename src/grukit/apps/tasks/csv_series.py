@@ -35,7 +35,7 @@ from ..datasets.csv_table import (
 from ..datasets.uea import SeriesClasses, read_ts
 from .catalog import CATALOG
 from .classify import train_on
-from .common import Options
+from .common import Options, saved_reading_options
 from .evaluation import classification_report
 from .task import Task
 
@@ -184,12 +184,7 @@ def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float
     return [(i, saved["classes"][row.argmax()], float(row.max())) for i, row in zip(ids, p)]
 
 
-def _saved_options(saved: Dict, **given) -> Options:
-    """The training file's reading options (a saved model's), with those in ``given`` that are set."""
-    names = ("id", "time", "encoding", "fill", "label")
-    chosen = {k: saved["options"].get(k) for k in names}
-    chosen.update({k: v for k, v in given.items() if k in names and v})
-    return Options(task="classify-series", **{k: v for k, v in chosen.items() if v is not None})
+READING = ("id", "time", "encoding", "fill", "label")  # the options a saved model reads new files with
 
 
 class SeriesClassifierTask(Task):
@@ -207,11 +202,11 @@ class SeriesClassifierTask(Task):
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv=None) -> List[str]:
         if texts or not csv:
             raise SystemExit("grukit predict: a classify-series model reads recordings: give --csv FILE")
-        options = _saved_options(saved)  # the label column is not read: the channels are the model's
+        options = saved_reading_options(saved, READING)  # the label column is not read: the channels are the model's
         return [f"{i}: {label} ({p:.2f})" for i, label, p in predict(saved, csv, options)]
 
     def evaluate(self, saved: Dict, csv: str, columns: Dict[str, Optional[str]]) -> Dict:
-        options = _saved_options(saved, **columns)
+        options = saved_reading_options(saved, READING, **columns)
         _, series, labels, _ = read_recordings(csv, options, saved["columns"]["channels"], need_labels=True)
         if labels is None or any(label is None for label in labels):
             raise TableError(f"--csv {csv!r} holds recordings without class labels: nothing to evaluate against")

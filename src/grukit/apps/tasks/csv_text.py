@@ -20,7 +20,7 @@ from ..datasets.csv_table import TableError, class_labels, fill_missing, read_ta
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, model_file
+from .common import Options, fit, load_weights, model_file, saved_reading_options
 from .evaluation import classification_report
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
@@ -152,14 +152,7 @@ class TextClassifierTask(SentimentTask):
         return [f"{saved['classes'][row.argmax()]} ({row.max():.2f})  {text}" for text, row in zip(texts, p)]
 
     def evaluate(self, saved: Dict, csv: str, columns: Dict[str, Optional[str]]) -> Dict:
-        trained = saved["options"]
-        options = Options(
-            task=self.name,
-            text=columns.get("text") or trained["text"],
-            label=columns.get("label") or trained["label"],
-            encoding=columns.get("encoding") or trained["encoding"],
-            fill=trained["fill"],
-        )
+        options = saved_reading_options(saved, ("text", "label", "encoding", "fill"), **columns)
         texts, labels = read_texts(csv, options)
         if not texts:
             raise TableError(f"--csv {csv!r} holds no rows to evaluate")

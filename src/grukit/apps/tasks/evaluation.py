@@ -19,19 +19,18 @@ def classification_report(truth: Sequence[str], predicted: Sequence[str], classe
     if not truth:
         raise ValueError(f"--csv {source!r} holds nothing to evaluate")
     n = len(truth)
-    correct = sum(t == p for t, p in zip(truth, predicted))
     counts = Counter(truth)
+    hits = Counter(t for t, p in zip(truth, predicted) if t == p)
     per_class = {}
     for name in list(classes) + sorted(set(counts) - set(classes)):
         if counts[name]:
-            hits = sum(t == p == name for t, p in zip(truth, predicted))
-            per_class[name] = {"samples": counts[name], "correct": hits, "recall": hits / counts[name]}
+            per_class[name] = {"samples": counts[name], "correct": hits[name], "recall": hits[name] / counts[name]}
     confusion = Counter(f"{t} -> {p}" for t, p in zip(truth, predicted) if t != p)
     most_frequent, its_count = counts.most_common(1)[0]
     return {
         "file": str(source),
         "samples": n,
-        "accuracy": correct / n,
+        "accuracy": sum(hits.values()) / n,
         "constant answer": {"class": most_frequent, "accuracy": its_count / n},
         "per class": per_class,
         "unseen labels": sorted(set(counts) - set(classes)),
