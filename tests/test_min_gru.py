@@ -325,3 +325,28 @@ def test_fused_op_checks_its_tensors():
         torch.ops.grukit.min_gru_scan(torch.randn(3, 2, 6), torch.randn(2, 4))
     with pytest.raises(TypeError, match="float32 or float64"):
         torch.ops.grukit.min_gru_scan(torch.randn(3, 2, 8).half(), torch.randn(2, 4).half())
+
+
+def test_fused_scan_reuses_its_output_buffer_only_once_the_caller_lets_go():
+    """The op's outputs come from a pool (csrc/workspace.h) so that a training step does not pay page
+    faults for fresh memory each call: a result the caller still holds keeps its values, and one it
+    dropped is written over."""
+    fused = backends.get("cpu_fused")
+    if not fused.is_available():
+        pytest.skip(f"cpu_fused unavailable: {fused.why_unavailable()}")
+    k1, h0 = _gates(6, 2, 4, seed=1)
+    k2, _ = _gates(6, 2, 4, seed=2)
+    first = torch.ops.grukit.min_gru_scan(k1, h0)
+    kept = first.clone()
+    second = torch.ops.grukit.min_gru_scan(k2, h0)
+    assert first.data_ptr() != second.data_ptr()
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    torch.testing.assert_close(second, torch.from_numpy(reference.scan_forward(k2.numpy(), h0.numpy())))
+    d_first, _ = torch.ops.grukit.min_gru_scan_backward(torch.ones_like(first), first, k1, h0)
+    d_kept = d_first.clone()
+    d_second, _ = torch.ops.grukit.min_gru_scan_backward(torch.ones_like(second), second, k2, h0)
+    torch.testing.assert_close(d_first, d_kept, rtol=0, atol=0)
+    del first, second, d_first, d_second
+    # released: a shorter sequence is written into the larger buffer the pool keeps
+    shorter = torch.ops.grukit.min_gru_scan(k1[:2].contiguous(), h0)
+    assert shorter.untyped_storage().nbytes() == k1.numel() // 2 * k1.element_size()

@@ -227,7 +227,7 @@ Tensor min_gru_scan_op(const Tensor& k, const Tensor& h0) {
   check_tensor(op, "k", k, k, {k.size(0), B, 2 * H});
   check_tensor(op, "h0", h0, k, {B, H});
   const int64_t T = k.size(0);
-  Tensor h = at::empty({T, B, H}, k.options());
+  Tensor h = workspace(kMinScanH, {T, B, H}, k.options());  // reused once the caller lets go of it
   AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "min_gru_scan", [&] {
     min_gru_scan_forward<scalar_t>(k.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), T, B, H);
   });
@@ -246,8 +246,8 @@ std::tuple<Tensor, Tensor> min_gru_scan_backward_op(const Tensor& d_h, const Ten
   check_tensor(op, "d_h", d_h, h, {T, B, H});
   check_tensor(op, "k", k, h, {T, B, 2 * H});
   check_tensor(op, "h0", h0, h, {B, H});
-  Tensor d_k = at::empty({T, B, 2 * H}, k.options());
-  Tensor d_h0 = at::empty({B, H}, k.options());
+  Tensor d_k = workspace(kMinScanDK, {T, B, 2 * H}, k.options());
+  Tensor d_h0 = workspace(kMinScanDH0, {B, H}, k.options());
   AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "min_gru_scan_backward", [&] {
     min_gru_scan_backward<scalar_t>(d_h.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
                                     h0.data_ptr<scalar_t>(), d_k.data_ptr<scalar_t>(), d_h0.data_ptr<scalar_t>(), T,

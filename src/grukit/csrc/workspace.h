@@ -18,7 +18,7 @@
 namespace grukit {
 
 // Every slot of the pool: the layer driver's (layer.h), then the sorted copies of the caller's
-// tensors and the weight-gradient products.
+// tensors and the weight-gradient products, then the minGRU scan's outputs (min_gru_scan.h).
 enum Slot {
   // forward
   kGI,
@@ -51,6 +51,10 @@ enum Slot {
   kRhT,
   kDWihT,
   kDWhhT,
+  // the minGRU's scan (min_gru_scan.h): its output h and its gradients
+  kMinScanH,
+  kMinScanDK,
+  kMinScanDH0,
   kSlots
 };
 
