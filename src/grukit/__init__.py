@@ -12,6 +12,8 @@
 * ``grukit.QuantizedGRU``: inference with int8 or bfloat16 weights (``GRU.quantized``).
 * ``grukit.MinGRU``: the minGRU of Feng et al. 2024, trained by a scan over all steps
   (``grukit.min_gru.min_gru``, its functional form; ``grukit.min_gru_reference``, its oracle).
+* ``grukit.MinGRUBlocks``: the paper's model body, minGRU layers in residual blocks with
+  LayerNorm and an MLP.
 * ``grukit.onnx_translations()``: ``torch.onnx.export``'s table for a model holding ``grukit.GRU``.
 """
 
@@ -26,6 +28,7 @@ _WHERE = {
     "GRUCell": "nn",
     "QuantizedGRU": "quantized",
     "MinGRU": "min_gru",
+    "MinGRUBlocks": "min_gru_blocks",
     "gru": "functional",
     "onnx_translations": "onnx_translation",
     "KEEPS_STATE": "reference",
@@ -55,6 +58,7 @@ __all__ = [
     "GRUCell",
     "QuantizedGRU",
     "MinGRU",
+    "MinGRUBlocks",
     "onnx_translations",
     "gru",
     "functional",

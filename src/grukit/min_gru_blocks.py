@@ -1,0 +1,211 @@
+"""The minGRU as Feng et al. 2024 train it: residual blocks of a minGRU layer and an MLP.
+
+A single minGRU layer's gates read only the input, so one layer cannot compute anything that
+depends on a comparison between past and present (a GRU's reset gate can). The paper's models
+stack minGRU layers inside residual blocks with normalisation and a position-wise MLP, as a
+Transformer or Mamba block does (Feng et al. 2024, "Were RNNs All We Needed?", their experiments'
+set-up; the block is the pre-norm residual block of Xiong et al. 2020):
+
+    x_0 = x W_in^T + b_in                                    [T, B, d]   (input projection)
+    u_l = x_{l-1} + minGRU_l(LayerNorm(x_{l-1}))             [T, B, d]
+    x_l = u_l + W_2 GELU(W_1 LayerNorm(u_l) + c_1) + c_2     [T, B, d]   W_1 [m d, d], W_2 [d, m d]
+    y   = LayerNorm(x_L)                                     [T, B, d]
+
+Every operation but the minGRU's scan acts on each step alone, and the scan runs forward in time,
+so padding after a sequence's end never reaches its valid steps: padded input with lengths and
+PackedSequence input give each sequence what it would get alone.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import backends
+from .min_gru import MinGRU, min_gru
+from .validation import (
+    check_bool,
+    check_dropout,
+    check_input_features,
+    check_lengths,
+    check_packed_hx,
+    check_sequence_input,
+    check_size,
+    check_stream_chunk,
+    check_tensor,
+)
+
+
+def min_gru_blocks_parameters(input_size: int, hidden_size: int, num_blocks: int, mlp_ratio: int) -> int:
+    """Parameters of :class:`MinGRUBlocks`: I d + d (projection), per block 2 (d d + d) (minGRU) +
+    2 m d d + m d + d (MLP) + 4 d (two LayerNorms), and 2 d (the final LayerNorm)."""
+    d, m = hidden_size, mlp_ratio
+    block = 2 * (d * d + d) + 2 * m * d * d + m * d + d + 4 * d
+    return input_size * d + d + num_blocks * block + 2 * d
+
+
+class MinGRUBlock(nn.Module):
+    """One residual block: ``u = x + minGRU(LayerNorm(x))``, ``x' = u + MLP(LayerNorm(u))``.
+
+    Call: ``block(x [T, B, d], h0 [1, B, d], lengths [B] or None) -> (x' [T, B, d], h_n [1, B, d])``.
+    """
+
+    def __init__(self, hidden_size: int, mlp_ratio: int, dropout: float, backend, factory):
+        super().__init__()
+        self.recurrence_norm = nn.LayerNorm(hidden_size, **factory)
+        self.min_gru = MinGRU(hidden_size, hidden_size, backend=backend, **factory)
+        self.mlp_norm = nn.LayerNorm(hidden_size, **factory)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, mlp_ratio * hidden_size, **factory),
+            nn.GELU(),
+            nn.Linear(mlp_ratio * hidden_size, hidden_size, **factory),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, h0: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        states, h_n = min_gru(
+            self.recurrence_norm(x), self.min_gru.layer_weights(), h0, lengths=lengths, backend=self.min_gru.backend
+        )
+        u = x + states
+        return u + self.mlp(self.mlp_norm(u)), h_n
+
+
+class MinGRUBlocks(nn.Module):
+    """Stacked minGRU residual blocks (Feng et al. 2024's model body), with ``torch.nn.GRU``'s call.
+
+    Args:
+        input_size: I, features per step.
+        hidden_size: d, the width of every block (the minGRU's hidden size and the residual stream).
+        num_blocks: L blocks (the paper's selective-copying model has 3).
+        mlp_ratio: m, the MLP's inner width is m d (4, as a Transformer's).
+        dropout: on each block's MLP output, when training.
+        batch_first: input and output are [B, T, *].
+        backend: the minGRU scan's backend (see :func:`grukit.min_gru.min_gru`).
+
+    Call: ``output, h_n = module(input, hx)`` with input [T, B, I] ([B, T, I] if ``batch_first``),
+    [T, I] unbatched, or a PackedSequence; hx [L, B, d] (each block's minGRU state) or None.
+    ``output`` [T, B, d] is the final LayerNorm of the residual stream (zero past a sequence's
+    length, as torch.nn.GRU's padded output); h_n [L, B, d] each block's state after the last
+    valid step. Unidirectional: the blocks are causal, which is what makes :meth:`stream` exact.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_blocks: int = 3,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        batch_first: bool = False,
+        backend: Optional[str] = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_blocks = check_size("num_blocks", num_blocks)
+        self.mlp_ratio = check_size("mlp_ratio", mlp_ratio)
+        self.dropout = check_dropout(dropout)
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.backend = backend
+        backends.check_named(backend)
+        factory = {"device": device, "dtype": dtype}
+        self.input_projection = nn.Linear(input_size, hidden_size, **factory)
+        self.blocks = nn.ModuleList(
+            MinGRUBlock(hidden_size, mlp_ratio, dropout, backend, factory) for _ in range(num_blocks)
+        )
+        self.output_norm = nn.LayerNorm(hidden_size, **factory)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_blocks={self.num_blocks}, mlp_ratio={self.mlp_ratio}"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s + (", batch_first=True" if self.batch_first else "")
+
+    def _run(self, x: Tensor, hx: Optional[Tensor], lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """x [T, B, I] -> (output [T, B, d], h_n [L, B, d])."""
+        T, B, _ = x.shape
+        shape = (self.num_blocks, B, self.hidden_size)
+        hx = x.new_zeros(shape) if hx is None else check_tensor("hx", hx, shape, x)
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T, x.device)
+        x = self.input_projection(x)
+        finals: List[Tensor] = []
+        for index, block in enumerate(self.blocks):
+            x, h_n = block(x, hx[index : index + 1], lengths)
+            finals.append(h_n[0])
+        output = self.output_norm(x)
+        if lengths is not None:
+            output = output * (torch.arange(T, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
+        return output, torch.stack(finals)
+
+    def forward(
+        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
+    ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+        if isinstance(input, PackedSequence):
+            check_input_features(input.data, self.input_size, self.input_projection.weight, packed=True)
+            check_packed_hx(hx)
+            if hx is not None and input.sorted_indices is not None:
+                hx = hx.index_select(1, input.sorted_indices)
+            padded, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
+            output, h_n = self._run(padded, hx, lengths)
+            data = pack_padded_sequence(output, lengths).data
+            if input.unsorted_indices is not None:
+                h_n = h_n.index_select(1, input.unsorted_indices)
+            return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
+        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
+        check_input_features(input, self.input_size, self.input_projection.weight)
+        output, h_n = self._run(input.transpose(0, 1) if batch_first else input, hx, None)
+        if batch_first:
+            output = output.transpose(0, 1)
+        if unbatched:
+            return output.squeeze(1), h_n.squeeze(1)
+        return output, h_n
+
+    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> "MinGRUBlocksStream":
+        """Step-by-step inference: see :class:`MinGRUBlocksStream`."""
+        return MinGRUBlocksStream(self, batch_size, h0)
+
+
+class MinGRUBlocksStream:
+    """Inference a step (or a chunk of steps) at a time over :class:`MinGRUBlocks`, keeping every
+    block's minGRU state between calls. ``step(x [B, I]) -> [B, d]``; ``stream(chunk [T, B, I]) ->
+    [T, B, d]``; ``state`` [L, B, d] and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s. The
+    blocks are causal, so the outputs equal the whole sequence's at the same steps."""
+
+    def __init__(self, module: MinGRUBlocks, batch_size: int = 1, h0: Optional[Tensor] = None):
+        self.module = module
+        self.batch_size = check_size("batch_size", batch_size)
+        self._shape = (module.num_blocks, self.batch_size, module.hidden_size)
+        like = module.input_projection.weight
+        self._initial = like.new_zeros(self._shape) if h0 is None else self._checked(h0)
+        self._h = self._initial.clone()
+
+    def _checked(self, h0: Tensor) -> Tensor:
+        return check_tensor("h0", h0, self._shape, self.module.input_projection.weight).detach().clone()
+
+    @property
+    def state(self) -> Tensor:
+        """[L, B, d] every block's current minGRU state (a copy)."""
+        return self._h.clone()
+
+    def reset(self, h0: Optional[Tensor] = None) -> None:
+        """Start over from ``h0`` ([L, B, d]) or from the initial state given at creation."""
+        self._h = self._initial.clone() if h0 is None else self._checked(h0)
+
+    @torch.no_grad()
+    def __call__(self, chunk: Tensor) -> Tensor:
+        """Several steps: chunk [T, B, I] -> the blocks' output after each, [T, B, d]."""
+        check_stream_chunk(chunk, self.batch_size, self.module.input_size)
+        output, self._h = self.module._run(chunk, self._h, None)
+        return output
+
+    def step(self, x: Tensor) -> Tensor:
+        """One time step: x [B, I] -> the output [B, d]."""
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"x must have shape [{self.batch_size}, {self.module.input_size}], got {x!r:.60}")
+        return self(x.unsqueeze(0))[0]
