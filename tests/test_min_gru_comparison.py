@@ -62,13 +62,19 @@ def test_compare_min_gru_quick_writes_its_section_and_reuses_runs(tmp_path, caps
     assert main(["compare", "--min-gru", "--quick", "--out", str(out)]) == 0
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert {r["task"] for r in runs} == {"adding", "copy", "selective"}
-    assert {r["kind"] for r in runs} == {"gru-after", "min-gru"}
+    assert {r["kind"] for r in runs} == {"gru-after", "min-gru", "min-gru-blocks"}
     section = read_sections(str(out / "COMPARISON.md"))["min-gru"]
     for heading in ("### Sentiment and weather", "### Adding problem", "### Copy task", "### Selective copying"):
         assert heading in section
     assert "minGRU grukit, matched parameters" in section and "### The paper's claims, judged here" in section
+    assert "minGRU blocks grukit, matched parameters" in section and "The paper's minGRU blocks" in section
     # every run is already there: a second call trains none of them again
     capsys.readouterr()
     assert main(["compare", "--min-gru", "--memory", "--quick", "--out", str(out)]) == 0
     assert f"resuming: {len(runs)} runs" in capsys.readouterr().out
     assert len((out / "runs.jsonl").read_text().splitlines()) == len(runs)
+    # and a full call keeps the task results of the same budgets: nothing is trained again
+    tasks_before = json.loads((out / "min_gru_results.json").read_text())
+    assert main(["compare", "--min-gru", "--quick", "--out", str(out)]) == 0
+    assert " seed 0: " not in capsys.readouterr().out
+    assert json.loads((out / "min_gru_results.json").read_text()) == tasks_before

@@ -332,17 +332,17 @@ def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int
     """``grukit compare --min-gru``: its own section of COMPARISON.md (min_gru_comparison)."""
     from . import memory, min_gru_comparison
     from .report_file import write_section
+    from .tasks.common import write_json
 
     seeds, epochs, limit = _task_budget(args)
     saved = os.path.join(args.out, "min_gru_results.json")
     results = []
-    if args.memory and os.path.exists(saved):  # the memory part only: the task table of the last full run is kept
+    if os.path.exists(saved):  # --memory keeps the last task table; a full run keeps its runs of these budgets
         with open(saved) as f:
             results = json.load(f)
-    elif not args.memory:
-        results = min_gru_comparison.run_tasks(seeds, epochs, limit, log=print)
-        with open(saved, "w") as f:
-            json.dump(results, f)
+    if not args.memory:
+        results = min_gru_comparison.run_tasks(seeds, epochs, limit, log=print, done=results)
+        write_json(saved, results)
     settings = _memory_settings(args)
     runs = min_gru_comparison.run_memory(settings, args.out, args.jobs, log=print)
     text = min_gru_comparison.markdown(results, runs, settings, command, memory.machine(args.jobs))

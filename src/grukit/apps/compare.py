@@ -23,12 +23,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..min_gru import MinGRU
+from ..min_gru_blocks import MinGRUBlocks
 from ..nn import GRU, GRUCell
 from .memory import adding_problem
-from .model_sizes import matched_hidden, recurrent_parameters
+from .model_sizes import MIN_GRU_BLOCKS, matched_hidden, recurrent_parameters
 from .plotting import pyplot
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before", "torch-gru")
@@ -56,6 +57,7 @@ class SequenceModel(nn.Module):
             "gru-after": lambda: GRU(inputs, hidden, batch_first=True, reset_after=True),
             "gru-before": lambda: GRU(inputs, hidden, batch_first=True, reset_after=False),
             "min-gru": lambda: MinGRU(inputs, hidden, batch_first=True),
+            "min-gru-blocks": lambda: MinGRUBlocks(inputs, hidden, batch_first=True, **MIN_GRU_BLOCKS),
         }[kind]()
         self.head = nn.Linear(hidden, outputs)
 
@@ -64,9 +66,19 @@ class SequenceModel(nn.Module):
             x = self.embedding(x)
         if lengths is not None:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(x)
+        output, h = self.rnn(x)
+        if self.kind == "min-gru-blocks":  # its output (after the MLP and norm) at each last valid step
+            return self.head(_last_steps(output))
         h = h[0] if self.kind == "lstm" else h
         return self.head(h[-1])
+
+
+def _last_steps(output) -> torch.Tensor:
+    """[B, D] each sequence's last valid step of a batch-first output [B, T, D] or a PackedSequence."""
+    if not isinstance(output, PackedSequence):
+        return output[:, -1]
+    padded, lengths = pad_packed_sequence(output, batch_first=True)
+    return padded[torch.arange(padded.shape[0]), lengths.to(padded.device) - 1]
 
 
 # ---------------------------------------------------------------- gradient flow

@@ -44,8 +44,9 @@ import torch
 from torch import nn
 
 from ..min_gru import MinGRU
+from ..min_gru_blocks import MinGRUBlocks
 from ..nn import GRU
-from .model_sizes import matched_hidden, recurrent_parameters
+from .model_sizes import MIN_GRU_BLOCKS, matched_hidden, recurrent_parameters
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before")
 LABELS = {
@@ -54,6 +55,7 @@ LABELS = {
     "gru-after": "GRU grukit, reset after",
     "gru-before": "GRU grukit, reset before",
     "min-gru": "minGRU grukit",  # Feng et al. 2024; trained in grukit compare --min-gru
+    "min-gru-blocks": "minGRU blocks grukit",  # the paper's model body: 3 residual blocks with an MLP
 }
 COLOURS = {
     "rnn": "tab:blue",
@@ -61,8 +63,16 @@ COLOURS = {
     "gru-after": "tab:green",
     "gru-before": "tab:red",
     "min-gru": "tab:purple",
+    "min-gru-blocks": "tab:brown",
 }  # every plot
-FAMILY = {"rnn": "rnn", "lstm": "lstm", "gru-after": "gru", "gru-before": "gru", "min-gru": "min-gru"}
+FAMILY = {
+    "rnn": "rnn",
+    "lstm": "lstm",
+    "gru-after": "gru",
+    "gru-before": "gru",
+    "min-gru": "min-gru",
+    "min-gru-blocks": "min-gru-blocks",
+}
 TASKS = ("adding", "copy")  # grukit compare --memory; the minGRU comparison adds "selective"
 EVERY_STEP_TASKS = ("copy", "selective")  # a target at every step (cross-entropy), not one at the end
 COPY_SYMBOLS = 8  # the alphabet; 0 is the blank, 9 the delimiter
@@ -165,6 +175,7 @@ class MemoryModel(nn.Module):
             "gru-after": lambda: GRU(inputs, hidden, batch_first=True, reset_after=True),
             "gru-before": lambda: GRU(inputs, hidden, batch_first=True, reset_after=False),
             "min-gru": lambda: MinGRU(inputs, hidden, batch_first=True),
+            "min-gru-blocks": lambda: MinGRUBlocks(inputs, hidden, batch_first=True, **MIN_GRU_BLOCKS),
         }[kind]()
         if kind == "lstm":  # forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras' default)
             with torch.no_grad():
@@ -358,11 +369,15 @@ class RunLog:
 
 def _sizes(task: str, hidden: int, kinds: Sequence[str] = KINDS) -> Iterable[Tuple[str, str, int]]:
     """(kind, setting, hidden size): every model of ``kinds`` at ``hidden``, and the RNN and LSTM
-    again at the hidden size matching the GRU's recurrent parameter count (the GRU's own is both)."""
+    again at the hidden size matching the GRU's recurrent parameter count (the GRU's own is both);
+    the minGRU blocks, ten times a GRU's parameters at one width, only at the matched size."""
     inputs = task_inputs(task)
     target = recurrent_parameters("gru-after", inputs, hidden)
     for kind in kinds:
-        yield kind, "hidden", hidden
+        if kind == "min-gru-blocks":
+            yield kind, "params", matched_hidden(kind, inputs, target)
+        else:
+            yield kind, "hidden", hidden
     for kind in ("rnn", "lstm"):
         if kind in kinds:
             yield kind, "params", matched_hidden(kind, inputs, target)

@@ -4,6 +4,8 @@ rules of the GRU-vs-LSTM comparison.
 * the sentiment and weather tasks (:func:`grukit.apps.compare.train_task`): the GRU (reset after)
   and the minGRU at hidden size 64, and the minGRU again at the hidden size whose parameter count
   matches the GRU's (it has no recurrent weights: 2 (I H + H) against 3 (I H + H H + 2 H));
+* in both, the paper's model body as well (``grukit.MinGRUBlocks``: 3 residual blocks of a minGRU
+  layer and an MLP), at the width whose parameter count matches the GRU's;
 * the long-memory problems (:mod:`grukit.apps.memory`): the adding problem and the copy task, as
   there, and selective copying (the paper's synthetic task), for both models. Runs already in
   ``runs.jsonl`` (the GRU's, from ``grukit compare --memory`` with the same settings) are reused.
@@ -15,37 +17,46 @@ GRU is measured by ``bench/min_gru_speed.py`` (BENCHMARKS.md).
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from . import memory
 from .compare import train_task
-from .model_sizes import recurrent_parameters
+from .model_sizes import matched_hidden, recurrent_parameters
 
-KINDS = ("gru-after", "min-gru")
+KINDS = ("gru-after", "min-gru", "min-gru-blocks")
 MEMORY_TASKS = ("adding", "copy", "selective")
 TASK_INPUTS = {"sentiment": 64, "weather": 3}  # the embedding size; the weather features
 HIDDEN = 64
 
 
 def _task_models(task: str):
-    """(kind, setting, hidden): both at 64, and the minGRU at the GRU's parameter count."""
+    """(kind, setting, hidden): both at 64, the minGRU and its blocks at the GRU's parameter count."""
     inputs = TASK_INPUTS[task]
     yield "gru-after", "hidden", HIDDEN
     yield "min-gru", "hidden", HIDDEN
     target = recurrent_parameters("gru-after", inputs, HIDDEN)
     # 2 (I H + H) = target, solved for H
     yield "min-gru", "params", max(1, round(target / (2 * (inputs + 1))))
+    yield "min-gru-blocks", "params", matched_hidden("min-gru-blocks", inputs, target)
 
 
-def run_tasks(seeds: int, epochs: Dict[str, int], limit: int, log=print) -> List[Dict]:
+def run_tasks(seeds: int, epochs: Dict[str, int], limit: int, log=print, done: Sequence[Dict] = ()) -> List[Dict]:
+    """Train every model of :func:`_task_models` on both tasks, each seed; a result in ``done`` made
+    with the same epochs and limit is kept instead of trained again."""
+    key = ("task", "kind", "setting", "hidden", "seed", "epochs", "limit")
+    kept = {tuple(r.get(k) for k in key): r for r in done}
     results = []
     for task in ("sentiment", "weather"):
         for kind, setting, hidden in _task_models(task):
             for seed in range(seeds):
+                r = kept.get((task, kind, setting, hidden, seed, epochs[task], limit))
+                if r is not None:
+                    results.append(r)
+                    continue
                 r = train_task(kind, task, hidden, epochs[task], seed, limit)
-                r.update(setting=setting, seed=seed)
+                r.update(setting=setting, seed=seed, epochs=epochs[task], limit=limit)
                 results.append(r)
                 log(
                     f"{task:9s} {memory.LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
@@ -67,7 +78,7 @@ def _summary(values, fmt: str) -> str:
 def _task_columns(results: List[Dict]):
     """(label, rows by task) per model column, in table order."""
     columns = []
-    for kind, setting in (("gru-after", "hidden"), ("min-gru", "hidden"), ("min-gru", "params")):
+    for kind, setting in (("gru-after", "hidden"),) + MODELS["one layer"] + MODELS["blocks"]:
         rows = {
             task: [r for r in results if r["task"] == task and r["kind"] == kind and r["setting"] == setting]
             for task in TASK_INPUTS
@@ -122,12 +133,12 @@ def memory_markdown(runs: List[memory.Run], settings: memory.Settings) -> List[s
             "|---" * (len(lengths) + 4) + "|",
         ]
         for kind in KINDS:
-            cells = memory._main_runs(runs, task, kind, "hidden")
+            cells = memory._main_runs(runs, task, kind, "params" if kind == "min-gru-blocks" else "hidden")
             if not cells:
                 continue
             any_run = next(iter(cells.values()))
             row = [
-                memory.LABELS[kind],
+                memory.LABELS[kind] + (", matched parameters" if kind == "min-gru-blocks" else ""),
                 str(any_run.hidden),
                 f"{any_run.parameters:,}",
                 f"{any_run.learning_rate:g}",
@@ -139,7 +150,60 @@ def memory_markdown(runs: List[memory.Run], settings: memory.Settings) -> List[s
 
 
 def _longest(runs, task, kind, settings) -> int:
-    return memory.longest_solved(runs, task, kind, "hidden", settings.seeds, every_seed=True)
+    setting = "params" if kind == "min-gru-blocks" else "hidden"
+    return memory.longest_solved(runs, task, kind, setting, settings.seeds, every_seed=True)
+
+
+MODELS = {  # the minGRU models judged, with the setting of their runs
+    "one layer": (("min-gru", "hidden"), ("min-gru", "params")),
+    "blocks": (("min-gru-blocks", "params"),),
+}
+
+
+def _accuracy_verdict(by: Dict[tuple, List[float]]) -> List[str]:
+    gru_acc = np.mean(by[("sentiment", "gru-after", "hidden")])
+    gru_rmse = np.mean(by[("weather", "gru-after", "hidden")])
+    parts, best_acc, best_rmse = [], -np.inf, np.inf
+    for kind, setting in MODELS["one layer"] + MODELS["blocks"]:
+        if ("sentiment", kind, setting) not in by or ("weather", kind, setting) not in by:
+            continue
+        acc, rmse = np.mean(by[("sentiment", kind, setting)]), np.mean(by[("weather", kind, setting)])
+        best_acc, best_rmse = max(best_acc, acc), min(best_rmse, rmse)
+        label = memory.LABELS[kind] + (" at the GRU's parameter count" if setting == "params" else " at H = 64")
+        parts.append(f"{label}: accuracy {acc:.3f} ({acc - gru_acc:+.3f}), RMSE {rmse:.3f} ({rmse - gru_rmse:+.3f})")
+    holds = gru_acc - best_acc <= 0.01 and best_rmse - gru_rmse <= 0.02 * gru_rmse
+    return [
+        f"1. *Accuracy competitive with the GRU's* (rule: the best minGRU model within 0.01 sentiment accuracy "
+        f"and 2 % weather RMSE of the GRU): **{'holds' if holds else 'does not hold'}** here. GRU: accuracy "
+        f"{gru_acc:.3f}, RMSE {gru_rmse:.3f}; " + "; ".join(parts) + "."
+    ]
+
+
+def _memory_verdicts(runs: List[memory.Run], settings: memory.Settings) -> List[str]:
+    lines = []
+    for number, (model, description) in enumerate(
+        (
+            ("one layer", "A minGRU (one layer, the GRU's hidden size)"),
+            ("blocks", "The paper's minGRU blocks (3 blocks, at the GRU's parameter count)"),
+        ),
+        start=2,
+    ):
+        kind = MODELS[model][0][0]
+        if not any(r.kind == kind and r.purpose == "main" for r in runs):
+            continue
+        parts, wins, losses = [], 0, 0
+        for task in MEMORY_TASKS:
+            g, m = _longest(runs, task, "gru-after", settings), _longest(runs, task, kind, settings)
+            parts.append(f"{task}: GRU {g or 'none'}, {memory.LABELS[kind]} {m or 'none'}")
+            wins += m > g
+            losses += m < g
+        verdict = "holds" if losses == 0 else "does not hold" if wins == 0 else "holds on some tasks only"
+        lines.append(
+            f"{number}. *{description} remembers as far as a GRU, selective copying included* "
+            f"(rule: longest length solved by every seed, at least the GRU's on every task): **{verdict}**. "
+            f"Longest solved by every seed: {'; '.join(parts)}."
+        )
+    return lines
 
 
 def verdicts(results: List[Dict], runs: List[memory.Run], settings: memory.Settings) -> List[str]:
@@ -148,38 +212,13 @@ def verdicts(results: List[Dict], runs: List[memory.Run], settings: memory.Setti
     by: Dict[tuple, List[float]] = {}  # (task, kind, setting) -> the seeds' test metrics
     for r in results:
         by.setdefault((r["task"], r["kind"], r["setting"]), []).append(r["metric"])
-    if ("sentiment", "min-gru", "hidden") in by and ("sentiment", "gru-after", "hidden") in by:
-        gru_acc = np.mean(by[("sentiment", "gru-after", "hidden")])
-        min_acc = np.mean(by[("sentiment", "min-gru", "hidden")])
-        min_acc_p = np.mean(by.get(("sentiment", "min-gru", "params"), [min_acc]))
-        gru_rmse = np.mean(by[("weather", "gru-after", "hidden")])
-        min_rmse = np.mean(by[("weather", "min-gru", "hidden")])
-        min_rmse_p = np.mean(by.get(("weather", "min-gru", "params"), [min_rmse]))
-        best_acc, best_rmse = max(min_acc, min_acc_p), min(min_rmse, min_rmse_p)
-        holds = gru_acc - best_acc <= 0.01 and best_rmse - gru_rmse <= 0.02 * gru_rmse
-        lines.append(
-            f"1. *Accuracy competitive with the GRU's* (rule: the better minGRU within 0.01 accuracy and 2 % RMSE of "
-            f"the GRU): **{'holds' if holds else 'does not hold'}** here. Sentiment accuracy: GRU {gru_acc:.3f}, "
-            f"minGRU {min_acc:.3f} at H = 64 ({min_acc - gru_acc:+.3f}), {min_acc_p:.3f} at the GRU's parameter "
-            f"count ({min_acc_p - gru_acc:+.3f}); weather RMSE: GRU {gru_rmse:.3f}, minGRU {min_rmse:.3f} "
-            f"({min_rmse - gru_rmse:+.3f}) and {min_rmse_p:.3f} ({min_rmse_p - gru_rmse:+.3f})."
-        )
+    if ("sentiment", "gru-after", "hidden") in by and ("weather", "gru-after", "hidden") in by:
+        lines += _accuracy_verdict(by)
     if runs:
-        parts, wins, losses = [], 0, 0
-        for task in MEMORY_TASKS:
-            g, m = _longest(runs, task, "gru-after", settings), _longest(runs, task, "min-gru", settings)
-            parts.append(f"{task}: GRU {g or 'none'}, minGRU {m or 'none'}")
-            wins += m > g
-            losses += m < g
-        verdict = "holds" if losses == 0 else "does not hold" if wins == 0 else "holds on some tasks only"
-        lines.append(
-            f"2. *A minGRU (one layer, the GRU's hidden size) remembers as far as a GRU, selective copying included* "
-            f"(rule: longest length solved by every seed, at least the GRU's on every task): **{verdict}**. "
-            f"Longest solved by every seed: {'; '.join(parts)}."
-        )
+        lines += _memory_verdicts(runs, settings)
     lines.append(
-        "3. *Trains many times faster than a GRU*: measured against grukit's fused GRU and torch.nn.GRU on this "
-        "CPU by `python bench/min_gru_speed.py` (BENCHMARKS.md, the minGRU section)."
+        f"{len(lines) - 1}. *Trains many times faster than a GRU*: measured against grukit's fused GRU and "
+        "torch.nn.GRU on this CPU by `python bench/min_gru_speed.py` (BENCHMARKS.md, the minGRU section)."
     )
     return lines
 
@@ -192,7 +231,9 @@ def markdown(results: List[Dict], runs: List[memory.Run], settings: memory.Setti
         "",
         f"Made by `{command}` on {machine}. The minGRU's gates read only the input (z = sigmoid(x W_z), "
         "h~ = g(x W_h), h = (1 - z) h + z h~), so training computes every step at once by a scan; one layer "
-        "here, as the GRU. The GRU's memory runs are those of the section above where the settings match "
+        "here, as the GRU, and the paper's model body (MinGRUBlocks: an input projection, 3 pre-norm residual "
+        "blocks of a minGRU layer and a GELU MLP of 4x width, a final LayerNorm) at the GRU's parameter count. "
+        "The GRU's memory runs are those of the section above where the settings match "
         "(same code, budgets, learning-rate grid and seeds).",
         "",
     ]
