@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grukit.apps import memory
-from grukit.apps.model_sizes import recurrent_parameters
+from grukit.apps.model_sizes import matched_hidden, recurrent_parameters
 from grukit.apps.report_file import read_sections
 
 
@@ -54,6 +54,21 @@ def test_min_gru_memory_model_has_the_counted_parameters(task):
     assert model(x).shape == ((3, 1) if task == "adding" else (3, 32, 9))
 
 
+@pytest.mark.parametrize("task", ["adding", "copy", "selective"])
+def test_min_gru_blocks_are_compared_at_the_grus_parameter_count(task):
+    inputs = memory.task_inputs(task)
+    target = recurrent_parameters("gru-after", inputs, 64)
+    width = matched_hidden("min-gru-blocks", inputs, target)
+    model = memory.MemoryModel("min-gru-blocks", task, width)
+    counted = sum(p.numel() for p in model.rnn.parameters())
+    assert counted == recurrent_parameters("min-gru-blocks", inputs, width)
+    # the closest width: one wider or narrower is further from the GRU's count
+    for other in (width - 1, width + 1):
+        assert abs(recurrent_parameters("min-gru-blocks", inputs, other) - target) >= abs(counted - target)
+    x, _ = memory.make_batch(task, 3, 12, np.random.default_rng(0))
+    assert model(x).shape == ((3, 1) if task == "adding" else (3, 32, 9))
+
+
 def test_compare_min_gru_quick_writes_its_section_and_reuses_runs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from grukit.apps.cli import main
@@ -78,3 +93,18 @@ def test_compare_min_gru_quick_writes_its_section_and_reuses_runs(tmp_path, caps
     assert main(["compare", "--min-gru", "--quick", "--out", str(out)]) == 0
     assert " seed 0: " not in capsys.readouterr().out
     assert json.loads((out / "min_gru_results.json").read_text()) == tasks_before
+
+
+def test_sequence_model_reads_the_blocks_output_at_each_last_valid_step():
+    """The blocks' h_n is a minGRU state before the MLP, so the task head reads their output instead,
+    at each review's last word: a padded batch gives each review what it gets alone."""
+    from grukit.apps.compare import SequenceModel
+
+    torch.manual_seed(0)
+    model = SequenceModel("min-gru-blocks", 8, 6, 1, vocab=20)
+    ids, lengths = torch.randint(1, 20, (3, 7)), torch.tensor([7, 3, 5])
+    together = model(ids, lengths)
+    alone = torch.cat([model(ids[b : b + 1, :n]) for b, n in enumerate(lengths.tolist())])
+    torch.testing.assert_close(together, alone)
+    outputs = [model.rnn(model.embedding(ids[b : b + 1, :n]))[0] for b, n in enumerate(lengths.tolist())]
+    torch.testing.assert_close(together, torch.cat([model.head(output[:, -1]) for output in outputs]))
