@@ -29,7 +29,6 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import backends
-from .backends.torch_ops import min_gru_gates
 from .validation import (
     ShapeError,
     check_bool,
@@ -260,7 +259,8 @@ class MinGRUStream:
     """Step-by-step inference over a unidirectional :class:`MinGRU`, keeping the state between calls.
 
     ``step(x [B, I]) -> [B, H]`` runs one step of every layer (the sequential form: one product of
-    x with [W_z; W_h] and h = h + z (h~ - h), per layer); ``stream(chunk [T, B, I]) -> [T, B, H]``
+    x with [W_z; W_h], then the scan over that one step, h = h + z (h~ - h), per layer: two calls
+    into the fused kernels on the CPU); ``stream(chunk [T, B, I]) -> [T, B, H]``
     runs several steps at once through the scan. Both return the last layer's states and run
     without autograd; ``state`` and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s.
     """
@@ -273,6 +273,8 @@ class MinGRUStream:
         self._shape = (module.num_layers, self.batch_size, module.hidden_size)
         self._initial = like.new_zeros(self._shape) if h0 is None else self._checked(h0)
         self._h = self._initial.clone()
+        # chosen once: a step is a few microseconds of work, and choosing costs as much
+        self._scan = backends.select_min_gru_scan(like, module.backend, others=[self._initial])
 
     def _checked(self, h0: Tensor) -> Tensor:
         return check_tensor("h0", h0, self._shape, self.module.weight_ih_l0).detach().clone()
@@ -294,9 +296,8 @@ class MinGRUStream:
         check_stream_chunk(x.unsqueeze(0), self.batch_size, self.module.input_size)
         new = []
         for layer, (weight, bias) in enumerate(self.module.layer_weights()):
-            z, candidate = min_gru_gates(F.linear(x, weight, bias))
-            h = self._h[layer]
-            x = h + z * (candidate - h)  # (1 - z) h + z h~
+            k = F.linear(x, weight, bias).unsqueeze(0)  # [1, B, 2H]
+            x = self._scan.min_gru_scan(k, self._h[layer])[0]  # (1 - z) h + z h~, the gates fused in
             new.append(x)
         self._h = torch.stack(new)
         return x
