@@ -237,6 +237,40 @@ def test_parameter_count_and_names():
 # ---------------------------------------------------------------- streaming
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("backend", backend_params("torch", "cpu_fused"))
+def test_stream_steps_follow_the_oracle_in_float64(backend, bias):
+    """Each path of the stream (the native one of the fused kernels; the product and one-step scan
+    elsewhere) against the oracle's layers run one after the other, step by step."""
+    torch.manual_seed(5)
+    model = grukit.MinGRU(3, 5, num_layers=2, bias=bias, backend=backend, dtype=torch.float64)
+    x, h0 = torch.randn(6, 2, 3, dtype=torch.float64), torch.randn(2, 2, 5, dtype=torch.float64)
+    stream = model.stream(batch_size=2, h0=h0)
+    assert (stream._native is not None) == (backend == "cpu_fused")
+    expected = x.numpy()
+    for layer, (weight, b) in enumerate(model.layer_weights()):
+        b = np.zeros(weight.shape[0]) if b is None else b.detach().numpy()
+        expected, _ = reference.layer_forward(expected, weight.detach().numpy(), b, h0[layer].numpy())
+    got = torch.stack([stream.step(x[t]) for t in range(6)])
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
+    with torch.no_grad():  # the stream copied the weights when it was made
+        model.weight_ih_l0.zero_()
+    stream.reset()
+    np.testing.assert_allclose(stream.step(x[0]).numpy(), expected[0], atol=1e-12)
+
+
+def test_native_stream_names_a_wrong_step():
+    if not backends.get("cpu_fused").is_available():
+        pytest.skip("cpu_fused unavailable")
+    stream = grukit.MinGRU(3, 5).stream(batch_size=2)
+    with pytest.raises(ValueError, match=r"x must have shape \[2, 3\]"):
+        stream.step(torch.randn(3, 3))
+    with pytest.raises(TypeError, match="x must have dtype Float"):
+        stream.step(torch.randn(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="h0"):
+        stream.reset(torch.zeros(2, 2, 5))
+
+
 def test_stream_steps_equal_the_whole_sequence():
     torch.manual_seed(4)
     model = grukit.MinGRU(3, 5, num_layers=2)

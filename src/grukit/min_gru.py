@@ -258,11 +258,13 @@ class MinGRU(nn.Module):
 class MinGRUStream:
     """Step-by-step inference over a unidirectional :class:`MinGRU`, keeping the state between calls.
 
-    ``step(x [B, I]) -> [B, H]`` runs one step of every layer (the sequential form: one product of
-    x with [W_z; W_h], then the scan over that one step, h = h + z (h~ - h), per layer: two calls
-    into the fused kernels on the CPU); ``stream(chunk [T, B, I]) -> [T, B, H]``
-    runs several steps at once through the scan. Both return the last layer's states and run
-    without autograd; ``state`` and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s.
+    ``step(x [B, I]) -> [B, H]`` runs one step of every layer, the sequential form: per layer
+    ``k = x [W_z; W_h]^T + b``, then ``h = h + z (h~ - h)``; ``stream(chunk [T, B, I]) -> [T, B, H]``
+    runs several steps. Both return the last layer's states and run without autograd; ``state`` and
+    ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s. As there, the weights are copied when the
+    stream is made (make a new stream after changing them), and where the fused CPU kernels run the
+    scan, each call is one native call (csrc/min_gru_stream.h); elsewhere a step is the layer's
+    product and the backend's scan over one step.
     """
 
     def __init__(self, module: MinGRU, batch_size: int = 1, h0: Optional[Tensor] = None):
@@ -273,8 +275,13 @@ class MinGRUStream:
         self._shape = (module.num_layers, self.batch_size, module.hidden_size)
         self._initial = like.new_zeros(self._shape) if h0 is None else self._checked(h0)
         self._h = self._initial.clone()
+        self._weights = [
+            (w.detach().clone(), None if b is None else b.detach().clone()) for w, b in module.layer_weights()
+        ]
         # chosen once: a step is a few microseconds of work, and choosing costs as much
         self._scan = backends.select_min_gru_scan(like, module.backend, others=[self._initial])
+        native = self._scan is backends.get("cpu_fused") and like.device.type == "cpu"
+        self._native = backends.get("cpu_fused").open_min_gru_stream(self._weights, self._initial) if native else None
 
     def _checked(self, h0: Tensor) -> Tensor:
         return check_tensor("h0", h0, self._shape, self.module.weight_ih_l0).detach().clone()
@@ -282,20 +289,26 @@ class MinGRUStream:
     @property
     def state(self) -> Tensor:
         """[L, B, H] every layer's current state (a copy); a property, as ``GRUStream.state``."""
-        return self._h.clone()
+        return self._native.state() if self._native is not None else self._h.clone()
 
     def reset(self, h0: Optional[Tensor] = None) -> None:
         """Start over from ``h0`` ([L, B, H]) or from the initial state given at creation."""
-        self._h = self._initial.clone() if h0 is None else self._checked(h0)
+        h = self._initial if h0 is None else self._checked(h0)
+        if self._native is not None:
+            self._native.set_state(h)
+        else:
+            self._h = h.clone()
 
     @torch.no_grad()
     def step(self, x: Tensor) -> Tensor:
         """One time step: x [B, I] -> the last layer's new state [B, H]."""
+        if self._native is not None:
+            return self._native.step(x)
         if not isinstance(x, Tensor) or x.dim() != 2:
             raise ShapeError(f"x must have shape [{self.batch_size}, {self.module.input_size}], got {x!r:.60}")
         check_stream_chunk(x.unsqueeze(0), self.batch_size, self.module.input_size)
         new = []
-        for layer, (weight, bias) in enumerate(self.module.layer_weights()):
+        for layer, (weight, bias) in enumerate(self._weights):
             k = F.linear(x, weight, bias).unsqueeze(0)  # [1, B, 2H]
             x = self._scan.min_gru_scan(k, self._h[layer])[0]  # (1 - z) h + z h~, the gates fused in
             new.append(x)
@@ -305,6 +318,8 @@ class MinGRUStream:
     @torch.no_grad()
     def __call__(self, chunk: Tensor) -> Tensor:
         """Several steps: chunk [T, B, I] -> the last layer's state after each, [T, B, H]."""
+        if self._native is not None:
+            return self._native.run(chunk)
         check_stream_chunk(chunk, self.batch_size, self.module.input_size)
-        output, self._h = min_gru(chunk, self.module.layer_weights(), self._h, backend=self.module.backend)
+        output, self._h = min_gru(chunk, self._weights, self._h, backend=self.module.backend)
         return output

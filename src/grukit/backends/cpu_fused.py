@@ -202,6 +202,23 @@ def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool, scale
     )
 
 
+def open_min_gru_stream(weights, h0: Tensor):
+    """The minGRU's streaming capability (``grukit.MinGRU.stream``; csrc/min_gru_stream.h): a native
+    multi-layer minGRU that keeps its state between calls.
+
+    Args:
+        weights: per layer (w [2H, I_l], b [2H] or None), float32 or float64 as h0.
+        h0: [L, B, H] initial state (copied).
+
+    Returns an object with ``step(x [B, I]) -> [B, H]``, ``run(x [T, B, I]) -> [T, B, H]``,
+    ``state() -> [L, B, H]`` and ``set_state(h)``.
+    """
+    if not is_available():
+        raise RuntimeError(f"the fused CPU kernels are unavailable: {why_unavailable()}")
+    layers = [[w.detach()] + ([b.detach()] if b is not None else []) for w, b in weights]
+    return _state["module"].MinGruStream(layers, h0)
+
+
 def is_available() -> bool:
     if settings.is_on("GRUKIT_DISABLE_BUILD"):
         return False

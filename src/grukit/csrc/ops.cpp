@@ -20,6 +20,7 @@
 //   saved_layout.h           what forward saves         weight_gradients.h   the backward's closing GEMMs
 //   layer_norm.h             layer norm of a row        stream.h    streaming inference
 //   min_gru_scan.h           the minGRU's scan (torch.ops.grukit.min_gru_scan / min_gru_scan_backward)
+//   stream_state.h           a stream's state and input checks    min_gru_stream.h   the minGRU's stream
 
 #include <torch/extension.h>
 #include <torch/library.h>
@@ -30,6 +31,7 @@
 #include "layer.h"
 #include "layer_inputs.h"
 #include "min_gru_scan.h"
+#include "min_gru_stream.h"
 #include "problem.h"
 #include "saved_layout.h"
 #include "stream.h"
@@ -362,4 +364,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("run", &grukit::Stream::run)
       .def("state", &grukit::Stream::state)
       .def("set_state", &grukit::Stream::set_state);
+  pybind11::class_<grukit::MinGruStream>(m, "MinGruStream")
+      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, const at::Tensor&>(), pybind11::arg("weights"),
+           pybind11::arg("h0"))
+      .def("step", &grukit::MinGruStream::step)
+      .def("run", &grukit::MinGruStream::run)
+      .def("state", &grukit::MinGruStream::state)
+      .def("set_state", &grukit::MinGruStream::set_state);
 }

@@ -15,22 +15,19 @@
 #include "cell.h"
 #include "gemm.h"
 #include "low_precision_weights.h"
+#include "stream_state.h"
 
 namespace grukit {
 
 using at::Tensor;
 
-class Stream {
+class Stream : public StreamState {
  public:
   // weights: per layer (w_ih [3H, I_l], w_hh [3H, H], b_ih [3H] or undefined, b_hh);
   // h0: [L, B, H] initial state (copied); scales: per layer (s_ih, s_hh [3H]) for int8 weights.
   Stream(const std::vector<std::vector<Tensor>>& weights, const Tensor& h0, bool reset_after, bool keeps_state,
          const std::vector<std::vector<Tensor>>& scales = {})
-      : reset_after_(reset_after), keeps_(keeps_state) {
-    L_ = (int64_t)weights.size();
-    B_ = h0.size(1);
-    H_ = h0.size(2);
-    I_ = weights[0][0].size(1);
+      : StreamState(h0, weights[0][0].size(1)), reset_after_(reset_after), keeps_(keeps_state) {
     auto opts = h0.options();
     const at::ScalarType weight_type = weights[0][1].scalar_type();
     low_ = weight_type == at::kChar || weight_type == at::kBFloat16;
@@ -60,7 +57,6 @@ class Stream {
       }
       biases_.push_back(bias);
     }
-    h_ = h0.clone().contiguous();
     gi_ = at::empty({B_, 3 * H_}, opts);
     gh_ = at::empty({B_, 3 * H_}, opts);
     rh_ = at::empty({B_, H_}, opts);
@@ -93,24 +89,7 @@ class Stream {
     return y;
   }
 
-  Tensor state() const { return h_.clone(); }
-  void set_state(const Tensor& h) {
-    TORCH_CHECK_VALUE(h.sizes() == h_.sizes(), "state must have shape ", h_.sizes(), ", got ", h.sizes());
-    TORCH_CHECK_TYPE(h.scalar_type() == h_.scalar_type(), "state must have dtype ", h_.scalar_type(), ", got ",
-                     h.scalar_type());
-    h_.copy_(h);
-  }
-
  private:
-  void check_input(const Tensor& x, int64_t dims) const {
-    TORCH_CHECK_TYPE(x.scalar_type() == h_.scalar_type(), "x must have dtype ", h_.scalar_type(),
-                     " (the stream's), got ", x.scalar_type());
-    TORCH_CHECK_VALUE(x.device().is_cpu(), "x must be on the CPU, got ", x.device());
-    const bool ok = x.dim() == dims && x.size(dims - 2) == B_ && x.size(dims - 1) == I_;
-    TORCH_CHECK_VALUE(ok, "x must have shape ", dims == 2 ? "" : "[T, ", dims == 2 ? "[" : "", B_, ", ", I_,
-                      "] (batch_size, input_size), got ", x.sizes());
-  }
-
   template <typename T>
   void step_impl(const T* x, T* y) {
     const int64_t B = B_, H = H_;
@@ -173,12 +152,11 @@ class Stream {
     }
   }
 
-  int64_t L_, B_, I_, H_;
   bool reset_after_, keeps_, low_ = false;
   std::vector<Tensor> w_ih_t_, w_hh_t_, biases_;
   std::vector<LowPrecisionWeights> low_weights_;  // bfloat16 / int8 weights, packed
   PreparedRows prepared_;                         // the rows of x and h in the weights' precision
-  Tensor h_, gi_, gh_, rh_, saved_, h_next_;
+  Tensor gi_, gh_, rh_, saved_, h_next_;
 };
 
 }  // namespace grukit
