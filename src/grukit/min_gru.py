@@ -157,6 +157,35 @@ def min_gru(
     return output, torch.stack(finals)
 
 
+def call_as_torch_gru(
+    run, input: Union[Tensor, PackedSequence], hx: Optional[Tensor], input_size: int, batch_first: bool, like: Tensor
+) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+    """torch.nn.GRU's call around ``run(x [T, B, I], hx [L, B, H] or None, lengths [B] or None) ->
+    (output [T, B, *], h_n [L, B, H])``: input a PackedSequence (run in its longest-first order, so
+    the output packs into the input's own layout, and h_n returned in the caller's order), or a
+    tensor [T, B, I] ([B, T, I] if ``batch_first``) or [T, I] unbatched, checked against
+    ``input_size`` and the module's weight ``like``."""
+    if isinstance(input, PackedSequence):
+        check_input_features(input.data, input_size, like, packed=True)
+        check_packed_hx(hx)
+        if hx is not None and input.sorted_indices is not None:
+            hx = hx.index_select(1, input.sorted_indices)
+        padded, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
+        output, h_n = run(padded, hx, lengths)
+        data = pack_padded_sequence(output, lengths).data
+        if input.unsorted_indices is not None:
+            h_n = h_n.index_select(1, input.unsorted_indices)
+        return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
+    input, hx, batch_first, unbatched = check_sequence_input(input, hx, batch_first)
+    check_input_features(input, input_size, like)
+    output, h_n = run(input.transpose(0, 1) if batch_first else input, hx, None)
+    if batch_first:
+        output = output.transpose(0, 1)
+    if unbatched:
+        return output.squeeze(1), h_n.squeeze(1)
+    return output, h_n
+
+
 class MinGRU(nn.Module):
     """A multi-layer minGRU with ``torch.nn.GRU``'s interface (Feng et al. 2024).
 
@@ -231,24 +260,11 @@ class MinGRU(nn.Module):
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
         options = dict(bidirectional=self.bidirectional, dropout=self.dropout, training=self.training)
-        if isinstance(input, PackedSequence):
-            check_input_features(input.data, self.input_size, self.weight_ih_l0, packed=True)
-            check_packed_hx(hx)
-            # work in the packed (longest-first) order, so the output packs into input's own layout
-            if hx is not None and input.sorted_indices is not None:
-                hx = hx.index_select(1, input.sorted_indices)
-            padded, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
-            output, h_n = min_gru(padded, self.layer_weights(), hx, lengths=lengths, backend=self.backend, **options)
-            data = pack_padded_sequence(output, lengths).data
-            if input.unsorted_indices is not None:
-                h_n = h_n.index_select(1, input.unsorted_indices)
-            return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
-        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
-        check_input_features(input, self.input_size, self.weight_ih_l0)
-        output, h_n = min_gru(input, self.layer_weights(), hx, batch_first=batch_first, backend=self.backend, **options)
-        if unbatched:
-            return output.squeeze(1), h_n.squeeze(1)
-        return output, h_n
+
+        def run(x: Tensor, h0: Optional[Tensor], lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+            return min_gru(x, self.layer_weights(), h0, lengths=lengths, backend=self.backend, **options)
+
+        return call_as_torch_gru(run, input, hx, self.input_size, self.batch_first, self.weight_ih_l0)
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> "MinGRUStream":
         """Step-by-step inference (a unidirectional module): see :class:`MinGRUStream`."""

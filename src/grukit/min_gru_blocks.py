@@ -22,17 +22,14 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
-from .min_gru import MinGRU, min_gru
+from .min_gru import MinGRU, call_as_torch_gru, min_gru
 from .validation import (
     check_bool,
     check_dropout,
-    check_input_features,
     check_lengths,
-    check_packed_hx,
-    check_sequence_input,
     check_size,
     check_stream_chunk,
     check_tensor,
@@ -146,25 +143,7 @@ class MinGRUBlocks(nn.Module):
     def forward(
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
-        if isinstance(input, PackedSequence):
-            check_input_features(input.data, self.input_size, self.input_projection.weight, packed=True)
-            check_packed_hx(hx)
-            if hx is not None and input.sorted_indices is not None:
-                hx = hx.index_select(1, input.sorted_indices)
-            padded, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
-            output, h_n = self._run(padded, hx, lengths)
-            data = pack_padded_sequence(output, lengths).data
-            if input.unsorted_indices is not None:
-                h_n = h_n.index_select(1, input.unsorted_indices)
-            return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
-        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
-        check_input_features(input, self.input_size, self.input_projection.weight)
-        output, h_n = self._run(input.transpose(0, 1) if batch_first else input, hx, None)
-        if batch_first:
-            output = output.transpose(0, 1)
-        if unbatched:
-            return output.squeeze(1), h_n.squeeze(1)
-        return output, h_n
+        return call_as_torch_gru(self._run, input, hx, self.input_size, self.batch_first, self.input_projection.weight)
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> "MinGRUBlocksStream":
         """Step-by-step inference: see :class:`MinGRUBlocksStream`."""

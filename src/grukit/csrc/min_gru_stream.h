@@ -21,11 +21,11 @@
 
 namespace grukit {
 
-class MinGruStream : public StreamState {
+class MinGruStream : public NativeStream<MinGruStream> {
  public:
   // weights: per layer (w [2H, I_l], b [2H] or undefined); h0: [L, B, H] initial state (copied)
   MinGruStream(const std::vector<std::vector<Tensor>>& weights, const Tensor& h0)
-      : StreamState(h0, weights[0][0].size(1)) {
+      : NativeStream<MinGruStream>(h0, weights[0][0].size(1)) {
     TORCH_CHECK_VALUE((int64_t)weights.size() == L_, "min_gru stream: ", weights.size(), " layers of weights for a [",
                       L_, ", B, H] state");
     for (const auto& w : weights) {
@@ -35,32 +35,9 @@ class MinGruStream : public StreamState {
     k_ = at::empty({B_, 2 * H_}, h0.options());
   }
 
-  // x [B, I] -> the last layer's new state [B, H] (a new tensor); every layer's state advances.
-  Tensor step(const Tensor& x) {
-    check_input(x, 2);
-    Tensor y = at::empty({B_, H_}, h_.options());
-    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "min_gru_stream_step", [&] {
-      SequentialBlas one;
-      step_impl<scalar_t>(x.contiguous().data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
-    });
-    return y;
-  }
-
-  // x [T, B, I] -> the last layer's states [T, B, H]
-  Tensor run(const Tensor& x) {
-    check_input(x, 3);
-    const int64_t T = x.size(0);
-    Tensor xc = x.contiguous();
-    Tensor y = at::empty({T, B_, H_}, h_.options());
-    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "min_gru_stream_run", [&] {
-      SequentialBlas one;
-      for (int64_t t = 0; t < T; ++t)
-        step_impl<scalar_t>(xc.data_ptr<scalar_t>() + t * B_ * I_, y.data_ptr<scalar_t>() + t * B_ * H_);
-    });
-    return y;
-  }
-
  private:
+  friend class NativeStream<MinGruStream>;
+
   template <typename T>
   void step_impl(const T* x, T* y) {
     const int64_t B = B_, H = H_;

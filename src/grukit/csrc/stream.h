@@ -21,13 +21,13 @@ namespace grukit {
 
 using at::Tensor;
 
-class Stream : public StreamState {
+class Stream : public NativeStream<Stream> {
  public:
   // weights: per layer (w_ih [3H, I_l], w_hh [3H, H], b_ih [3H] or undefined, b_hh);
   // h0: [L, B, H] initial state (copied); scales: per layer (s_ih, s_hh [3H]) for int8 weights.
   Stream(const std::vector<std::vector<Tensor>>& weights, const Tensor& h0, bool reset_after, bool keeps_state,
          const std::vector<std::vector<Tensor>>& scales = {})
-      : StreamState(h0, weights[0][0].size(1)), reset_after_(reset_after), keeps_(keeps_state) {
+      : NativeStream<Stream>(h0, weights[0][0].size(1)), reset_after_(reset_after), keeps_(keeps_state) {
     auto opts = h0.options();
     const at::ScalarType weight_type = weights[0][1].scalar_type();
     low_ = weight_type == at::kChar || weight_type == at::kBFloat16;
@@ -64,32 +64,9 @@ class Stream : public StreamState {
     h_next_ = at::empty({B_, H_}, opts);
   }
 
-  // x [B, I] -> the last layer's new state [B, H] (a new tensor); every layer's state advances.
-  Tensor step(const Tensor& x) {
-    check_input(x, 2);
-    Tensor y = at::empty({B_, H_}, h_.options());
-    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "gru_stream_step", [&] {
-      SequentialBlas one;
-      step_impl<scalar_t>(x.contiguous().data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
-    });
-    return y;
-  }
-
-  // x [T, B, I] -> the last layer's states [T, B, H]
-  Tensor run(const Tensor& x) {
-    check_input(x, 3);
-    const int64_t T = x.size(0);
-    Tensor xc = x.contiguous();
-    Tensor y = at::empty({T, B_, H_}, h_.options());
-    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "gru_stream_run", [&] {
-      SequentialBlas one;
-      for (int64_t t = 0; t < T; ++t)
-        step_impl<scalar_t>(xc.data_ptr<scalar_t>() + t * B_ * I_, y.data_ptr<scalar_t>() + t * B_ * H_);
-    });
-    return y;
-  }
-
  private:
+  friend class NativeStream<Stream>;
+
   template <typename T>
   void step_impl(const T* x, T* y) {
     const int64_t B = B_, H = H_;

@@ -1,8 +1,14 @@
-// What every native stream keeps between calls: the state h [L, B, H] of its layers, and the checks
-// of each call's input. The GRU's stream (stream.h) and the minGRU's (min_gru_stream.h) build on it.
+// What every native stream keeps between calls: the state h [L, B, H] of its layers, the checks of
+// each call's input, and the calls themselves (a step, or a chunk of steps one after another).
+// The recurrence is the derived class's (CRTP: a compile-time policy): the GRU's stream (stream.h)
+// and the minGRU's (min_gru_stream.h) each give `template <typename T> void step_impl(const T* x,
+// T* y)`, which advances every layer's state by one step of x [B, I] and writes the last layer's to y.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include "gemm.h"
 
 namespace grukit {
 
@@ -35,6 +41,42 @@ class StreamState {
 
   int64_t L_, B_, I_, H_;
   Tensor h_;
+};
+
+template <typename Recurrence>
+class NativeStream : public StreamState {
+ public:
+  // x [B, I] -> the last layer's new state [B, H] (a new tensor); every layer's state advances.
+  Tensor step(const Tensor& x) {
+    check_input(x, 2);
+    Tensor y = at::empty({B_, H_}, h_.options());
+    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "stream_step", [&] {
+      SequentialBlas one;
+      recurrence().template step_impl<scalar_t>(x.contiguous().data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
+    });
+    return y;
+  }
+
+  // x [T, B, I] -> the last layer's states [T, B, H]
+  Tensor run(const Tensor& x) {
+    check_input(x, 3);
+    const int64_t T = x.size(0);
+    Tensor xc = x.contiguous();
+    Tensor y = at::empty({T, B_, H_}, h_.options());
+    AT_DISPATCH_FLOATING_TYPES(h_.scalar_type(), "stream_run", [&] {
+      SequentialBlas one;
+      for (int64_t t = 0; t < T; ++t)
+        recurrence().template step_impl<scalar_t>(xc.data_ptr<scalar_t>() + t * B_ * I_,
+                                                  y.data_ptr<scalar_t>() + t * B_ * H_);
+    });
+    return y;
+  }
+
+ protected:
+  using StreamState::StreamState;
+
+ private:
+  Recurrence& recurrence() { return static_cast<Recurrence&>(*this); }
 };
 
 }  // namespace grukit
