@@ -111,6 +111,16 @@ def test_stream_steps_equal_the_whole_sequence():
     torch.testing.assert_close(stream.step(x[0]), expected[0])
 
 
+def test_stream_keeps_the_weights_it_was_made_with_and_drops_no_units():
+    model = _model(dropout=0.5)  # in training mode: the stream must still run without dropout
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    expected, _ = model.eval()(x)
+    stream = model.train().stream(batch_size=2)
+    with torch.no_grad():
+        model.input_projection.weight.zero_()
+    torch.testing.assert_close(stream(x), expected)
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="num_blocks"):
         grukit.MinGRUBlocks(3, 4, num_blocks=0)

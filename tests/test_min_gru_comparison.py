@@ -82,7 +82,8 @@ def test_compare_min_gru_quick_writes_its_section_and_reuses_runs(tmp_path, caps
     for heading in ("### Sentiment and weather", "### Adding problem", "### Copy task", "### Selective copying"):
         assert heading in section
     assert "minGRU grukit, matched parameters" in section and "### The paper's claims, judged here" in section
-    assert "minGRU blocks grukit, matched parameters" in section and "The paper's model body (3 minGRU blocks" in section
+    assert "minGRU blocks grukit, matched parameters" in section
+    assert "The paper's model body (3 minGRU blocks" in section
     # every run is already there: a second call trains none of them again
     capsys.readouterr()
     assert main(["compare", "--min-gru", "--memory", "--quick", "--out", str(out)]) == 0

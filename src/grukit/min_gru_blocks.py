@@ -18,6 +18,7 @@ PackedSequence input give each sequence what it would get alone.
 
 from __future__ import annotations
 
+import copy
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -154,10 +155,12 @@ class MinGRUBlocksStream:
     """Inference a step (or a chunk of steps) at a time over :class:`MinGRUBlocks`, keeping every
     block's minGRU state between calls. ``step(x [B, I]) -> [B, d]``; ``stream(chunk [T, B, I]) ->
     [T, B, d]``; ``state`` [L, B, d] and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s. The
-    blocks are causal, so the outputs equal the whole sequence's at the same steps."""
+    blocks are causal, so the outputs equal the whole sequence's (in evaluation mode) at the same
+    steps. As the other streams, it keeps a copy of the module made when the stream is made, in
+    evaluation mode (no dropout): make a new stream after changing the weights."""
 
     def __init__(self, module: MinGRUBlocks, batch_size: int = 1, h0: Optional[Tensor] = None):
-        self.module = module
+        self.module = copy.deepcopy(module).eval()
         self.batch_size = check_size("batch_size", batch_size)
         self._shape = (module.num_blocks, self.batch_size, module.hidden_size)
         like = module.input_projection.weight
