@@ -13,8 +13,9 @@ from grukit.apps import forecasting as fc
 from grukit.apps.cli import main
 from grukit.apps.datasets.csv_table import TableError
 from grukit.apps.forecasting import baselines, conformal, metrics
+from grukit.apps.forecasting.forecaster import GlobalForecaster
 from grukit.apps.forecasting.panel import from_wide
-from grukit.apps.forecasting.windows import CovariateScaling, make_windows, statistics_before
+from grukit.apps.forecasting.windows import TRANSFORMS, CovariateScaling, make_windows, statistics_before, window_slope
 
 QUICK = dict(hidden=16, epochs=3, patience=2, progress=False, transform="diff")
 
@@ -69,13 +70,35 @@ def test_conformal_reaches_its_coverage_on_exchangeable_data():
     rng = np.random.default_rng(0)
     noise = lambda n: rng.standard_t(3, size=(n, 4))  # noqa: E731 - heavier tails than the model's interval
     lower, upper = -np.ones((2000, 4)), np.ones((2000, 4))  # too narrow for t(3)
-    correction = conformal.calibrate(noise(2000), lower, upper, np.ones(2000), alpha=0.2)
+    correction = conformal.calibrate(noise(2000), lower, upper, conformal.unit(lower, upper, np.ones(2000)), alpha=0.2)
     assert (correction > 0).all()  # the model's interval was too narrow: widened at every step
     test = noise(20000)
-    lo, hi = conformal.apply(
-        -np.ones((20000, 4)), np.ones((20000, 4)), np.zeros((20000, 4)), np.ones(20000), correction
-    )
+    lo, hi = -np.ones((20000, 4)), np.ones((20000, 4))
+    lo, hi = conformal.apply(lo, hi, np.zeros((20000, 4)), conformal.unit(lo, hi, np.ones(20000)), correction)
     assert 0.78 <= metrics.coverage(test, lo, hi) <= 0.84
+
+
+def test_conformal_in_interval_widths_covers_calm_and_volatile_windows_alike():
+    """Half the windows are 4 times as volatile, and the model's intervals say so (4 times as wide),
+    both too narrow. Scores in units of the interval's width correct each window in proportion: both
+    halves are covered about 80 %. Scores in the series' step (the rule before) correct them by the
+    same amount: the volatile half is under-covered and the calm half over-covered."""
+    rng = np.random.default_rng(0)
+    spread = lambda n: np.where(np.arange(n)[:, None] % 2 == 0, 1.0, 4.0) * np.ones((n, 3))  # noqa: E731
+
+    def draw(n):
+        return rng.standard_normal((n, 3)) * spread(n), -0.8 * spread(n), 0.8 * spread(n)
+
+    actual, lower, upper = draw(4000)
+    step = np.ones(4000)  # both halves' series have the same mean absolute step
+    test, lo, hi = draw(40000)
+    for kind, expected in ((conformal.WIDTH, True), (conformal.SERIES_STEP, False)):
+        correction = conformal.calibrate(actual, lower, upper, conformal.unit(lower, upper, step, kind), 0.2)
+        a, b = conformal.apply(lo, hi, np.zeros_like(lo), conformal.unit(lo, hi, np.ones(40000), kind), correction)
+        calm, volatile = (metrics.coverage(test[k::2], a[k::2], b[k::2]) for k in (0, 1))
+        assert (abs(calm - 0.8) < 0.02 and abs(volatile - 0.8) < 0.02) == expected, (kind, calm, volatile)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        conformal.unit(lo, hi, np.ones(40000), "width")
 
 
 # -- reading ----------------------------------------------------------------------------------------------
@@ -140,7 +163,7 @@ def test_windows_see_nothing_after_their_origin():
     panel = fc.read(sales_frame(), **LONG)
     scaling = CovariateScaling.fit(panel)
     origins = [np.array([30, 40])] * len(panel.series)
-    for transform in ("diff", "level", "log-diff", "mean"):
+    for transform in TRANSFORMS:
         before = make_windows(panel, origins, 24, 6, transform, scaling, with_target=False)
         for s in panel.series:
             s.values = s.values.copy()
@@ -152,6 +175,34 @@ def test_windows_see_nothing_after_their_origin():
         panel = fc.read(sales_frame(), **LONG)
     location, scale = statistics_before(np.array([1.0, 2.0, 4.0, 8.0]), np.array([2, 4]), "level")
     assert location.tolist() == [1.5, 3.75] and scale[0] == pytest.approx(0.5)
+
+
+def test_trend_transform_continues_the_window_s_growth():
+    """y = 5 + 2 t + 3 sin(2 pi t / 12): the trend's slope over the 24-step window's two whole seasons
+    is 2 exactly (the season cancels); inputs and targets are the deviations from that line, so a
+    straight line's are all 0, and a zero forecast inverts to the line's continuation."""
+    t = np.arange(60.0)
+    seasonal = 5 + 2 * t + 3 * np.sin(2 * np.pi * t / 12)
+    assert window_slope(seasonal, np.array([30, 48]), 24, 12) == pytest.approx([2.0, 2.0])
+    assert window_slope(seasonal, np.array([1]), 24, 12).tolist() == [0.0]  # nothing before the first value
+    line = pd.DataFrame({"month": pd.date_range("2000-01-01", periods=60, freq="MS"), "y": 5 + 2 * t})
+    panel = fc.read(line, time="month")
+    w = make_windows(panel, [np.array([30, 48])], 24, 6, "trend", CovariateScaling.fit(panel))
+    assert w.slope == pytest.approx([2.0, 2.0])
+    assert np.abs(w.steps[:, :, 0]).max() < 1e-6 and np.abs(w.target).max() < 1e-6
+    assert w.inverse(np.zeros((2, 6))) == pytest.approx(5 + 2 * (np.array([30, 48])[:, None] + np.arange(6)))
+
+
+def test_default_validation_origins_aim_at_200_samples_within_twice_the_horizon():
+    from grukit.apps.forecasting.forecaster import default_validation_origins, split_origins
+
+    panel = fc.read(sales_frame(), **LONG)  # 12 series, 80 to 124 values
+    assert default_validation_origins(panel, 24, 6) == 12  # 200 / 12 -> 17, at most 2 * 6
+    assert default_validation_origins(panel, 24, 2) == 4
+    panel.series = panel.series[:1]  # one series of 80 values, horizon 20: 40 wanted, 9 fit
+    count = default_validation_origins(panel, 24, 20)
+    split = split_origins(panel, 24, 20, False, None)
+    assert count == 9 and len(split.valid[0]) == len(split.train[0]) == 9  # as many left to train on
 
 
 # -- the model ----------------------------------------------------------------------------------------------
@@ -168,14 +219,16 @@ def test_refuses_short_series_and_missing_future_covariates():
 def test_known_answer_beats_seasonal_naive_and_calibrates(tmp_path):
     """Seasonal series with a known price effect: seasonal naive misses the price (its error has a
     std of about 4); the global GRU, told the prices, must have at most half its MASE in a
-    10-cut-off backtest, and its 80 % interval must cover 65 to 95 % of the held-out values."""
+    10-cut-off backtest, and its 80 % interval must cover 75 to 85 % of the held-out values (the
+    series are stationary, so the validation windows are exchangeable with the backtest's; measured
+    0.824 to 0.831 over seeds 0-2)."""
     panel = fc.read(sales_frame(), **LONG)
     result = fc.backtest(
         panel, fc.Settings(horizon=6, hidden=32, progress=False, transform="diff"), 10, baselines=["seasonal naive"]
     )
     summary = result.summary()
     assert summary["grukit GRU"]["MASE mean"] < 0.5 * summary["seasonal naive"]["MASE mean"], summary
-    assert 0.65 <= summary["grukit GRU"]["coverage 80% mean"] <= 0.95, summary
+    assert 0.75 <= summary["grukit GRU"]["coverage 80% mean"] <= 0.85, summary
     assert result.forecasts["grukit GRU"].shape == (12, 10, 6)
     assert (result.cutoffs[:, -1] == np.array([len(s) for s in panel.series]) - 6).all()
 
@@ -192,6 +245,17 @@ def test_save_load_and_predict_frame(tmp_path):
     first = a[a.id == "s0"]
     assert str(first.time.iloc[0])[:10] == "2016-09-01" and len(first) == 6
     assert (a.lower_80 <= a.forecast).all() and (a.forecast <= a.upper_80).all()
+    # a file saved before the conformal unit was recorded calibrated in the series' step, and loads so
+    state = model.state()
+    del state["fitted"]["interval_unit"]
+    older, raw = GlobalForecaster.from_state(state), GlobalForecaster.from_state(state)
+    assert model.fitted.interval_unit == conformal.WIDTH and older.fitted.interval_unit == conformal.SERIES_STEP
+    raw.fitted.corrections = {}
+    uncorrected = raw.predict(frame)
+    steps = [statistics_before(s.values, np.array([len(s)]), "diff")[1][0] for s in model.read(frame).series]
+    shift = np.tile(older.fitted.corrections["0.1-0.9"], len(steps)) * np.repeat(steps, 6)
+    expected = np.minimum(uncorrected["q0.1"] - shift, uncorrected.forecast)
+    np.testing.assert_allclose(older.predict(frame).lower_80, expected, rtol=1e-6)
 
 
 def test_backtest_refuses_too_few_values():
@@ -247,3 +311,9 @@ def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
     assert "unknown baseline 'nonsense'" in capsys.readouterr().err
     assert main(["forecast", "--csv", str(csv), "--id", "store", "--time", "date", "--horizon", "3"]) == 2
     assert "needs --target COL" in capsys.readouterr().err
+
+
+def test_the_command_offers_every_transform():
+    from grukit.apps.forecasting.commands import TRANSFORM_CHOICES
+
+    assert TRANSFORM_CHOICES == ("auto",) + TRANSFORMS

@@ -7,6 +7,12 @@
   ``nonfarm_change`` column is dropped).
 - Monthly closing prices of five technology stocks, 2000-2010 (vega_datasets' ``stocks.csv``): a
   long table (symbol, date, price) whose series start at different dates (GOOG in 2004).
+- US macroeconomic series, quarterly 1959-2009 (statsmodels' ``macrodata.csv``, from the Federal
+  Reserve's FRED): a wide table of 12 series (real GDP and its parts, prices, money, rates,
+  unemployment, population), levels with trends and rates that change sign.
+- US quarterly percentage changes, 1970-2016 (aeon's ``Uschange.csv``, the ``uschange`` data of
+  Hyndman and Athanasopoulos' "Forecasting: Principles and Practice"): a wide table of 5 series
+  (consumption, income, production, savings, unemployment).
 """
 
 from __future__ import annotations
@@ -38,3 +44,24 @@ def tech_stocks():
     frame = pd.read_csv(path)
     frame["date"] = pd.to_datetime(frame["date"], format="%b %d %Y")
     return frame
+
+
+def us_macro():
+    """A DataFrame: ``quarter`` (the quarter's first day) and one column per series."""
+    import pandas as pd
+
+    path = package_file("statsmodels", "datasets/macrodata/macrodata.csv", "pip install statsmodels")
+    frame = pd.read_csv(path)
+    months = (frame.pop("quarter").astype(int) - 1) * 3 + 1
+    frame.insert(0, "quarter", pd.to_datetime(dict(year=frame.pop("year").astype(int), month=months, day=1)))
+    return frame
+
+
+def us_changes():
+    """A DataFrame: ``quarter`` (the quarter's first day) and one column per series (% changes)."""
+    import pandas as pd
+
+    path = package_file("aeon", "datasets/data/Uschange/Uschange.csv", "pip install --no-deps aeon==1.6.0")
+    frame = pd.read_csv(path, index_col=0)
+    frame["Quarter"] = pd.PeriodIndex(frame["Quarter"].str.replace(" ", "-"), freq="Q").to_timestamp()
+    return frame.rename(columns={"Quarter": "quarter"})

@@ -9,6 +9,10 @@ import sys
 
 from ..arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
 
+# "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks
+# that they agree)
+TRANSFORM_CHOICES = ("auto", "diff", "log-diff", "trend", "level", "mean")
+
 
 def _columns(text):
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
@@ -52,7 +56,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--transform",
-        choices=("auto", "diff", "log-diff", "level", "mean"),
+        choices=TRANSFORM_CHOICES,
         default="auto",
         help="target transform (default auto: every one that applies, pooled by validation MASE)",
     )
@@ -61,7 +65,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--epochs", type=positive_int, default=200, help="most training epochs (default 200)")
     model.add_argument("--patience", type=positive_int, default=15, help="early-stopping patience (default 15)")
     model.add_argument("--lr", type=positive_float, default=1e-3, help="adam learning rate (default 0.001)")
-    model.add_argument("--ensemble", type=positive_int, default=1, help="networks per transform (default 1)")
+    model.add_argument(
+        "--ensemble", type=positive_int, default=3, help="networks per kept transform, other seeds (default 3)"
+    )
     model.add_argument("--pad", action="store_true", help="left-pad series shorter than window + horizon")
     model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     model.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -19,6 +19,12 @@ inverted on output (``inverse``):
                                                           forecasts changes, so a trend can leave the
                                                           training range (differencing, in effect)
     log-diff  the same on log y (positive series only): relative changes
+    trend     z_t = (y_t - y_last - b t) / d              deviations from the window's trend line, t
+              b = (y_last - y_{last-m}) / m               steps from the origin (negative inside the
+                                                          window): the model forecasts how the series
+                                                          leaves a straight continuation of its recent
+                                                          growth (m: the whole seasons in the window,
+                                                          so a seasonal pattern cancels from b)
     mean      z = y / mean |y over the window|            DeepAR's mean scaling (Salinas et al. 2020)
 
 Covariates are standardised with statistics of the training panel (``CovariateScaling``).
@@ -33,7 +39,7 @@ import numpy as np
 
 from .panel import Panel, Series
 
-TRANSFORMS = ("diff", "log-diff", "level", "mean")
+TRANSFORMS = ("diff", "log-diff", "trend", "level", "mean")
 
 
 def applicable(transform: str, panel: Panel) -> bool:
@@ -94,6 +100,17 @@ def statistics_before(values: np.ndarray, origins: np.ndarray, transform: str):
     return np.zeros(len(e)), np.where(step > 0, step, fallback)
 
 
+def window_slope(y: np.ndarray, origins: np.ndarray, window: int, season: int) -> np.ndarray:
+    """The trend's slope [N] at each origin e of the series y [n]: the mean step over its last m steps,
+    (y[e-1] - y[e-1-m]) / m, with m the whole seasons in the window (so a seasonal pattern cancels;
+    the window itself when it is shorter than a season), at most e - 1 (a padded window's history)."""
+    season = max(int(season), 1)
+    m = np.minimum(max(window // season, 1) * season if window >= season else window, origins - 1)
+    m = np.maximum(m, 1)
+    slope = (y[origins - 1] - y[np.maximum(origins - 1 - m, 0)]) / m
+    return np.where(origins > 1, slope, 0.0)
+
+
 def log_magnitude(window_values: np.ndarray) -> np.ndarray:
     """log of the mean |y| over each window's observed values [N, L] -> [N]: the head's magnitude feature."""
     magnitude = np.nanmean(np.abs(window_values), 1)
@@ -104,7 +121,7 @@ def log_magnitude(window_values: np.ndarray) -> np.ndarray:
 class Windows:
     """A batch of samples (see the module docstring) and what inverts their transform.
 
-    location, scale [N]: natural-unit forecasts are ``inverse(z)``; mase_scale [N]: each sample's
+    location, scale, slope [N]: natural-unit forecasts are ``inverse(z)``; mase_scale [N]: each sample's
     series' mean absolute step before the origin (its MASE scale at season 1), for scale-free
     interval calibration; series [N]: the index of each sample's series in the panel; origin [N]:
     its forecast origin e.
@@ -116,14 +133,19 @@ class Windows:
     location: np.ndarray
     scale: np.ndarray
     log: bool
+    slope: np.ndarray
     mase_scale: np.ndarray
     series: np.ndarray
     origin: np.ndarray
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Transformed forecasts z [N, H, ...] -> natural units."""
+        """Transformed forecasts z [N, H, ...] -> natural units: location + scale z, plus slope h at
+        horizon step h (the trend transform; the slope is 0 for the others)."""
         shape = (-1,) + (1,) * (z.ndim - 1)
         y = self.location.reshape(shape) + self.scale.reshape(shape) * z
+        if z.ndim > 1:  # the trend line's rise to each horizon step: slope * h
+            ahead = np.arange(1, z.shape[1] + 1).reshape((1, -1) + (1,) * (z.ndim - 2))
+            y = y + self.slope.reshape(shape) * ahead
         return np.exp(np.clip(y, -700, 700)) if self.log else y
 
     def __len__(self) -> int:
@@ -141,7 +163,7 @@ def make_windows(
 ) -> Windows:
     """The samples at ``origins[k]`` (forecast origins of series k) of every series. Forecasting from
     origin e uses y[:e] only (its series statistics too, so no sample sees its own future)."""
-    parts = {k: [] for k in ("steps", "head", "target", "location", "scale", "mase", "series", "origin")}
+    parts = {k: [] for k in ("steps", "head", "target", "location", "scale", "slope", "mase", "series", "origin")}
     log = transform == "log-diff"
     for k, (s, es) in enumerate(zip(panel.series, origins)):
         es = np.asarray(es, np.int64)
@@ -153,7 +175,8 @@ def make_windows(
         rows = es[:, None] + np.arange(window)[None, :]  # padded index of y[e - L + j] is e + j
         values = padded[rows]  # [N, L]
         natural = np.exp(values) if log else values
-        if transform in ("diff", "log-diff"):
+        slope = window_slope(y, es, window, panel.season) if transform == "trend" else np.zeros(len(es))
+        if transform in ("diff", "log-diff", "trend"):
             location = y[es - 1]
         elif transform == "mean":
             scale = np.nanmean(np.abs(values), 1)
@@ -161,8 +184,10 @@ def make_windows(
         parts["location"].append(location)
         parts["scale"].append(scale)
         parts["mase"].append(statistics_before(s.values, es, "diff")[1])  # mean |y_t - y_t-1| before e
+        parts["slope"].append(slope)
         observed = ~np.isnan(values)
-        z = np.where(observed, (values - location[:, None]) / scale[:, None], 0.0)
+        line = location[:, None] + slope[:, None] * np.arange(1 - window, 1)[None, :]  # the trend at each input step
+        z = np.where(observed, (values - line) / scale[:, None], 0.0)
         past = _scaled_block(s.past, rows - window, scaling.past)
         known = _scaled_block(s.future, rows - window, scaling.future)
         parts["steps"].append(np.concatenate([z[..., None], observed[..., None], past, known], 2))
@@ -172,7 +197,8 @@ def make_windows(
         log_scale = (log_magnitude(natural) - scaling.log_scale[0]) / scaling.log_scale[1]
         parts["head"].append(np.concatenate([future, static, log_scale[:, None]], 1))
         if with_target:
-            parts["target"].append((y[ahead] - location[:, None]) / scale[:, None])
+            line = location[:, None] + slope[:, None] * np.arange(1, horizon + 1)[None, :]
+            parts["target"].append((y[ahead] - line) / scale[:, None])
         parts["series"].append(np.full(len(es), k))
         parts["origin"].append(es)
     if not parts["steps"]:
@@ -184,6 +210,7 @@ def make_windows(
         np.concatenate(parts["location"]).astype(np.float64),
         np.concatenate(parts["scale"]).astype(np.float64),
         log,
+        np.concatenate(parts["slope"]).astype(np.float64),
         np.concatenate(parts["mase"]).astype(np.float64),
         np.concatenate(parts["series"]),
         np.concatenate(parts["origin"]),
