@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_results import ORDER, TITLE  # noqa: E402
 from gru_speed import machine_label  # noqa: E402
 from grukit.apps import forecasting as fc  # noqa: E402
-from grukit.apps.datasets.panels import tech_stocks, us_employment  # noqa: E402
+from grukit.apps.datasets.panels import tech_stocks, us_changes, us_employment, us_macro  # noqa: E402
 from grukit.apps.forecasting.backtesting import score  # noqa: E402
 from grukit.apps.report_file import write_section  # noqa: E402
 
@@ -71,6 +71,8 @@ def main() -> None:
     datasets = [
         ("US employment by industry", fc.read(us_employment(), time="month"), 12),
         ("Tech stocks, monthly close", fc.read(tech_stocks(), id="symbol", time="date", target="price"), 6),
+        ("US macroeconomic series, quarterly", fc.read(us_macro(), time="quarter"), 8),
+        ("US quarterly changes", fc.read(us_changes(), time="quarter"), 8),
     ]
     lines = [
         "## Against a practitioner's tool: neuralforecast's GRU",
