@@ -12,10 +12,9 @@ Training (``fit``):
    ``pool`` (10 %) of the best are kept, and their forecasts are combined by the median, in natural
    units: pooling the forecasts of the models close to the best is more accurate and less fragile
    than picking one (Kourentzes, Barrow and Petropoulos 2019). ``ensemble - 1`` more networks with
-   other seeds are trained for each kept transform, and pooled too:
-   ``ensemble`` (3) networks per transform, not one, because the calibrated coverage of one network
-   varied with its seed by up to 12 points in a backtest (US employment: 75 to 87 %); with three it
-   varied by 3 (77 to 80 %).
+   other seeds are trained for each kept transform and pooled with it. The default is 3, not 1: the
+   calibrated coverage of one network varied with its seed by up to 12 points in a backtest (US
+   employment: 75 to 87 %); with three networks it varied by 3 (77 to 80 %).
 3. For each interval (a level q < 0.5 with its 1 - q) the validation samples calibrate a conformal
    correction per horizon step, in units of each window's interval width (:mod:`.conformal`).
 
@@ -102,7 +101,7 @@ class Split:
 
 
 def default_validation_origins(panel: Panel, first: int, horizon: int) -> int:
-    """Validation origins per series: enough for about 400 samples (they calibrate the intervals, and
+    """Validation origins per series: enough for about 200 samples (they calibrate the intervals, and
     an 80 % quantile of n scores is uncertain by about sqrt(0.16 / n)), at most twice the horizon, and
     at most as many as the longest series keeps for training (its n - count - 2 horizon + 2 - first)."""
     wanted = min(math.ceil(200 / len(panel.series)), 2 * horizon)

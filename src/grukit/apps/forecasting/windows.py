@@ -105,8 +105,8 @@ def window_slope(y: np.ndarray, origins: np.ndarray, window: int, season: int) -
     (y[e-1] - y[e-1-m]) / m, with m the whole seasons in the window (so a seasonal pattern cancels;
     the window itself when it is shorter than a season), at most e - 1 (a padded window's history)."""
     season = max(int(season), 1)
-    m = np.minimum(max(window // season, 1) * season if window >= season else window, origins - 1)
-    m = np.maximum(m, 1)
+    span = (window // season) * season if window >= season else window
+    m = np.clip(origins - 1, 1, span)
     slope = (y[origins - 1] - y[np.maximum(origins - 1 - m, 0)]) / m
     return np.where(origins > 1, slope, 0.0)
 
