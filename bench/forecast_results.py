@@ -168,7 +168,7 @@ def backtest_markdown(results) -> str:
         "whether the choice carries to data it was not chosen on.",
         "",
     ]
-    verdicts = []
+    coverages = []  # (dataset, the 80 % interval's coverage)
     for name, panel, horizon, result in results:
         summary = result.summary()
         gru = summary["grukit GRU"]
@@ -193,13 +193,12 @@ def backtest_markdown(results) -> str:
             f"{below:.0f} % below).",
             "",
         ]
-        verdicts.append(f"{name.split(' (')[0]} {100 * gru['coverage 80% mean']:.0f} %")
-    inside = [
-        v for v, (*_, r) in zip(verdicts, results) if 0.75 <= r.summary()["grukit GRU"]["coverage 80% mean"] <= 0.85
-    ]
+        coverages.append((name.split(" (")[0], gru["coverage 80% mean"]))
+    inside = sum(0.75 <= covered <= 0.85 for _, covered in coverages)
     lines += [
         f"**Interval coverage** (target: the 80 % interval covers 75 to 85 % of the held-out values): "
-        f"{'; '.join(verdicts)}. Within the target: {len(inside)} of {len(verdicts)}. Conformal calibration "
+        f"{'; '.join(f'{name} {100 * covered:.0f} %' for name, covered in coverages)}. Within the target: "
+        f"{inside} of {len(coverages)}. Conformal calibration "
         "promises its coverage where the validation windows are exchangeable with the test windows; where the "
         "backtest's period is calmer or wilder than the validation period before it, the coverage moves with it.",
         "",
