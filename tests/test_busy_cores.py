@@ -56,6 +56,21 @@ def test_a_busy_core_moves_training_to_fewer_threads_once_said_and_back_when_it_
     assert machine.threads == 2
 
 
+def test_an_epoch_s_short_last_batch_is_not_timed(monkeypatch):
+    """Batches of 128 with every fourth one of 16 (an epoch's remainder), whose fixed cost makes it 4x
+    dearer per sample: timed, the short ones fell on the full count and made it look 2x slower."""
+    monkeypatch.setattr(ThreadTuner, "said", False)
+    machine, said = Machine({2: 1.0, 1: 1.3}), []
+    tuner = ThreadTuner(2, recheck_seconds=1e9, set_threads=machine.set_threads, clock=machine.clock, say=said.append)
+    used = []
+    for index in range(40):
+        samples = 16 if index % 4 == 3 else 128
+        with tuner.batch(samples):
+            used.append(machine.threads)
+            machine.now += machine.cost[machine.threads] * samples * (4 if samples == 16 else 1)
+    assert used[-10:] == [2] * 10 and said == []
+
+
 def test_a_small_difference_is_not_worth_a_switch():
     machine = Machine({2: 1.0, 1: 1.0 / (busy_cores.SLOWER - 0.1)})
     tuner = ThreadTuner(2, recheck_seconds=1e9, set_threads=machine.set_threads, clock=machine.clock, say=print)

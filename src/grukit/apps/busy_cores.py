@@ -8,7 +8,8 @@ core busy (``yes > /dev/null``), ``grukit train sentiment --epochs 2`` took 16.6
 1 took 5.8 s). A training loop cannot know the load in advance, so it asks
 the batches: :class:`ThreadTuner` runs a few of them on the full thread count and a few on half,
 alternating, compares the median seconds per sample, keeps the faster, and asks again every
-``recheck_seconds``. The batches it times are ordinary training batches: nothing is run twice.
+``recheck_seconds``. The batches it times are ordinary training batches of the full size: nothing
+is run twice.
 It stays out of the way where the user chose the count (``OMP_NUM_THREADS``), where there is one
 thread, and in multi-process training.
 """
@@ -62,6 +63,7 @@ class ThreadTuner:
         self._say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.threads = self.full  # the count in use
         self._seen = 0  # batches so far
+        self._size = 0  # the largest batch so far: the size that is timed
         self._timings: Dict[int, List[float]] = {}  # threads -> seconds per sample, this probe
         self._next_probe = None  # clock time at which the next probe starts (None: at the warm-up's end)
         self.enabled = self.full > 1
@@ -81,8 +83,11 @@ class ThreadTuner:
 
     @contextmanager
     def batch(self, samples: int):
-        """Time one training batch of ``samples`` samples (run in the body of the ``with``)."""
-        if not self.enabled or not self._probing():
+        """Time one training batch of ``samples`` samples (run in the body of the ``with``). Only
+        full-sized batches (the largest seen) are timed: an epoch's short last batch costs more per
+        sample, and timed against full ones it would make its thread count look slow."""
+        self._size = max(self._size, samples)
+        if not self.enabled or not self._probing() or samples < self._size:
             self._seen += 1
             yield
             return
@@ -106,7 +111,7 @@ class ThreadTuner:
                 ThreadTuner.said = True
                 self._say(
                     f"grukit: {self.full} threads ran {full / fewer:.1f}x slower than {self.fewer} (another "
-                    f"process is busy on this machine's cores): training on {self.fewer} while that lasts "
+                    f"process is probably busy on this machine's cores): training on {self.fewer} while that lasts "
                     "(set OMP_NUM_THREADS to choose the count)"
                 )
         else:
