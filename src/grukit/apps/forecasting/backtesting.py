@@ -12,14 +12,15 @@ The Monash archive's protocol (test = the last H values of each series) is K = 1
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..datasets.csv_table import TableError
 from . import metrics
-from .baselines import BASELINES
+from .baselines import BASELINES, WITH_INTERVALS
 from .forecaster import GlobalForecaster, Settings, fit, intervals
 from .panel import Panel
 
@@ -31,8 +32,10 @@ class BacktestResult:
     """Forecasts and scores of every method at every (series, cut-off).
 
     forecasts[method]: [N, K, H] point forecasts; actual: [N, K, H]; quantiles: [N, K, H, Q] the
-    model's calibrated quantiles at ``levels``; scores[method][metric]: [N, K]; seconds[method]: the
-    time to produce its forecasts (the model: ``train_seconds`` to train, then its forecasts).
+    model's calibrated quantiles at ``levels``; bounds[method]["80%"]: (lower, upper) [N, K, H] of
+    each interval the method gives (the model's calibrated ones; ETS's own); scores[method][metric]:
+    [N, K]; seconds[method]: the time to produce its forecasts (the model: ``train_seconds`` to train,
+    then its forecasts).
     """
 
     ids: List[str]
@@ -43,21 +46,23 @@ class BacktestResult:
     forecasts: Dict[str, np.ndarray]
     quantiles: np.ndarray
     levels: List[float]
+    bounds: Dict[str, Dict[str, Tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     scores: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     seconds: Dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
     transforms: List[str] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Dict[str, float]]:
-        """Per method: the mean and median over series of each metric (each series' mean over cut-offs)."""
+        """Per method: the mean and median over series of each metric (each series' mean over cut-offs;
+        None where a method gave no value, as ETS gives no interval where no model fits)."""
         out = {}
         for method, by_metric in self.scores.items():
             row = {}
             for name, values in by_metric.items():
-                per_series = np.nanmean(values, 1)
-                row[f"{name} mean"] = float(np.nanmean(per_series))
+                per_series = _nan_quietly(np.nanmean, values, 1)
+                row[f"{name} mean"] = _number(_nan_quietly(np.nanmean, per_series))
                 if name == "MASE":
-                    row["MASE median"] = float(np.nanmedian(per_series))
+                    row["MASE median"] = _number(_nan_quietly(np.nanmedian, per_series))
             row["seconds"] = self.seconds.get(method, float("nan"))
             out[method] = row
         return out
@@ -66,7 +71,7 @@ class BacktestResult:
         """series id -> method -> metric -> mean over cut-offs."""
         return {
             sid: {
-                method: {name: float(np.nanmean(values[i])) for name, values in by_metric.items()}
+                method: {name: _number(_nan_quietly(np.nanmean, values[i])) for name, values in by_metric.items()}
                 for method, by_metric in self.scores.items()
             }
             for i, sid in enumerate(self.ids)
@@ -97,10 +102,27 @@ class BacktestResult:
         }
 
 
+def _nan_quietly(reduce, values, axis=None):
+    """``reduce`` (np.nanmean, np.nanmedian) without the warning for an all-NaN slice (which gives NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return reduce(values, axis)
+
+
+def _number(value) -> Optional[float]:
+    """A float for a report, None for NaN (JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
+
+
+def interval_label(lower_level: float, upper_level: float) -> str:
+    """The name of the interval between two quantile levels: 0.1, 0.9 -> "80%"."""
+    return f"{100 * (upper_level - lower_level):g}%"
 
 
 def cutoffs_of(panel: Panel, horizon: int, count: int, step: int) -> np.ndarray:
@@ -137,13 +159,11 @@ def score(result: BacktestResult, panel: Panel) -> None:
             ),
             "RMSE": np.sqrt((error**2).mean(2)),
         }
+        for label, (lower, upper) in result.bounds.get(method, {}).items():
+            inside = ((result.actual >= lower) & (result.actual <= upper)).mean(2)
+            scores[f"coverage {label}"] = np.where(np.isnan(lower).any(2), np.nan, inside)  # NaN: no interval
         if method == MODEL:
             q = result.quantiles
-            for lo, hi in intervals(result.levels):
-                inside = (result.actual >= q[..., result.levels.index(lo)]) & (
-                    result.actual <= q[..., result.levels.index(hi)]
-                )
-                scores[f"coverage {100 * (hi - lo):g}%"] = inside.mean(2)
             losses = [
                 np.maximum(level * (result.actual - q[..., j]), (level - 1) * (result.actual - q[..., j])).mean(2)
                 for j, level in enumerate(result.levels)
@@ -187,14 +207,30 @@ def backtest(
     result.train_seconds = trained - started
     result.seconds[MODEL] = forecast_seconds
     result.transforms = sorted(set(model.fitted.transforms))
+    pairs = intervals(levels)
+    labels = [interval_label(lo, hi) for lo, hi in pairs]
+    result.bounds[MODEL] = {
+        label: (quantiles[..., levels.index(lo)], quantiles[..., levels.index(hi)])
+        for label, (lo, hi) in zip(labels, pairs)
+    }
     for name in baselines:
         clock = time.perf_counter()
-        result.forecasts[name] = np.stack(
-            [
-                np.stack([BASELINES[name](s.values[:c], horizon, season) for c in cut[i]])
+        if name in WITH_INTERVALS:  # one fit gives the forecast and the method's own intervals
+            coverages = [hi - lo for lo, hi in pairs]
+            runs = [
+                [WITH_INTERVALS[name](s.values[:c], horizon, season, coverages) for c in cut[i]]
                 for i, s in enumerate(panel.series)
             ]
-        )
+            result.forecasts[name] = np.array([[run[0] for run in row] for row in runs])
+            lower, upper = (np.array([[run[side] for run in row] for row in runs]) for side in (1, 2))  # [N, K, C, H]
+            result.bounds[name] = {label: (lower[:, :, j], upper[:, :, j]) for j, label in enumerate(labels)}
+        else:
+            result.forecasts[name] = np.stack(
+                [
+                    np.stack([BASELINES[name](s.values[:c], horizon, season) for c in cut[i]])
+                    for i, s in enumerate(panel.series)
+                ]
+            )
         result.seconds[name] = time.perf_counter() - clock
     score(result, panel)
     return result

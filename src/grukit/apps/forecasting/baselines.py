@@ -5,7 +5,8 @@
 - drift: the line through the first and last values, extended (Hyndman and Athanasopoulos, FPP 5.2);
 - ETS: exponential smoothing chosen by AICc over error, trend and damping (and season, when the
   history holds two seasons), as R's ``forecast::ets`` does (Hyndman et al. 2002), fitted with
-  statsmodels' ``ETSModel``;
+  statsmodels' ``ETSModel``, with the model's own prediction intervals (``ets_with_intervals``:
+  what a backtest compares the GRU's interval coverage with);
 - Theta: the standard Theta method (Assimakopoulos and Nikolopoulos 2000; Hyndman and Billah 2003),
   statsmodels' ``ThetaModel``.
 
@@ -15,7 +16,7 @@ ETS and Theta need statsmodels (``pip install 'grukit[forecast]'``); the others 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -46,14 +47,13 @@ def _statsmodels():
         ) from None
 
 
-def ets(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
-    """The ETS model with the lowest AICc among additive/multiplicative errors, no/additive/damped
-    trend and (with two full seasons) no/additive seasonality; multiplicative forms only for a
-    positive series, and the damped ones only when the history has 10 or more values."""
+def _best_ets(history: np.ndarray, season: int):
+    """The fitted ETS model with the lowest AICc (see :func:`ets`), or None when none fits."""
     _statsmodels()
+    import pandas as pd
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-    y = np.asarray(history, np.float64)
+    y = pd.Series(np.asarray(history, np.float64))  # a Series: statsmodels' prediction intervals need its index
     positive = bool((y > 0).all())
     seasonal_options = [None, "add"] if season > 1 and len(y) >= 2 * season + 2 else [None]
     best, best_aicc = None, np.inf
@@ -73,15 +73,46 @@ def ets(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
                             seasonal=seasonal,
                             seasonal_periods=season if seasonal else None,
                         ).fit(disp=False, maxiter=200)
-                    except (ValueError, np.linalg.LinAlgError):
+                    except (ValueError, IndexError, np.linalg.LinAlgError):  # IndexError: too short for the form
                         continue
                 aicc = fit.aicc if np.isfinite(fit.aicc) else fit.aic
                 if np.isfinite(aicc) and aicc < best_aicc:
                     best, best_aicc = fit, aicc
+    return best
+
+
+def ets(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    """The ETS model with the lowest AICc among additive/multiplicative errors, no/additive/damped
+    trend and (with two full seasons) no/additive seasonality; multiplicative forms only for a
+    positive series, and the damped ones only when the history has 10 or more values."""
+    return ets_with_intervals(history, horizon, season, ())[0]
+
+
+def ets_with_intervals(
+    history: np.ndarray, horizon: int, season: int, coverages: Sequence[float]
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ets`'s forecast [horizon] and its own prediction intervals, lower and upper
+    [len(coverages), horizon], one per central ``coverages`` level (0.8: the 10 % and 90 % points):
+    from the model's forecast distribution, exact where statsmodels has it (additive errors) and
+    otherwise from 1000 simulated paths (Hyndman et al. 2008, ch. 6), seeded so a rerun agrees.
+    NaN bounds where no model fits or the forecast is not finite (the forecast is then naive's)."""
+    y = np.asarray(history, np.float64)
+    nan = np.full((len(coverages), horizon), np.nan)
+    best = _best_ets(y, season)
     if best is None:
-        return naive(y, horizon)
+        return naive(y, horizon), nan, nan.copy()
     forecast = np.asarray(best.forecast(horizon), np.float64)
-    return forecast if np.isfinite(forecast).all() else naive(y, horizon)
+    if not np.isfinite(forecast).all():
+        return naive(y, horizon), nan, nan.copy()
+    lower, upper = nan.copy(), nan.copy()
+    if len(coverages):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prediction = best.get_prediction(start=len(y), end=len(y) + horizon - 1, rng=np.random.default_rng(0))
+            for j, level in enumerate(coverages):
+                bounds = prediction.summary_frame(alpha=1 - level)
+                lower[j], upper[j] = bounds["pi_lower"].to_numpy(), bounds["pi_upper"].to_numpy()
+    return forecast, lower, upper
 
 
 def theta(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
@@ -109,3 +140,5 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "Theta": theta,
 }
 STATISTICAL = ("ETS", "Theta")  # need statsmodels
+# the baselines with their own prediction intervals: (history, horizon, season, coverages) -> (forecast, lower, upper)
+WITH_INTERVALS = {"ETS": ets_with_intervals}
