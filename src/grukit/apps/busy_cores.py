@@ -110,8 +110,9 @@ class ThreadTuner:
             if not ThreadTuner.said:
                 ThreadTuner.said = True
                 self._say(
-                    f"grukit: {self.full} threads ran {full / fewer:.1f}x slower than {self.fewer} (another "
-                    f"process is probably busy on this machine's cores): training on {self.fewer} while that lasts "
+                    f"grukit: {self.full} threads ran {full / fewer:.1f}x slower than {self.fewer} on these "
+                    "training batches (another process busy on a core, or batches too small to share): training on "
+                    f"{self.fewer} while that lasts "
                     "(set OMP_NUM_THREADS to choose the count)"
                 )
         else:
