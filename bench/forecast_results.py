@@ -70,14 +70,12 @@ def monash_m1(seeds, quick: bool):
     rows = {}  # name -> (mean MASE, median MASE, seconds, its own 80 % interval's coverage or None)
     for name in ("naive", "drift", "Theta", "ETS"):
         clock = time.perf_counter()
+        runs = [baselines.forecast_with_intervals(name, s.values, H, 1, (0.8,)) for s in train.series]
+        forecast, covered = np.stack([run[0] for run in runs]), None
         if name in baselines.WITH_INTERVALS:
-            runs = [baselines.WITH_INTERVALS[name](s.values, H, 1, (0.8,)) for s in train.series]
-            forecast = np.stack([run[0] for run in runs])
             lower, upper = (np.stack([run[side][0] for run in runs]) for side in (1, 2))
             fitted = np.isfinite(lower).all(1) & np.isfinite(upper).all(1)  # series where a model fitted
             covered = metrics.coverage(actual[fitted], lower[fitted], upper[fitted])
-        else:
-            forecast, covered = np.stack([baselines.BASELINES[name](s.values, H, 1) for s in train.series]), None
         rows[name] = (*mase_of(forecast), time.perf_counter() - clock, covered)
     runs = []
     for seed in seeds:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datasets.csv_table import TableError
 from . import metrics
-from .baselines import BASELINES, WITH_INTERVALS
+from .baselines import BASELINES, WITH_INTERVALS, forecast_with_intervals
 from .forecaster import GlobalForecaster, Settings, fit, intervals
 from .panel import Panel
 
@@ -213,24 +213,17 @@ def backtest(
         label: (quantiles[..., levels.index(lo)], quantiles[..., levels.index(hi)])
         for label, (lo, hi) in zip(labels, pairs)
     }
+    coverages = [hi - lo for lo, hi in pairs]
     for name in baselines:
         clock = time.perf_counter()
-        if name in WITH_INTERVALS:  # one fit gives the forecast and the method's own intervals
-            coverages = [hi - lo for lo, hi in pairs]
-            runs = [
-                [WITH_INTERVALS[name](s.values[:c], horizon, season, coverages) for c in cut[i]]
-                for i, s in enumerate(panel.series)
-            ]
-            result.forecasts[name] = np.array([[run[0] for run in row] for row in runs])
+        runs = [  # one fit per window gives the forecast and the method's own intervals, where it has them
+            [forecast_with_intervals(name, s.values[:c], horizon, season, coverages) for c in cut[i]]
+            for i, s in enumerate(panel.series)
+        ]
+        result.forecasts[name] = np.array([[run[0] for run in row] for row in runs])
+        if name in WITH_INTERVALS:
             lower, upper = (np.array([[run[side] for run in row] for row in runs]) for side in (1, 2))  # [N, K, C, H]
             result.bounds[name] = {label: (lower[:, :, j], upper[:, :, j]) for j, label in enumerate(labels)}
-        else:
-            result.forecasts[name] = np.stack(
-                [
-                    np.stack([BASELINES[name](s.values[:c], horizon, season) for c in cut[i]])
-                    for i, s in enumerate(panel.series)
-                ]
-            )
         result.seconds[name] = time.perf_counter() - clock
     score(result, panel)
     return result

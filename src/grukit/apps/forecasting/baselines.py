@@ -142,3 +142,11 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
 STATISTICAL = ("ETS", "Theta")  # need statsmodels
 # the baselines with their own prediction intervals: (history, horizon, season, coverages) -> (forecast, lower, upper)
 WITH_INTERVALS = {"ETS": ets_with_intervals}
+
+
+def forecast_with_intervals(name: str, history: np.ndarray, horizon: int, season: int, coverages: Sequence[float]):
+    """Baseline ``name``'s (forecast [horizon], lower, upper [len(coverages), horizon]) from one fit;
+    lower and upper are None for a baseline without intervals of its own."""
+    if name in WITH_INTERVALS:
+        return WITH_INTERVALS[name](history, horizon, season, coverages)
+    return BASELINES[name](history, horizon, season), None, None
