@@ -55,6 +55,11 @@ def _reverse_within_lengths(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     return x.gather(0, index.view(index.shape + (1,) * (x.dim() - 2)).expand_as(x))
 
 
+def valid_steps(T: int, lengths: Tensor) -> Tensor:
+    """[T, B, 1] bool: True at step t of sequence b when t < lengths[b]."""
+    return (torch.arange(T, device=lengths.device).unsqueeze(1) < lengths).unsqueeze(-1)
+
+
 def _layer(x: Tensor, h0: Tensor, weights: LayerWeights, lengths: Optional[Tensor], reverse: bool, backend):
     """One layer, one direction: x [T, B, I] -> (h [T, B, H] in x's time order, h_n [B, H])."""
     if reverse:
@@ -138,8 +143,13 @@ def min_gru(
         lengths = check_lengths(lengths, B, T, x.device)
         if bool((lengths == T).all()):
             lengths = None
+    if T == 0 or B == 0:  # nothing to scan: empty outputs and the initial states, as torch.nn.GRU
+        output = x.new_zeros(T, B, directions * H)
+        return (output.transpose(0, 1) if batch_first else output), hx.clone()
     scan = backends.select_min_gru_scan(x, backend, others=[hx, *(w for pair in weights for w in pair)])
-    mask = None if lengths is None else (torch.arange(T, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
+    mask = None if lengths is None else valid_steps(T, lengths)
+    if mask is not None:  # padding never reaches the scan: NaN there would flow back into valid steps' gradients
+        x = torch.where(mask, x, 0.0)
     finals: List[Tensor] = []
     for layer in range(L):
         outputs = []
@@ -150,7 +160,7 @@ def min_gru(
             finals.append(h_n)
         x = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
         if mask is not None:
-            x = x * mask  # zero past each length, as torch.nn.GRU's padded output
+            x = torch.where(mask, x, 0.0)  # zero past each length, as torch.nn.GRU's padded output
         if training and dropout > 0 and layer < L - 1:
             x = F.dropout(x, dropout, training=True)
     output = x.transpose(0, 1) if batch_first else x

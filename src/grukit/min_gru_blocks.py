@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
-from .min_gru import MinGRU, call_as_torch_gru, min_gru
+from .min_gru import MinGRU, call_as_torch_gru, min_gru, valid_steps
 from .validation import (
     check_bool,
     check_dropout,
@@ -129,16 +129,19 @@ class MinGRUBlocks(nn.Module):
         T, B, _ = x.shape
         shape = (self.num_blocks, B, self.hidden_size)
         hx = x.new_zeros(shape) if hx is None else check_tensor("hx", hx, shape, x)
+        mask = None
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
+            mask = valid_steps(T, lengths)
+            x = torch.where(mask, x, 0.0)  # padding (NaN included) never reaches a product or a gradient
         x = self.input_projection(x)
         finals: List[Tensor] = []
         for index, block in enumerate(self.blocks):
             x, h_n = block(x, hx[index : index + 1], lengths)
             finals.append(h_n[0])
         output = self.output_norm(x)
-        if lengths is not None:
-            output = output * (torch.arange(T, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
+        if mask is not None:
+            output = torch.where(mask, output, 0.0)
         return output, torch.stack(finals)
 
     def forward(

@@ -63,15 +63,28 @@ def check_precision(precision) -> str:
     return precision
 
 
-def quantize_weight(weight: Tensor, precision: str) -> Tuple[Tensor, Optional[Tensor]]:
+def quantize_weight(weight: Tensor, precision: str, name: str = "weight") -> Tuple[Tensor, Optional[Tensor]]:
     """``weight`` [R, C] in ``precision``: (w_q int8 [R, C], s_w float32 [R]) with w_q = round(W / s_w),
-    s_w = max_c |W[r, c]| / 127 (1 for an all-zero row); or (W in bfloat16, None)."""
+    s_w = max_c |W[r, c]| / 127 (1 for an all-zero row); or (W in bfloat16, None). ValueError naming
+    ``name`` if W holds NaN or inf: int8 would turn them into plausible numbers (NaN rows become 0)."""
     weight = weight.detach().float()
+    check_finite(name, weight, NOT_QUANTIZABLE)
     if precision == "bfloat16":
         return weight.to(torch.bfloat16), None
     scale = weight.abs().amax(dim=1) / 127.0
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+NOT_QUANTIZABLE = "a model with them computes NaN, and quantizing would hide it: retrain or repair the weights first"
+
+
+def check_finite(name: str, t: Tensor, why: str = "") -> Tensor:
+    """``t`` if every value is finite; else ValueError naming ``name``, how many are not, and ``why``."""
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values of {t.numel()}" + (f"; {why}" if why else ""))
+    return t
 
 
 def dequantize_weight(weight: Tensor, scale: Optional[Tensor]) -> Tensor:
@@ -119,8 +132,12 @@ class _InferenceOnly(torch.autograd.Function):
     node and raises with what to do instead (not torch's "does not require grad")."""
 
     @staticmethod
-    def forward(ctx, output, h_n, *inputs):
+    def forward(output, h_n, *inputs):
         return output.clone(), h_n.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):  # forward and context apart: torch.func transforms need it
+        pass
 
     @staticmethod
     def backward(ctx, *grads):
@@ -279,7 +296,7 @@ class QuantizedGRU(nn.Module):
         with torch.no_grad():
             for suffix in new._suffixes:
                 for base in ("weight_ih", "weight_hh"):
-                    stored, scale = quantize_weight(source[base + suffix], precision)
+                    stored, scale = quantize_weight(source[base + suffix], precision, base + suffix)
                     getattr(new, base + suffix).copy_(stored)
                     if scale is not None:
                         getattr(new, base + "_scale" + suffix).copy_(scale)
@@ -287,8 +304,58 @@ class QuantizedGRU(nn.Module):
                     list(LAYER_NORM_NAMES) if options["layer_norm"] else []
                 )
                 for base in extra:
-                    getattr(new, base + suffix).copy_(source[base + suffix].detach().float())
+                    getattr(new, base + suffix).copy_(check_finite(base + suffix, source[base + suffix].detach().float(), NOT_QUANTIZABLE))
         return new
+
+    # ---- loading a state_dict: every entry checked before it is copied --------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors):
+        """Refuse a damaged or crafted state_dict with one line naming the entry: stored weights of
+        another dtype (``copy_`` would cast them: 300 becomes 44) or shape, int8 values outside
+        [-127, 127] (the kernels' products assume that range), scales that are not finite and positive,
+        biases and layer-norm gains that are not finite floats."""
+        storage = STORAGE[self.precision]
+        for name, buffer in self._buffers.items():
+            key = prefix + name
+            if key not in state_dict:
+                continue  # torch reports missing keys itself
+            value = state_dict[key]
+            where = f"state_dict entry {key!r}"
+            if not isinstance(value, Tensor):
+                raise ValueError(f"{where} must be a tensor, got {type(value).__name__}")
+            if tuple(value.shape) != tuple(buffer.shape):
+                raise ValueError(f"{where} must have shape {list(buffer.shape)}, got {list(value.shape)}")
+            if name.startswith(("weight_ih_l", "weight_hh_l")):
+                if value.dtype != storage:
+                    raise ValueError(
+                        f"{where} must hold {self.precision} weights ({storage}), got {value.dtype}: this "
+                        "QuantizedGRU loads only what one of its precision saved"
+                    )
+                if storage == torch.int8 and bool((value == -128).any()):
+                    raise ValueError(f"{where} holds -128: int8 weights lie in [-127, 127] (symmetric quantization)")
+                if storage == torch.bfloat16:
+                    check_finite(where, value.float())
+                continue
+            if not value.is_floating_point():
+                raise ValueError(f"{where} must be a float tensor, got {value.dtype}")
+            check_finite(where, value.float())
+            if "_scale_l" in name and not bool((value > 0).all()):
+                raise ValueError(f"{where}: every int8 scale must be positive, got {float(value.min()):g}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors)
+
+    def _apply(self, fn, recurse=True):
+        """``.to(device)``, ``.float()``, ``.half()``...: refused where they would convert the stored
+        weights, scales or biases (the kernels read only bfloat16 / int8 weights and float32 rest)
+        or move them off the CPU; a no-op conversion (``.float()`` of an int8 module, ``.cpu()``)
+        passes."""
+        for dtype in {STORAGE[self.precision], torch.float32}:
+            probe = fn(torch.zeros(0, dtype=dtype))
+            if probe.dtype != dtype or probe.device.type != "cpu":
+                raise TypeError(
+                    f"this {self.precision} QuantizedGRU keeps its stored weights in {STORAGE[self.precision]} and "
+                    f"the rest in float32 on the CPU; this conversion would make them {probe.dtype} on "
+                    f"{probe.device}. Convert the float model and quantize it again"
+                )
+        return super()._apply(fn, recurse)
 
     def dequantized_weights(self) -> List[Tuple[Tensor, ...]]:
         """Per layer and direction, the float32 weights the stored ones stand for, as
@@ -353,6 +420,15 @@ class QuantizedGRU(nn.Module):
         if t.device.type != "cpu":
             raise ValueError(f"{name} must be on the CPU (a QuantizedGRU runs there), got {t.device}")
 
+    def _check_no_infinity(self, x: Tensor) -> None:
+        """int8 quantizes each row with the scale max |row| / 127: a row holding inf has no finite
+        scale, and its outputs would be NaN where float32's can stay finite. Refused instead."""
+        if self.precision == "int8" and bool(torch.isinf(x).any()):
+            raise ValueError(
+                "input holds inf: int8 quantizes each step's values with the scale max |x| / 127, which inf "
+                "has not; clip the input, or use the float32 or bfloat16 model"
+            )
+
     def forward(
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, lengths=None
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
@@ -363,6 +439,7 @@ class QuantizedGRU(nn.Module):
             return self._forward_packed(input, hx)
         input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
         self._check_float32_cpu("input", input)
+        self._check_no_infinity(input)
         check_input_features(input, self.input_size, input)
         x = input.transpose(0, 1) if batch_first else input
         T, B, _ = x.shape
@@ -385,6 +462,7 @@ class QuantizedGRU(nn.Module):
 
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
         self._check_float32_cpu("input", packed.data)
+        self._check_no_infinity(packed.data)
         check_input_features(packed.data, self.input_size, packed.data, packed=True)
         check_packed_hx(hx)
         B = int(packed.batch_sizes[0])

@@ -16,18 +16,21 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ._packages import package_file
 
 
-def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], List[str]]:
-    """Series [T_i, D] and labels from a ``.ts`` file (dimensions separated by ':', label last);
-    ``source`` is a path or a binary stream. A value that is missing ("?", "NaN") or infinite is
-    refused with its line (ValueError): the models cannot read one."""
+def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], Optional[List[str]]]:
+    """Series [T_i, D] and labels from a ``.ts`` file (dimensions separated by ':', the label last
+    when the header says ``@classLabel true``); ``source`` is a path or a binary stream. Labels are
+    None for a file whose header says ``@classLabel false`` (every ':'-field is a channel). A value
+    that is missing ("?", "NaN") or infinite is refused with its line (ValueError): the models
+    cannot read one."""
     series, labels = [], []
+    has_labels = True  # files without the @classLabel line (older UEA copies) end each line with the label
     in_data = False
     if isinstance(source, (str, os.PathLike)):
         stream = open(source, encoding=encoding)
@@ -41,21 +44,35 @@ def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], List[str
             if line.lower().startswith("@data"):
                 in_data = True
                 continue
+            if line.lower().startswith("@classlabel"):
+                words = line.split()
+                if len(words) < 2 or words[1].lower() not in ("true", "false"):
+                    raise ValueError(f"line {number}: @classLabel must be followed by true or false, got {line!r}")
+                has_labels = words[1].lower() == "true"
+                continue
             if line.startswith("@") or not in_data:
                 continue
-            *dims, label = line.split(":")
+            fields = line.split(":")
+            dims, label = (fields[:-1], fields[-1]) if has_labels else (fields, None)
+            if not dims:
+                raise ValueError(f"line {number}: no channel values before the label")
             try:
                 channels = [np.array([float(v) for v in d.split(",")]) for d in dims]
             except ValueError as exc:
                 raise ValueError(f"line {number}: {exc}") from None
+            if len({len(c) for c in channels}) != 1:
+                raise ValueError(
+                    f"line {number}: its channels have different lengths {[len(c) for c in channels]}"
+                )
             recording = np.stack(channels, 1)
             if not np.isfinite(recording).all():
                 raise ValueError(
                     f"line {number} holds a missing or infinite value (NaN, inf); every value must be a number"
                 )
             series.append(recording)
-            labels.append(label.strip())
-    return series, labels
+            if has_labels:
+                labels.append(label.strip())
+    return series, (labels if has_labels else None)
 
 
 @dataclass

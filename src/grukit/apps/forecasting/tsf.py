@@ -37,13 +37,23 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> Panel:
     """The series of a Monash ``.tsf`` file as a :class:`Panel` (its ``horizon`` the header's, None
     if it gives none). Missing values (``?``) are refused unless ``fill`` names a way to fill them
     (ffill, interpolate, zero); every error names the line."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--csv {path!r}: no such file")
+    try:
+        return _read_tsf(path, fill, encoding)
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"{path!r} is not {encoding} text ({exc.reason}); give its encoding with --encoding, "
+            "for example --encoding latin-1"
+        ) from None
+
+
+def _read_tsf(path: str, fill: str, encoding: str) -> Panel:
     import pandas as pd
 
     from .panel import _fill
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--csv {path!r}: no such file")
-    attributes, frequency, horizon, series = [], None, None, []
+    attributes, frequency, horizon, series, names = [], None, None, [], {}
     with open(path, encoding=encoding, errors="strict") as handle:
         in_data = False
         for number, line in enumerate(handle, 1):
@@ -53,11 +63,24 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> Panel:
             if not in_data:
                 word, _, rest = line.partition(" ")
                 if word == "@attribute":
+                    if len(rest.split()) != 2:
+                        raise TableError(
+                            f"{path!r} line {number}: an @attribute line needs a name and a type "
+                            f"('@attribute series_name string'), got {line!r}"
+                        )
                     attributes.append(rest.split()[0])
                 elif word == "@frequency":
                     frequency = rest.strip()
                 elif word == "@horizon":
-                    horizon = int(rest)
+                    try:
+                        horizon = int(rest)
+                    except ValueError:
+                        horizon = 0
+                    if horizon < 1:
+                        raise TableError(
+                            f"{path!r} line {number}: @horizon must be a whole number of steps, at least 1, "
+                            f"got {rest.strip()!r}"
+                        )
                 elif word == "@data":
                     in_data = True
                 continue
@@ -68,18 +91,29 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> Panel:
                     f"({', '.join(attributes)}, values)"
                 )
             name = fields[0]
+            if name in names:
+                raise TableError(
+                    f"{path!r} line {number}: series {name!r} appears twice (first on line {names[name]}); "
+                    "each series needs its own name"
+                )
+            names[name] = number
             cells = fields[-1].split(",")
             try:
                 y = np.array([np.nan if c.strip() == "?" else float(c) for c in cells], np.float64)
             except ValueError:
                 bad = next(c for c in cells if c.strip() != "?" and not _is_number(c))
                 raise TableError(f"{path!r} line {number} (series {name!r}): {bad!r} is not a number") from None
-            if not np.isfinite(np.nan_to_num(y, nan=0.0)).all():
-                raise TableError(f"{path!r} line {number} (series {name!r}): holds an infinity")
+            if np.isinf(y).any():  # "inf", or a number past float64's range such as 1e999
+                bad = cells[int(np.flatnonzero(np.isinf(y))[0])].strip()
+                raise TableError(
+                    f"{path!r} line {number} (series {name!r}): {bad!r} is infinite or too large for a number"
+                )
             if np.isnan(y).any():
                 if fill == "refuse":
+                    first = int(np.flatnonzero(np.isnan(y))[0])
                     raise TableError(
-                        f"{path!r} line {number} (series {name!r}) has missing values ('?'); give --fill ffill, "
+                        f"{path!r} line {number} (series {name!r}) has {int(np.isnan(y).sum())} missing values "
+                        f"(the first, value {first + 1}, is {cells[first].strip()!r}); give --fill ffill, "
                         "--fill interpolate or --fill zero"
                     )
                 y = _fill(y[:, None], fill)[:, 0]
@@ -87,6 +121,11 @@ def read_tsf(path: str, fill: str = "refuse", encoding: str = "utf-8") -> Panel:
             if "start_timestamp" in attributes:
                 stamp = fields[attributes.index("start_timestamp")]  # fields: the attributes, then the values
                 start = pd.to_datetime(stamp, format="%Y-%m-%d %H-%M-%S", errors="coerce")
+                if pd.isna(start):  # one unreadable start would silently drop every series' calendar
+                    raise TableError(
+                        f"{path!r} line {number} (series {name!r}): start timestamp {stamp!r} is not "
+                        "'YYYY-MM-DD HH-MM-SS' (the archive's form)"
+                    )
             series.append((name, y, start, number))
     if not series:
         raise TableError(f"{path!r} holds no series (no lines after @data)")

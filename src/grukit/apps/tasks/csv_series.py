@@ -61,6 +61,11 @@ def read_recordings(source, options: Options, channels: Optional[List[str]] = No
             raise TableError(f"--csv {source!r} is not a readable .ts file: {exc}") from None
         if not series:
             raise TableError(f"--csv {source!r} holds no recordings (no lines after @data)")
+        if need_labels and labels is None:
+            raise TableError(
+                f"--csv {source!r} says @classLabel false: its recordings carry no class labels, which "
+                "training and evaluation need"
+            )
         widths = {s.shape[1] for s in series}
         if channels and widths != {len(channels)}:
             raise TableError(f"--csv {source!r} has {sorted(widths)} channels; the model reads {len(channels)}")

@@ -3,7 +3,7 @@
 The report holds the accuracy, each class's recall with its counts, the confusion counts, and the
 best accuracy a constant answer reaches on the same file (always the file's most frequent class),
 so a number is read against what knowing nothing about the input scores. Labels the model was never
-trained on count as wrong and are listed.
+trained on count as wrong and are listed; a file sharing no label with the model is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ def classification_report(truth: Sequence[str], predicted: Sequence[str], classe
         raise ValueError(f"--csv {source!r} holds nothing to evaluate")
     n = len(truth)
     counts = Counter(truth)
+    if not set(counts) & set(classes):  # every answer would count wrong: an accuracy of 0 means nothing here
+        raise ValueError(
+            f"--csv {source!r} shares no label with the model: the file has {_some(sorted(counts))}, the model "
+            f"knows {_some(list(classes))} (is --label the right column?)"
+        )
     hits = Counter(t for t, p in zip(truth, predicted) if t == p)
     per_class = {}
     for name in list(classes) + sorted(set(counts) - set(classes)):
@@ -36,6 +41,12 @@ def classification_report(truth: Sequence[str], predicted: Sequence[str], classe
         "unseen labels": sorted(set(counts) - set(classes)),
         "most frequent errors": dict(confusion.most_common(10)),
     }
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """Up to ``shown`` of ``names``, quoted, and how many more there are."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
 
 
 def report_lines(report: Dict, task: str) -> List[str]:
