@@ -7,6 +7,8 @@ rules (``grukit.validation``).
 from __future__ import annotations
 
 import argparse
+import re
+from typing import List, Sequence
 
 
 def _argument(parse, text: str, expected: str):
@@ -50,6 +52,24 @@ def check_writable_file(name: str, path: str) -> None:
     target = os.path.realpath(path)  # a symlink is written through: its target must be a regular file
     if os.path.exists(target) and not os.path.isfile(target):
         raise ValueError(f"{name} {path!r} is not a regular file (a device, FIFO or socket); give a file name")
+    _check_can_create_in(name, path, os.path.dirname(target))
+
+
+def _check_can_create_in(name: str, path: str, folder: str) -> None:
+    """Create and remove a file in ``folder``, as the save will (a temporary file renamed over the
+    target): permission bits do not tell for root, /proc, or a read-only mount."""
+    import os
+    import tempfile
+
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".grukit-check-", dir=folder)
+    except OSError as exc:
+        raise ValueError(
+            f"{name} {path!r}: cannot create a file in {folder!r} ({exc.strerror or exc}); give a path in a "
+            "writable folder"
+        ) from None
+    os.close(handle)
+    os.remove(probe)
 
 
 def check_writable_outputs(args, *flags: str) -> None:
@@ -78,3 +98,19 @@ def probability_below_one(text: str) -> float:
         return check_probability("the value", value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}") from None
+
+
+LIST_VALUED = ("--quantiles",)  # options whose value is a comma-separated list of numbers
+
+
+def attach_list_values(argv: Sequence[str], flags: Sequence[str] = LIST_VALUED) -> List[str]:
+    """``argv`` with ``--quantiles -0.1,0.5`` written as ``--quantiles=-0.1,0.5``: argparse reads a
+    value starting with '-' that is not a plain number as an option, and would answer "expected one
+    argument" instead of the option's own check naming the bad level."""
+    out: List[str] = []
+    for token in argv:
+        if out and out[-1] in flags and re.match(r"^-[\d.]", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out

@@ -29,6 +29,7 @@ import time
 from typing import List, Optional
 
 from .arguments import (
+    attach_list_values,
     check_writable_file,
     check_writable_outputs,
     non_negative_int,
@@ -37,6 +38,7 @@ from .arguments import (
     probability_below_one,
 )
 from .forecasting.commands import add_commands as add_forecasting_commands
+from .memory_budget import check_gru_training
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -169,6 +171,8 @@ def _train(args: argparse.Namespace) -> int:
 
     _check_output_paths(args)
     _check_data_options(args, TASKS[args.task])
+    if args.hidden:
+        check_gru_training(args.hidden, args.layers)
     _init_distributed()
     report = TASKS[args.task].train(_options(args, args.task))
     if distributed()[0] != 0:
@@ -190,10 +194,16 @@ def _train(args: argparse.Namespace) -> int:
 def _saved_task(path: str, float_only: str = "", saved=None):
     """(the model file's contents, its task) for a model file from ``grukit train TASK --output``
     (or ``grukit quantize``; refused when ``float_only`` names a use that needs the float32 file)."""
+    from .forecasting.forecaster import TASK as GLOBAL_FORECAST
     from .tasks import TASKS
     from .tasks.common import load
 
     saved = load(path) if saved is None else saved
+    if saved["task"] == GLOBAL_FORECAST:
+        raise ValueError(
+            f"{path!r} is a global forecasting model (from grukit forecast), which this command does not take: "
+            "forecast with `grukit predict MODEL --csv FILE [--precision int8]`, score with `grukit backtest`"
+        )
     if saved["task"] not in TASKS:
         raise ValueError(f"{path!r} is a model file of an unknown task {saved['task']!r} (known: {', '.join(TASKS)})")
     if float_only and saved.get("precision"):
@@ -707,7 +717,7 @@ def _interrupted(command: str, where: str, exiting: bool) -> int:
 
 def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = attach_list_values(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)  # --help and usage errors end here, before torch is imported
 
     from ..backends import BackendError

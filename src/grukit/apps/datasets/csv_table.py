@@ -172,6 +172,14 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
             raise TableError(
                 f"{flag.split()[0]} {name!r} is not a column of {_describe(source)}; its columns are: {shown}"
             )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if every_numeric and repeated:  # every column is read: pandas would rename the second "a" to "a.1"
+        name = repeated[0]
+        where = [k + 1 for k, column in enumerate(header) if column == name]
+        raise TableError(
+            f"{_describe(source)} has {len(where)} columns named {name!r} (columns {', '.join(map(str, where))}); "
+            "give each its own name"
+        )
     if not isinstance(source, pd.DataFrame):
         try:
             _check_row_widths(path, readable(), encoding)
@@ -297,7 +305,12 @@ def time_column(frame, name: str, source) -> np.ndarray:
     import pandas as pd
 
     parsed = pd.to_datetime(frame[name], errors="coerce")
-    bad = np.flatnonzero(parsed.isna().to_numpy() & frame[name].notna().to_numpy())
+    given = frame[name].notna().to_numpy()
+    if (parsed.isna().to_numpy() & given).any():
+        # pandas takes the format of the first value for all: "2020-01-02 12:00" after "2020-01-01" is
+        # a time all the same, parsed on its own
+        parsed = pd.to_datetime(frame[name], errors="coerce", format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy() & given)
     if len(bad):
         raise TableError(
             f"--time column {name!r} of {_describe(source)} holds {frame[name].iloc[bad[0]]!r} at row "

@@ -23,8 +23,8 @@ def _quantiles(text: str):
         levels = tuple(float(q) for q in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected levels between 0 and 1 separated by commas, got {text!r}") from None
-    if any(not 0 < q < 1 for q in levels):
-        raise argparse.ArgumentTypeError(f"every level must lie strictly between 0 and 1, got {text!r}")
+    if any(not 0 < round(q, 6) < 1 for q in levels):  # forecaster.LEVEL_DECIMALS: kept to 6 decimals
+        raise argparse.ArgumentTypeError(f"every level must lie between 0.000001 and 0.999999, got {text!r}")
     return levels
 
 
@@ -114,7 +114,7 @@ def _settings(args, panel_horizon):
 
 
 def run_forecast(args) -> int:
-    from ..tasks.common import write_json
+    from ..tasks.common import save_failure, write_json
     from .forecaster import fit
 
     check_writable_outputs(args, "--output", "--json")
@@ -134,11 +134,18 @@ def run_forecast(args) -> int:
     print(f"grukit forecast: a global GRU over {len(panel.series)} series, horizon {settings.horizon}")
     for key, value in report.items():
         print(f"  {key}: {value}")
+    save_error = None
     if args.output:
-        model.save(args.output)
-        print(f"  saved the model to {args.output} (forecast with: grukit predict {args.output} --csv FILE)")
+        try:
+            model.save(args.output)
+            print(f"  saved the model to {args.output} (forecast with: grukit predict {args.output} --csv FILE)")
+        except (OSError, ValueError) as exc:  # a full disk, a folder gone...: the trained model is kept elsewhere
+            save_error = save_failure(args.output, exc, model.state(), "global-forecast")
     if args.json:
         write_json(args.json, report)
+    if save_error:
+        print(f"grukit forecast: error: {save_error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -183,6 +190,8 @@ def predict_global(args, saved: dict) -> int:
     check_writable_outputs(args, "--output")
     output = getattr(args, "output", None)
     model = GlobalForecaster.from_state(saved)
+    if getattr(args, "precision", None):
+        model = model.quantized(args.precision)
     horizon = getattr(args, "horizon", None)
     frame = model.predict(args.csv, horizon)
     if not output:

@@ -74,22 +74,34 @@ class Settings:
             raise ValueError(f"window must be a positive integer, got {self.window}")
         if self.transform != "auto" and self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be 'auto' or one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
-        bad = [q for q in self.quantiles if not 0 < q < 1]
-        if bad or not self.quantiles:
-            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {list(self.quantiles)}")
+        check_quantile_levels(self.quantiles)
         for name in ("hidden", "layers", "epochs", "patience", "batch_size", "ensemble", "batches_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
 
 
+LEVEL_DECIMALS = 6  # quantile levels are kept to 6 decimals (so that q and 1 - q pair exactly)
+
+
+def check_quantile_levels(quantiles: Sequence[float]) -> None:
+    """ValueError unless every level lies strictly between 0 and 1 once kept to LEVEL_DECIMALS
+    decimals (1e-9 would become the level 0: a quantile no network can forecast)."""
+    bad = [q for q in quantiles if not 0 < round(float(q), LEVEL_DECIMALS) < 1]
+    if bad or not quantiles:
+        raise ValueError(
+            f"quantiles must lie between 0.000001 and 0.999999 (levels are kept to {LEVEL_DECIMALS} decimals), "
+            f"got {list(quantiles)}"
+        )
+
+
 def quantile_levels(quantiles: Sequence[float]) -> List[float]:
     """The sorted levels with the median added (the point forecast)."""
-    return sorted(set(round(float(q), 6) for q in quantiles) | {0.5})
+    return sorted(set(round(float(q), LEVEL_DECIMALS) for q in quantiles) | {0.5})
 
 
 def intervals(levels: Sequence[float]) -> List[Tuple[float, float]]:
     """The symmetric pairs (q, 1 - q) among ``levels``: the intervals to calibrate."""
-    return [(q, round(1 - q, 6)) for q in levels if q < 0.5 and round(1 - q, 6) in levels]
+    return [(q, round(1 - q, LEVEL_DECIMALS)) for q in levels if q < 0.5 and round(1 - q, LEVEL_DECIMALS) in levels]
 
 
 @dataclass
@@ -127,12 +139,15 @@ def split_origins(panel: Panel, window: int, horizon: int, pad: bool, validation
         held = horizon + count - 1  # the held-out values
         valid.append(np.arange(max(first, n - held), n - horizon + 1))
         train.append(np.arange(first, n - held - horizon + 1))
+    longest = max(len(s) for s in panel.series)
+    # with --pad every window fits; what is left to shorten is the horizon (or the window without it)
+    remedy = f"a shorter horizon (the longest series has {longest} values)" if pad else "a shorter window, or --pad"
     if not any(len(v) for v in valid):
-        raise TableError("no series is long enough for a validation window; give a shorter window or --pad")
+        raise TableError(f"no series is long enough for a validation window of horizon {horizon}; give {remedy}")
     if not any(len(t) for t in train):
         raise TableError(
-            "no series is long enough for a training window besides its validation window; give a shorter "
-            "window, a shorter horizon, or --pad"
+            "no series is long enough for a training window besides its validation window; give "
+            + (remedy if pad else "a shorter window, a shorter horizon, or --pad")
         )
     return Split(train, valid)
 
@@ -273,6 +288,12 @@ class GlobalForecaster:
         from .reading import align_static, read_panel
 
         panel = read_panel(data, self.schema.get("reader", {}))
+        trained = self.schema.get("frequency")
+        if trained and panel.frequency and not _same_frequency(trained, panel.frequency):
+            raise TableError(
+                f"the data's times step by {panel.frequency!r}; the model was trained on {trained!r} data (its "
+                "window, horizon, season and calendar features count in those steps): forecast data of that frequency"
+            )
         for kind in ("past", "future"):
             if list(getattr(panel, f"{kind}_names")) != list(self.schema[kind]):
                 raise TableError(
@@ -343,6 +364,14 @@ class GlobalForecaster:
         panel.series = series
         return panel
 
+    def quantized(self, precision: str) -> "GlobalForecaster":
+        """A copy whose networks' GRU encoders are :class:`grukit.QuantizedGRU` in ``precision``
+        ("int8" or "bfloat16"; the heads stay float32): ``grukit predict --precision``. Inference only."""
+        from ..tasks.common import quantize_grus
+
+        networks = [quantize_grus(copy.deepcopy(net), precision).eval() for net in self.networks]
+        return GlobalForecaster(self.settings, self.fitted, networks, self.schema)
+
     # -- files ----------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {
@@ -379,6 +408,16 @@ class GlobalForecaster:
         return GlobalForecaster(settings, fitted, networks, saved["schema"])
 
 
+def _same_frequency(a: str, b: str) -> bool:
+    """Whether pandas frequency strings ``a`` and ``b`` name the same step ("D" and "1D" do)."""
+    from pandas.tseries.frequencies import to_offset
+
+    try:
+        return to_offset(a) == to_offset(b)
+    except ValueError:
+        return a == b
+
+
 def load(path: str) -> GlobalForecaster:
     """A forecaster saved by :meth:`GlobalForecaster.save` (read with ``weights_only``: no code runs)."""
     from ..tasks.common import load_tensors
@@ -387,6 +426,29 @@ def load(path: str) -> GlobalForecaster:
     if not isinstance(saved, dict) or saved.get("task") != TASK:
         raise ValueError(f"{path!r} is not a grukit global forecasting model (make one with `grukit forecast`)")
     return GlobalForecaster.from_state(saved)
+
+
+def _check_memory(panel: Panel, split: Split, window: int, settings: Settings, transforms: int) -> None:
+    """Refuse, before any window is made, a run whose windows or network cannot fit in memory
+    (``--window 100000 --pad`` would grow past 5 GB and end in a MemoryError traceback)."""
+    from ..memory_budget import check_fits, check_gru_training, gru_activation_bytes
+
+    check_gru_training(settings.hidden, settings.layers)
+    samples = sum(len(o) for o in split.train) + sum(len(o) for o in split.valid)
+    step_features, head_features = feature_sizes(panel, settings.horizon)
+    values = samples * (window * step_features + head_features + settings.horizon)
+    # each transform's windows are kept in float32 (4 bytes a value) while the next is made, which
+    # takes float64 parts and their concatenation (16 bytes a value)
+    windows = values * (4 * transforms + 16)
+    batch = min(settings.batch_size, max(1, sum(len(o) for o in split.train)))
+    activations = gru_activation_bytes(batch, window, settings.hidden, settings.layers)
+    check_fits(
+        f"--window {window}" + (" --pad" if settings.pad else ""),
+        windows + activations,
+        f"{windows / 1e9:.1f} GB for {samples:,} windows of {window} steps x {step_features} features and "
+        f"{transforms} transform{'s' if transforms > 1 else ''}, {activations / 1e9:.1f} GB for training on "
+        f"batches of {batch}",
+    )
 
 
 def _validation_mase(net_outputs: np.ndarray, valid: Windows, levels: List[float]) -> float:
@@ -406,6 +468,7 @@ def fit(panel: Panel, settings: Settings, schema: Optional[dict] = None) -> Glob
     candidates = (
         [settings.transform] if settings.transform != "auto" else [t for t in TRANSFORMS if applicable(t, panel)]
     )
+    _check_memory(panel, split, window, settings, len(candidates))
     if not applicable(candidates[0], panel):
         raise ValueError(f"transform {candidates[0]!r} needs every value positive; the series hold zeros or negatives")
     results = {}

@@ -232,13 +232,18 @@ def model_file(task: str, options: Options, model: torch.nn.Module, **extra) -> 
         try:
             save_atomically(saved, options.output)
         except Exception as exc:  # disk full, a name too long, folder removed...: keep the model and the report
-            saved[SAVE_ERROR] = (
-                f"could not save the model to {options.output!r} ({first_line(exc)}); " + _keep_elsewhere(saved, task)
-            )
+            saved[SAVE_ERROR] = save_failure(options.output, exc, saved, task)
     return saved
 
 
-def _keep_elsewhere(saved: Dict, task: str) -> str:
+def save_failure(path: str, error: BaseException, saved: Dict, task: str) -> str:
+    """The one line saying that ``saved`` could not be written to ``path`` (``error``) and where it
+    was kept instead (:func:`keep_elsewhere`): a run's result is never lost to a failed save."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+    return f"could not save the model to {path!r} ({reason}); " + keep_elsewhere(saved, task)
+
+
+def keep_elsewhere(saved: Dict, task: str) -> str:
     """Save a trained model that could not be written where asked into the temporary folder; the
     sentence saying where it is (or that it could not be kept)."""
     fallback = os.path.join(tempfile.gettempdir(), f"grukit-{task}-{os.getpid()}.pt")
@@ -332,7 +337,10 @@ def write_atomically(path: str, write: Callable[[str], object]):
         raise ValueError(f"{path!r} is not a regular file ({_kind_of(target)}); grukit writes only regular files")
     folder = os.path.dirname(target)
     _remove_stale_temporaries(folder)
-    handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     os.close(handle)
     try:
         result = write(temporary)
@@ -345,9 +353,17 @@ def write_atomically(path: str, write: Callable[[str], object]):
         os.chmod(temporary, mode)
         os.replace(temporary, target)
         return result
+    except OSError as exc:
+        raise _naming(exc, path) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _naming(error: OSError, path: str) -> OSError:
+    """``error`` about the temporary file beside ``path``, told as an error writing ``path``: the
+    name the user gave, never the temporary's."""
+    return type(error)(error.errno, error.strerror or first_line(error), path)
 
 
 def _kind_of(path: str) -> str:
