@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA := $(VENV)/share/grukit-data
 
-.PHONY: install demo test bench results clean
+.PHONY: install demo test fuzz bench results clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# every file grukit reads, fuzzed (tests/test_fuzz_files.py): rounds of 500 new random examples per
+# reader until FUZZ_SECONDS have passed; stops at the first finding (make test runs 12 fixed ones)
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	end=$$(( $$(date +%s) + $(FUZZ_SECONDS) )); round=0; \
+	while [ $$(date +%s) -lt $$end ]; do round=$$((round + 1)); echo "fuzz round $$round"; \
+	  GRUKIT_FUZZ_RANDOM=1 GRUKIT_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    tests/test_fuzz_files.py || exit 1; done; echo "fuzz: $$round rounds, no finding"
 
 # the speed benchmarks (need onnx, onnxruntime, openvino): float32, then int8 and bfloat16; rewrite BENCHMARKS.md
 bench: $(STAMP)

@@ -311,6 +311,7 @@ TSF_DEFECTS = {
     "bad start": (TSF.replace("1981-01-01 00-00-00", "1981-13-45 00-00-00"), "start timestamp '1981-13-45 00-00-00'"),
     "inf": (TSF.replace("3,4,5,6", "3,inf,5,6"), "'inf' is infinite"),
     "1e999": (TSF.replace("3,4,5,6", "3,1e999,5,6"), "'1e999' is infinite or too large"),
+    "1e300": (TSF.replace("3,4,5,6", "3,1e300,5,6"), "'1e300' is infinite or too large for the models"),
     "bare attribute": (TSF.replace("@attribute series_name string", "@attribute"), "an @attribute line needs a name"),
     "horizon abc": (TSF.replace("@horizon 2", "@horizon abc"), "@horizon must be a whole number of steps"),
     "NaN value": (TSF.replace("3,4,5,6", "3,NaN,5,6"), "(the first, value 4, is 'NaN')"),
@@ -427,3 +428,73 @@ def test_torch_func_grad_through_a_quantized_gru_gives_the_inference_only_messag
     q = grukit.GRU(4, 8).quantized("int8")
     with pytest.raises(RuntimeError, match="computes inference only"):
         torch.func.grad(lambda x: q(x)[0].sum())(torch.randn(3, 1, 4))
+
+
+# --------------------------------------------------------------- what the fuzzer found (test_fuzz_files)
+
+
+def test_any_failure_of_torchs_unpickler_is_an_unreadable_file(tmp_path, monkeypatch):
+    """A flipped byte made torch's weights-only unpickler raise IndexError ("pop from empty list")."""
+    from grukit.apps.tasks import common
+
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(b"not really")
+
+    def damaged_stack(*args, **kwargs):
+        raise IndexError("pop from empty list")
+
+    monkeypatch.setattr(common.torch, "load", damaged_stack)
+    with pytest.raises(ValueError, match=r"is not a readable grukit model file .*IndexError: pop from empty list"):
+        common.load(str(path))
+
+
+def test_a_global_model_with_a_renamed_key_or_nan_weights_is_one_line(global_model, daily_csv, tmp_path, capsys):
+    """A flipped byte renamed "seed" to "reed": Settings(**...) raised TypeError with a traceback."""
+    saved = torch.load(global_model, weights_only=True)
+    renamed = {**saved, "settings": {("reed" if k == "seed" else k): v for k, v in saved["settings"].items()}}
+    torch.save(renamed, tmp_path / "renamed.pt")
+    err = _one_line(capsys, ["predict", str(tmp_path / "renamed.pt"), "--csv", daily_csv])
+    assert "is not a complete grukit global forecasting model (TypeError" in err
+    networks = [dict(state) for state in saved["networks"]]
+    networks[0]["encoder.weight_hh_l0"] = networks[0]["encoder.weight_hh_l0"] * float("nan")
+    torch.save({**saved, "networks": networks}, tmp_path / "nan.pt")
+    err = _one_line(capsys, ["predict", str(tmp_path / "nan.pt"), "--csv", daily_csv])
+    assert "weights hold NaN or infinite values" in err
+
+
+def test_forecasts_that_overflow_are_refused_not_printed(global_model, daily_csv, capsys, monkeypatch):
+    """Values spanning many orders of magnitude, or a damaged file's huge numbers, overflowed the
+    forecasts to inf with status 0 (found with -1e308 in a .tsf history)."""
+    from grukit.apps.forecasting import forecaster
+
+    exact = forecaster.GlobalForecaster.quantiles_at
+
+    def overflowing(self, *args, **kwargs):
+        y, windows = exact(self, *args, **kwargs)
+        y[1, 0, 0] = -np.inf
+        return y, windows
+
+    monkeypatch.setattr(forecaster.GlobalForecaster, "quantiles_at", overflowing)
+    err = _one_line(capsys, ["predict", global_model, "--csv", daily_csv])
+    assert "series 's1': its forecasts overflow (its values reach 1" in err
+
+
+def test_odd_cells_and_names_in_a_wide_csv_are_one_line(tmp_path, capsys):
+    days = pd.date_range("2020-01-01", periods=30, freq="D").strftime("%Y-%m-%d")
+    body = "".join(f"{d},{k},{k + 1}\n" for k, d in enumerate(days))
+    huge = tmp_path / "huge.csv"  # a 400-digit number: pandas keeps the column as text, every cell a number
+    huge.write_text("date,a,b\n" + body.replace(",0,1\n", "," + "9" * 400 + ",1\n", 1))
+    err = _one_line(capsys, ["forecast", "--csv", str(huge), "--time", "date", "--horizon", "3", "--quiet"])
+    assert "column 'a'" in err and "a number too large for the models" in err
+    named = tmp_path / "named.csv"  # a quoted header holding a newline: the list of columns stays one line
+    named.write_text('"da\nte",a,b\n' + body)
+    err = _one_line(capsys, ["forecast", "--csv", str(named), "--time", "date", "--horizon", "3", "--quiet"])
+    assert "'da\\nte'" in err
+
+
+def test_ts_values_beyond_float32_are_refused(tmp_path):
+    from grukit.apps.tasks.csv_series import pad
+
+    series = [np.array([[1.0], [2.0]]), np.array([[1e300], [3.0]])]
+    with pytest.raises(TableError, match="recording 2 holds values too large"):
+        pad(series, np.zeros(1), np.ones(1))

@@ -168,7 +168,8 @@ def read_table(source: Union[str, "object"], columns: Dict[str, str], encoding: 
                 "rename the others so that the column is unambiguous"
             )
         if name not in available:
-            shown = ", ".join(available[:30]) + (f" ... ({len(available)} in all)" if len(available) > 30 else "")
+            shown = ", ".join(c if c.isprintable() else repr(c) for c in available[:30])  # a quoted newline: one line
+            shown += f" ... ({len(available)} in all)" if len(available) > 30 else ""
             raise TableError(
                 f"{flag.split()[0]} {name!r} is not a column of {_describe(source)}; its columns are: {shown}"
             )
@@ -210,14 +211,42 @@ def _refuse_nearly_numeric(column, name: str, source) -> None:
     import pandas as pd
 
     filled = column.notna().to_numpy()
-    numbers = pd.to_numeric(column, errors="coerce").notna().to_numpy()
+    try:
+        numbers = pd.to_numeric(column, errors="coerce").notna().to_numpy()
+    except OverflowError:  # an integer no float holds ("9" * 400): pandas gives up on the column
+        numbers = np.array([_parses_as_number(cell) for cell in column], bool)
     text = np.flatnonzero(filled & ~numbers)
+    if not len(text):  # every cell a number, yet pandas kept text: a number no float holds (400 digits)
+        for row, cell in enumerate(column):
+            if filled[row] and _beyond_float32(cell):
+                raise TableError(
+                    f"column {name!r} of {_describe(source)} holds {str(cell)[:30]!r}... at row {_rows([row], 1)}, "
+                    "a number too large for the models (float32)"
+                )
+        return
     if numbers.sum() and numbers.sum() >= len(text):  # mostly numbers: a channel with bad cells
         raise TableError(
             f"column {name!r} of {_describe(source)} is numeric but for {column.iloc[text[0]]!r} at row "
             f"{_rows(text, 1)} ({len(text)} such cell{'s' if len(text) > 1 else ''}); fix the cells, or name the "
             "channels with --features to leave the column out"
         )
+
+
+def _parses_as_number(cell) -> bool:
+    try:
+        float(cell)
+        return True
+    except OverflowError:  # a number, too large for a float
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _beyond_float32(cell) -> bool:
+    try:
+        return not abs(float(cell)) <= FLOAT32_MAX
+    except (OverflowError, TypeError, ValueError):
+        return True
 
 
 def _rows(index: Sequence[int], limit: int = 5) -> str:

@@ -189,7 +189,10 @@ def predict_global(args, saved: dict) -> int:
         raise ValueError("--csv FILE is needed: the series' history to forecast from")
     check_writable_outputs(args, "--output")
     output = getattr(args, "output", None)
-    model = GlobalForecaster.from_state(saved)
+    try:
+        model = GlobalForecaster.from_state(saved)
+    except ValueError as exc:
+        raise ValueError(f"{args.model!r} is {exc}") from None
     if getattr(args, "precision", None):
         model = model.quantized(args.precision)
     horizon = getattr(args, "horizon", None)

@@ -314,7 +314,9 @@ class GlobalForecaster:
         if horizon > self.horizon:
             raise ValueError(f"horizon {horizon} is longer than the model's ({self.horizon}); train with a longer one")
         panel = self.extend_known(panel)
-        y, _ = self.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one line
+            y, _ = self.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
+        _check_finite_forecasts(y, panel)
         rows = []
         for k, s in enumerate(panel.series):
             stamps = future_times(s.times[: len(s)] if s.times is not None else None, panel.frequency, horizon)
@@ -392,6 +394,19 @@ class GlobalForecaster:
 
     @staticmethod
     def from_state(saved: dict) -> "GlobalForecaster":
+        """The forecaster :meth:`state` saved; ValueError if ``saved`` is incomplete or damaged (a
+        missing or renamed key, a value of the wrong kind, weights of other sizes)."""
+        from ..tasks.common import first_line
+
+        try:
+            return GlobalForecaster._from_state(saved)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as exc:
+            raise ValueError(
+                f"not a complete grukit global forecasting model ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
+
+    @staticmethod
+    def _from_state(saved: dict) -> "GlobalForecaster":
         settings = Settings(**{**saved["settings"], "quantiles": tuple(saved["settings"]["quantiles"])})
         fitted_state = dict(saved["fitted"])
         fitted_state.setdefault("interval_unit", conformal.SERIES_STEP)  # saved before the unit was recorded
@@ -404,8 +419,30 @@ class GlobalForecaster:
                 step_features, head_features, settings.horizon, len(fitted.levels), settings.hidden, settings.layers
             )
             net.load_state_dict(state)
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise ValueError("a network's weights hold NaN or infinite values")
             networks.append(net)
+        numbers = [scaling.past, scaling.future, scaling.static, scaling.log_scale]
+        numbers += [np.asarray(c, np.float64) for c in fitted.corrections.values()]
+        if not all(np.isfinite(n).all() for n in numbers):
+            raise ValueError("its covariate scaling or interval corrections hold NaN or infinite values")
         return GlobalForecaster(settings, fitted, networks, saved["schema"])
+
+
+def _check_finite_forecasts(y: np.ndarray, panel: Panel) -> None:
+    """TableError naming the first series whose forecasts y [N, H, Q] are not finite: its history is
+    finite (the readers refuse NaN, inf and values beyond float32's range), but values spanning many
+    orders of magnitude can overflow the transforms' differences and scales, and so can a model file
+    whose stored numbers were damaged into huge ones."""
+    bad = np.flatnonzero(~np.isfinite(y).reshape(len(y), -1).all(1))
+    if len(bad):
+        s = panel.series[int(bad[0])]
+        values = np.abs(np.asarray(s.values, np.float64))
+        raise TableError(
+            f"series {s.id!r}: its forecasts overflow (its values reach {values.max():.3g} in magnitude): rescale "
+            "the series if that is extreme, else the model file may be damaged"
+            + (f" ({len(bad)} series in all)" if len(bad) > 1 else "")
+        )
 
 
 def _same_frequency(a: str, b: str) -> bool:
@@ -425,7 +462,10 @@ def load(path: str) -> GlobalForecaster:
     saved = load_tensors(path, "forecasting model file")
     if not isinstance(saved, dict) or saved.get("task") != TASK:
         raise ValueError(f"{path!r} is not a grukit global forecasting model (make one with `grukit forecast`)")
-    return GlobalForecaster.from_state(saved)
+    try:
+        return GlobalForecaster.from_state(saved)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} is {exc}") from None
 
 
 def _check_memory(panel: Panel, split: Split, window: int, settings: Settings, transforms: int) -> None:

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from ..datasets.csv_table import TableError
+from ..datasets.csv_table import FLOAT32_MAX, TableError
 from .panel import Panel, Series, calendar_features, season_of
 
 # the archive's frequency names -> pandas frequencies
@@ -103,10 +103,12 @@ def _read_tsf(path: str, fill: str, encoding: str) -> Panel:
             except ValueError:
                 bad = next(c for c in cells if c.strip() != "?" and not _is_number(c))
                 raise TableError(f"{path!r} line {number} (series {name!r}): {bad!r} is not a number") from None
-            if np.isinf(y).any():  # "inf", or a number past float64's range such as 1e999
-                bad = cells[int(np.flatnonzero(np.isinf(y))[0])].strip()
+            beyond = np.abs(y) > FLOAT32_MAX  # "inf", 1e999 (inf once read), 1e308: the models compute in float32
+            if beyond.any():
+                bad = cells[int(np.flatnonzero(beyond)[0])].strip()
                 raise TableError(
-                    f"{path!r} line {number} (series {name!r}): {bad!r} is infinite or too large for a number"
+                    f"{path!r} line {number} (series {name!r}): {bad!r} is infinite or too large for the models "
+                    "(float32, up to 3.4e38)"
                 )
             if np.isnan(y).any():
                 if fill == "refuse":

@@ -431,8 +431,9 @@ def load_tensors(path: str, what: str) -> Dict:
             f"{path!r} is not a grukit {what}: it is not a torch file of tensors and plain data (grukit "
             f"loads nothing else, because loading other objects could run code; {reason})"
         ) from None
-    except (EOFError, RuntimeError, OSError, UnicodeDecodeError, ValueError) as exc:  # empty, truncated, not torch
-        reason = first_line(exc)
+    except Exception as exc:  # empty, truncated, damaged or not torch: torch's unpickler raises many kinds
+        # (EOFError, RuntimeError, ValueError, IndexError on a damaged stack, ...), none of them the user's to read
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
         raise ValueError(
             f"{path!r} is not a readable grukit {what} (empty, truncated or another format: {reason})"
         ) from None

@@ -135,8 +135,16 @@ def _split(labels: np.ndarray, classes: int) -> Tuple[np.ndarray, np.ndarray, np
 def pad(series: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(x [N, T_max, D] float32, scaled, zeros after each length; lengths [N])."""
     x = np.zeros((len(series), max(len(s) for s in series), len(mean)), np.float32)
+    largest = float(np.finfo(np.float32).max)
     for i, s in enumerate(series):
-        x[i, : len(s)] = (s - mean) / std
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = (s - mean) / std
+        if not (np.isfinite(scaled).all() and np.abs(scaled).max(initial=0.0) <= largest):
+            raise TableError(
+                f"recording {i + 1} holds values too large for the model (scaled by the training channels' mean "
+                "and deviation they pass float32's range, 3.4e38): rescale the channels"
+            )
+        x[i, : len(s)] = scaled
     return x, np.array([len(s) for s in series], np.int64)
 
 
