@@ -39,7 +39,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .. import onnx_translation, settings
+from .. import cpu_quota, onnx_translation, settings
 from . import cpu_build, gemm_choice
 from .masks import ZoneoutDraw
 
@@ -144,6 +144,7 @@ def load() -> bool:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             _state["module"], _state["library"] = module, library
+            cpu_quota.apply_default_threads()  # a container's CPU quota, before the GEMM routines are timed
             _state["gemm"] = gemm_choice.configure(module, library.parent)
             _register_autograd()
             _register_min_gru_scan()
