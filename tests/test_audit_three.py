@@ -498,3 +498,17 @@ def test_ts_values_beyond_float32_are_refused(tmp_path):
     series = [np.array([[1.0], [2.0]]), np.array([[1e300], [3.0]])]
     with pytest.raises(TableError, match="recording 2 holds values too large"):
         pad(series, np.zeros(1), np.ones(1))
+
+
+def test_an_int8_model_refuses_inf_in_packed_and_padded_batches_and_keeps_nan_as_float32_does():
+    q = grukit.GRU(3, 4, bidirectional=True).quantized("int8")
+    x = torch.randn(5, 2, 3)
+    x[2, 1, 0] = float("inf")
+    with pytest.raises(ValueError, match="input holds inf"):
+        q(x)
+    with pytest.raises(ValueError, match="input holds inf"):
+        q(torch.nn.utils.rnn.pack_padded_sequence(x, [5, 3], enforce_sorted=False))
+    assert torch.isfinite(q(x, lengths=[5, 2])[0][:2, 1]).all()  # inf past a length is never read
+    x[2, 1, 0] = float("nan")
+    output, h_n = q(x)  # NaN in, NaN out: as float32
+    assert torch.isnan(h_n[:, 1]).all() and torch.isfinite(h_n[:, 0]).all()

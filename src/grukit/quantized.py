@@ -420,10 +420,12 @@ class QuantizedGRU(nn.Module):
         if t.device.type != "cpu":
             raise ValueError(f"{name} must be on the CPU (a QuantizedGRU runs there), got {t.device}")
 
-    def _check_no_infinity(self, x: Tensor) -> None:
+    def _check_no_infinity(self, x: Tensor, h_n: Tensor) -> None:
         """int8 quantizes each row with the scale max |row| / 127: a row holding inf has no finite
-        scale, and its outputs would be NaN where float32's can stay finite. Refused instead."""
-        if self.precision == "int8" and bool(torch.isinf(x).any()):
+        scale, and its outputs are NaN (the kernels' rule) where float32's can stay finite. Refused
+        instead. Checked after the call, and only where the final state h_n [L*D, B, H] holds NaN
+        (which every sequence with such a row ends in), so that a finite input costs no extra pass."""
+        if self.precision == "int8" and bool(torch.isnan(h_n).any()) and bool(torch.isinf(x).any()):
             raise ValueError(
                 "input holds inf: int8 quantizes each step's values with the scale max |x| / 127, which inf "
                 "has not; clip the input, or use the float32 or bfloat16 model"
@@ -439,7 +441,6 @@ class QuantizedGRU(nn.Module):
             return self._forward_packed(input, hx)
         input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
         self._check_float32_cpu("input", input)
-        self._check_no_infinity(input)
         check_input_features(input, self.input_size, input)
         x = input.transpose(0, 1) if batch_first else input
         T, B, _ = x.shape
@@ -453,6 +454,7 @@ class QuantizedGRU(nn.Module):
             h_n = hx.clone() if hx is not None else x.new_zeros(self.num_layers * D, B, self.hidden_size)
         else:
             output, h_n = run_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
+            self._check_no_infinity(x, h_n)
         output, h_n = self._inference_only(output, h_n, input, hx)
         if batch_first:
             output = output.transpose(0, 1)
@@ -462,7 +464,6 @@ class QuantizedGRU(nn.Module):
 
     def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
         self._check_float32_cpu("input", packed.data)
-        self._check_no_infinity(packed.data)
         check_input_features(packed.data, self.input_size, packed.data, packed=True)
         check_packed_hx(hx)
         B = int(packed.batch_sizes[0])
@@ -474,6 +475,7 @@ class QuantizedGRU(nn.Module):
         data, h_n = run_layers(
             self._layer_inputs(), packed.data, hx, batch_sizes=packed.batch_sizes.cpu(), **self._options()
         )
+        self._check_no_infinity(packed.data, h_n)
         data, h_n = self._inference_only(data, h_n, packed.data, hx)
         if packed.unsorted_indices is not None:
             h_n = h_n.index_select(1, packed.unsorted_indices)
