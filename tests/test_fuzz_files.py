@@ -71,6 +71,21 @@ def _tsf() -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def _single_csv() -> str:
+    """One series with a covariate: ``grukit train forecast --csv`` (the own-data forecaster)."""
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2021-01-01", periods=160, freq="D").strftime("%Y-%m-%d")
+    rows = [f"{d},{20 + 5 * np.sin(t / 9) + rng.normal():.3f},{rng.normal():.3f}" for t, d in enumerate(days)]
+    return "date,y,x\n" + "\n".join(rows) + "\n"
+
+
+def _text_csv() -> str:
+    """Labelled sentences: ``grukit train classify-text``."""
+    good, bad = ["a fine warm film", "great fun and moving", "lovely clever story"], ["dull and slow", "a boring mess", "weak plot awful"]
+    rows = [f"{(good if k % 2 else bad)[k % 3]} {k},{'pos' if k % 2 else 'neg'}" for k in range(60)]
+    return "text,label\n" + "\n".join(rows) + "\n"
+
+
 def _ts() -> str:
     rng = np.random.default_rng(4)
     head = "@problemName fuzz\n@timeStamps false\n@univariate false\n@dimensions 2\n@equalLength false\n"
@@ -136,11 +151,15 @@ def mutated_text(draw, text: str) -> bytes:
 # ------------------------------------------------------------------------------- running a command
 
 NUMBER = re.compile(r"(?i)\b(nan|inf|infinity)\b")
+PROBABILITY = re.compile(r"(?i)\((nan|-?inf)\)")
+# evaluate's computed numbers: "accuracy 0.7500", "would score 0.5000", a class's "  0.9655  (28 of 29)"
+EVALUATION = re.compile(r"(?i)(accuracy (nan|-?inf)|score (nan|-?inf)|  (nan|-?inf)  \()")
 
 
-def _run(args, folder, allowed=()):
-    """``grukit ARGS`` in-process: (status, stdout); asserts the property's failure side (status 2,
-    one stderr line) and that ``folder`` holds no file it did not hold before but ``allowed``."""
+def _run(args, folder, allowed=(), computed=NUMBER):
+    """``grukit ARGS`` in-process: (status, stdout); asserts the property: status 0 with no NaN or
+    infinity where ``computed`` finds the numbers the command computed, or status 2 with one stderr
+    line; and that ``folder`` holds no file it did not hold before but ``allowed``."""
     before = set(os.listdir(folder))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
@@ -158,7 +177,7 @@ def _run(args, folder, allowed=()):
     if status == 2:
         assert errors.count("\n") == 1 and errors.startswith("grukit"), errors[-2000:]
     else:
-        assert not NUMBER.search(out.getvalue()), out.getvalue()[-2000:]
+        assert not computed.search(out.getvalue()), out.getvalue()[-2000:]
     left = set(os.listdir(folder)) - before - set(allowed)
     assert not left, left
     return status, out.getvalue()
@@ -167,9 +186,11 @@ def _run(args, folder, allowed=()):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny trained models, one per reader: global forecasters on the long CSV, the wide CSV and the
-    .tsf file; a classify-series model on the .ts file and its int8 quantized file."""
+    .tsf file; a classify-series model on the .ts file and its int8 quantized file; the own-data
+    forecaster on a one-series CSV and a text classifier on a CSV of sentences."""
     folder = tmp_path_factory.mktemp("fuzz-models")
-    sources = {"long.csv": _long_csv(), "wide.csv": _wide_csv(), "panel.tsf": _tsf(), "series.ts": _ts()}
+    sources = {"long.csv": _long_csv(), "wide.csv": _wide_csv(), "panel.tsf": _tsf(), "series.ts": _ts(),
+               "single.csv": _single_csv(), "text.csv": _text_csv()}  # fmt: skip
     for name, text in sources.items():
         (folder / name).write_text(text)
     tiny = ["--epochs", "1", "--ensemble", "1", "--transform", "level", "--quiet"]
@@ -179,6 +200,10 @@ def models(tmp_path_factory):
         "wide.pt": ["forecast", "--csv", str(folder / "wide.csv"), "--time", "date", "--horizon", "5", *tiny],
         "tsf.pt": ["forecast", "--csv", str(folder / "panel.tsf"), *tiny],
         "series.pt": ["train", "classify-series", "--csv", str(folder / "series.ts"), "--epochs", "1", "--quiet"],
+        "single.pt": ["train", "forecast", "--csv", str(folder / "single.csv"), "--target", "y", "--time", "date",
+                      "--features", "x", "--epochs", "1", "--quiet"],
+        "text.pt": ["train", "classify-text", "--csv", str(folder / "text.csv"), "--text", "text", "--label", "label",
+                    "--epochs", "1", "--quiet"],
     }  # fmt: skip
     for name, args in commands.items():
         assert main([*args, "--output", str(folder / name)]) == 0, args
@@ -229,9 +254,30 @@ def test_ts_reader_under_mutation(models, tmp_path, command, data):
     folder = _work_folder(tmp_path, next(_counter))
     path = folder / "mutated.ts"
     path.write_bytes(data.draw(mutated_text(_ts())))
-    status, out = _run([command, str(models / "series.pt"), "--csv", str(path)], folder)
+    status, out = _run([command, str(models / "series.pt"), "--csv", str(path)], folder,
+                       computed=EVALUATION if command == "evaluate" else PROBABILITY)  # fmt: skip
     if status == 0 and command == "evaluate":
         assert re.search(r"accuracy \d\.\d{4}", out), out
+
+
+@pytest.mark.parametrize(
+    "model, source, command",
+    [("single.pt", _single_csv(), "--csv"), ("text.pt", _text_csv(), "--file"), ("text.pt", _text_csv(), "evaluate")],
+    ids=["forecast-csv", "text-lines", "text-csv-evaluate"],
+)
+@FUZZ
+@given(data=st.data())
+def test_own_data_readers_under_mutation(models, tmp_path, model, source, command, data):
+    """``predict MODEL --csv`` (the own-data forecaster), ``predict MODEL --file`` (a text file, one
+    input a line) and ``evaluate MODEL --csv`` (labelled sentences)."""
+    folder = _work_folder(tmp_path, next(_counter))
+    path = folder / "mutated.csv"
+    path.write_bytes(data.draw(mutated_text(source)))
+    if command == "evaluate":  # labels are echoed too (a label "inf" is text)
+        _run(["evaluate", str(models / model), "--csv", str(path)], folder, computed=EVALUATION)
+    else:
+        # a text model echoes each input beside its probability: only "(0.73)" is computed
+        _run(["predict", str(models / model), command, str(path)], folder, computed=PROBABILITY)
 
 
 @FUZZ
