@@ -512,3 +512,24 @@ def test_an_int8_model_refuses_inf_in_packed_and_padded_batches_and_keeps_nan_as
     x[2, 1, 0] = float("nan")
     output, h_n = q(x)  # NaN in, NaN out: as float32
     assert torch.isnan(h_n[:, 1]).all() and torch.isfinite(h_n[:, 0]).all()
+
+
+def test_a_task_model_file_with_nan_weights_or_overflowing_outputs_is_one_line(tmp_path, capsys):
+    """Found by the fuzzer: a flipped byte made a weight NaN, and predict printed "down (nan)" for
+    every recording with status 0."""
+    from grukit.apps.tasks.common import finite_outputs
+
+    path = tmp_path / "series.ts"
+    path.write_text(TS_WITHOUT_LABELS.replace("@classLabel false", "@classLabel true a b").replace(
+        "1,2,3:4,5,6\n7,8,9:1,2,3\n", "".join(f"{k},{k + 1},{k + 2}:{k % 3},2,1:{'ab'[k % 2]}\n" for k in range(12))))  # fmt: skip
+    model = tmp_path / "series.pt"
+    assert main(["train", "classify-series", "--csv", str(path), "--epochs", "1", "--quiet", "--output", str(model)]) == 0
+    capsys.readouterr()
+    saved = torch.load(model, weights_only=True)
+    name = next(k for k in saved["state_dict"] if "weight_hh" in k)
+    saved["state_dict"][name] = saved["state_dict"][name] * float("nan")
+    torch.save(saved, tmp_path / "damaged.pt")
+    err = _one_line(capsys, ["predict", str(tmp_path / "damaged.pt"), "--csv", str(path)])
+    assert f"the model file's weights {name!r} hold NaN or infinite values" in err
+    with pytest.raises(ValueError, match="computes NaN or infinite outputs"):
+        finite_outputs(torch.tensor([0.5, float("nan")]))

@@ -289,8 +289,32 @@ def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
     the GRUs become QuantizedGRUs before the weights load."""
     if saved.get("precision"):
         quantize_grus(model, saved["precision"])
+    if not isinstance(saved["state_dict"], dict):
+        raise ValueError(f"the model file's state_dict is a {type(saved['state_dict']).__name__}, not a mapping of weights")
+    damaged = [
+        name
+        for name, t in saved["state_dict"].items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if damaged:  # a trained model never holds them: the file was damaged (or training diverged)
+        raise ValueError(
+            f"the model file's weights {damaged[0]!r}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
+            + " hold NaN or infinite values: every prediction would be NaN; train the model again"
+        )
     model.load_state_dict(saved["state_dict"])
     return model.eval()
+
+
+def finite_outputs(values: torch.Tensor) -> torch.Tensor:
+    """``values`` (a model's outputs) if every one is finite; else ValueError. The readers refuse
+    non-finite input and :func:`load_weights` non-finite weights, so NaN here means weights whose
+    huge values overflow (a damaged file): said in one line, never printed as a prediction."""
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(
+            "the model computes NaN or infinite outputs on this input: its weights overflow (is the model file "
+            "damaged?); train the model again"
+        )
+    return values
 
 
 def quantized_model_file(saved: Dict, model: torch.nn.Module, precision: str) -> Dict:

@@ -29,7 +29,7 @@ from ..datasets.csv_table import (
 )
 from ..datasets.series import day_of_year_features, make_windows
 from .catalog import CATALOG
-from .common import Options, fit, model_file
+from .common import Options, finite_outputs, fit, model_file
 from .forecast import Forecaster, ForecastTask, load_model
 from .task import NotOffered
 
@@ -299,7 +299,7 @@ def forecast(saved: Dict, rows: int, csv: Optional[str] = None) -> List[Tuple[st
     while len(out) < rows:
         with torch.no_grad():
             scaled = torch.from_numpy(((history - mean) / std).astype(np.float32)[None])
-            ahead = np.atleast_1d(model(scaled).numpy()[0]) * std[0] + mean[0]
+            ahead = np.atleast_1d(finite_outputs(model(scaled)).numpy()[0]) * std[0] + mean[0]
         for value in ahead[: rows - len(out)]:
             row = history[-1].copy()
             row[0] = value

@@ -35,7 +35,7 @@ from ..datasets.csv_table import (
 from ..datasets.uea import SeriesClasses, read_ts
 from .catalog import CATALOG
 from .classify import train_on
-from .common import Options, saved_reading_options
+from .common import Options, finite_outputs, saved_reading_options
 from .evaluation import classification_report
 from .task import Task
 
@@ -187,7 +187,7 @@ def probabilities(saved: Dict, series: Sequence[np.ndarray]) -> np.ndarray:
 
     x, lengths = pad(series, np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"]))
     with torch.no_grad():
-        return torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1).numpy()
+        return finite_outputs(torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1)).numpy()
 
 
 def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:

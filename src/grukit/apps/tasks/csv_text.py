@@ -20,7 +20,7 @@ from ..datasets.csv_table import TableError, class_labels, fill_missing, read_ta
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, model_file, saved_reading_options
+from .common import Options, finite_outputs, fit, load_weights, model_file, saved_reading_options
 from .evaluation import classification_report
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
 
@@ -131,7 +131,7 @@ def probabilities(saved: Dict, texts: Sequence[str]) -> np.ndarray:
         raise ValueError("give at least one text to classify (arguments or --file)")
     ids, lengths = encode(list(texts), saved["vocab"], saved["max_len"], tokenize_any_language)
     with torch.no_grad():
-        return torch.softmax(load_model(saved)(torch.from_numpy(ids), torch.from_numpy(lengths)), 1).numpy()
+        return finite_outputs(torch.softmax(load_model(saved)(torch.from_numpy(ids), torch.from_numpy(lengths)), 1)).numpy()
 
 
 class TextClassifierTask(SentimentTask):
