@@ -35,8 +35,10 @@ def main() -> None:
                     times[name].append(time.perf_counter() - started)
         QuantizedGRU._check_no_infinity = checked
         with_check, without = (statistics.median(times[k]) * 1e3 for k in ("with check", "without"))
-        print(f"B{B} T{T} H{H}: with the check {with_check:.2f} ms, without {without:.2f} ms, "
-              f"ratio {with_check / without:.3f}")
+        print(
+            f"B{B} T{T} H{H}: with the check {with_check:.2f} ms, without {without:.2f} ms, "
+            f"ratio {with_check / without:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def daily_csv(tmp_path_factory):
     folder = tmp_path_factory.mktemp("daily")
     rng = np.random.default_rng(0)
     days = pd.date_range("2020-01-01", periods=120, freq="D")
-    rows = [(f"s{k}", d, 10 + np.sin(t / 7 * 2 * np.pi) + 0.1 * rng.normal()) for k in range(3) for t, d in enumerate(days)]
+    rows = [
+        (f"s{k}", d, 10 + np.sin(t / 7 * 2 * np.pi) + 0.1 * rng.normal()) for k in range(3) for t, d in enumerate(days)
+    ]
     path = folder / "long.csv"
     pd.DataFrame(rows, columns=["id", "date", "y"]).to_csv(path, index=False)
     return str(path)
@@ -152,7 +154,9 @@ def test_a_bfloat16_state_dict_needs_bfloat16_weights():
 def test_predict_precision_applies_to_a_global_model(global_model, daily_csv, capsys):
     outputs = {}
     for precision in ("", "int8"):
-        assert main(["predict", global_model, "--csv", daily_csv] + (["--precision", precision] if precision else [])) == 0
+        assert (
+            main(["predict", global_model, "--csv", daily_csv] + (["--precision", precision] if precision else [])) == 0
+        )
         outputs[precision] = capsys.readouterr().out
     assert outputs[""] != outputs["int8"]  # was byte-identical: the flag was ignored
     from grukit.apps.forecasting import forecaster
@@ -190,8 +194,8 @@ def test_a_ts_file_without_class_labels_keeps_every_channel(tmp_path):
 
 
 def test_evaluate_on_a_ts_file_without_labels_is_refused(tmp_path):
-    from grukit.apps.tasks.csv_series import read_recordings
     from grukit.apps.tasks.common import Options
+    from grukit.apps.tasks.csv_series import read_recordings
 
     path = tmp_path / "unlabelled.ts"
     path.write_text(TS_WITHOUT_LABELS)
@@ -375,7 +379,11 @@ def test_the_available_memory_reads_meminfo_and_a_cgroup_limit(tmp_path):
 
 def test_min_gru_modules_and_streams_take_zero_steps():
     x = torch.randn(0, 3, 4)
-    for module in (grukit.MinGRU(4, 8), grukit.MinGRU(4, 8, num_layers=2, bidirectional=True), grukit.MinGRUBlocks(4, 8)):
+    for module in (
+        grukit.MinGRU(4, 8),
+        grukit.MinGRU(4, 8, num_layers=2, bidirectional=True),
+        grukit.MinGRUBlocks(4, 8),
+    ):
         output, h_n = module(x)
         assert output.shape[:2] == (0, 3) and torch.equal(h_n, torch.zeros_like(h_n))
         hx = torch.randn_like(h_n)
@@ -520,10 +528,13 @@ def test_a_task_model_file_with_nan_weights_or_overflowing_outputs_is_one_line(t
     from grukit.apps.tasks.common import finite_outputs
 
     path = tmp_path / "series.ts"
-    path.write_text(TS_WITHOUT_LABELS.replace("@classLabel false", "@classLabel true a b").replace(
-        "1,2,3:4,5,6\n7,8,9:1,2,3\n", "".join(f"{k},{k + 1},{k + 2}:{k % 3},2,1:{'ab'[k % 2]}\n" for k in range(12))))  # fmt: skip
+    recordings = "".join(f"{k},{k + 1},{k + 2}:{k % 3},2,1:{'ab'[k % 2]}\n" for k in range(12))
+    labelled = TS_WITHOUT_LABELS.replace("@classLabel false", "@classLabel true a b")
+    path.write_text(labelled.replace("1,2,3:4,5,6\n7,8,9:1,2,3\n", recordings))
     model = tmp_path / "series.pt"
-    assert main(["train", "classify-series", "--csv", str(path), "--epochs", "1", "--quiet", "--output", str(model)]) == 0
+    assert (
+        main(["train", "classify-series", "--csv", str(path), "--epochs", "1", "--quiet", "--output", str(model)]) == 0
+    )
     capsys.readouterr()
     saved = torch.load(model, weights_only=True)
     name = next(k for k in saved["state_dict"] if "weight_hh" in k)

@@ -114,7 +114,9 @@ def test_this_machine_agrees_with_torch():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    code = "import torch; from grukit import cpu_quota; print(torch.get_num_threads(), cpu_quota.torch_default_threads())"
+    code = (
+        "import torch; from grukit import cpu_quota; print(torch.get_num_threads(), cpu_quota.torch_default_threads())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     threads, predicted = done.stdout.split()
     assert threads == predicted, done.stderr

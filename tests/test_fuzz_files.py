@@ -81,7 +81,10 @@ def _single_csv() -> str:
 
 def _text_csv() -> str:
     """Labelled sentences: ``grukit train classify-text``."""
-    good, bad = ["a fine warm film", "great fun and moving", "lovely clever story"], ["dull and slow", "a boring mess", "weak plot awful"]
+    good, bad = (
+        ["a fine warm film", "great fun and moving", "lovely clever story"],
+        ["dull and slow", "a boring mess", "weak plot awful"],
+    )
     rows = [f"{(good if k % 2 else bad)[k % 3]} {k},{'pos' if k % 2 else 'neg'}" for k in range(60)]
     return "text,label\n" + "\n".join(rows) + "\n"
 
@@ -162,7 +165,11 @@ def _run(args, folder, allowed=(), computed=NUMBER):
     line; and that ``folder`` holds no file it did not hold before but ``allowed``."""
     before = set(os.listdir(folder))
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         try:
             status = main(args)

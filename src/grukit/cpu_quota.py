@@ -61,7 +61,10 @@ def quota_cpus(root: str = CGROUP_ROOT, proc_self_cgroup: str = PROC_SELF_CGROUP
             for mount in {controllers, "cpu", "cpu,cpuacct"}:
                 for folder in _ancestors(path):
                     base = os.path.join(root, mount) + folder
-                    quota, period = _read(os.path.join(base, "cpu.cfs_quota_us")), _read(os.path.join(base, "cpu.cfs_period_us"))
+                    quota, period = (
+                        _read(os.path.join(base, "cpu.cfs_quota_us")),
+                        _read(os.path.join(base, "cpu.cfs_period_us")),
+                    )
                     if quota and period and int(quota) > 0 and int(period) > 0:
                         limits.append(int(quota) / int(period))
     return min(limits) if limits else None

@@ -83,7 +83,9 @@ def check_finite(name: str, t: Tensor, why: str = "") -> Tensor:
     """``t`` if every value is finite; else ValueError naming ``name``, how many are not, and ``why``."""
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
-        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values of {t.numel()}" + (f"; {why}" if why else ""))
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} NaN or infinite values of {t.numel()}" + (f"; {why}" if why else "")
+        )
     return t
 
 
@@ -304,7 +306,9 @@ class QuantizedGRU(nn.Module):
                     list(LAYER_NORM_NAMES) if options["layer_norm"] else []
                 )
                 for base in extra:
-                    getattr(new, base + suffix).copy_(check_finite(base + suffix, source[base + suffix].detach().float(), NOT_QUANTIZABLE))
+                    getattr(new, base + suffix).copy_(
+                        check_finite(base + suffix, source[base + suffix].detach().float(), NOT_QUANTIZABLE)
+                    )
         return new
 
     # ---- loading a state_dict: every entry checked before it is copied --------------------------

@@ -61,9 +61,7 @@ def read_ts(source, encoding: str = "utf-8") -> Tuple[List[np.ndarray], Optional
             except ValueError as exc:
                 raise ValueError(f"line {number}: {exc}") from None
             if len({len(c) for c in channels}) != 1:
-                raise ValueError(
-                    f"line {number}: its channels have different lengths {[len(c) for c in channels]}"
-                )
+                raise ValueError(f"line {number}: its channels have different lengths {[len(c) for c in channels]}")
             recording = np.stack(channels, 1)
             if not np.isfinite(recording).all():
                 raise ValueError(

@@ -290,7 +290,9 @@ def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
     if saved.get("precision"):
         quantize_grus(model, saved["precision"])
     if not isinstance(saved["state_dict"], dict):
-        raise ValueError(f"the model file's state_dict is a {type(saved['state_dict']).__name__}, not a mapping of weights")
+        raise ValueError(
+            f"the model file's state_dict is a {type(saved['state_dict']).__name__}, not a mapping of weights"
+        )
     damaged = [
         name
         for name, t in saved["state_dict"].items()
@@ -298,7 +300,8 @@ def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
     ]
     if damaged:  # a trained model never holds them: the file was damaged (or training diverged)
         raise ValueError(
-            f"the model file's weights {damaged[0]!r}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
+            f"the model file's weights {damaged[0]!r}"
+            + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
             + " hold NaN or infinite values: every prediction would be NaN; train the model again"
         )
     model.load_state_dict(saved["state_dict"])

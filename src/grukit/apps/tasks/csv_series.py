@@ -187,7 +187,9 @@ def probabilities(saved: Dict, series: Sequence[np.ndarray]) -> np.ndarray:
 
     x, lengths = pad(series, np.array(saved["scaling"]["mean"]), np.array(saved["scaling"]["std"]))
     with torch.no_grad():
-        return finite_outputs(torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1)).numpy()
+        return finite_outputs(
+            torch.softmax(load_model(saved)(torch.from_numpy(x), torch.from_numpy(lengths)), 1)
+        ).numpy()
 
 
 def predict(saved: Dict, source, options: Options) -> List[Tuple[str, str, float]]:

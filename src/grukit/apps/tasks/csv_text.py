@@ -131,7 +131,9 @@ def probabilities(saved: Dict, texts: Sequence[str]) -> np.ndarray:
         raise ValueError("give at least one text to classify (arguments or --file)")
     ids, lengths = encode(list(texts), saved["vocab"], saved["max_len"], tokenize_any_language)
     with torch.no_grad():
-        return finite_outputs(torch.softmax(load_model(saved)(torch.from_numpy(ids), torch.from_numpy(lengths)), 1)).numpy()
+        return finite_outputs(
+            torch.softmax(load_model(saved)(torch.from_numpy(ids), torch.from_numpy(lengths)), 1)
+        ).numpy()
 
 
 class TextClassifierTask(SentimentTask):
