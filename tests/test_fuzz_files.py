@@ -229,6 +229,14 @@ def _work_folder(tmp_path, example):
 _counter = iter(range(10**9))
 
 
+def _mutated_file(tmp_path, data, source: str, name: str):
+    """(a fresh folder for one example, the file ``name`` in it holding ``source`` mutated)."""
+    folder = _work_folder(tmp_path, next(_counter))
+    path = folder / name
+    path.write_bytes(data.draw(mutated_text(source)))
+    return folder, path
+
+
 # ------------------------------------------------------------------------------- the properties
 
 
@@ -240,9 +248,7 @@ _counter = iter(range(10**9))
 @FUZZ
 @given(data=st.data())
 def test_forecasting_readers_under_mutation(models, tmp_path, model, source, suffix, data):
-    folder = _work_folder(tmp_path, next(_counter))
-    path = folder / f"mutated{suffix}"
-    path.write_bytes(data.draw(mutated_text(source)))
+    folder, path = _mutated_file(tmp_path, data, source, f"mutated{suffix}")
     output = folder / "forecasts.csv"
     status, _ = _run(["predict", str(models / model), "--csv", str(path), "--output", str(output)], folder,
                      allowed=[output.name])  # fmt: skip
@@ -258,9 +264,7 @@ def test_forecasting_readers_under_mutation(models, tmp_path, model, source, suf
 @FUZZ
 @given(data=st.data())
 def test_ts_reader_under_mutation(models, tmp_path, command, data):
-    folder = _work_folder(tmp_path, next(_counter))
-    path = folder / "mutated.ts"
-    path.write_bytes(data.draw(mutated_text(_ts())))
+    folder, path = _mutated_file(tmp_path, data, _ts(), "mutated.ts")
     status, out = _run([command, str(models / "series.pt"), "--csv", str(path)], folder,
                        computed=EVALUATION if command == "evaluate" else PROBABILITY)  # fmt: skip
     if status == 0 and command == "evaluate":
@@ -277,9 +281,7 @@ def test_ts_reader_under_mutation(models, tmp_path, command, data):
 def test_own_data_readers_under_mutation(models, tmp_path, model, source, command, data):
     """``predict MODEL --csv`` (the own-data forecaster), ``predict MODEL --file`` (a text file, one
     input a line) and ``evaluate MODEL --csv`` (labelled sentences)."""
-    folder = _work_folder(tmp_path, next(_counter))
-    path = folder / "mutated.csv"
-    path.write_bytes(data.draw(mutated_text(source)))
+    folder, path = _mutated_file(tmp_path, data, source, "mutated.csv")
     if command == "evaluate":  # labels are echoed too (a label "inf" is text)
         _run(["evaluate", str(models / model), "--csv", str(path)], folder, computed=EVALUATION)
     else:
