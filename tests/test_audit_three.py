@@ -467,7 +467,7 @@ def test_a_global_model_with_a_renamed_key_or_nan_weights_is_one_line(global_mod
     networks[0]["encoder.weight_hh_l0"] = networks[0]["encoder.weight_hh_l0"] * float("nan")
     torch.save({**saved, "networks": networks}, tmp_path / "nan.pt")
     err = _one_line(capsys, ["predict", str(tmp_path / "nan.pt"), "--csv", daily_csv])
-    assert "weights hold NaN or infinite values" in err
+    assert "a network's weights 'encoder.weight_hh_l0' hold NaN or infinite values" in err
 
 
 def test_forecasts_that_overflow_are_refused_not_printed(global_model, daily_csv, capsys, monkeypatch):

@@ -407,6 +407,8 @@ class GlobalForecaster:
 
     @staticmethod
     def _from_state(saved: dict) -> "GlobalForecaster":
+        from ..tasks.common import check_finite_weights
+
         settings = Settings(**{**saved["settings"], "quantiles": tuple(saved["settings"]["quantiles"])})
         fitted_state = dict(saved["fitted"])
         fitted_state.setdefault("interval_unit", conformal.SERIES_STEP)  # saved before the unit was recorded
@@ -418,9 +420,8 @@ class GlobalForecaster:
             net = GlobalGRU(
                 step_features, head_features, settings.horizon, len(fitted.levels), settings.hidden, settings.layers
             )
+            check_finite_weights(state, "a network's weights")
             net.load_state_dict(state)
-            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
-                raise ValueError("a network's weights hold NaN or infinite values")
             networks.append(net)
         numbers = [scaling.past, scaling.future, scaling.static, scaling.log_scale]
         numbers += [np.asarray(c, np.float64) for c in fitted.corrections.values()]
@@ -474,13 +475,14 @@ def _check_memory(panel: Panel, split: Split, window: int, settings: Settings, t
     from ..memory_budget import check_fits, check_gru_training, gru_activation_bytes
 
     check_gru_training(settings.hidden, settings.layers)
-    samples = sum(len(o) for o in split.train) + sum(len(o) for o in split.valid)
+    training = sum(len(o) for o in split.train)
+    samples = training + sum(len(o) for o in split.valid)
     step_features, head_features = feature_sizes(panel, settings.horizon)
     values = samples * (window * step_features + head_features + settings.horizon)
     # each transform's windows are kept in float32 (4 bytes a value) while the next is made, which
     # takes float64 parts and their concatenation (16 bytes a value)
     windows = values * (4 * transforms + 16)
-    batch = min(settings.batch_size, max(1, sum(len(o) for o in split.train)))
+    batch = min(settings.batch_size, max(1, training))
     activations = gru_activation_bytes(batch, window, settings.hidden, settings.layers)
     check_fits(
         f"--window {window}" + (" --pad" if settings.pad else ""),

@@ -293,19 +293,25 @@ def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
         raise ValueError(
             f"the model file's state_dict is a {type(saved['state_dict']).__name__}, not a mapping of weights"
         )
+    check_finite_weights(saved["state_dict"], "the model file's weights")
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def check_finite_weights(state: Dict, what: str) -> None:
+    """ValueError naming the first float tensor of ``state`` (a state_dict) that holds NaN or inf:
+    a trained model never holds them, so the file was damaged (or training diverged)."""
     damaged = [
         name
-        for name, t in saved["state_dict"].items()
+        for name, t in state.items()
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
     ]
-    if damaged:  # a trained model never holds them: the file was damaged (or training diverged)
+    if damaged:
         raise ValueError(
-            f"the model file's weights {damaged[0]!r}"
+            f"{what} {damaged[0]!r}"
             + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
             + " hold NaN or infinite values: every prediction would be NaN; train the model again"
         )
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
 
 
 def finite_outputs(values: torch.Tensor) -> torch.Tensor:
