@@ -136,20 +136,15 @@ def _run_onnx(path, x):
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
-def _export(model, path, dynamo: bool):
+def _export(model, path, dynamo):
+    """dynamo: False (the TorchScript-based exporter), True (the dynamo exporter given grukit's table) or
+    "plain" (the dynamo exporter as torch.nn.GRU's users call it: no table)."""
     x = torch.randn(5, 2, 3)
     if dynamo:
         pytest.importorskip("onnxscript")
         time, batch = torch.export.Dim("time"), torch.export.Dim("batch")
-        torch.onnx.export(
-            model,
-            (x,),
-            path,
-            dynamo=True,
-            dynamic_shapes=({0: time, 1: batch},),
-            custom_translation_table=grukit.onnx_translations(),
-            verbose=False,
-        )
+        table = {} if dynamo == "plain" else dict(custom_translation_table=grukit.onnx_translations())
+        torch.onnx.export(model, (x,), path, dynamic_shapes=({0: time, 1: batch},), verbose=False, **table)
     else:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -158,7 +153,9 @@ def _export(model, path, dynamo: bool):
             )
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript_exporter", "dynamo_exporter"])
+@pytest.mark.parametrize(
+    "dynamo", [False, True, "plain"], ids=["torchscript_exporter", "dynamo_exporter", "plain_torch_onnx_export"]
+)
 @pytest.mark.parametrize("options", VARIANTS, ids=str)
 def test_onnx_export_of_a_whole_model_runs_in_onnxruntime(tmp_path, options, dynamo):
     pytest.importorskip("onnx")
@@ -174,7 +171,9 @@ def test_onnx_export_of_a_whole_model_runs_in_onnxruntime(tmp_path, options, dyn
     np.testing.assert_allclose(_run_onnx(path, x), model(x).detach().numpy(), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript_exporter", "dynamo_exporter"])
+@pytest.mark.parametrize(
+    "dynamo", [False, True, "plain"], ids=["torchscript_exporter", "dynamo_exporter", "plain_torch_onnx_export"]
+)
 def test_onnx_export_refuses_layer_norm_with_the_reason(tmp_path, dynamo):
     pytest.importorskip("onnx")
     with pytest.raises(Exception, match="cannot be exported as an ONNX GRU: layer_norm=True"):

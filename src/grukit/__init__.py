@@ -30,7 +30,7 @@ _WHERE = {
     "MinGRU": "min_gru",
     "MinGRUBlocks": "min_gru_blocks",
     "gru": "functional",
-    "onnx_translations": "onnx_translation",
+    "onnx_translations": "export",
     "KEEPS_STATE": "reference",
     "TAKES_CANDIDATE": "reference",
 }

@@ -78,13 +78,28 @@ def _numpy(t: Tensor) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def _swap_first_two_gates(t: Tensor, dim: int) -> Tensor:
-    """Reorder 3 gate blocks along ``dim`` from (a, b, c) to (b, a, c).
+def onnx_gate_rows(split3, join, negate, w, keeps_state: bool = True):
+    """The one encoding of torch's gate rows in ONNX's layout, written once for every form the rows take
+    (tensors here, graph values in ``grukit.onnx_translation``'s two exporters).
 
-    (r, z, n) <-> (z, r, h): the permutation is its own inverse.
+    torch stacks the gate rows (r, z, n); ONNX (and Keras) stack (z, r, h). Chung et al. (2014)'s
+    update meaning ("takes_candidate": h_t = z h'_t + (1 - z) h_{t-1}) is ONNX's with the z rows
+    negated, since sigmoid(-a) = 1 - sigmoid(a). The reordering is its own inverse.
+
+    Args:
+        split3: w -> its three row blocks (a, b, c).
+        join: (a, b, c) -> the rows stacked again.
+        negate: a -> -a.
+        w: [3H, ...] rows in one layout.
+        keeps_state: False negates the z block (torch's "takes_candidate" -> ONNX's meaning).
     """
-    a, b, c = t.chunk(3, dim=dim)
-    return torch.cat([b, a, c], dim=dim)
+    r, z, n = split3(w)
+    return join(z if keeps_state else negate(z), r, n)
+
+
+def _swap_first_two_gates(t: Tensor, dim: int) -> Tensor:
+    """Reorder 3 gate blocks along ``dim`` between torch's (r, z, n) and ONNX's / Keras' (z, r, h)."""
+    return onnx_gate_rows(lambda w: w.chunk(3, dim=dim), lambda *blocks: torch.cat(blocks, dim=dim), torch.neg, t)
 
 
 def _negate_z(t: Tensor, dim: int = 0) -> Tensor:

@@ -181,3 +181,26 @@ def to_onnx(module, path: str, *, initial_state: bool = False, sequence_lens: bo
         g.helper.make_tensor_value_info("h_n", T.FLOAT, [module.num_layers * D, "batch", H]),
     ]
     return save(g, inputs, outputs, path)
+
+
+def onnx_translations() -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export`` (the dynamo exporter, PyTorch's default):
+    ``{torch.ops.grukit.gru_layer_fwd.default: onnxscript function}`` (``grukit.onnx_translation``).
+
+    The plain ``torch.onnx.export(model, (x,))`` finds the same translation by itself; pass this table
+    where a PyTorch version lacks the exporter's table of translations. Needs ``onnxscript`` and the
+    fused kernels loaded.
+
+    Example::
+
+        torch.onnx.export(model, (x,), "model.onnx", custom_translation_table=grukit.onnx_translations())
+    """
+    from . import onnx_translation
+    from .backends import cpu_fused
+
+    if not cpu_fused.is_available():
+        raise RuntimeError(
+            f"the fused CPU kernels are unavailable ({cpu_fused.why_unavailable()}), so no model here calls "
+            "grukit.gru_layer_fwd: torch.onnx.export needs no translation table"
+        )
+    return onnx_translation.translation_table(cpu_fused.op_inputs().names)

@@ -26,7 +26,7 @@ Conventions decided here, for every backend:
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -217,7 +217,7 @@ def packed_batch_size(batch_sizes: Tensor, rows: int):
     return check_batch_sizes(batch_sizes, rows)
 
 
-def _stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
+def stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
     """Run L layers of D directions: each layer's directions see the previous layer's output
     (directions concatenated along ``feature_dim``), with dropout between layers when training.
 
@@ -369,7 +369,7 @@ def gru_with_checked_options(
             layer_input, h0, *weights_k, lengths, reverse, reset_after, update_gate == KEEPS_STATE, **extra
         )
 
-    output, h_n = _stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
+    output, h_n = stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
     return (output.transpose(0, 1) if batch_first else output), h_n
 
 
@@ -479,8 +479,50 @@ def gru_packed_with_checked_options(
             layer_input, sizes, h0, *weights_k, reverse, reset_after, update_gate == KEEPS_STATE, **extra
         )
 
-    return _stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
+    return stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
 
 
 gru = _options_checked_first(gru_with_checked_options, "gru")
 gru_packed = _options_checked_first(gru_packed_with_checked_options, "gru_packed")
+
+
+def run_quantized_layers(
+    layers: List[Dict[str, Optional[Tensor]]],
+    x: Tensor,
+    hx: Optional[Tensor],
+    *,
+    hidden_size: int,
+    bidirectional: bool,
+    reset_after: bool,
+    keeps_state: bool,
+    zoneout: float,
+    lengths: Optional[Tensor] = None,
+    batch_sizes: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """``grukit.QuantizedGRU``'s layers (int8 or bfloat16 weights, run by the fused CPU kernels) over x [T, B, I] (padded, ``lengths`` optional) or [N, I] (packed, with
+    ``batch_sizes``): (output [T, B, D*H] or [N, D*H], h_n [L*D, B, H]).
+
+    ``layers``: per layer and direction, the op's weight inputs by name (w_ih, w_hh, b_ih, b_hh,
+    w_ih_scale, w_hh_scale, gamma_ih, beta_ih, gamma_hh, beta_hh; None where absent).
+    """
+    D = 2 if bidirectional else 1
+    L = len(layers) // D
+    B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[1]
+
+    def run_layer(layer_input, h0, weights, reverse):
+        out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
+            x=layer_input.contiguous(),
+            h0=h0.contiguous(),
+            lengths=lengths,
+            batch_sizes=batch_sizes,
+            reverse=reverse,
+            reset_after=reset_after,
+            keeps_state=keeps_state,
+            zoneout_p=float(zoneout),
+            **weights,
+        )
+        return out, h_n
+
+    feature_dim = 1 if batch_sizes is not None else 2
+    with torch.no_grad():
+        return stack_layers(run_layer, x, hx, layers, L, D, B, hidden_size, feature_dim, 0.0, False)

@@ -25,6 +25,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .functional import gru_packed_with_checked_options, gru_with_checked_options
+from .module_parts import LAYER_NORM_NAMES, GRUWeights, describe_modules_layers, layer_suffixes, refuse_torchscript
+from .quantized import QuantizedGRU
+from .stream import GRUStream
 from .validation import (
     KEEPS_STATE,
     check_bool,
@@ -50,20 +53,6 @@ def _shared_arguments(module) -> tuple:
         module.dropout,
         module.bidirectional,
     )
-
-
-def refuse_torchscript(module: nn.Module):
-    """``__prepare_scriptable__`` of grukit's modules: ``torch.jit.script`` calls it on every module it
-    is asked to compile, so a model holding one gets this message instead of a TorchScript parse error.
-    grukit's forward picks a backend and validates in Python, which TorchScript cannot compile."""
-    raise RuntimeError(
-        f"torch.jit.script cannot compile grukit.{type(module).__name__} (its forward is Python that "
-        "TorchScript does not parse); use torch.jit.trace(model, example_input) for a TorchScript "
-        "module, torch.compile or torch.export, or torch.onnx.export / grukit.export for ONNX"
-    )
-
-
-LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh")
 
 
 class GRU(nn.Module):
@@ -244,8 +233,7 @@ class GRU(nn.Module):
         """(gamma_ih, beta_ih, gamma_hh, beta_hh) per layer and direction, or None without layer norm."""
         if not self.layer_norm:
             return None
-        D = 2 if self.bidirectional else 1
-        suffixes = [f"_l{layer}" + ("_reverse" if d else "") for layer in range(self.num_layers) for d in range(D)]
+        suffixes = layer_suffixes(self.num_layers, self.bidirectional)
         return [tuple(getattr(self, base + suffix) for base in LAYER_NORM_NAMES) for suffix in suffixes]
 
     __prepare_scriptable__ = refuse_torchscript
@@ -337,17 +325,33 @@ class GRU(nn.Module):
         if extras:
             raise ValueError(f"{what} supports the plain GRU only; this one has {', '.join(extras)}")
 
-    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
+    def describe(self) -> GRUWeights:
+        """This GRU with no module around it (its own parameters): what streams and the quantizer read."""
+        return GRUWeights(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.batch_first,
+            self.bidirectional,
+            reset_after=self.reset_after,
+            update_gate=self.update_gate,
+            layer_norm=self.layer_norm,
+            zoneout=self.zoneout,
+            precision="float",
+            backend=self.backend,
+            layers=describe_modules_layers(
+                self, layer_suffixes(self.num_layers, self.bidirectional), self.layer_norm, False
+            ),
+        )
+
+    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> GRUStream:
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights."""
-        from .stream import GRUStream
+        return GRUStream(self.describe(), batch_size, h0)
 
-        return GRUStream(self, batch_size, h0)
-
-    def quantized(self, precision: str = "int8"):
-        """A :class:`grukit.QuantizedGRU` for inference with this GRU's weights in ``precision``
-        ("int8" or "bfloat16"; ``grukit.quantized`` has the arithmetic)."""
-        from .quantized import QuantizedGRU
-
+    def quantized(self, precision: str = "int8") -> QuantizedGRU:
+        """``grukit.QuantizedGRU.from_float(self, precision)``: inference with this GRU's weights in
+        ``precision`` ("int8" or "bfloat16"; ``grukit.quantized`` has the arithmetic)."""
         return QuantizedGRU.from_float(self, precision)
 
     # ---- conversion helpers --------------------------------------------------

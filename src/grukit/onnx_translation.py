@@ -7,9 +7,14 @@ direction) and needs to be told what ONNX computes it. Both of PyTorch's exporte
 * the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): a symbolic function,
   registered when the fused kernels load (``register_torchscript_symbolic``), so nothing is
   passed;
-* the dynamo-based one (the default): an onnxscript function, passed as
-  ``torch.onnx.export(..., custom_translation_table=grukit.onnx_translations())`` (that exporter
-  has no global registry for custom operators).
+* the dynamo-based one (the default): an onnxscript function. PyTorch has no public registry for
+  it, so the plain ``torch.onnx.export(model, (x,))`` works through the exporter's own table of
+  translations (``register_with_dynamo_exporter``, called while the exporter traces the op); where a
+  PyTorch version lacks that table, ``torch.onnx.export(..., custom_translation_table=
+  grukit.onnx_translations())`` passes the same function.
+
+This module is a leaf: it is given the op's input names (``grukit.backends.cpu_fused.op_inputs()``)
+by the backend that declares the op, and imports only ``grukit.convert``'s gate rule.
 
 Each call becomes one ONNX ``GRU`` node (opset >= 14) with the conventions of ``grukit.export``:
 
@@ -31,7 +36,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+import importlib.abc
+import importlib.util
+import sys
+from typing import Sequence
+
 import torch
+
+from .convert import onnx_gate_rows
 
 OPSET_MIN = 14  # Split/Squeeze/Unsqueeze take their axes as inputs (opset 13), GRU since 7
 
@@ -62,103 +74,164 @@ def _refuse(inputs: dict) -> None:
 # ---------------------------------------------------------------- the TorchScript-based exporter
 
 
-def _torchscript_symbolic(g, *args):
-    """``torch.onnx.export(dynamo=False)``'s translation of one ``gru_layer_fwd`` call: ``args``
-    are the op's inputs in schema order, as graph values (constants for the flags)."""
-    from torch.onnx import symbolic_helper as sh
+def _torchscript_symbolic(input_names: Sequence[str]):
+    """``torch.onnx.export(dynamo=False)``'s translation of one ``gru_layer_fwd`` call, for the op
+    whose inputs are named ``input_names`` (schema order): the returned function gets them as graph
+    values (constants for the flags)."""
 
-    from .backends import cpu_fused
+    def symbolic(g, *args):
+        from torch.onnx import symbolic_helper as sh
 
-    declared = cpu_fused.op_inputs()
-    values = dict(zip(declared.names, args))
-    inputs = {name: (None if sh._is_none(v) else v) for name, v in values.items()}
-    flags = {name: sh._maybe_get_const(inputs[name], "b") for name in ("reverse", "reset_after", "keeps_state")}
-    inputs["zoneout_p"] = sh._maybe_get_const(values["zoneout_p"], "f")
-    inputs["zoneout_seed"] = sh._maybe_get_const(values["zoneout_seed"], "i")
-    _refuse(inputs)
-    H = sh._get_tensor_sizes(inputs["w_hh"])[1]
+        values = dict(zip(input_names, args))
+        inputs = {name: (None if sh._is_none(v) else v) for name, v in values.items()}
+        flags = {name: sh._maybe_get_const(inputs[name], "b") for name in ("reverse", "reset_after", "keeps_state")}
+        inputs["zoneout_p"] = sh._maybe_get_const(values["zoneout_p"], "f")
+        inputs["zoneout_seed"] = sh._maybe_get_const(values["zoneout_seed"], "i")
+        _refuse(inputs)
+        H = sh._get_tensor_sizes(inputs["w_hh"])[1]
 
-    def const(values, dtype=torch.int64):
-        return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+        def const(values, dtype=torch.int64):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
 
-    def onnx_rows(w):
-        """torch's (r, z, n) row blocks -> ONNX's (z, r, h), z negated for keeps_state=False."""
-        r, z, n = g.op("Split", w, const([H, H, H]), axis_i=0, outputs=3)
-        if not flags["keeps_state"]:
-            z = g.op("Neg", z)
-        return g.op("Concat", z, r, n, axis_i=0)
+        def onnx_rows(w):
+            return onnx_gate_rows(
+                lambda rows: g.op("Split", rows, const([H, H, H]), axis_i=0, outputs=3),
+                lambda *blocks: g.op("Concat", *blocks, axis_i=0),
+                lambda block: g.op("Neg", block),
+                w,
+                flags["keeps_state"],
+            )
 
-    def unsqueeze(v):
-        return g.op("Unsqueeze", v, const([0]))
+        def unsqueeze(v):
+            return g.op("Unsqueeze", v, const([0]))
 
-    def absent():
-        none = g.op("prim::Constant")
-        none.setType(torch._C.OptionalType.ofTensor())
-        return none
+        def absent():
+            none = g.op("prim::Constant")
+            none.setType(torch._C.OptionalType.ofTensor())
+            return none
 
-    W, R = unsqueeze(onnx_rows(inputs["w_ih"])), unsqueeze(onnx_rows(inputs["w_hh"]))
-    if inputs["b_ih"] is not None:
-        B = unsqueeze(g.op("Concat", onnx_rows(inputs["b_ih"]), onnx_rows(inputs["b_hh"]), axis_i=0))
-    else:
-        B = absent()
-    lengths = inputs["lengths"]
-    sequence_lens = g.op("Cast", lengths, to_i=6) if lengths is not None else absent()  # 6: INT32
-    y, y_h = g.op(
-        "GRU",
-        inputs["x"],
-        W,
-        R,
-        B,
-        sequence_lens,
-        unsqueeze(inputs["h0"]),
-        hidden_size_i=H,
-        direction_s="reverse" if flags["reverse"] else "forward",
-        linear_before_reset_i=1 if flags["reset_after"] else 0,
-        outputs=2,
-    )
-    out = g.op("Squeeze", y, const([1]))
-    h_n = g.op("Squeeze", y_h, const([0]))
-    return out, h_n, g.op("Constant", value_t=torch.zeros(0))
+        W, R = unsqueeze(onnx_rows(inputs["w_ih"])), unsqueeze(onnx_rows(inputs["w_hh"]))
+        if inputs["b_ih"] is not None:
+            B = unsqueeze(g.op("Concat", onnx_rows(inputs["b_ih"]), onnx_rows(inputs["b_hh"]), axis_i=0))
+        else:
+            B = absent()
+        lengths = inputs["lengths"]
+        sequence_lens = g.op("Cast", lengths, to_i=6) if lengths is not None else absent()  # 6: INT32
+        y, y_h = g.op(
+            "GRU",
+            inputs["x"],
+            W,
+            R,
+            B,
+            sequence_lens,
+            unsqueeze(inputs["h0"]),
+            hidden_size_i=H,
+            direction_s="reverse" if flags["reverse"] else "forward",
+            linear_before_reset_i=1 if flags["reset_after"] else 0,
+            outputs=2,
+        )
+        out = g.op("Squeeze", y, const([1]))
+        h_n = g.op("Squeeze", y_h, const([0]))
+        return out, h_n, g.op("Constant", value_t=torch.zeros(0))
+
+    return symbolic
 
 
-_registered = {"torchscript": False}
+_registered = {"torchscript": False, "dynamo": False}
 
 
-def register_torchscript_symbolic() -> None:
-    """Register :func:`_torchscript_symbolic` for ``grukit::gru_layer_fwd`` with the TorchScript-based
-    exporter (once; the fused kernels call this when they load)."""
+def register_torchscript_symbolic(input_names: Sequence[str]) -> None:
+    """Register the TorchScript-based exporter's translation of ``grukit::gru_layer_fwd``, whose inputs
+    are ``input_names`` (once; the fused kernels call this when they load)."""
     if _registered["torchscript"]:
         return
-    torch.onnx.register_custom_op_symbolic("grukit::gru_layer_fwd", _torchscript_symbolic, OPSET_MIN)
+    torch.onnx.register_custom_op_symbolic("grukit::gru_layer_fwd", _torchscript_symbolic(input_names), OPSET_MIN)
     _registered["torchscript"] = True
 
 
 # ---------------------------------------------------------------- the dynamo-based exporter
 
+_EXPORTER_REGISTRATION = "torch.onnx._internal.exporter._registration"
 
-def onnx_translations() -> dict:
-    """``custom_translation_table`` for ``torch.onnx.export`` (the dynamo exporter, PyTorch's
-    default): ``{torch.ops.grukit.gru_layer_fwd.default: onnxscript function}``. Needs the
-    ``onnxscript`` package (which that exporter needs anyway) and the fused kernels loaded.
 
-    Example::
+def register_with_dynamo_exporter(input_names: Sequence[str]) -> None:
+    """Add the dynamo exporter's translation of ``grukit::gru_layer_fwd`` to the exporter's own table of
+    translations, so a plain ``torch.onnx.export(model, (x,))`` finds it, as it finds torch.nn.GRU's.
 
-        torch.onnx.export(model, (x,), "model.onnx", custom_translation_table=grukit.onnx_translations())
-    """
-    from .backends import cpu_fused
+    PyTorch has no public registry for the dynamo exporter (only ``custom_translation_table``); its
+    table (``_torchlib_registry._registry``) is private and read each time an export starts. Importing
+    the exporter takes over a second, so the fused kernels do not import it when they load: the
+    translation is added the moment the exporter's registration module has been imported, by whom
+    ever imports it (a one-shot import hook), or now if it is already imported. Where a PyTorch
+    version lays the table out otherwise, nothing is added and ``custom_translation_table=
+    grukit.onnx_translations()`` passes the same function."""
+    if _registered["dynamo"]:
+        return
+    _registered["dynamo"] = True
+    names = list(input_names)
 
-    if not cpu_fused.is_available():
-        raise RuntimeError(
-            f"the fused CPU kernels are unavailable ({cpu_fused.why_unavailable()}), so no model here calls "
-            "grukit.gru_layer_fwd: torch.onnx.export needs no translation table"
-        )
+    def add(registration) -> None:
+        try:
+            table = sys.modules[registration.__name__.rsplit(".", 1)[0] + "._torchlib._torchlib_registry"]
+            table._registry.append(
+                registration.OnnxDecompMeta(
+                    onnx_function=_dynamo_function(names),
+                    fx_target=torch.ops.grukit.gru_layer_fwd.default,
+                    signature=None,
+                    is_custom=True,
+                )
+            )
+        except (KeyError, AttributeError, TypeError):  # another PyTorch's private layout
+            pass
+
+    if _EXPORTER_REGISTRATION in sys.modules:
+        add(sys.modules[_EXPORTER_REGISTRATION])
+    else:
+        sys.meta_path.insert(0, _AfterImport(_EXPORTER_REGISTRATION, add))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """An import hook that runs ``then(module)`` once the module called ``name`` has been imported, then
+    removes itself."""
+
+    def __init__(self, name: str, then) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
+
+        def execute_then(module) -> None:
+            execute(module)
+            self.then(module)
+
+        spec.loader.exec_module = execute_then
+        return spec
+
+
+def translation_table(input_names: Sequence[str]) -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export`` (the dynamo exporter):
+    ``{torch.ops.grukit.gru_layer_fwd.default: onnxscript function}`` for the op whose inputs are
+    ``input_names``. Needs the ``onnxscript`` package (which that exporter needs anyway)."""
     try:
-        from onnxscript import opset18 as op
+        import onnxscript  # noqa: F401
     except ImportError:
         raise ImportError("torch.onnx.export (dynamo=True) needs onnxscript: pip install onnxscript") from None
-    names = cpu_fused.op_inputs().names
+    return {torch.ops.grukit.gru_layer_fwd.default: _dynamo_function(input_names)}
+
+
+def _dynamo_function(input_names: Sequence[str]):
+    """The onnxscript function that computes one ``gru_layer_fwd`` call as an ONNX GRU node."""
+    names = list(input_names)
 
     def gru_layer_fwd(x, h0, w_ih, w_hh, *args, **kwargs):
+        from onnxscript import opset18 as op
+
         # the exporter passes the op's inputs after the four required ones positionally or by name
         inputs = dict(zip(names[4:], args))
         inputs.update(kwargs)
@@ -168,8 +241,13 @@ def onnx_translations() -> dict:
         keeps_state = inputs.get("keeps_state", True)
 
         def onnx_rows(w):
-            r, z, n = op.Split(w, axis=0, num_outputs=3)
-            return op.Concat(z if keeps_state else op.Neg(z), r, n, axis=0)
+            return onnx_gate_rows(
+                lambda rows: op.Split(rows, axis=0, num_outputs=3),
+                lambda *blocks: op.Concat(*blocks, axis=0),
+                op.Neg,
+                w,
+                keeps_state,
+            )
 
         axis0 = op.Constant(value_ints=[0])
         W, R = op.Unsqueeze(onnx_rows(w_ih), axis0), op.Unsqueeze(onnx_rows(w_hh), axis0)
@@ -190,4 +268,4 @@ def onnx_translations() -> dict:
         empty = op.ConstantOfShape(op.Constant(value_ints=[0]))
         return op.Squeeze(y, op.Constant(value_ints=[1])), op.Squeeze(y_h, axis0), empty
 
-    return {torch.ops.grukit.gru_layer_fwd.default: gru_layer_fwd}
+    return gru_layer_fwd

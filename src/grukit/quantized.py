@@ -37,8 +37,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .functional import _stack_layers
-from .nn import LAYER_NORM_NAMES, refuse_torchscript
+from .functional import run_quantized_layers
+from .module_parts import (
+    LAYER_NORM_INPUTS,
+    LAYER_NORM_NAMES,
+    GRUWeights,
+    describe,
+    describe_modules_layers,
+    layer_suffixes,
+    refuse_torchscript,
+)
+from .stream import GRUStream
 from .validation import (
     KEEPS_STATE,
     DtypeError,
@@ -149,48 +158,6 @@ class _InferenceOnly(torch.autograd.Function):
         )
 
 
-def run_layers(
-    layers: List[Dict[str, Optional[Tensor]]],
-    x: Tensor,
-    hx: Optional[Tensor],
-    *,
-    hidden_size: int,
-    bidirectional: bool,
-    reset_after: bool,
-    keeps_state: bool,
-    zoneout: float,
-    lengths: Optional[Tensor] = None,
-    batch_sizes: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
-    """The quantized layers over x [T, B, I] (padded, ``lengths`` optional) or [N, I] (packed, with
-    ``batch_sizes``): (output [T, B, D*H] or [N, D*H], h_n [L*D, B, H]).
-
-    ``layers``: per layer and direction, the op's weight inputs by name (w_ih, w_hh, b_ih, b_hh,
-    w_ih_scale, w_hh_scale, gamma_ih, beta_ih, gamma_hh, beta_hh; None where absent).
-    """
-    D = 2 if bidirectional else 1
-    L = len(layers) // D
-    B = int(batch_sizes[0]) if batch_sizes is not None else x.shape[1]
-
-    def run_layer(layer_input, h0, weights, reverse):
-        out, h_n, _ = torch.ops.grukit.gru_layer_fwd(
-            x=layer_input.contiguous(),
-            h0=h0.contiguous(),
-            lengths=lengths,
-            batch_sizes=batch_sizes,
-            reverse=reverse,
-            reset_after=reset_after,
-            keeps_state=keeps_state,
-            zoneout_p=float(zoneout),
-            **weights,
-        )
-        return out, h_n
-
-    feature_dim = 1 if batch_sizes is not None else 2
-    with torch.no_grad():
-        return _stack_layers(run_layer, x, hx, layers, L, D, B, hidden_size, feature_dim, 0.0, False)
-
-
 class QuantizedGRU(nn.Module):
     r"""A multi-layer GRU for inference with bfloat16 or int8 weights (see the module doc).
 
@@ -249,7 +216,7 @@ class QuantizedGRU(nn.Module):
         D = 2 if bidirectional else 1
         H = hidden_size
         storage = STORAGE[precision]
-        self._suffixes = [f"_l{layer}" + ("_reverse" if d else "") for layer in range(num_layers) for d in range(D)]
+        self._suffixes = layer_suffixes(num_layers, bidirectional)
         for k, suffix in enumerate(self._suffixes):
             in_size = input_size if k < D else D * H
             self.register_buffer("weight_ih" + suffix, torch.zeros(3 * H, in_size, dtype=storage))
@@ -267,47 +234,39 @@ class QuantizedGRU(nn.Module):
     # ---- making one -------------------------------------------------------------------
     @classmethod
     def from_float(cls, module: nn.Module, precision: str = "int8") -> "QuantizedGRU":
-        """The quantized copy of a trained ``grukit.GRU`` or ``torch.nn.GRU`` (float32 or float64)."""
-        from .nn import GRU
-
+        """The quantized copy of a trained ``grukit.GRU`` or ``torch.nn.GRU`` (float32 or float64): the one
+        way in (``grukit.GRU.quantized(precision)`` calls this). Reads the module's description
+        (``grukit.module_parts.describe``), so this module needs no import of ``grukit.nn``."""
         check_precision(precision)
-        if isinstance(module, nn.GRU):
-            if getattr(module, "proj_size", 0):
-                raise ValueError("a torch.nn.GRU with proj_size cannot be quantized (GRUs have no projection)")
-            options = dict(reset_after=True, update_gate=KEEPS_STATE, layer_norm=False, zoneout=0.0)
-        elif isinstance(module, GRU):
-            options = dict(
-                reset_after=module.reset_after,
-                update_gate=module.update_gate,
-                layer_norm=module.layer_norm,
-                zoneout=module.zoneout,
-            )
-        else:
-            raise TypeError(f"module must be a grukit.GRU or torch.nn.GRU, got {type(module).__name__}")
+        float_gru = describe(module)
+        if float_gru.precision != "float":
+            raise TypeError(f"module must be a float GRU; this one is already quantized ({float_gru.precision})")
         new = cls(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            module.bidirectional,
+            float_gru.input_size,
+            float_gru.hidden_size,
+            float_gru.num_layers,
+            float_gru.bias,
+            float_gru.batch_first,
+            float_gru.bidirectional,
             precision=precision,
-            **options,
+            reset_after=float_gru.reset_after,
+            update_gate=float_gru.update_gate,
+            layer_norm=float_gru.layer_norm,
+            zoneout=float_gru.zoneout,
         )
-        source = dict(module.named_parameters())
         with torch.no_grad():
-            for suffix in new._suffixes:
-                for base in ("weight_ih", "weight_hh"):
-                    stored, scale = quantize_weight(source[base + suffix], precision, base + suffix)
+            for suffix, source in zip(new._suffixes, float_gru.layers):
+                for base, name in (("weight_ih", "w_ih"), ("weight_hh", "w_hh")):
+                    stored, scale = quantize_weight(source[name], precision, base + suffix)
                     getattr(new, base + suffix).copy_(stored)
                     if scale is not None:
                         getattr(new, base + "_scale" + suffix).copy_(scale)
-                extra = (["bias_ih", "bias_hh"] if module.bias else []) + (
-                    list(LAYER_NORM_NAMES) if options["layer_norm"] else []
+                extra = ([("bias_ih", "b_ih"), ("bias_hh", "b_hh")] if float_gru.bias else []) + (
+                    list(zip(LAYER_NORM_NAMES, LAYER_NORM_INPUTS)) if float_gru.layer_norm else []
                 )
-                for base in extra:
+                for base, name in extra:
                     getattr(new, base + suffix).copy_(
-                        check_finite(base + suffix, source[base + suffix].detach().float(), NOT_QUANTIZABLE)
+                        check_finite(base + suffix, source[name].detach().float(), NOT_QUANTIZABLE)
                     )
         return new
 
@@ -372,22 +331,25 @@ class QuantizedGRU(nn.Module):
 
     def _layer_inputs(self) -> List[Dict[str, Optional[Tensor]]]:
         """Per layer and direction, the op's weight inputs by name (None where absent)."""
-        int8 = self.precision == "int8"
-        layers = []
-        for suffix in self._suffixes:
-            get = lambda base: getattr(self, base + suffix)  # noqa: E731
-            inputs = {
-                "w_ih": get("weight_ih"),
-                "w_hh": get("weight_hh"),
-                "w_ih_scale": get("weight_ih_scale") if int8 else None,
-                "w_hh_scale": get("weight_hh_scale") if int8 else None,
-                "b_ih": get("bias_ih") if self.bias else None,
-                "b_hh": get("bias_hh") if self.bias else None,
-            }
-            for name, base in zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), LAYER_NORM_NAMES):
-                inputs[name] = get(base) if self.layer_norm else None
-            layers.append(inputs)
-        return layers
+        return list(self.describe().layers)
+
+    def describe(self) -> GRUWeights:
+        """This GRU with no module around it (its own tensors): what a stream reads."""
+        return GRUWeights(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.batch_first,
+            self.bidirectional,
+            reset_after=self.reset_after,
+            update_gate=self.update_gate,
+            layer_norm=self.layer_norm,
+            zoneout=self.zoneout,
+            precision=self.precision,
+            backend="cpu_fused",
+            layers=describe_modules_layers(self, self._suffixes, self.layer_norm, self.precision == "int8"),
+        )
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, precision={self.precision!r}"
@@ -457,7 +419,7 @@ class QuantizedGRU(nn.Module):
             output = x.new_zeros(T, B, D * self.hidden_size)
             h_n = hx.clone() if hx is not None else x.new_zeros(self.num_layers * D, B, self.hidden_size)
         else:
-            output, h_n = run_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
+            output, h_n = run_quantized_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
             self._check_no_infinity(x, h_n)
         output, h_n = self._inference_only(output, h_n, input, hx)
         if batch_first:
@@ -476,7 +438,7 @@ class QuantizedGRU(nn.Module):
             check_tensor("hx", hx, (self.num_layers * D, B, self.hidden_size), packed.data)
             if packed.sorted_indices is not None:
                 hx = hx.index_select(1, packed.sorted_indices)
-        data, h_n = run_layers(
+        data, h_n = run_quantized_layers(
             self._layer_inputs(), packed.data, hx, batch_sizes=packed.batch_sizes.cpu(), **self._options()
         )
         self._check_no_infinity(packed.data, h_n)
@@ -490,10 +452,8 @@ class QuantizedGRU(nn.Module):
         needing = [t for t in inputs if t is not None and t.requires_grad] if torch.is_grad_enabled() else []
         return _InferenceOnly.apply(output, h_n, *needing) if needing else (output, h_n)
 
-    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None):
+    def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> GRUStream:
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights (packed
         once, each step one native call)."""
-        from .stream import GRUStream
-
         _require_kernels()
-        return GRUStream(self, batch_size, h0)
+        return GRUStream(self.describe(), batch_size, h0)

@@ -27,59 +27,54 @@ import torch
 from torch import Tensor
 
 from . import backends
-from .functional import gru_with_checked_options
+from .functional import gru_with_checked_options, run_quantized_layers
+from .module_parts import GRUWeights
 from .validation import KEEPS_STATE, check_size, check_stream_chunk, check_streamable, check_tensor
 
 
 class GRUStream:
-    """Step-by-step inference over a unidirectional :class:`grukit.GRU` or :class:`grukit.QuantizedGRU`.
+    """Step-by-step inference over a unidirectional GRU, float or quantized.
+
+    Made by ``grukit.GRU.stream()`` and ``grukit.QuantizedGRU.stream()``, from the module's
+    :class:`grukit.module_parts.GRUWeights` (so this module knows no module class).
 
     Args:
-        module: the GRU (its weights are copied now).
+        weights: the GRU's description (its tensors are copied now).
         batch_size: B, the number of independent streams run side by side.
         h0: [L, B, H] initial state, or None for zeros.
     """
 
-    def __init__(self, module, batch_size: int = 1, h0: Optional[Tensor] = None):
-        check_streamable(module)
+    def __init__(self, weights: GRUWeights, batch_size: int = 1, h0: Optional[Tensor] = None):
+        check_streamable(weights)
         check_size("batch_size", batch_size)
-        self.input_size = module.input_size
-        self.hidden_size = module.hidden_size
-        self.num_layers = module.num_layers
+        self.input_size = weights.input_size
+        self.hidden_size = weights.hidden_size
+        self.num_layers = weights.num_layers
         self.batch_size = batch_size
-        self.reset_after = module.reset_after
-        self.update_gate = module.update_gate
-        self._backend = getattr(module, "backend", None)
-        # a QuantizedGRU's weight inputs per layer (bfloat16 / int8 weights, float32 state), copied
-        self._quantized = None
+        self.reset_after = weights.reset_after
+        self.update_gate = weights.update_gate
+        self._backend = weights.backend
+        quantized = weights.precision != "float"
         with torch.no_grad():
-            if hasattr(module, "precision"):
-                self._quantized = [
-                    {name: None if t is None else t.detach().clone() for name, t in layer.items()}
-                    for layer in module._layer_inputs()
-                ]
-                self._weights = [
-                    (q["w_ih"], q["w_hh"]) + ((q["b_ih"], q["b_hh"]) if module.bias else ()) for q in self._quantized
-                ]
-                self._layer_norm = None  # the layer-norm gains are among the quantized inputs
-                layer_norm = module.layer_norm
-            else:
-                self._weights = [tuple(w.detach().clone() for w in ws) for ws in module.all_weights]
-                ln = module.layer_norm_weights() if hasattr(module, "layer_norm_weights") else None
-                self._layer_norm = None if ln is None else [tuple(w.detach().clone() for w in ws) for ws in ln]
-                layer_norm = ln is not None
+            copy = lambda t: None if t is None else t.detach().clone()  # noqa: E731
+            # every layer's op inputs (the layer-norm gains among them), copied
+            self._layers = [{name: copy(t) for name, t in layer.items()} for layer in weights.layers]
+        copied = GRUWeights(**{**weights.__dict__, "layers": tuple(self._layers)})
+        self._quantized = self._layers if quantized else None  # bfloat16 / int8 weights, float32 state
+        self._weights = copied.float_weights()
+        self._layer_norm = None if quantized else copied.layer_norm_weights()
         # evaluation semantics: zoneout is its expected value; recurrent dropout does nothing
-        self._zoneout = float(getattr(module, "zoneout", 0.0))
-        p = self._weights[0][0] if self._quantized is None else torch.empty(0)  # the state's dtype and device
+        self._zoneout = float(weights.zoneout)
+        p = torch.empty(0) if quantized else self._weights[0][0]  # the state's dtype and device
         self._shape = (self.num_layers, batch_size, self.hidden_size)
         self._h0 = self._state_copy(h0, p) if h0 is not None else p.new_zeros(self._shape)
         self._native = None
-        chosen = backends.select(p, self._backend) if self._quantized is None else backends.get("cpu_fused")
-        plain = not layer_norm and not self._zoneout  # native streams compute the plain GRU
+        chosen = backends.get("cpu_fused") if quantized else backends.select(p, self._backend)
+        plain = not weights.layer_norm and not self._zoneout  # native streams compute the plain GRU
         if plain and hasattr(chosen, "open_stream"):  # the backend's streaming capability
             scales = None
-            if self._quantized is not None and module.precision == "int8":
-                scales = [(q["w_ih_scale"], q["w_hh_scale"]) for q in self._quantized]
+            if weights.precision == "int8":
+                scales = [(q["w_ih_scale"], q["w_hh_scale"]) for q in self._layers]
             self._native = chosen.open_stream(
                 self._weights, self._h0, self.reset_after, self.update_gate == KEEPS_STATE, scales
             )
@@ -114,9 +109,7 @@ class GRUStream:
             return self._native.run(chunk)
         check_stream_chunk(chunk, self.batch_size, self.input_size)
         if self._quantized is not None:
-            from .quantized import run_layers
-
-            out, self._h = run_layers(
+            out, self._h = run_quantized_layers(
                 self._quantized,
                 chunk.contiguous(),
                 self._h,

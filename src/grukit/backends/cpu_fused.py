@@ -342,7 +342,8 @@ def _register_autograd() -> None:
         return tuple(grads.get(name) for name in declared.names) + (None,)  # (save_for_backward)
 
     torch.library.register_autograd(FORWARD_OP, backward, setup_context=setup_context)
-    onnx_translation.register_torchscript_symbolic()  # torch.onnx.export(dynamo=False) of a model holding it
+    onnx_translation.register_torchscript_symbolic(declared.names)  # torch.onnx.export(dynamo=False)
+    onnx_translation.register_with_dynamo_exporter(declared.names)  # the default exporter
     for name in (FORWARD_OP, BACKWARD_OP):
         torch.library.register_vmap(name, _vmap_by_loop(name))
 
