@@ -499,7 +499,8 @@ def run_quantized_layers(
     lengths: Optional[Tensor] = None,
     batch_sizes: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """``grukit.QuantizedGRU``'s layers (int8 or bfloat16 weights, run by the fused CPU kernels) over x [T, B, I] (padded, ``lengths`` optional) or [N, I] (packed, with
+    """``grukit.QuantizedGRU``'s layers (int8 or bfloat16 weights, run by the fused CPU kernels) over
+    x [T, B, I] (padded, ``lengths`` optional) or [N, I] (packed, with
     ``batch_sizes``): (output [T, B, D*H] or [N, D*H], h_n [L*D, B, H]).
 
     ``layers``: per layer and direction, the op's weight inputs by name (w_ih, w_hh, b_ih, b_hh,

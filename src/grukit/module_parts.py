@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from .validation import KEEPS_STATE

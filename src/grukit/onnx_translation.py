@@ -34,12 +34,10 @@ computes them; export the module with ``grukit.export`` after ``check_plain``), 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import importlib.abc
 import importlib.util
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
