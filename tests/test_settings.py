@@ -59,6 +59,28 @@ def test_a_bad_setting_stops_the_first_use_with_one_line(name, code):
     assert "could not be built" not in done.stderr  # refused, not a quiet fallback to the portable path
 
 
+@pytest.mark.parametrize("name", [n for n, s in settings.SETTINGS.items() if s.allowed is not None])
+def test_every_setting_is_checked_when_grukit_is_imported(name):
+    """Even one read only on a GPU (GRUKIT_TRITON_DESIGN) or at a build is refused on import, on any machine."""
+    env = dict(os.environ, **{name: "nonsense"})
+    done = subprocess.run([sys.executable, "-c", "import grukit"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(f"grukit.settings.SettingError: ${name} must be one of ")
+
+
+@pytest.mark.parametrize(
+    "command", [["-m", "grukit.apps.cli"], ["-c", "import sys; sys.argv = ['grukit']; import grukit"]]
+)
+def test_the_command_refuses_a_setting_at_import_in_one_line(command):
+    env = dict(os.environ, GRUKIT_TRITON_DESIGN="nonsense")
+    done = subprocess.run([sys.executable, *command, "--help"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert lines == [
+        "grukit: error: $GRUKIT_TRITON_DESIGN must be one of persistent, stepwise (or unset), got 'nonsense'"
+    ]
+
+
 def test_the_command_line_says_it_in_one_line(tmp_path):
     env = dict(os.environ, GRUKIT_BACKEND="nonsense")
     done = subprocess.run(

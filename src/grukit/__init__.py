@@ -19,7 +19,15 @@
 
 import importlib
 
+from . import settings
 from ._version import __version__
+
+try:  # every GRUKIT_* value, checked now rather than where (or whether) it is read
+    settings.check_all()
+except settings.SettingError as error:
+    if settings.started_as_a_command():  # `grukit ...`, `python -m grukit....`: one line, no traceback
+        raise SystemExit(f"grukit: error: {error}") from None
+    raise
 
 # Names are imported on first use (PEP 562), so that ``import grukit.apps.cli`` (the ``grukit``
 # command) starts without importing torch and can answer Ctrl-C pressed during its imports.

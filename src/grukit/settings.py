@@ -3,13 +3,15 @@ default, and when it is read.
 
 Code reads a setting with :func:`get` (or :func:`is_on` for a switch), never with ``os.environ``:
 a value outside the allowed ones is refused with one line naming them (:class:`SettingError`), so
-a typo never quietly selects something else. The README's table of settings is this registry
+a typo never quietly selects something else. ``import grukit`` checks every one that is set
+(:func:`check_all`), so a setting read only on a GPU or at a build is refused on any machine. The README's table of settings is this registry
 (``python -m grukit.settings`` prints it; a test checks that the README has it).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Dict, NamedTuple, Optional, Tuple
 
 
@@ -123,6 +125,24 @@ def get(name: str) -> str:
         allowed = ", ".join(v for v in setting.allowed if v)
         raise SettingError(f"${name} must be one of {allowed} (or unset), got {value!r}")
     return value
+
+
+def check_all() -> None:
+    """Check every setting that is set (``import grukit`` calls this), so a wrong value is refused when
+    grukit is imported, before anything runs, even one read only later (on a GPU, at a build).
+
+    Raises:
+        SettingError: the first setting whose value it does not allow, in one line naming the allowed ones.
+    """
+    for name in SETTINGS:
+        get(name)
+
+
+def started_as_a_command() -> bool:
+    """This process is the ``grukit`` command, or ``python -m grukit...`` being located (while Python
+    imports the module's packages, ``sys.argv[0]`` is ``-m``)."""
+    program = sys.argv[0] if sys.argv else ""
+    return os.path.basename(program) == "grukit" or program == "-m" or program.endswith("apps/cli.py")
 
 
 def is_on(name: str) -> bool:
