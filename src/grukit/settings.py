@@ -4,8 +4,9 @@ default, and when it is read.
 Code reads a setting with :func:`get` (or :func:`is_on` for a switch), never with ``os.environ``:
 a value outside the allowed ones is refused with one line naming them (:class:`SettingError`), so
 a typo never quietly selects something else. ``import grukit`` checks every one that is set
-(:func:`check_all`), so a setting read only on a GPU or at a build is refused on any machine. The README's table of settings is this registry
-(``python -m grukit.settings`` prints it; a test checks that the README has it).
+(:func:`check_all`), so a setting read only on a GPU or at a build is refused on any machine.
+The README's table of settings is this registry (``python -m grukit.settings`` prints it; a test
+checks that the README has it).
 """
 
 from __future__ import annotations
