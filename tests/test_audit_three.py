@@ -14,7 +14,7 @@ import torch
 
 import grukit
 from grukit.apps.cli import main
-from grukit.apps.datasets.csv_table import TableError
+from grukit.forecasting.table import TableError
 
 
 def _one_line(capsys, args) -> str:
@@ -56,7 +56,7 @@ def global_model(daily_csv, tmp_path_factory):
 def test_a_failed_forecast_output_keeps_the_trained_model_and_names_the_given_path(
     daily_csv, tmp_path, capsys, monkeypatch
 ):
-    from grukit.apps.forecasting import forecaster
+    from grukit.forecasting import forecaster
 
     def full_disk(self, path):
         raise OSError(errno.ENOSPC, "No space left on device", path)
@@ -85,7 +85,7 @@ def test_an_output_in_a_folder_where_no_file_can_be_made_is_refused_before_train
 
 
 def test_a_failed_atomic_write_names_the_path_given_not_the_temporary(tmp_path, monkeypatch):
-    from grukit.apps.tasks.common import TEMPORARY_PREFIX, write_atomically
+    from grukit.files import TEMPORARY_PREFIX, write_atomically
 
     def fail(temporary):
         raise OSError(errno.EIO, "Input/output error", temporary)
@@ -159,7 +159,7 @@ def test_predict_precision_applies_to_a_global_model(global_model, daily_csv, ca
         )
         outputs[precision] = capsys.readouterr().out
     assert outputs[""] != outputs["int8"]  # was byte-identical: the flag was ignored
-    from grukit.apps.forecasting import forecaster
+    from grukit.forecasting import forecaster
 
     model = forecaster.load(global_model)
     exact, low = model.predict(daily_csv), model.quantized("int8").predict(daily_csv)
@@ -231,7 +231,7 @@ def test_nan_in_the_padding_stays_out_of_min_gru_outputs_and_gradients(module):
 
 
 def test_levels_too_close_to_0_or_1_are_refused_not_rounded(daily_csv, capsys):
-    from grukit.apps.forecasting.forecaster import Settings
+    from grukit.forecasting.forecaster import Settings
 
     with pytest.raises(ValueError, match="between 0.000001 and 0.999999"):
         Settings(horizon=3, quantiles=(1e-9, 0.5)).check()
@@ -324,7 +324,7 @@ TSF_DEFECTS = {
 
 @pytest.mark.parametrize("defect", list(TSF_DEFECTS))
 def test_tsf_defects_are_one_line_naming_them(defect, tmp_path):
-    from grukit.apps.forecasting.tsf import read_tsf
+    from grukit.forecasting.tsf import read_tsf
 
     text, message = TSF_DEFECTS[defect]
     with pytest.raises(TableError) as raised:
@@ -338,7 +338,7 @@ def test_a_latin1_tsf_names_the_encoding_option(tmp_path, capsys):
     path = _tsf(tmp_path, TSF.replace("@relation example", "@relation caf\u00e9"), encoding="latin-1")
     err = _one_line(capsys, ["forecast", "--csv", path, "--epochs", "1", "--quiet"])
     assert "is not utf-8 text" in err and "--encoding latin-1" in err
-    from grukit.apps.forecasting.tsf import read_tsf
+    from grukit.forecasting.tsf import read_tsf
 
     assert len(read_tsf(path, encoding="latin-1").series) == 2
 
@@ -347,7 +347,7 @@ def test_a_latin1_tsf_names_the_encoding_option(tmp_path, capsys):
 
 
 def test_arguments_asking_for_more_memory_than_the_machine_has_are_refused(daily_csv, capsys):
-    from grukit.apps.memory_budget import available_bytes, check_fits, check_gru_training
+    from grukit.memory_budget import available_bytes, check_fits, check_gru_training
 
     check_fits("--window 10", 1e6, "small", available=10**9)
     with pytest.raises(ValueError, match=r"--window 10 needs about 2.0 GB \(windows\), more than the 1.0 GB"):
@@ -360,7 +360,7 @@ def test_arguments_asking_for_more_memory_than_the_machine_has_are_refused(daily
 
 
 def test_the_available_memory_reads_meminfo_and_a_cgroup_limit(tmp_path):
-    from grukit.apps.memory_budget import available_bytes
+    from grukit.memory_budget import available_bytes
 
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
@@ -473,7 +473,7 @@ def test_a_global_model_with_a_renamed_key_or_nan_weights_is_one_line(global_mod
 def test_forecasts_that_overflow_are_refused_not_printed(global_model, daily_csv, capsys, monkeypatch):
     """Values spanning many orders of magnitude, or a damaged file's huge numbers, overflowed the
     forecasts to inf with status 0 (found with -1e308 in a .tsf history)."""
-    from grukit.apps.forecasting import forecaster
+    from grukit.forecasting import forecaster
 
     exact = forecaster.GlobalForecaster.quantiles_at
 

@@ -3,8 +3,8 @@ the batches say another process holds a core (saying so once), and comes back wh
 
 import pytest
 
-from grukit.apps import busy_cores
-from grukit.apps.busy_cores import ThreadTuner
+from grukit import busy_cores
+from grukit.busy_cores import ThreadTuner
 
 
 class Machine:

@@ -1,4 +1,4 @@
-"""The multi-series forecaster (grukit.apps.forecasting): formats, covariates, the global model,
+"""The multi-series forecaster (grukit.forecasting): formats, covariates, the global model,
 conformal intervals, backtests, baselines, the Monash protocol and the commands."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grukit.apps import forecasting as fc
+from grukit import forecasting as fc
 from grukit.apps.cli import main
-from grukit.apps.datasets.csv_table import TableError
-from grukit.apps.forecasting import backtesting, baselines, conformal, metrics
-from grukit.apps.forecasting.forecaster import GlobalForecaster
-from grukit.apps.forecasting.panel import from_wide
-from grukit.apps.forecasting.windows import TRANSFORMS, CovariateScaling, make_windows, statistics_before, window_slope
+from grukit.forecasting import backtesting, baselines, conformal, metrics
+from grukit.forecasting.forecaster import GlobalForecaster
+from grukit.forecasting.panel import from_wide
+from grukit.forecasting.table import TableError
+from grukit.forecasting.windows import TRANSFORMS, CovariateScaling, make_windows, statistics_before, window_slope
 
 QUICK = dict(hidden=16, epochs=3, patience=2, progress=False, transform="diff")
 
@@ -218,7 +218,7 @@ def test_trend_transform_continues_the_window_s_growth():
 
 
 def test_default_validation_origins_aim_at_200_samples_within_twice_the_horizon():
-    from grukit.apps.forecasting.forecaster import default_validation_origins, split_origins
+    from grukit.forecasting.forecaster import default_validation_origins, split_origins
 
     panel = fc.read(sales_frame(), **LONG)  # 12 series, 80 to 124 values
     assert default_validation_origins(panel, 24, 6) == 12  # 200 / 12 -> 17, at most 2 * 6
@@ -364,6 +364,6 @@ def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
 
 
 def test_the_command_offers_every_transform():
-    from grukit.apps.forecasting.commands import TRANSFORM_CHOICES
+    from grukit.apps.forecast_commands import TRANSFORM_CHOICES
 
     assert TRANSFORM_CHOICES == ("auto",) + TRANSFORMS

@@ -8,6 +8,7 @@ import stat
 import pytest
 import torch
 
+from grukit import files
 from grukit.apps import cli
 from grukit.apps.tasks import common
 
@@ -50,36 +51,36 @@ def test_output_that_is_not_a_regular_file_is_refused_before_training(tmp_path, 
     assert cli.main(["train", "weather", *QUICK, "--output", str(path)]) == 2  # refused before training
     assert ("is not a regular file" if kind == "fifo" else "is a folder") in capsys.readouterr().err
     with pytest.raises(ValueError, match="is not a regular file"):
-        common.save_atomically({"x": 1}, str(path))
+        files.save_atomically({"x": 1}, str(path))
     assert stat.S_ISFIFO(os.stat(path).st_mode) if kind == "fifo" else path.is_dir()  # left as it was
 
 
 def test_a_symlink_is_written_through_and_a_private_file_stays_private(tmp_path):
     target = tmp_path / "models" / "m.pt"
     target.parent.mkdir()
-    common.save_atomically({"version": 1}, str(target))
+    files.save_atomically({"version": 1}, str(target))
     os.chmod(target, 0o600)
     link = tmp_path / "latest.pt"
     link.symlink_to(target)
-    common.save_atomically({"version": 2}, str(link))
+    files.save_atomically({"version": 2}, str(link))
     assert link.is_symlink() and os.readlink(link) == str(target)
-    assert common.load_tensors(str(target), "model file") == {"version": 2}
+    assert files.load_tensors(str(target), "model file") == {"version": 2}
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     fresh = tmp_path / "new.pt"
-    common.save_atomically({"version": 1}, str(fresh))
+    files.save_atomically({"version": 1}, str(fresh))
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o666 & ~umask
 
 
 def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path):
-    stale = tmp_path / f"{common.TEMPORARY_PREFIX}999999999-abc.tmp"  # no such process
+    stale = tmp_path / f"{files.TEMPORARY_PREFIX}999999999-abc.tmp"  # no such process
     stale.write_bytes(b"PK partial")
-    mine = tmp_path / f"{common.TEMPORARY_PREFIX}{os.getpid()}-xyz.tmp"  # a save of a running process
+    mine = tmp_path / f"{files.TEMPORARY_PREFIX}{os.getpid()}-xyz.tmp"  # a save of a running process
     mine.write_bytes(b"PK partial")
     other = tmp_path / ".notes.tmp"
     other.write_text("not ours")
-    common.save_atomically({"x": 1}, str(tmp_path / "m.pt"))
+    files.save_atomically({"x": 1}, str(tmp_path / "m.pt"))
     assert not stale.exists() and mine.exists() and other.exists()
 
 

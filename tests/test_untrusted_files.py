@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from grukit import files
 from grukit.apps.tasks import common
 
 
@@ -38,7 +39,7 @@ def test_crafted_model_file_is_refused_and_runs_nothing(crafted):
     with pytest.raises(
         ValueError, match="is not a grukit checkpoint: it is not a torch file of tensors and plain data"
     ):
-        common.load_tensors(str(path), "checkpoint")
+        files.load_tensors(str(path), "checkpoint")
     assert not marker.exists()
 
 
@@ -57,7 +58,7 @@ def test_crafted_model_file_through_the_cli_is_one_line_and_runs_nothing(crafted
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "model.pt"
-    common.save_atomically({"version": 1}, str(path))
+    files.save_atomically({"version": 1}, str(path))
     real_save = torch.save
 
     def dies_midway(obj, f):
@@ -67,9 +68,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dies_midway)
     with pytest.raises(KeyboardInterrupt):
-        common.save_atomically({"version": 2}, str(path))
+        files.save_atomically({"version": 2}, str(path))
     monkeypatch.setattr(torch, "save", real_save)
-    assert common.load_tensors(str(path), "model file") == {"version": 1}  # the previous file, whole
+    assert files.load_tensors(str(path), "model file") == {"version": 1}  # the previous file, whole
     assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left
 
 
@@ -142,16 +143,16 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_one_to_resume_from
     before = open(checkpoint, "rb").read()
     killer = (
         "import os, signal, torch\n"
-        "from grukit.apps.tasks import common\n"
+        "from grukit import files\n"
         "def dies_midway(obj, f):\n"
         "    open(f, 'wb').write(b'PK partial')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "torch.save = dies_midway\n"
-        f"common.save_atomically({{'epoch': 99}}, {checkpoint!r})\n"
+        f"files.save_atomically({{'epoch': 99}}, {checkpoint!r})\n"
     )
     done = subprocess.run([sys.executable, "-c", killer], capture_output=True, timeout=120)
     assert done.returncode == -9
     assert open(checkpoint, "rb").read() == before
     capsys.readouterr()
     assert main(["train", "weather", "--epochs", "2", "--resume", checkpoint, "--checkpoint", checkpoint] + quick) == 0
-    assert common.load_tensors(checkpoint, "checkpoint")["epoch"] == 2  # resumed at epoch 2 and wrote it
+    assert files.load_tensors(checkpoint, "checkpoint")["epoch"] == 2  # resumed at epoch 2 and wrote it

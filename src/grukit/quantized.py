@@ -457,3 +457,16 @@ class QuantizedGRU(nn.Module):
         once, each step one native call)."""
         _require_kernels()
         return GRUStream(self.describe(), batch_size, h0)
+
+
+def quantize_grus(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """``model`` with every ``grukit.GRU`` inside it replaced by its :class:`QuantizedGRU` in
+    ``precision`` ("int8" or "bfloat16"), in place; returned for chaining (what ``grukit quantize``
+    does to a model file's network)."""
+    for name, child in list(model.named_children()):
+        # a grukit.GRU (it describes itself; a QuantizedGRU does too, and stays as it is)
+        if callable(getattr(child, "describe", None)) and not isinstance(child, QuantizedGRU):
+            setattr(model, name, QuantizedGRU.from_float(child, precision))
+        else:
+            quantize_grus(child, precision)
+    return model

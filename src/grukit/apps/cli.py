@@ -28,6 +28,7 @@ import sys
 import time
 from typing import List, Optional
 
+from ..memory_budget import check_gru_training
 from .arguments import (
     attach_list_values,
     check_writable_file,
@@ -37,8 +38,7 @@ from .arguments import (
     positive_int,
     probability_below_one,
 )
-from .forecasting.commands import add_commands as add_forecasting_commands
-from .memory_budget import check_gru_training
+from .forecast_commands import add_commands as add_forecasting_commands
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -166,8 +166,9 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..files import write_json
     from .tasks import TASKS
-    from .tasks.common import SAVE_ERROR, distributed, write_json
+    from .tasks.common import SAVE_ERROR, distributed
 
     _check_output_paths(args)
     _check_data_options(args, TASKS[args.task])
@@ -194,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
 def _saved_task(path: str, float_only: str = "", saved=None):
     """(the model file's contents, its task) for a model file from ``grukit train TASK --output``
     (or ``grukit quantize``; refused when ``float_only`` names a use that needs the float32 file)."""
-    from .forecasting.forecaster import TASK as GLOBAL_FORECAST
+    from ..forecasting.forecaster import TASK as GLOBAL_FORECAST
     from .tasks import TASKS
     from .tasks.common import load
 
@@ -215,12 +216,12 @@ def _saved_task(path: str, float_only: str = "", saved=None):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .forecasting.forecaster import TASK as GLOBAL_FORECAST
+    from ..forecasting.forecaster import TASK as GLOBAL_FORECAST
     from .tasks.common import load, quantized_model_file
 
     saved = load(args.model)
     if saved.get("task") == GLOBAL_FORECAST:
-        from .forecasting.commands import predict_global
+        from .forecast_commands import predict_global
 
         return predict_global(args, saved)
     if args.output or args.horizon:
@@ -244,7 +245,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .tasks.common import write_json
+    from ..files import write_json
     from .tasks.evaluation import report_lines
 
     check_writable_outputs(args, "--json")
@@ -278,7 +279,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace) -> int:
     from .. import quantized
-    from .tasks.common import quantized_model_file, save_atomically
+    from ..files import save_atomically
+    from .tasks.common import quantized_model_file
 
     check_writable_file("out", args.out)
     saved, task = _saved_task(args.model)
@@ -294,7 +296,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .tasks.common import write_atomically
+    from ..files import write_atomically
 
     saved, task = _saved_task(args.model, "ONNX export")
     description = write_atomically(args.out, lambda temporary: task.to_onnx(saved, temporary))
@@ -340,9 +342,9 @@ def _memory_settings(args: argparse.Namespace):
 
 def _compare_min_gru(args: argparse.Namespace, command: str, report: str) -> int:
     """``grukit compare --min-gru``: its own section of COMPARISON.md (min_gru_comparison)."""
+    from ..files import write_json
     from . import memory, min_gru_comparison
     from .report_file import write_section
-    from .tasks.common import write_json
 
     seeds, epochs, limit = _task_budget(args)
     saved = os.path.join(args.out, "min_gru_results.json")
@@ -721,8 +723,8 @@ def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
     args = parser.parse_args(argv)  # --help and usage errors end here, before torch is imported
 
     from ..backends import BackendError
+    from ..files import first_line
     from .tasks import TASKS
-    from .tasks.common import first_line
 
     regularised = (
         getattr(args, "layer_norm", False) or getattr(args, "zoneout", 0) or getattr(args, "recurrent_dropout", 0)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import stat
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -20,7 +15,9 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from ... import settings
-from ..busy_cores import ThreadTuner
+from ...busy_cores import ThreadTuner
+from ...files import check_finite_weights, first_line, load_tensors, save_atomically
+from ...quantized import quantize_grus
 
 REGULARISERS = ("layer_norm", "zoneout", "recurrent_dropout")  # grukit.GRU's options a task may set
 
@@ -254,19 +251,6 @@ def keep_elsewhere(saved: Dict, task: str) -> str:
     return f"the trained model is kept in {fallback} (move it where you want it)"
 
 
-def quantize_grus(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """``model`` with every ``grukit.GRU`` inside it replaced by its :class:`grukit.QuantizedGRU` in
-    ``precision`` ("int8" or "bfloat16"), in place; returned for chaining."""
-    from ...nn import GRU
-
-    for name, child in list(model.named_children()):
-        if isinstance(child, GRU):
-            setattr(model, name, child.quantized(precision))
-        else:
-            quantize_grus(child, precision)
-    return model
-
-
 LOW_PRECISIONS = ("bfloat16", "int8")
 
 
@@ -298,22 +282,6 @@ def load_weights(model: torch.nn.Module, saved: Dict) -> torch.nn.Module:
     return model.eval()
 
 
-def check_finite_weights(state: Dict, what: str) -> None:
-    """ValueError naming the first float tensor of ``state`` (a state_dict) that holds NaN or inf:
-    a trained model never holds them, so the file was damaged (or training diverged)."""
-    damaged = [
-        name
-        for name, t in state.items()
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
-    if damaged:
-        raise ValueError(
-            f"{what} {damaged[0]!r}"
-            + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "")
-            + " hold NaN or infinite values: every prediction would be NaN; train the model again"
-        )
-
-
 def finite_outputs(values: torch.Tensor) -> torch.Tensor:
     """``values`` (a model's outputs) if every one is finite; else ValueError. The readers refuse
     non-finite input and :func:`load_weights` non-finite weights, so NaN here means weights whose
@@ -337,139 +305,6 @@ def quantized_model_file(saved: Dict, model: torch.nn.Module, precision: str) ->
 
 
 SAVE_ERROR = "save_error"  # a model_file() key set only when writing --output failed
-
-
-TEMPORARY_PREFIX = ".grukit-save-"  # + "<pid>-<random>.tmp": a save in progress
-
-
-def save_atomically(obj, path: str) -> None:
-    """``torch.save(obj, path)`` through :func:`write_atomically`."""
-    write_atomically(path, lambda temporary: torch.save(obj, temporary))
-
-
-def write_json(path: str, payload) -> None:
-    """``payload`` as indented JSON at ``path``, through :func:`write_atomically` (values JSON does
-    not know, such as timestamps, as their ``str``)."""
-    text = json.dumps(payload, indent=2, default=str)
-    write_atomically(path, lambda temporary: Path(temporary).write_text(text))
-
-
-def write_atomically(path: str, write: Callable[[str], object]):
-    """``write(temporary)`` to a temporary file beside ``path``, renamed over it when complete: a
-    crash, a kill or a full disk mid-write leaves the previous file (or none), never a partial one.
-    Returns what ``write`` returns.
-
-    A symlink is followed (its target is replaced, the link kept); anything else that is not a
-    regular file (a device, a FIFO, a folder) is refused. The new file keeps the old one's
-    permissions (a private 0600 model stays private), or gets the umask's for a new file. The
-    temporary name is short (so a long ``path`` still fits the file-name limit), and temporaries
-    that a killed save left in the folder are removed.
-    """
-    target = os.path.realpath(path)
-    if os.path.exists(target) and not os.path.isfile(target):
-        raise ValueError(f"{path!r} is not a regular file ({_kind_of(target)}); grukit writes only regular files")
-    folder = os.path.dirname(target)
-    _remove_stale_temporaries(folder)
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise _naming(exc, path) from None
-    os.close(handle)
-    try:
-        result = write(temporary)
-        if os.path.exists(target):
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-        return result
-    except OSError as exc:
-        raise _naming(exc, path) from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _naming(error: OSError, path: str) -> OSError:
-    """``error`` about the temporary file beside ``path``, told as an error writing ``path``: the
-    name the user gave, never the temporary's."""
-    return type(error)(error.errno, error.strerror or first_line(error), path)
-
-
-def _kind_of(path: str) -> str:
-    mode = os.stat(path).st_mode
-    for test, kind in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
-def _remove_stale_temporaries(folder: str) -> None:
-    """Remove ``TEMPORARY_PREFIX<pid>-*.tmp`` files in ``folder`` whose process no longer runs (a
-    save killed mid-write, SIGKILL or SIGTERM, left them)."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(TEMPORARY_PREFIX) and name.endswith(".tmp")):
-            continue
-        pid = name[len(TEMPORARY_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _process_runs(int(pid)):
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def first_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's first line, at most ``limit`` characters (its type's name if it has no text):
-    what a one-line error message quotes of a cause that may span many lines."""
-    return (str(error).strip().splitlines() or [""])[0][:limit] or type(error).__name__
-
-
-def load_tensors(path: str, what: str) -> Dict:
-    """A model file or checkpoint, read with ``weights_only=True``: tensors and plain Python data
-    only, so a crafted file cannot run code. ``what`` names the file in errors."""
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a folder, not a grukit {what}")
-    try:
-        with warnings.catch_warnings():  # torch warns about odd pickle protocols of non-torch files
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except pickle.UnpicklingError as exc:
-        reason = first_line(exc)
-        raise ValueError(
-            f"{path!r} is not a grukit {what}: it is not a torch file of tensors and plain data (grukit "
-            f"loads nothing else, because loading other objects could run code; {reason})"
-        ) from None
-    except Exception as exc:  # empty, truncated, damaged or not torch: torch's unpickler raises many kinds
-        # (EOFError, RuntimeError, ValueError, IndexError on a damaged stack, ...), none of them the user's to read
-        reason = f"{type(exc).__name__}: {first_line(exc)}"
-        raise ValueError(
-            f"{path!r} is not a readable grukit {what} (empty, truncated or another format: {reason})"
-        ) from None
 
 
 def load(path: str) -> Dict:

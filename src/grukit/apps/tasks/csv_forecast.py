@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.csv_table import (
+from ...forecasting.table import (
     TableError,
     fill_missing,
     infer_freq_string,

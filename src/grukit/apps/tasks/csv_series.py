@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..datasets.csv_table import (
+from ...forecasting.table import (
     TableError,
     class_labels,
     fill_missing,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.csv_table import TableError, class_labels, fill_missing, read_table
+from ...forecasting.table import TableError, class_labels, fill_missing, read_table
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...nn import GRU
+from ..nn import GRU
 
 
 class GlobalGRU(nn.Module):

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from ..datasets.csv_table import FLOAT32_MAX, TableError
 from .panel import Panel, Series, calendar_features, season_of
+from .table import FLOAT32_MAX, TableError
 
 # the archive's frequency names -> pandas frequencies
 FREQUENCIES = {

@@ -8,8 +8,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..datasets.csv_table import TableError
 from .panel import Panel, from_long, from_wide
+from .table import TableError
 
 
 def reader(

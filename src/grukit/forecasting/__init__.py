@@ -1,6 +1,6 @@
 """Forecasting many series at once with one global GRU.
 
-    from grukit.apps import forecasting
+    from grukit import forecasting
     model = forecasting.train(frame, horizon=12, id="store", time="date", target="sales",
                               future=["price"], static=["region"], quantiles=(0.1, 0.5, 0.9))
     forecasts = model.predict(frame)        # id, step, time, forecast, q0.1, q0.5, q0.9, lower_80, upper_80
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .panel import Panel
 
 # imported on first use (PEP 562), so that the grukit command's parser, which imports
-# .commands, does not import torch and pandas before it has parsed anything
+# grukit.apps.forecast_commands, does not import torch and pandas before it has parsed anything
 _LAZY = {
     "BacktestResult": ".backtesting",
     "backtest": ".backtesting",

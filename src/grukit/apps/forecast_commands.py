@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ..arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
+from .arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
 
 # "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks
 # that they agree)
@@ -74,7 +74,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args):
-    from . import reading
+    from ..forecasting import reading
 
     spec = reading.reader(
         id=args.id,
@@ -91,7 +91,7 @@ def _read(args):
 
 
 def _settings(args, panel_horizon):
-    from .forecaster import Settings
+    from ..forecasting.forecaster import Settings
 
     horizon = args.horizon or panel_horizon
     if not horizon:
@@ -114,8 +114,9 @@ def _settings(args, panel_horizon):
 
 
 def run_forecast(args) -> int:
-    from ..tasks.common import save_failure, write_json
-    from .forecaster import fit
+    from ..files import write_json
+    from ..forecasting.forecaster import fit
+    from .tasks.common import save_failure
 
     check_writable_outputs(args, "--output", "--json")
     panel, spec = _read(args)
@@ -150,9 +151,9 @@ def run_forecast(args) -> int:
 
 
 def run_backtest(args) -> int:
-    from ..tasks.common import write_json
-    from .backtesting import backtest, plot
-    from .baselines import BASELINES, STATISTICAL
+    from ..files import write_json
+    from ..forecasting.backtesting import backtest, plot
+    from ..forecasting.baselines import BASELINES, STATISTICAL
 
     check_writable_outputs(args, "--json", "--plot")
     panel, _ = _read(args)
@@ -183,7 +184,7 @@ def run_backtest(args) -> int:
 
 def predict_global(args, saved: dict) -> int:
     """``grukit predict MODEL --csv FILE`` for a global forecasting model."""
-    from .forecaster import GlobalForecaster
+    from ..forecasting.forecaster import GlobalForecaster
 
     if not args.csv:
         raise ValueError("--csv FILE is needed: the series' history to forecast from")
@@ -200,7 +201,7 @@ def predict_global(args, saved: dict) -> int:
     if not output:
         print(frame.to_string(index=False))
         return 0
-    from ..tasks.common import write_atomically, write_json
+    from ..files import write_atomically, write_json
 
     if output.endswith(".json"):
         write_json(output, json.loads(frame.to_json(orient="records", date_format="iso")))

@@ -18,11 +18,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..datasets.csv_table import TableError
 from . import metrics
 from .baselines import BASELINES, WITH_INTERVALS, forecast_with_intervals
 from .forecaster import GlobalForecaster, Settings, fit, intervals
 from .panel import Panel
+from .table import TableError
 
 MODEL = "grukit GRU"
 
@@ -237,7 +237,7 @@ def plot(result: BacktestResult, panel: Panel, path: str, count: int = 4) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..tasks.common import write_atomically
+    from ..files import write_atomically
 
     summary = result.summary()
     others = [m for m in summary if m != MODEL]

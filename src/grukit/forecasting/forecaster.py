@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from ..busy_cores import ThreadTuner
-from ..datasets.csv_table import TableError
 from . import conformal
 from .network import GlobalGRU, pinball_loss
 from .panel import Panel, calendar_features, future_times
+from .table import TableError
 from .windows import TRANSFORMS, CovariateScaling, Windows, applicable, feature_sizes, make_windows
 
 TASK = "global-forecast"  # the model file's "task"
@@ -369,7 +369,7 @@ class GlobalForecaster:
     def quantized(self, precision: str) -> "GlobalForecaster":
         """A copy whose networks' GRU encoders are :class:`grukit.QuantizedGRU` in ``precision``
         ("int8" or "bfloat16"; the heads stay float32): ``grukit predict --precision``. Inference only."""
-        from ..tasks.common import quantize_grus
+        from ..quantized import quantize_grus
 
         networks = [quantize_grus(copy.deepcopy(net), precision).eval() for net in self.networks]
         return GlobalForecaster(self.settings, self.fitted, networks, self.schema)
@@ -388,7 +388,7 @@ class GlobalForecaster:
         }
 
     def save(self, path: str) -> None:
-        from ..tasks.common import save_atomically
+        from ..files import save_atomically
 
         save_atomically(self.state(), path)
 
@@ -396,7 +396,7 @@ class GlobalForecaster:
     def from_state(saved: dict) -> "GlobalForecaster":
         """The forecaster :meth:`state` saved; ValueError if ``saved`` is incomplete or damaged (a
         missing or renamed key, a value of the wrong kind, weights of other sizes)."""
-        from ..tasks.common import first_line
+        from ..files import first_line
 
         try:
             return GlobalForecaster._from_state(saved)
@@ -407,7 +407,7 @@ class GlobalForecaster:
 
     @staticmethod
     def _from_state(saved: dict) -> "GlobalForecaster":
-        from ..tasks.common import check_finite_weights
+        from ..files import check_finite_weights
 
         settings = Settings(**{**saved["settings"], "quantiles": tuple(saved["settings"]["quantiles"])})
         fitted_state = dict(saved["fitted"])
@@ -458,7 +458,7 @@ def _same_frequency(a: str, b: str) -> bool:
 
 def load(path: str) -> GlobalForecaster:
     """A forecaster saved by :meth:`GlobalForecaster.save` (read with ``weights_only``: no code runs)."""
-    from ..tasks.common import load_tensors
+    from ..files import load_tensors
 
     saved = load_tensors(path, "forecasting model file")
     if not isinstance(saved, dict) or saved.get("task") != TASK:
