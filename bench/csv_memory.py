@@ -1,11 +1,11 @@
-"""Peak memory of reading a large CSV for ``grukit train forecast`` (issue: "a 1 GB CSV must not
-need more than a few times its size in memory").
+"""Peak memory of reading a large CSV as a single series for ``grukit forecast --target`` (issue: "a
+1 GB CSV must not need more than a few times its size in memory").
 
 Writes a CSV of about ``--gigabytes`` GB (a time column, three numeric columns and a text
-column, ~60 bytes a row), then, in a fresh process, runs the forecast task's data path on it:
-``csv_forecast.read_series`` (the target and one feature column; the others are not read) and
-``make_windows`` (the training windows, a strided view). Reports the process's peak resident
-memory (``ru_maxrss``) minus what it held after its imports, against the file's size.
+column, ~60 bytes a row), then, in a fresh process, reads it as the forecaster does:
+``grukit.forecasting.reading.read_panel`` of the target and one known-future column (the others are
+not read), a panel of one series. Reports the process's peak resident memory (``ru_maxrss``) minus
+what it held after its imports, against the file's size.
 
     python bench/csv_memory.py --gigabytes 1
 """
@@ -42,21 +42,17 @@ def write_csv(path: str, gigabytes: float) -> int:
 
 def measure(path: str) -> None:
     """In this process: read and window the file as training does; print the figures."""
-    from grukit.apps.datasets.series import make_windows
-    from grukit.apps.tasks.common import Options
-    from grukit.apps.tasks.csv_forecast import read_series
+    from grukit.forecasting.reading import read_panel, reader
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
-    options = Options(task="forecast", target="units", features="temperature", time="step")
-    values, names, times = read_series(path, options)
-    data = make_windows(values, times, names, names[0], 14, (0.7, 0.15))
+    panel = read_panel(path, reader(target="units", time="step", future=["temperature"]))
+    rows = len(panel.series[0].values)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     size = os.path.getsize(path)
     print(
-        f"file {size / 1e9:.2f} GB, {len(values):,} rows; read + windows ({data.x_train.shape[0]:,} training windows "
-        f"of 14 x 2) in {time.perf_counter() - started:.0f} s; peak memory above the imports {peak / 1e9:.2f} GB = "
-        f"{peak / size:.2f}x the file"
+        f"file {size / 1e9:.2f} GB, {rows:,} rows read as a panel of one in {time.perf_counter() - started:.0f} s; "
+        f"peak memory above the imports {peak / 1e9:.2f} GB = {peak / size:.2f}x the file"
     )
 
 

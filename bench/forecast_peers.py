@@ -1,6 +1,6 @@
 """The same backtest through a practitioner's tool: Nixtla's neuralforecast ``GRU`` with its defaults,
-against grukit's global GRU, on the same series, cut-offs and horizon. Writes RESULTS.md's "peers"
-section.
+against grukit's global GRU, on the same series, cut-offs and horizon. Writes results/forecasting_peers.md
+(and no other file).
 
     pip install -e '.[bench-forecast]'      # statsmodels, neuralforecast (pulls pytorch-lightning, ray)
     python bench/forecast_peers.py
@@ -27,7 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forecast_results import ORDER, TITLE  # noqa: E402
 from gru_speed import machine_label  # noqa: E402
 from grukit import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import tech_stocks, us_changes, us_employment, us_macro  # noqa: E402
@@ -35,6 +34,7 @@ from grukit.apps.report_file import write_section  # noqa: E402
 from grukit.forecasting.backtesting import score  # noqa: E402
 
 CUTOFFS = 10
+TITLE = "# Forecasting: grukit's global GRU against neuralforecast's GRU\n"
 
 
 def long_frame(panel: fc.Panel) -> pd.DataFrame:
@@ -105,8 +105,8 @@ def main() -> None:
             f"{scores['neuralforecast'][1]:.3f} | {their_seconds:.1f} ({their_seconds / ours:.1f}x grukit's) |"
         )
         print(lines[-2], lines[-1], sep="\n", flush=True)
-    path = str(Path(__file__).resolve().parent.parent / "RESULTS.md")
-    write_section(path, "peers", "\n".join(lines) + "\n", ORDER, TITLE)
+    path = str(Path(__file__).resolve().parent.parent / "results" / "forecasting_peers.md")
+    write_section(path, "peers", "\n".join(lines) + "\n", ("peers",), TITLE)
 
 
 if __name__ == "__main__":

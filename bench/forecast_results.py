@@ -1,5 +1,5 @@
 """Forecasting results: the Monash archive's M1 yearly benchmark reproduced, and rolling-origin
-backtests on multi-series datasets from installed packages. Writes RESULTS.md.
+backtests on multi-series datasets from installed packages. Writes results/forecasting.md (and no other file).
 
     python bench/forecast_results.py            # about 15 minutes on 2 cores (ETS is most of it)
     python bench/forecast_results.py --quick    # a smoke run (seconds), written to RESULTS.quick.md
@@ -36,7 +36,7 @@ from grukit.apps.report_file import write_section  # noqa: E402
 from grukit.forecasting import baselines, metrics  # noqa: E402
 
 TITLE = "# Forecasting results\n"
-ORDER = ("monash", "backtests", "peers")  # sections; bench/forecast_peers.py writes "peers"
+ORDER = ("monash", "backtests")  # the sections of results/forecasting.md, which only this script writes
 
 # Godahewa et al. 2021 ("Monash Time Series Forecasting Archive", NeurIPS datasets track), table 2:
 # mean MASE on M1 yearly
@@ -262,7 +262,7 @@ def main() -> None:
         "defaults were chosen: the backtests' section).",
         "",
     ]
-    path = str(Path(__file__).resolve().parent.parent / ("RESULTS.quick.md" if args.quick else "RESULTS.md"))
+    path = str(Path(__file__).resolve().parent.parent / "results" / ("forecasting.quick.md" if args.quick else "forecasting.md"))
     write_section(path, "monash", "\n".join(header) + m1_markdown(rows, runs), ORDER, TITLE)
     write_section(path, "backtests", backtest_markdown(results), ORDER, TITLE)
     print(Path(path).read_text())

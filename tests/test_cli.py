@@ -246,13 +246,12 @@ def test_help_imports_no_task_and_no_torch():
 
 def test_the_tasks_train_with_the_defaults_the_help_lists(monkeypatch):
     """Each task module reads its defaults from the catalog the help prints (no second copy)."""
-    from grukit.apps.tasks import classify, csv_forecast, csv_series, csv_text, music, sentiment, textgen, translate
+    from grukit.apps.tasks import classify, csv_series, csv_text, music, sentiment, textgen, translate
     from grukit.apps.tasks.catalog import CATALOG
 
     assert sentiment.DEFAULTS is CATALOG["sentiment"] and textgen.DEFAULTS is CATALOG["textgen"]
     assert music.DEFAULTS is CATALOG["music"] and translate.DEFAULTS is CATALOG["translate"]
     assert csv_text.DEFAULTS is CATALOG["classify-text"] and csv_series.DEFAULTS is CATALOG["classify-series"]
-    assert csv_forecast.DEFAULTS is CATALOG["forecast"]
     seen = {}
     monkeypatch.setattr(classify, "train_on", lambda data, options, defaults: seen.setdefault("d", defaults))
     monkeypatch.setattr(classify, "load_data", lambda task, limit: None)

@@ -72,7 +72,7 @@ def _tsf() -> str:
 
 
 def _single_csv() -> str:
-    """One series with a covariate: ``grukit train forecast --csv`` (the own-data forecaster)."""
+    """One series with a covariate: ``grukit forecast --target`` (a single series, a panel of one)."""
     rng = np.random.default_rng(5)
     days = pd.date_range("2021-01-01", periods=160, freq="D").strftime("%Y-%m-%d")
     rows = [f"{d},{20 + 5 * np.sin(t / 9) + rng.normal():.3f},{rng.normal():.3f}" for t, d in enumerate(days)]
@@ -194,7 +194,7 @@ def _run(args, folder, allowed=(), computed=NUMBER):
 def models(tmp_path_factory):
     """Tiny trained models, one per reader: global forecasters on the long CSV, the wide CSV and the
     .tsf file; a classify-series model on the .ts file and its int8 quantized file; the own-data
-    forecaster on a one-series CSV and a text classifier on a CSV of sentences."""
+    forecaster on a one-series CSV (a panel of one) and a text classifier on a CSV of sentences."""
     folder = tmp_path_factory.mktemp("fuzz-models")
     sources = {"long.csv": _long_csv(), "wide.csv": _wide_csv(), "panel.tsf": _tsf(), "series.ts": _ts(),
                "single.csv": _single_csv(), "text.csv": _text_csv()}  # fmt: skip
@@ -207,8 +207,8 @@ def models(tmp_path_factory):
         "wide.pt": ["forecast", "--csv", str(folder / "wide.csv"), "--time", "date", "--horizon", "5", *tiny],
         "tsf.pt": ["forecast", "--csv", str(folder / "panel.tsf"), *tiny],
         "series.pt": ["train", "classify-series", "--csv", str(folder / "series.ts"), "--epochs", "1", "--quiet"],
-        "single.pt": ["train", "forecast", "--csv", str(folder / "single.csv"), "--target", "y", "--time", "date",
-                      "--features", "x", "--epochs", "1", "--quiet"],
+        "single.pt": ["forecast", "--csv", str(folder / "single.csv"), "--target", "y", "--time", "date",
+                      "--horizon", "5", *tiny],
         "text.pt": ["train", "classify-text", "--csv", str(folder / "text.csv"), "--text", "text", "--label", "label",
                     "--epochs", "1", "--quiet"],
     }  # fmt: skip
@@ -242,8 +242,9 @@ def _mutated_file(tmp_path, data, source: str, name: str):
 
 @pytest.mark.parametrize(
     "model, source, suffix",
-    [("long.pt", _long_csv(), ".csv"), ("wide.pt", _wide_csv(), ".csv"), ("tsf.pt", _tsf(), ".tsf")],
-    ids=["long-csv", "wide-csv", "tsf"],
+    [("long.pt", _long_csv(), ".csv"), ("wide.pt", _wide_csv(), ".csv"), ("tsf.pt", _tsf(), ".tsf"),
+     ("single.pt", _single_csv(), ".csv")],
+    ids=["long-csv", "wide-csv", "tsf", "single-series-csv"],
 )
 @FUZZ
 @given(data=st.data())
@@ -273,14 +274,14 @@ def test_ts_reader_under_mutation(models, tmp_path, command, data):
 
 @pytest.mark.parametrize(
     "model, source, command",
-    [("single.pt", _single_csv(), "--csv"), ("text.pt", _text_csv(), "--file"), ("text.pt", _text_csv(), "evaluate")],
-    ids=["forecast-csv", "text-lines", "text-csv-evaluate"],
+    [("text.pt", _text_csv(), "--file"), ("text.pt", _text_csv(), "evaluate")],
+    ids=["text-lines", "text-csv-evaluate"],
 )
 @FUZZ
 @given(data=st.data())
 def test_own_data_readers_under_mutation(models, tmp_path, model, source, command, data):
-    """``predict MODEL --csv`` (the own-data forecaster), ``predict MODEL --file`` (a text file, one
-    input a line) and ``evaluate MODEL --csv`` (labelled sentences)."""
+    """``predict MODEL --file`` (a text file, one input a line) and ``evaluate MODEL --csv`` (labelled
+    sentences)."""
     folder, path = _mutated_file(tmp_path, data, source, "mutated.csv")
     if command == "evaluate":  # labels are echoed too (a label "inf" is text)
         _run(["evaluate", str(models / model), "--csv", str(path)], folder, computed=EVALUATION)

@@ -15,4 +15,4 @@ def __getattr__(name: str):  # imported on first use (PEP 562): the command star
     raise AttributeError(f"module 'grukit.apps' has no attribute {name!r}")
 
 
-__all__ = ["classify_series", "classify_text", "forecast"]
+__all__ = ["classify_series", "classify_text"]

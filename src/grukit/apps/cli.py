@@ -28,6 +28,7 @@ import sys
 import time
 from typing import List, Optional
 
+from ..forecasting.table import FILL_HELP, FILL_POLICIES
 from ..memory_budget import check_gru_training
 from .arguments import (
     attach_list_values,
@@ -66,9 +67,8 @@ def _options(args: argparse.Namespace, task: str):
     )
 
 
-# your own data: the Options fields that the forecast, classify-text and classify-series tasks read
-DATA_OPTIONS = ("csv", "target", "features", "time", "window", "horizon", "season", "calendar", "text", "label",
-                "id", "fill", "encoding", "max_classes")  # fmt: skip
+# your own data: the Options fields that the classify-text and classify-series tasks read
+DATA_OPTIONS = ("csv", "features", "time", "text", "label", "id", "fill", "encoding", "max_classes")
 
 
 def _check_data_options(args: argparse.Namespace, task) -> None:
@@ -81,8 +81,8 @@ def _check_data_options(args: argparse.Namespace, task) -> None:
     if given:
         flags = ", ".join("--" + name for name in given)
         raise ValueError(
-            f"{flags}: the {task.name} task trains on its packaged data; your own CSV goes to the forecast, "
-            "classify-text and classify-series tasks"
+            f"{flags}: the {task.name} task trains on its packaged data; your own CSV goes to the classify-text "
+            "and classify-series tasks, or to `grukit forecast` to forecast it"
         )
 
 
@@ -487,23 +487,18 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="recurrent (variational) dropout in [0, 1) (textgen and music models; default 0)",
     )
-    data = p.add_argument_group("your own data (tasks forecast, classify-text, classify-series)")
+    data = p.add_argument_group("your own data (tasks classify-text, classify-series; forecast with grukit forecast)")
     data.add_argument("--csv", help="the CSV file to train on (classify-series: or a UEA/aeon .ts file)")
-    data.add_argument("--target", help="forecast: the column to forecast")
-    data.add_argument("--features", help="forecast: more input columns; classify-series: the channels (A,B,C)")
-    data.add_argument("--time", help="forecast, classify-series: the column that orders the rows (dates or numbers)")
-    data.add_argument("--window", type=positive_int, help="forecast: rows read per forecast (default 14)")
-    data.add_argument("--horizon", type=positive_int, help="forecast: values forecast at once (default 1)")
-    data.add_argument("--season", type=positive_int, help="forecast: season length in rows (seasonal naive baseline)")
-    data.add_argument("--calendar", action="store_true", help="forecast: add the day of the year from --time")
+    data.add_argument("--features", help="classify-series: the channels (A,B,C)")
+    data.add_argument("--time", help="classify-series: the column that orders the rows (dates or numbers)")
     data.add_argument("--text", help="classify-text: the text column")
     data.add_argument("--label", help="classify-text, classify-series: the class column")
     data.add_argument("--id", help="classify-series: the column naming each recording")
     data.add_argument(
         "--fill",
-        choices=("refuse", "drop", "ffill", "interpolate"),
+        choices=FILL_POLICIES,
         default="refuse",
-        help="missing values: refuse them (default), drop their rows, carry the last value forward, or interpolate",
+        help=FILL_HELP,
     )
     data.add_argument("--encoding", default="utf-8", help="the CSV file's text encoding (default utf-8)")
     data.add_argument(
@@ -717,9 +712,18 @@ def _interrupted(command: str, where: str, exiting: bool) -> int:
     return 130
 
 
+REPLACED_TRAIN_FORECAST = (
+    "grukit train: error: `grukit train forecast` is replaced by the panel forecaster, where a single series is "
+    "a panel of one: grukit forecast --csv FILE --target COL --time COL --horizon N --output MODEL"
+)
+
+
 def _run_command(argv: Optional[List[str]], exiting: bool) -> int:
     parser = build_parser()
     argv = attach_list_values(sys.argv[1:] if argv is None else list(argv))
+    if argv[:2] == ["train", "forecast"]:  # the one-series forecaster went: one forecasting path
+        print(REPLACED_TRAIN_FORECAST, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)  # --help and usage errors end here, before torch is imported
 
     from ..backends import BackendError

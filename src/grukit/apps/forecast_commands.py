@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from ..forecasting.table import FILL_HELP, FILL_POLICIES
 from .arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
 
 # "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks
@@ -40,9 +41,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--static", help="static covariates, A,B: one value per series (long format)")
     data.add_argument(
         "--fill",
-        choices=("refuse", "ffill", "interpolate", "zero"),
+        choices=FILL_POLICIES,
         default="refuse",
-        help="missing times and values: refuse them (default), carry forward, interpolate, or zero",
+        help=FILL_HELP,
     )
     data.add_argument("--encoding", default="utf-8", help="the file's text encoding (default utf-8)")
 

@@ -1,5 +1,6 @@
-"""Your own data from Python: train the forecast and classifier tasks on a CSV path or a pandas
-DataFrame, with the command line's checks, baselines and report, and no command line.
+"""Your own data from Python: train the classifier tasks on a CSV path or a pandas DataFrame, with the
+command line's checks, baselines and report, and no command line. To forecast your own series, use
+``grukit.forecasting.train`` (a single series is a panel of one).
 
 Each function returns ``(model, report)``: the trained ``torch.nn.Module`` (evaluation mode)
 and the report that ``grukit train`` prints (``report["model"]`` the test metric,
@@ -9,15 +10,13 @@ predict``). Keyword arguments are ``grukit train``'s options (``epochs``, ``hidd
 ``layers``, ``reset_after``, ``seed``, ``batch_size``, ``lr``, ``fill``, ``encoding`` ...).
 
 >>> import pandas as pd, grukit.apps
->>> sales = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=400), "units": range(400)})
->>> model, report = grukit.apps.forecast(sales, target="units", time="day", epochs=5, quiet=True)
->>> sorted(report["baselines"])
-['persistence (the last value)']
+>>> reviews = pd.DataFrame({"text": ["good film", "bad film"] * 50, "label": ["pos", "neg"] * 50})
+>>> model, report = grukit.apps.classify_text(reviews, text="text", label="label", epochs=2, quiet=True)
 """
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Tuple
 
 import torch
 
@@ -39,18 +38,6 @@ def _trained(task_name: str, report: Dict) -> Tuple[torch.nn.Module, Dict]:
     from .tasks import TASKS
 
     return TASKS[task_name].load(report["model_file"]), report
-
-
-def forecast(
-    data, target: str, features: Union[Sequence[str], str, None] = None, time: str = None, **options
-) -> Tuple[torch.nn.Module, Dict]:
-    """``grukit train forecast``: forecast ``target`` from its last ``window`` rows (and those of
-    ``features``); ``data`` a CSV path or DataFrame, rows in time order (or ordered by ``time``).
-    Options also: ``window`` (14), ``horizon`` (1), ``season``, ``calendar``."""
-    from .tasks import csv_forecast
-
-    settings = _options("forecast", target=target, features=features, time=time, **options)
-    return _trained("forecast", csv_forecast.train_frame(data, settings))
 
 
 def classify_text(data, text: str, label: str, **options) -> Tuple[torch.nn.Module, Dict]:

@@ -22,11 +22,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .table import TableError, _describe, infer_freq_string, numeric_column, read_table, time_column
+from .table import FILL_POLICIES, TableError, _describe, _rows, infer_freq_string, numeric_column, read_table, time_column
 
 # the season length the Monash archive (Godahewa et al. 2021) uses for MASE, by pandas frequency
 SEASONS = {"Y": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "h": 24, "30min": 48, "min": 60}
-FILL_CHOICES = ("refuse", "ffill", "interpolate", "zero")
+FILL_CHOICES = FILL_POLICIES  # one set for every command; a panel refuses "drop" (:func:`check_panel_fill`)
 
 
 @dataclass
@@ -165,6 +165,18 @@ def infer_frequency(times_by_series: Sequence[np.ndarray], column: str, source) 
     return max(votes, key=votes.get)
 
 
+def check_panel_fill(fill: str) -> None:
+    """A panel takes every ``--fill`` choice but ``drop``: leaving a row out would leave a hole in its
+    series' regular time grid, which must be filled anyway."""
+    if fill not in FILL_CHOICES:
+        raise TableError(f"--fill must be one of {', '.join(FILL_CHOICES)}, got {fill!r}")
+    if fill == "drop":
+        raise TableError(
+            "--fill drop leaves rows out, which would leave holes in a series' time grid; "
+            "give --fill ffill, --fill interpolate or --fill zero"
+        )
+
+
 def _fill(values: np.ndarray, how: str) -> np.ndarray:
     """``values`` [n, K] with NaNs filled by ``how`` (ffill then bfill, linear interpolation, or 0)."""
     import pandas as pd
@@ -226,8 +238,7 @@ def from_long(
     a duplicate (id, time), an id with one row, a missing timestamp (unless ``fill``), a gap in the
     target or a covariate (unless ``fill``), or a static column that changes within a series.
     """
-    if fill not in FILL_CHOICES:
-        raise TableError(f"--fill must be one of {', '.join(FILL_CHOICES)}, got {fill!r}")
+    check_panel_fill(fill)
     named = {"--id": id, "--time": time, "--target": target}
     named.update({f"--past {c}": c for c in past})
     named.update({f"--future {c}": c for c in future})
@@ -356,14 +367,15 @@ def from_wide(
     future: Sequence[str] = (),
     fill: str = "refuse",
     encoding: str = "utf-8",
+    targets_flag: str = "--targets",
 ) -> Panel:
     """A panel from a wide table: each of ``targets`` is a series (every numeric column but ``time``
     and ``future`` when ``targets`` is empty); rows in ``time`` order (or file order). Leading empty
     cells start a series later; trailing ones end it earlier; a gap inside needs ``fill``.
-    ``future`` columns are shared by every series."""
-    if fill not in FILL_CHOICES:
-        raise TableError(f"--fill must be one of {', '.join(FILL_CHOICES)}, got {fill!r}")
-    named = {f"--targets {c}": c for c in targets}
+    ``future`` columns are shared by every series. ``targets_flag``: the flag that named the targets in
+    messages ("--target" for a single series, a panel of one)."""
+    check_panel_fill(fill)
+    named = {f"{targets_flag} {c}": c for c in targets}
     if time:
         named["--time"] = time
     named.update({f"--future {c}": c for c in future})
@@ -373,10 +385,11 @@ def from_wide(
         if not targets:
             raise TableError(f"{_describe(source)} has no numeric column to forecast; name them with --targets")
     times, frequency = None, None
+    file_rows = np.arange(len(frame))  # each row's place in the file, for messages
     if time:
         times = time_column(frame, time, source)
         order = np.argsort(times, kind="stable")
-        frame, times = frame.iloc[order].reset_index(drop=True), times[order]
+        frame, times, file_rows = frame.iloc[order].reset_index(drop=True), times[order], order
         repeated = np.flatnonzero(times[1:] == times[:-1])
         if len(repeated):
             raise TableError(
@@ -388,7 +401,7 @@ def from_wide(
     calendar = calendar_features(times, frequency) if times is not None else np.zeros((len(frame), 0))
     series = []
     for name in targets:
-        y = numeric_column(frame, name, "--targets" if name in named.values() else "", source)
+        y = numeric_column(frame, name, targets_flag if name in named.values() else "", source)
         observed = np.flatnonzero(~np.isnan(y))
         if len(observed) < 2:
             raise TableError(
@@ -397,8 +410,10 @@ def from_wide(
         start, n = int(observed[0]), int(observed[-1]) + 1
         holes = np.flatnonzero(np.isnan(y[start:n]))
         if len(holes) and fill == "refuse":
+            flag = f"{targets_flag} " if name in named.values() else ""
             raise TableError(
-                f"column {name!r} of {_describe(source)} is empty at row {start + holes[0] + 1}; give --fill ffill, "
+                f"{flag}column {name!r} of {_describe(source)} has {len(holes)} missing value"
+                f"{'s' if len(holes) > 1 else ''} (row {_rows(file_rows[start + holes])}); give --fill ffill, "
                 "--fill interpolate or --fill zero"
             )
         values = _fill(y[start:n, None], fill)[:, 0] if len(holes) else y[start:n]

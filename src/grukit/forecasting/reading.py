@@ -25,7 +25,13 @@ def reader(
     encoding: str = "utf-8",
 ) -> Dict:
     """The reader settings, checked: the long format needs ``id``, ``time`` and ``target``; the wide
-    one takes ``targets`` (or every numeric column) and refuses past and static covariates."""
+    one takes ``targets`` (or every numeric column) and refuses past and static covariates. A single
+    series is a panel of one: ``target`` without ``id`` is the wide format with that one column."""
+    one_series = id is None and bool(target)
+    if one_series:
+        if targets:
+            raise TableError("give --target COL (one series) or --targets A,B (one column per series), not both")
+        targets, target = [target], None
     if id is not None:
         for flag, value in (("--time", time), ("--target", target)):
             if not value:
@@ -33,10 +39,6 @@ def reader(
         if targets:
             raise TableError("--targets is for the wide format (one column per series); with --id give --target")
     else:
-        if target:
-            raise TableError(
-                "--target needs --id (the column naming each series); for one column per series give --targets"
-            )
         if past or static:
             raise TableError("--past and --static covariates need the long format (--id, --time, --target)")
     return {
@@ -49,6 +51,7 @@ def reader(
         "static": list(static),
         "fill": fill,
         "encoding": encoding,
+        "targets_flag": "--target" if one_series else "--targets",
     }
 
 
@@ -76,7 +79,13 @@ def read_panel(source, settings: Dict) -> Panel:
             settings["encoding"],
         )
     return from_wide(
-        source, settings["targets"], settings["time"], settings["future"], settings["fill"], settings["encoding"]
+        source,
+        settings["targets"],
+        settings["time"],
+        settings["future"],
+        settings["fill"],
+        settings["encoding"],
+        settings.get("targets_flag", "--targets"),  # absent from the settings of models saved before it
     )
 
 

@@ -1,4 +1,5 @@
-"""Reading a user's CSV file: the checks that turn a bad file into one sentence.
+"""Reading a user's CSV file: the checks that turn a bad file into one sentence. The one CSV reader of
+every grukit command (the forecaster's panels and the applications' own-data tasks).
 
 Every error names the file, the column (and the command-line flag that named it) and, for a
 bad value, the row: ``row`` counts data rows from 1, ``line`` is the line of the file (the
@@ -6,9 +7,11 @@ header is line 1), as a spreadsheet shows it. Files are read with pandas' ``read
 conventions (comma separated, first line the header, compressed ``.gz``/``.bz2``/``.zip``/
 ``.xz`` files read as they are), and only the named columns are kept in memory.
 
-Missing values (empty cells, NaN) are refused unless a ``fill`` policy says what to do:
-``drop`` the rows, ``ffill`` (carry the last value forward, the first ones backward) or
-``interpolate`` (linear in the row number, ends carried) for numeric columns.
+Missing values (empty cells, NaN) are refused unless a ``fill`` policy says what to do, the same
+choices for every command (``FILL_POLICIES``): ``drop`` the rows, ``ffill`` (carry the last value
+forward, the first ones backward), ``interpolate`` (linear in the row number, ends carried) or
+``zero`` for numeric columns. A panel (``grukit forecast``) fills missing times too, and refuses
+``drop``, which would leave holes in a series' time grid.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-FILL_POLICIES = ("refuse", "drop", "ffill", "interpolate")
+FILL_POLICIES = ("refuse", "drop", "ffill", "interpolate", "zero")
+FILL_HELP = (
+    "missing values: refuse them (default), drop their rows (not in a panel), carry the last value forward, "
+    "interpolate, or zero"
+)
 COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
 
 
@@ -309,7 +316,7 @@ def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str,
             remedy = (
                 "give --fill drop to leave those rows out"
                 if name in other
-                else "give --fill ffill, --fill interpolate or --fill drop"
+                else "give --fill ffill, --fill interpolate, --fill zero or --fill drop"
             )
             raise TableError(
                 f"{_flagged(flags, name)}column {name!r} of {_describe(source)} has {len(rows)} missing "
@@ -318,6 +325,9 @@ def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str,
     frame = frame.copy()
     for name in numeric:
         column = frame[name].astype(np.float64)
+        if fill == "zero":
+            frame[name] = column.fillna(0.0)
+            continue
         if fill == "interpolate":
             column = column.interpolate(method="linear", limit_direction="both")
         frame[name] = column.ffill().bfill()

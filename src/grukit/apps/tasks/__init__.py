@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _registry() -> Dict[str, "Task"]:
-    from . import classify, csv_forecast, csv_series, csv_text, forecast, music, sentiment, textgen, translate
+    from . import classify, csv_series, csv_text, forecast, music, sentiment, textgen, translate
     from .catalog import CATALOG
 
     tasks = {
@@ -28,7 +28,6 @@ def _registry() -> Dict[str, "Task"]:
             textgen.TASK,
             music.TASK,
             translate.TASK,
-            csv_forecast.TASK,
             csv_text.TASK,
             csv_series.TASK,
         ]

@@ -36,7 +36,6 @@ CATALOG: Dict[str, TaskDefaults] = {
     "textgen": TaskDefaults("Shakespeare's plays, character by character -> the next character", 8, 256, 64, 3e-3),
     "music": TaskDefaults("Bach chorale melodies, note by note -> the next note and its length", 30, 128, 32, 3e-3),
     "translate": TaskDefaults("English number words -> French (Cho et al. 2014's encoder-decoder)", 12, 128, 64, 3e-3),
-    "forecast": TaskDefaults("your CSV (--csv, --target): a column -> its next values", 40, 50, 32, 1e-3),
     "classify-text": TaskDefaults("your CSV (--csv, --text, --label): texts -> their labels", 12, 64, 64, 3e-3),
     "classify-series": TaskDefaults(
         "your CSV or .ts file (--csv, --label): recordings -> their labels", 60, 64, 16, 3e-3

@@ -43,15 +43,10 @@ class Options:
     zoneout: float = 0.0
     recurrent_dropout: float = 0.0
     precisions: bool = False  # also report the test metric with the GRU in bfloat16 and int8
-    # your own data (the forecast, classify-text and classify-series tasks; see grukit.apps.own_data)
+    # your own data (the classify-text and classify-series tasks; see grukit.apps.own_data)
     csv: Optional[str] = None  # a CSV file (or, for classify-series, a .ts file)
-    target: Optional[str] = None  # forecast: the column to forecast
-    features: Optional[str] = None  # forecast: more input columns, comma separated; classify-series: the channels
-    time: Optional[str] = None  # forecast, classify-series: the column that orders the rows
-    window: Optional[int] = None  # forecast: input rows per forecast
-    horizon: Optional[int] = None  # forecast: values forecast at once
-    season: Optional[int] = None  # forecast: the season length, for the seasonal naive baseline
-    calendar: bool = False  # forecast: add the day of the year (sin, cos) from --time
+    features: Optional[str] = None  # classify-series: the channels, comma separated
+    time: Optional[str] = None  # classify-series: the column that orders the rows
     text: Optional[str] = None  # classify-text: the text column
     label: Optional[str] = None  # classify-text, classify-series: the class column
     id: Optional[str] = None  # classify-series: the column naming each sequence
