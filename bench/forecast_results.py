@@ -262,7 +262,11 @@ def main() -> None:
         "defaults were chosen: the backtests' section).",
         "",
     ]
-    path = str(Path(__file__).resolve().parent.parent / "results" / ("forecasting.quick.md" if args.quick else "forecasting.md"))
+    path = str(
+        Path(__file__).resolve().parent.parent
+        / "results"
+        / ("forecasting.quick.md" if args.quick else "forecasting.md")
+    )
     write_section(path, "monash", "\n".join(header) + m1_markdown(rows, runs), ORDER, TITLE)
     write_section(path, "backtests", backtest_markdown(results), ORDER, TITLE)
     print(Path(path).read_text())

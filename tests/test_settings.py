@@ -1,5 +1,5 @@
 """The GRUKIT_* environment variables: every one declared once (grukit.settings), a bad value refused
-with one line naming the allowed ones, and the README's table made from the registry."""
+with one line naming the allowed ones, and the settings page's table made from the registry."""
 
 import os
 import re
@@ -96,6 +96,6 @@ def test_the_command_line_says_it_in_one_line(tmp_path):
     assert len(lines) == 1 and "$GRUKIT_BACKEND must be one of auto, torch, cpu_fused" in lines[0], done.stderr
 
 
-def test_the_readme_table_is_the_registry():
-    readme = (ROOT / "README.md").read_text()
-    assert settings.markdown_table() in readme, "README's settings table differs: python -m grukit.settings"
+def test_the_settings_page_is_the_registry():
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert settings.markdown_table() in page, "docs/settings.md's table differs: python -m grukit.settings"

@@ -5,8 +5,8 @@ Code reads a setting with :func:`get` (or :func:`is_on` for a switch), never wit
 a value outside the allowed ones is refused with one line naming them (:class:`SettingError`), so
 a typo never quietly selects something else. ``import grukit`` checks every one that is set
 (:func:`check_all`), so a setting read only on a GPU or at a build is refused on any machine.
-The README's table of settings is this registry (``python -m grukit.settings`` prints it; a test
-checks that the README has it).
+The table of docs/settings.md is this registry (``python -m grukit.settings`` prints it; a test
+checks that the page has it).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def is_on(name: str) -> bool:
 
 
 def markdown_table() -> str:
-    """The settings as the README's table."""
+    """The settings as docs/settings.md's table."""
     lines = ["| variable | meaning | values | read |", "|---|---|---|---|"]
     for s in SETTINGS.values():
         if s.allowed is None:

@@ -22,7 +22,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .table import FILL_POLICIES, TableError, _describe, _rows, infer_freq_string, numeric_column, read_table, time_column
+from .table import (
+    FILL_POLICIES,
+    TableError,
+    _describe,
+    _rows,
+    infer_freq_string,
+    numeric_column,
+    read_table,
+    time_column,
+)
 
 # the season length the Monash archive (Godahewa et al. 2021) uses for MASE, by pandas frequency
 SEASONS = {"Y": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "h": 24, "30min": 48, "min": 60}
