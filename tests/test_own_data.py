@@ -13,11 +13,11 @@ import torch
 
 from grukit.apps import classify_series, classify_text
 from grukit.apps.cli import main
-from grukit.apps.datasets._packages import package_file
 
 QUICK = ["--quiet", "--epochs", "3"]
 # the panel forecaster at its smallest: the reader's checks are what these tests read
-TINY_FORECAST = ["--horizon", "2", "--hidden", "8", "--epochs", "1", "--ensemble", "1", "--transform", "level", "--quiet"]
+TINY_FORECAST = ["--horizon", "2", "--hidden", "8", "--epochs", "1", "--ensemble", "1", "--transform", "level"]
+TINY_FORECAST += ["--quiet"]
 
 
 def _sales(rows=300, seed=0):
@@ -88,7 +88,8 @@ def test_a_single_series_is_a_panel_of_one(tmp_path, capsys):
 
 
 def test_train_forecast_says_what_replaced_it(capsys):
-    _fails(["train", "forecast", "--csv", "x.csv", "--target", "units"], capsys, "grukit forecast --csv FILE --target COL")
+    replaced = ["train", "forecast", "--csv", "x.csv", "--target", "units"]
+    _fails(replaced, capsys, "grukit forecast --csv FILE --target COL")
 
 
 def test_classify_text_end_to_end(tmp_path, capsys):
