@@ -242,8 +242,12 @@ def _mutated_file(tmp_path, data, source: str, name: str):
 
 @pytest.mark.parametrize(
     "model, source, suffix",
-    [("long.pt", _long_csv(), ".csv"), ("wide.pt", _wide_csv(), ".csv"), ("tsf.pt", _tsf(), ".tsf"),
-     ("single.pt", _single_csv(), ".csv")],
+    [
+        ("long.pt", _long_csv(), ".csv"),
+        ("wide.pt", _wide_csv(), ".csv"),
+        ("tsf.pt", _tsf(), ".tsf"),
+        ("single.pt", _single_csv(), ".csv"),
+    ],
     ids=["long-csv", "wide-csv", "tsf", "single-series-csv"],
 )
 @FUZZ
