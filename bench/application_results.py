@@ -4,6 +4,7 @@ file); each run's report is kept in runs/ as the ``--json`` of ``grukit train``.
 
     python bench/application_results.py                 # every task (about 25 minutes on 2 cores)
     python bench/application_results.py --tasks weather  # some; the file is rewritten from runs/*.json
+    python bench/application_results.py --resume         # only the runs not in runs/ yet
 
 A cell is the mean over the seeds, with the range in brackets: training order and initialisation move
 these numbers more than the reset placement does. textgen (two minutes a run) is trained once, seed 0,
@@ -89,12 +90,14 @@ def rows_for(task: str):
         f"{cell(by_placement['reset before'])} | {baselines} | {seconds:.0f} s | {command} |"
     ]
     for metric, values in first.get("also", {}).items():
-        ours = {p: [r["also"][metric]["grukit GRU"] for (q, _), r in reports.items() if q == p] for p in PLACEMENTS}
-        others = "; ".join(f"{name} {value:.4g}" for name, value in values.items() if name != "grukit GRU")
-        rows.append(
-            f"| {task} | (same runs) | {metric} | {cell(ours['reset after'])} | {cell(ours['reset before'])} | "
-            f"{others} | | (same runs) |"
-        )
+        others = "; ".join(f"{name} {value:.4g}" for name, value in values.items() if not name.startswith("grukit GRU"))
+        for ours_name in [name for name in values if name.startswith("grukit GRU")]:
+            ours = {p: [r["also"][metric][ours_name] for (q, _), r in reports.items() if q == p] for p in PLACEMENTS}
+            label = metric + ours_name[len("grukit GRU") :]
+            rows.append(
+                f"| {task} | (same runs) | {label} | {cell(ours['reset after'])} | {cell(ours['reset before'])} | "
+                f"{others} | | (same runs) |"
+            )
     return rows
 
 
@@ -124,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks to train (default: all)")
     parser.add_argument("--write-only", action="store_true", help="rewrite the file from runs/*.json, train nothing")
+    parser.add_argument("--resume", action="store_true", help="train only the runs that have no runs/*.json yet")
     args = parser.parse_args()
     RUNS.mkdir(exist_ok=True)
     if not args.write_only:
@@ -131,7 +135,8 @@ def main() -> None:
             if task not in TASKS:
                 parser.error(f"--tasks: {task!r} is not one of {', '.join(TASKS)}")
             for placement, seed in runs_of(task):
-                train(task, placement, seed)
+                if not (args.resume and run_path(task, placement, seed).exists()):
+                    train(task, placement, seed)
     write(ROOT / "results" / "applications.md")
     print((ROOT / "results" / "applications.md").read_text())
 
