@@ -28,7 +28,7 @@ import sys
 import time
 from typing import List, Optional
 
-from ..forecasting.table import FILL_HELP, FILL_POLICIES
+from ..forecasting.fill_policies import FILL_HELP, FILL_POLICIES
 from ..memory_budget import check_gru_training
 from .arguments import (
     attach_list_values,

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ..forecasting.table import FILL_HELP, FILL_POLICIES
+from ..forecasting.fill_policies import FILL_HELP, FILL_POLICIES
 from .arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
 
 # "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks

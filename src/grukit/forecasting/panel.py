@@ -22,8 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .fill_policies import FILL_POLICIES
 from .table import (
-    FILL_POLICIES,
     TableError,
     _describe,
     _rows,

@@ -28,11 +28,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-FILL_POLICIES = ("refuse", "drop", "ffill", "interpolate", "zero")
-FILL_HELP = (
-    "missing values: refuse them (default), drop their rows (not in a panel), carry the last value forward, "
-    "interpolate, or zero"
-)
+from .fill_policies import FILL_POLICIES
+
 COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")
 
 
