@@ -29,8 +29,9 @@ demo: $(STAMP)
 	$(BIN)/grukit demo
 
 # pytest exit code 5 means "no tests collected": for this project that is a failure
+# the suite on every usable core (pytest-xdist), slow tests included
 test: $(STAMP)
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest -n auto; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # every file grukit reads, fuzzed (tests/test_fuzz_files.py): rounds of 500 new random examples per

@@ -93,7 +93,7 @@ def test_scan_forward_and_gradients_match_the_oracle(backend, dtype, tolerance, 
 
 @pytest.mark.parametrize("backend", backend_params("cpu_fused", "triton"))
 def test_fused_scans_have_second_derivatives(backend):
-    k, h0 = _gates(9, 2, 5)
+    k, h0 = _gates(5, 2, 3)  # gradgradcheck's cost grows with every element: the smallest T, B, H > 1
     assert torch.autograd.gradgradcheck(_scan(backend), (k.requires_grad_(), h0.requires_grad_()))
 
 
