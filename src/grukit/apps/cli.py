@@ -40,6 +40,7 @@ from .arguments import (
     probability_below_one,
 )
 from .forecast_commands import add_commands as add_forecasting_commands
+from .model_kinds import kind_of
 
 
 def _options(args: argparse.Namespace, task: str):
@@ -192,56 +193,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_task(path: str, float_only: str = "", saved=None):
-    """(the model file's contents, its task) for a model file from ``grukit train TASK --output``
-    (or ``grukit quantize``; refused when ``float_only`` names a use that needs the float32 file)."""
-    from ..forecasting.forecaster import TASK as GLOBAL_FORECAST
-    from .tasks import TASKS
-    from .tasks.common import load
-
-    saved = load(path) if saved is None else saved
-    if saved["task"] == GLOBAL_FORECAST:
-        raise ValueError(
-            f"{path!r} is a global forecasting model (from grukit forecast), which this command does not take: "
-            "forecast with `grukit predict MODEL --csv FILE [--precision int8]`, score with `grukit backtest`"
-        )
-    if saved["task"] not in TASKS:
-        raise ValueError(f"{path!r} is a model file of an unknown task {saved['task']!r} (known: {', '.join(TASKS)})")
-    if float_only and saved.get("precision"):
-        raise ValueError(
-            f"{path!r} holds {saved['precision']} weights (from grukit quantize); {float_only} takes the "
-            "float32 model file it was made from"
-        )
-    return saved, TASKS[saved["task"]]
-
-
 def _predict(args: argparse.Namespace) -> int:
-    from ..forecasting.forecaster import TASK as GLOBAL_FORECAST
-    from .tasks.common import load, quantized_model_file
-
-    saved = load(args.model)
-    if saved.get("task") == GLOBAL_FORECAST:
-        from .forecast_commands import predict_global
-
-        return predict_global(args, saved)
-    if args.output or args.horizon:
-        raise ValueError("--output and --horizon are for global forecasting models (from `grukit forecast`)")
-    saved, task = _saved_task(args.model, saved=saved)
-    if args.precision:
-        saved = quantized_model_file(saved, task.load(saved), args.precision)
-    texts = list(args.text)
-    if args.file:
-        if not os.path.exists(args.file):
-            raise ValueError(f"--file {args.file!r}: no such file")
-        if os.path.isdir(args.file):
-            raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
-        with open(args.file, encoding="utf-8") as f:
-            texts += [line.strip() for line in f if line.strip()]
-    if args.csv and not getattr(task, "takes_csv", False):
-        raise ValueError(f"--csv: a {task.name} model does not read CSV files; {task.how_to_use}")
-    for line in task.predict(saved, texts, args.days, **({"csv": args.csv} if args.csv else {})):
-        print(line)
-    return 0
+    saved, kind = kind_of(args.model)
+    return kind.run_predict(args, saved)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -249,7 +203,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .tasks.evaluation import report_lines
 
     check_writable_outputs(args, "--json")
-    saved, task = _saved_task(args.model)
+    saved, task = kind_of(args.model)
     report = task.evaluate(saved, args.csv, {"label": args.label, "text": args.text, "encoding": args.encoding})
     for line in report_lines(report, task.name):
         print(line)
@@ -280,11 +234,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from .. import quantized
     from ..files import save_atomically
-    from .tasks.common import quantized_model_file
 
     check_writable_file("out", args.out)
-    saved, task = _saved_task(args.model)
-    smaller = quantized_model_file(saved, task.load(saved), args.precision)
+    saved, task = kind_of(args.model)
+    smaller = task.quantized_file(saved, args.precision)
     save_atomically(smaller, args.out)
     size = os.path.getsize(args.out)
     print(
@@ -298,20 +251,20 @@ def _quantize(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ..files import write_atomically
 
-    saved, task = _saved_task(args.model, "ONNX export")
+    saved, task = kind_of(args.model, "ONNX export")
     description = write_atomically(args.out, lambda temporary: task.to_onnx(saved, temporary))
     print(f"wrote {args.out}: {description}")
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
-    saved, task = _saved_task(args.model)
+    saved, task = kind_of(args.model)
     print(task.generate(saved, args.prompt, args.length, args.temperature, args.seed, args.output))
     return 0
 
 
 def _translate(args: argparse.Namespace) -> int:
-    saved, task = _saved_task(args.model)
+    saved, task = kind_of(args.model)
     for line in task.translate(saved, args.text, args.beam, args.show):
         print(line)
     return 0
@@ -404,7 +357,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _gates(args: argparse.Namespace) -> int:
     from . import gates
 
-    saved, task = _saved_task(args.model, "grukit gates")
+    saved, task = kind_of(args.model, "grukit gates")
     paths, meaning = gates.write(saved, task, args.text, args.days, args.out, args.layer)
     print(f"wrote {paths[0]} and {paths[1]} ({meaning})")
     return 0

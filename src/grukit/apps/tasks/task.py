@@ -49,6 +49,36 @@ class Task:
         """The trained model (evaluation mode) from a model file's contents."""
         return self._load(saved)
 
+    # ---- what the commands that read a model file call (grukit.apps.model_kinds dispatches here)
+    def run_predict(self, args, saved: Dict) -> int:
+        """``grukit predict MODEL ...``: print this model's predictions for the command's arguments
+        (texts, ``--file``, ``--days``, ``--csv``, ``--precision``); the exit status."""
+        import os
+
+        if args.output or args.horizon:
+            raise ValueError("--output and --horizon are for global forecasting models (from `grukit forecast`)")
+        if args.precision:
+            saved = self.quantized_file(saved, args.precision)
+        texts = list(args.text)
+        if args.file:
+            if not os.path.exists(args.file):
+                raise ValueError(f"--file {args.file!r}: no such file")
+            if os.path.isdir(args.file):
+                raise ValueError(f"--file {args.file!r} is a folder; give a text file, one input per line")
+            with open(args.file, encoding="utf-8") as f:
+                texts += [line.strip() for line in f if line.strip()]
+        if args.csv and not self.takes_csv:
+            raise ValueError(f"--csv: a {self.name} model does not read CSV files; {self.how_to_use}")
+        for line in self.predict(saved, texts, args.days, **({"csv": args.csv} if args.csv else {})):
+            print(line)
+        return 0
+
+    def quantized_file(self, saved: Dict, precision: str) -> Dict:
+        """The model file's contents with its GRUs in ``precision`` (``grukit quantize``)."""
+        from .common import quantized_model_file
+
+        return quantized_model_file(saved, self.load(saved), precision)
+
     # ---- uses a task may offer
     def predict(self, saved: Dict, texts: Sequence[str], days: int, csv: Optional[str] = None) -> List[str]:
         """``grukit predict``: the lines to print for ``texts`` (classifiers), ``days`` (forecasts)
