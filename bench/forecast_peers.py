@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gru_speed import machine_label  # noqa: E402
 from grukit import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import tech_stocks, us_changes, us_employment, us_macro  # noqa: E402
-from grukit.apps.report_file import write_section  # noqa: E402
+from grukit.apps.studies.report_file import write_section  # noqa: E402
 from grukit.forecasting.backtesting import score  # noqa: E402
 
 CUTOFFS = 10

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from gru_speed import machine_label  # noqa: E402
 from grukit import forecasting as fc  # noqa: E402
 from grukit.apps.datasets.panels import m1_yearly_path, tech_stocks, us_changes, us_employment, us_macro  # noqa: E402
-from grukit.apps.report_file import write_section  # noqa: E402
+from grukit.apps.studies.report_file import write_section  # noqa: E402
 from grukit.forecasting import baselines, metrics  # noqa: E402
 
 TITLE = "# Forecasting results\n"

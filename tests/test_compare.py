@@ -11,9 +11,9 @@ pytest.importorskip("matplotlib")
 
 import grukit  # noqa: E402
 from grukit import reference  # noqa: E402
-from grukit.apps import compare, gates  # noqa: E402
 from grukit.apps.cli import main  # noqa: E402
 from grukit.apps.datasets import tokenize  # noqa: E402
+from grukit.apps.studies import compare, gates  # noqa: E402
 
 
 def _png_size(path):

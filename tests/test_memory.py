@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from grukit.apps import memory
-from grukit.apps.model_sizes import matched_hidden, recurrent_parameters
-from grukit.apps.report_file import read_sections, write_section
+from grukit.apps.studies import memory, memory_report, memory_tasks
+from grukit.apps.studies.model_sizes import matched_hidden, recurrent_parameters
+from grukit.apps.studies.report_file import read_sections, write_section
 
 
 def test_adding_problem_sums_the_two_marked_values_one_per_half():
-    x, y = memory.adding_problem(500, 30, np.random.default_rng(0))
+    x, y = memory_tasks.adding_problem(500, 30, np.random.default_rng(0))
     assert x.shape == (500, 30, 2) and (x[:, :, 1].sum(1) == 2).all()
     assert (x[:, :15, 1].sum(1) == 1).all() and (x[:, 15:, 1].sum(1) == 1).all()
     torch.testing.assert_close(y[:, 0], (x[:, :, 0] * x[:, :, 1]).sum(1))
     # predicting the mean sum scores about the trivial loss 2/12
-    assert abs(float(((y - 1.0) ** 2).mean()) - memory.trivial_loss("adding", 30)) < 0.03
+    assert abs(float(((y - 1.0) ** 2).mean()) - memory_tasks.trivial_loss("adding", 30)) < 0.03
 
 
 def test_copy_task_layout():
     delay = 7
-    x, y = memory.copy_task(50, delay, np.random.default_rng(0))
+    x, y = memory_tasks.copy_task(50, delay, np.random.default_rng(0))
     assert x.shape == (50, delay + 20, 10) and y.shape == (50, delay + 20)
     symbols = x.argmax(2)
     assert ((symbols[:, :10] >= 1) & (symbols[:, :10] <= 8)).all()
@@ -39,28 +39,28 @@ def test_copy_task_layout():
 @pytest.mark.parametrize("delay", [5, 50, 500])
 def test_copy_trivial_loss_is_the_best_memoryless_prediction(delay):
     """Blanks for certain until the delimiter, then uniform over the 8 symbols."""
-    x, y = memory.copy_task(20, delay, np.random.default_rng(1))
+    x, y = memory_tasks.copy_task(20, delay, np.random.default_rng(1))
     logits = torch.full((20, delay + 20, 9), -1e9)
     logits[:, : delay + 10, 0] = 0
     logits[:, delay + 10 :, 1:] = 0
-    loss = memory.loss_of("copy", logits, y).item()
-    assert math.isclose(loss, memory.trivial_loss("copy", delay), rel_tol=1e-6)
-    assert math.isclose(memory.solved_below("copy", delay), 0.05 * loss, rel_tol=1e-6)
+    loss = memory_tasks.loss_of("copy", logits, y).item()
+    assert math.isclose(loss, memory_tasks.trivial_loss("copy", delay), rel_tol=1e-6)
+    assert math.isclose(memory_tasks.solved_below("copy", delay), 0.05 * loss, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("task", memory.TASKS)
+@pytest.mark.parametrize("task", memory_tasks.TASKS)
 def test_models_have_the_counted_parameters_and_the_task_shape(task):
-    inputs = memory.task_inputs(task)
+    inputs = memory_tasks.task_inputs(task)
     target = recurrent_parameters("gru-after", inputs, 32)
-    for kind in memory.KINDS:
+    for kind in memory_tasks.KINDS:
         hidden = matched_hidden(kind, inputs, target)
-        model = memory.MemoryModel(kind, task, hidden)
+        model = memory_tasks.MemoryModel(kind, task, hidden)
         assert sum(p.numel() for p in model.rnn.parameters()) == recurrent_parameters(kind, inputs, hidden)
         assert abs(recurrent_parameters(kind, inputs, hidden) - target) / target < 0.05
-        x, y = memory.make_batch(task, 3, 6, np.random.default_rng(0))
+        x, y = memory_tasks.make_batch(task, 3, 6, np.random.default_rng(0))
         out = model(x)
         assert out.shape == ((3, 1) if task == "adding" else (3, 26, 9))
-        loss = memory.loss_of(task, out, y)
+        loss = memory_tasks.loss_of(task, out, y)
         if task == "adding":  # mean squared error
             expected = ((out - y) ** 2).mean()
         else:  # cross-entropy per step: minus the mean log-probability of the target symbol
@@ -114,7 +114,7 @@ def test_claims_follow_the_longest_lengths_solved():
             "copy": {"rnn": 10, "lstm": 20, "gru-after": 50, "gru-before": 20},
         }
     )
-    text = "\n".join(memory.claims(runs, settings))
+    text = "\n".join(memory_report.claims(runs, settings))
     assert "adding: RNN none (none matched), LSTM 200 (200 matched), GRU reset after 400, reset before 1000" in text
     assert "1. *Plain RNNs have a short-term memory problem*: **supported**" in text
     assert (
@@ -124,13 +124,13 @@ def test_claims_follow_the_longest_lengths_solved():
     runs, settings = _solved_up_to(
         {"adding": {"rnn": 50, "lstm": 1000, "gru-after": 400}, "copy": {"rnn": 10, "lstm": 50, "gru-after": 20}}
     )
-    text = "\n".join(memory.claims(runs, settings))
+    text = "\n".join(memory_report.claims(runs, settings))
     assert "short and medium ones*: **supported**" in text
     assert (
         "**left open**" not in text.split("3.")[0] and "RNNs have a short-term memory problem*: **supported**" in text
     )
     runs, settings = _solved_up_to({"adding": {"rnn": 0, "lstm": 0, "gru-after": 0}, "copy": {"rnn": 0}})
-    assert "every claim is **left open**" in "\n".join(memory.claims(runs, settings))
+    assert "every claim is **left open**" in "\n".join(memory_report.claims(runs, settings))
 
 
 def test_report_sections_keep_each_other(tmp_path):
@@ -154,8 +154,8 @@ def test_compare_memory_quick_writes_the_table_and_resumes(tmp_path, capsys):
     runs = [json.loads(line) for line in log]
     assert {r["purpose"] for r in runs} == {"tune", "main"} and {r["task"] for r in runs} == {"adding", "copy"}
     section = read_sections(str(out / "COMPARISON.md"))["memory"]
-    for kind in memory.KINDS:  # the minGRU has its own section (grukit compare --min-gru)
-        assert memory.LABELS[kind] in section
+    for kind in memory_tasks.KINDS:  # the minGRU has its own section (grukit compare --min-gru)
+        assert memory_tasks.LABELS[kind] in section
     assert "### Longest length solved" in section and "### The claims" in section
     for name in ("memory_loss_curves.png", "memory_longest_solved.png"):
         assert (out / name).stat().st_size > 10_000

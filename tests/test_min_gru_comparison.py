@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from grukit.apps import memory
-from grukit.apps.model_sizes import matched_hidden, recurrent_parameters
-from grukit.apps.report_file import read_sections
+from grukit.apps.studies import memory_tasks
+from grukit.apps.studies.model_sizes import matched_hidden, recurrent_parameters
+from grukit.apps.studies.report_file import read_sections
 
 
 def test_selective_copy_layout():
     length = 30
-    x, y = memory.selective_copy(40, length, np.random.default_rng(0))
+    x, y = memory_tasks.selective_copy(40, length, np.random.default_rng(0))
     assert x.shape == (40, length + 20, 10) and y.shape == (40, length + 20)
     symbols = x.argmax(2)
     stored = symbols[:, :length]
@@ -31,41 +31,41 @@ def test_selective_copy_layout():
 
 def test_selective_copy_trivial_loss_is_the_best_memoryless_prediction():
     length = 25
-    x, y = memory.selective_copy(20, length, np.random.default_rng(1))
+    x, y = memory_tasks.selective_copy(20, length, np.random.default_rng(1))
     logits = torch.full((20, length + 20, 9), -1e9)
     logits[:, : length + 10, 0] = 0
     logits[:, length + 10 :, 1:] = 0
-    loss = memory.loss_of("selective", logits, y).item()
-    assert math.isclose(loss, memory.trivial_loss("selective", length), rel_tol=1e-6)
+    loss = memory_tasks.loss_of("selective", logits, y).item()
+    assert math.isclose(loss, memory_tasks.trivial_loss("selective", length), rel_tol=1e-6)
 
 
 def test_selective_copy_needs_room_for_the_symbols():
     with pytest.raises(ValueError, match="T >= 10"):
-        memory.selective_copy(2, 9, np.random.default_rng(0))
+        memory_tasks.selective_copy(2, 9, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("task", ["adding", "copy", "selective"])
 def test_min_gru_memory_model_has_the_counted_parameters(task):
-    model = memory.MemoryModel("min-gru", task, 16)
-    inputs = memory.task_inputs(task)
+    model = memory_tasks.MemoryModel("min-gru", task, 16)
+    inputs = memory_tasks.task_inputs(task)
     assert sum(p.numel() for p in model.rnn.parameters()) == recurrent_parameters("min-gru", inputs, 16)
     assert recurrent_parameters("min-gru", inputs, 16) == 2 * (inputs * 16 + 16)
-    x, _ = memory.make_batch(task, 3, 12, np.random.default_rng(0))
+    x, _ = memory_tasks.make_batch(task, 3, 12, np.random.default_rng(0))
     assert model(x).shape == ((3, 1) if task == "adding" else (3, 32, 9))
 
 
 @pytest.mark.parametrize("task", ["adding", "copy", "selective"])
 def test_min_gru_blocks_are_compared_at_the_grus_parameter_count(task):
-    inputs = memory.task_inputs(task)
+    inputs = memory_tasks.task_inputs(task)
     target = recurrent_parameters("gru-after", inputs, 64)
     width = matched_hidden("min-gru-blocks", inputs, target)
-    model = memory.MemoryModel("min-gru-blocks", task, width)
+    model = memory_tasks.MemoryModel("min-gru-blocks", task, width)
     counted = sum(p.numel() for p in model.rnn.parameters())
     assert counted == recurrent_parameters("min-gru-blocks", inputs, width)
     # the closest width: one wider or narrower is further from the GRU's count
     for other in (width - 1, width + 1):
         assert abs(recurrent_parameters("min-gru-blocks", inputs, other) - target) >= abs(counted - target)
-    x, _ = memory.make_batch(task, 3, 12, np.random.default_rng(0))
+    x, _ = memory_tasks.make_batch(task, 3, 12, np.random.default_rng(0))
     assert model(x).shape == ((3, 1) if task == "adding" else (3, 32, 9))
 
 
@@ -99,7 +99,7 @@ def test_compare_min_gru_quick_writes_its_section_and_reuses_runs(tmp_path, caps
 def test_sequence_model_reads_the_blocks_output_at_each_last_valid_step():
     """The blocks' h_n is a minGRU state before the MLP, so the task head reads their output instead,
     at each review's last word: a padded batch gives each review what it gets alone."""
-    from grukit.apps.compare import SequenceModel
+    from grukit.apps.studies.compare import SequenceModel
 
     torch.manual_seed(0)
     model = SequenceModel("min-gru-blocks", 8, 6, 1, vocab=20)

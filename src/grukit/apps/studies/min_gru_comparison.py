@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from . import memory
+from . import memory, memory_report, memory_tasks
 from .compare import train_task
 from .model_sizes import matched_hidden, recurrent_parameters
 
@@ -59,7 +59,7 @@ def run_tasks(seeds: int, epochs: Dict[str, int], limit: int, log=print, done: S
                 r.update(setting=setting, seed=seed, epochs=epochs[task], limit=limit)
                 results.append(r)
                 log(
-                    f"{task:9s} {memory.LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
+                    f"{task:9s} {memory_tasks.LABELS[kind]:15s} H={hidden:<4d} seed {seed}: {r['metric']:.4f} "
                     f"({r['seconds_per_epoch']:.2f} s/epoch)"
                 )
     return results
@@ -84,7 +84,7 @@ def _task_columns(results: List[Dict]):
             for task in TASK_INPUTS
         }
         if all(rows.values()):
-            label = memory.LABELS[kind] + (", matched parameters" if setting == "params" else "")
+            label = memory_tasks.LABELS[kind] + (", matched parameters" if setting == "params" else "")
             columns.append((label, rows))
     return columns
 
@@ -133,25 +133,25 @@ def memory_markdown(runs: List[memory.Run], settings: memory.Settings) -> List[s
             "|---" * (len(lengths) + 4) + "|",
         ]
         for kind in KINDS:
-            cells = memory._main_runs(runs, task, kind, "params" if kind == "min-gru-blocks" else "hidden")
+            cells = memory_report._main_runs(runs, task, kind, "params" if kind == "min-gru-blocks" else "hidden")
             if not cells:
                 continue
             any_run = next(iter(cells.values()))
             row = [
-                memory.LABELS[kind] + (", matched parameters" if kind == "min-gru-blocks" else ""),
+                memory_tasks.LABELS[kind] + (", matched parameters" if kind == "min-gru-blocks" else ""),
                 str(any_run.hidden),
                 f"{any_run.parameters:,}",
                 f"{any_run.learning_rate:g}",
             ]
             for length in lengths:
-                row.append(" / ".join(memory._cell(cells.get((length, seed))) for seed in range(settings.seeds)))
+                row.append(" / ".join(memory_report._cell(cells.get((length, seed))) for seed in range(settings.seeds)))
             lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
 def _longest(runs, task, kind, settings) -> int:
     setting = "params" if kind == "min-gru-blocks" else "hidden"
-    return memory.longest_solved(runs, task, kind, setting, settings.seeds, every_seed=True)
+    return memory_report.longest_solved(runs, task, kind, setting, settings.seeds, every_seed=True)
 
 
 MODELS = {  # the minGRU models judged, with the setting of their runs
@@ -168,7 +168,7 @@ def _accuracy_verdict(by: Dict[tuple, List[float]]) -> List[str]:
         if ("sentiment", kind, setting) not in by or ("weather", kind, setting) not in by:
             continue
         acc, rmse = np.mean(by[("sentiment", kind, setting)]), np.mean(by[("weather", kind, setting)])
-        label = memory.LABELS[kind] + (" at the GRU's parameter count" if setting == "params" else " at H = 64")
+        label = memory_tasks.LABELS[kind] + (" at the GRU's parameter count" if setting == "params" else " at H = 64")
         parts.append(f"{label}: accuracy {acc:.3f} ({acc - gru_acc:+.3f}), RMSE {rmse:.3f} ({rmse - gru_rmse:+.3f})")
         if gru_acc - acc <= 0.01 and rmse - gru_rmse <= 0.02 * gru_rmse:
             competitive.append(label)
@@ -193,7 +193,7 @@ def _memory_verdicts(runs: List[memory.Run], settings: memory.Settings) -> List[
         parts, wins, losses = [], 0, 0
         for task in MEMORY_TASKS:
             g, m = _longest(runs, task, "gru-after", settings), _longest(runs, task, kind, settings)
-            parts.append(f"{task}: GRU {g or 'none'}, {memory.LABELS[kind]} {m or 'none'}")
+            parts.append(f"{task}: GRU {g or 'none'}, {memory_tasks.LABELS[kind]} {m or 'none'}")
             wins += m > g
             losses += m < g
         verdict = "holds" if losses == 0 else "does not hold" if wins == 0 else "holds on some tasks only"
@@ -216,7 +216,7 @@ def _speed_claim(results: List[Dict]) -> str:
                 r["seconds_per_epoch"] for r in results if (r["task"], r["kind"], r["setting"]) == (task, kind, setting)
             ]
             if gru and mine:
-                label = memory.LABELS[kind] + (", matched parameters" if setting == "params" else "")
+                label = memory_tasks.LABELS[kind] + (", matched parameters" if setting == "params" else "")
                 epochs.append(f"{task}, {label}: {np.mean(gru) / np.mean(mine):.2f}x")
     tasks = f" Per epoch on the tasks above (GRU's seconds / the model's): {'; '.join(epochs)}." if epochs else ""
     return (

@@ -23,9 +23,9 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-from .. import functional, reference
-from ..files import write_atomically
-from .plotting import pyplot
+from ... import functional, reference
+from ...files import write_atomically
+from ..plotting import pyplot
 
 MEANING = {
     "keeps_state": "z = share of the old state kept: h' = z*h + (1-z)*n (Cho et al. 2014, PyTorch, Keras)",

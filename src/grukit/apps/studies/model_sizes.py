@@ -21,7 +21,7 @@ def recurrent_parameters(kind: str, inputs: int, hidden: int) -> int:
     if kind == "min-gru":
         return 2 * (inputs * hidden + hidden)
     if kind == "min-gru-blocks":
-        from ..min_gru_blocks import min_gru_blocks_parameters
+        from ...min_gru_blocks import min_gru_blocks_parameters
 
         return min_gru_blocks_parameters(inputs, hidden, **MIN_GRU_BLOCKS)
     return BLOCKS.get(kind, 3) * (inputs * hidden + hidden * hidden + 2 * hidden)

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ..min_gru import MinGRU
-from ..min_gru_blocks import MinGRUBlocks
-from ..nn import GRU, GRUCell
-from .memory import adding_problem
+from ...min_gru import MinGRU
+from ...min_gru_blocks import MinGRUBlocks
+from ...nn import GRU, GRUCell
+from ..plotting import pyplot
+from .memory_tasks import adding_problem
 from .model_sizes import MIN_GRU_BLOCKS, matched_hidden, recurrent_parameters
-from .plotting import pyplot
 
 KINDS = ("rnn", "lstm", "gru-after", "gru-before", "torch-gru")
 LABELS = {
@@ -115,12 +115,12 @@ def gradient_flow(kind: str, length: int = 200, hidden: int = 64, seed: int = 0)
 
 def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit: int = 0) -> Dict:
     """Sentiment (accuracy) or weather (RMSE) with a recurrent layer of ``kind``."""
-    from .tasks.common import Options, fit
+    from ..tasks.common import Options, fit
 
     torch.manual_seed(seed)
     options = Options(task=task, seed=seed, quiet=True)
     if task == "sentiment":
-        from .datasets import rotten_tomatoes
+        from ..datasets import rotten_tomatoes
 
         data = rotten_tomatoes(limit=limit)
         model = SequenceModel(kind, 64, hidden, 1, vocab=len(data.vocab) + 2)
@@ -145,7 +145,7 @@ def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit:
         metric = accuracy(data.test_ids, data.test_lengths, data.test_labels)
         probe = (torch.from_numpy(data.test_ids), torch.from_numpy(data.test_lengths))
     else:
-        from .tasks.forecast import load_data
+        from ..tasks.forecast import load_data
 
         data, _ = load_data("weather", limit)
         model = SequenceModel(kind, len(data.features), hidden, 1)
