@@ -177,9 +177,9 @@ def test_a_model_too_large_for_memory_is_one_line(capsys, monkeypatch):
     lets a run through that then fails to allocate, the allocator's failure is one line too."""
     command = ["train", "weather", "--hidden", "200000", "--epochs", "1", "--limit", "100", "--quiet"]
     _one_line_error(capsys, command, "--hidden 200000 needs about 1920.0 GB", "GB this machine has available")
-    from grukit.apps import cli
+    from grukit.apps import task_commands
 
-    monkeypatch.setattr(cli, "check_gru_training", lambda hidden, layers: None)
+    monkeypatch.setattr(task_commands, "check_gru_training", lambda hidden, layers: None)
     _one_line_error(capsys, command, "not enough memory for this model and batch", "--hidden")
 
 
