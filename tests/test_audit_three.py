@@ -194,8 +194,8 @@ def test_a_ts_file_without_class_labels_keeps_every_channel(tmp_path):
 
 
 def test_evaluate_on_a_ts_file_without_labels_is_refused(tmp_path):
-    from grukit.apps.tasks.common import Options
     from grukit.apps.tasks.csv_series import read_recordings
+    from grukit.apps.tasks.options import Options
 
     path = tmp_path / "unlabelled.ts"
     path.write_text(TS_WITHOUT_LABELS)
@@ -443,7 +443,7 @@ def test_torch_func_grad_through_a_quantized_gru_gives_the_inference_only_messag
 
 def test_any_failure_of_torchs_unpickler_is_an_unreadable_file(tmp_path, monkeypatch):
     """A flipped byte made torch's weights-only unpickler raise IndexError ("pop from empty list")."""
-    from grukit.apps.tasks import common
+    from grukit.apps.tasks import model_files
 
     path = tmp_path / "damaged.pt"
     path.write_bytes(b"not really")
@@ -451,9 +451,9 @@ def test_any_failure_of_torchs_unpickler_is_an_unreadable_file(tmp_path, monkeyp
     def damaged_stack(*args, **kwargs):
         raise IndexError("pop from empty list")
 
-    monkeypatch.setattr(common.torch, "load", damaged_stack)
+    monkeypatch.setattr(model_files.torch, "load", damaged_stack)
     with pytest.raises(ValueError, match=r"is not a readable grukit model file .*IndexError: pop from empty list"):
-        common.load(str(path))
+        model_files.load(str(path))
 
 
 def test_a_global_model_with_a_renamed_key_or_nan_weights_is_one_line(global_model, daily_csv, tmp_path, capsys):
@@ -525,7 +525,7 @@ def test_an_int8_model_refuses_inf_in_packed_and_padded_batches_and_keeps_nan_as
 def test_a_task_model_file_with_nan_weights_or_overflowing_outputs_is_one_line(tmp_path, capsys):
     """Found by the fuzzer: a flipped byte made a weight NaN, and predict printed "down (nan)" for
     every recording with status 0."""
-    from grukit.apps.tasks.common import finite_outputs
+    from grukit.apps.tasks.model_files import finite_outputs
 
     path = tmp_path / "series.ts"
     recordings = "".join(f"{k},{k + 1},{k + 2}:{k % 3},2,1:{'ab'[k % 2]}\n" for k in range(12))

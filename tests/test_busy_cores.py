@@ -92,7 +92,8 @@ def test_the_user_s_choice_and_multi_process_runs_are_left_alone(monkeypatch, wo
 def test_training_goes_through_the_tuner_and_restores_the_thread_count(monkeypatch):
     import torch
 
-    from grukit.apps.tasks import common
+    from grukit.apps.tasks import training
+    from grukit.apps.tasks.options import Options
 
     batches = []
 
@@ -101,11 +102,11 @@ def test_training_goes_through_the_tuner_and_restores_the_thread_count(monkeypat
             batches.append(samples)
             return super().batch(samples)
 
-    monkeypatch.setattr(common, "ThreadTuner", Recording)
+    monkeypatch.setattr(training, "ThreadTuner", Recording)
     before = torch.get_num_threads()
     model = torch.nn.Linear(3, 1)
     data = (torch.randn(20, 3), torch.randn(20))
-    common.fit(
+    training.fit(
         model,
         data,
         lambda m, x, y: ((m(x).squeeze(1) - y) ** 2).mean(),
@@ -113,7 +114,7 @@ def test_training_goes_through_the_tuner_and_restores_the_thread_count(monkeypat
         2,
         1e-2,
         8,
-        common.Options(task="weather", quiet=True),
+        Options(task="weather", quiet=True),
         higher_is_better=False,
     )
     assert batches == [8, 8, 4, 8, 8, 4] and torch.get_num_threads() == before

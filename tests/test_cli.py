@@ -108,12 +108,12 @@ def test_predict_names_a_missing_file_flag(tmp_path, capsys):
 
 def test_a_save_that_fails_after_training_still_prints_the_report(tmp_path, monkeypatch, capsys):
     from grukit.apps import cli
-    from grukit.apps.tasks import common
+    from grukit.apps.tasks import model_files
 
     def disk_full(obj, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(common, "save_atomically", disk_full)
+    monkeypatch.setattr(model_files, "save_atomically", disk_full)
     path = str(tmp_path / "m.pt")
     assert cli.main(["train", "weather", "--epochs", "1", "--limit", "40", "--quiet", "--output", path]) == 2
     captured = capsys.readouterr()
@@ -255,7 +255,7 @@ def test_the_tasks_train_with_the_defaults_the_help_lists(monkeypatch):
     seen = {}
     monkeypatch.setattr(classify, "train_on", lambda data, options, defaults: seen.setdefault("d", defaults))
     monkeypatch.setattr(classify, "load_data", lambda task, limit: None)
-    from grukit.apps.tasks.common import Options
+    from grukit.apps.tasks.options import Options
 
     classify.train(Options(task="activity"))
     assert seen["d"] is CATALOG["activity"]

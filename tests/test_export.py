@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 
 import grukit  # noqa: E402
 from grukit.apps.cli import main  # noqa: E402
-from grukit.apps.tasks.common import load  # noqa: E402
+from grukit.apps.tasks.model_files import load  # noqa: E402
 from grukit.export import to_onnx  # noqa: E402
 
 CONFIGS = list(itertools.product([1, 2], [False, True], [True, False], ["keeps_state", "takes_candidate"]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from grukit.apps.cli import main
-from grukit.apps.tasks.common import load
+from grukit.apps.tasks.model_files import load
 
 
 @pytest.mark.slow

@@ -119,7 +119,7 @@ def test_classify_text_end_to_end(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     from grukit.apps.datasets.reviews import encode, tokenize_any_language
     from grukit.apps.tasks import csv_text
-    from grukit.apps.tasks.common import load
+    from grukit.apps.tasks.model_files import load
 
     saved = load(model)
     ids, lengths = encode(["tasty bread", "a chip"], saved["vocab"], saved["max_len"], tokenize_any_language)

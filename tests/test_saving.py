@@ -10,7 +10,7 @@ import torch
 
 from grukit import files
 from grukit.apps import cli
-from grukit.apps.tasks import common
+from grukit.apps.tasks import checkpoints, model_files
 
 QUICK = ["--epochs", "1", "--limit", "60", "--quiet", "--hidden", "8"]
 
@@ -18,12 +18,12 @@ QUICK = ["--epochs", "1", "--limit", "60", "--quiet", "--hidden", "8"]
 def test_a_long_output_name_is_saved(tmp_path, capsys):
     path = tmp_path / ("m" * 246 + ".pt")  # the old temporary name, ".NAME.PID.tmp", passed 255 characters
     assert cli.main(["train", "weather", *QUICK, "--output", str(path)]) == 0
-    assert common.load(str(path))["task"] == "weather"
+    assert model_files.load(str(path))["task"] == "weather"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_a_failed_final_save_keeps_the_model_and_the_report(tmp_path, monkeypatch, capsys):
-    real = common.save_atomically
+    real = model_files.save_atomically
     asked = str(tmp_path / "m.pt")
 
     def fails_where_asked(obj, path):
@@ -31,7 +31,7 @@ def test_a_failed_final_save_keeps_the_model_and_the_report(tmp_path, monkeypatc
             raise RuntimeError("File m.pt cannot be opened.")  # what torch.save raises
         real(obj, path)
 
-    monkeypatch.setattr(common, "save_atomically", fails_where_asked)
+    monkeypatch.setattr(model_files, "save_atomically", fails_where_asked)
     assert cli.main(["train", "weather", *QUICK, "--output", asked]) == 2
     captured = capsys.readouterr()
     assert "grukit GRU" in captured.out  # the report
@@ -39,7 +39,7 @@ def test_a_failed_final_save_keeps_the_model_and_the_report(tmp_path, monkeypatc
     assert error.count("\n") == 0 and "could not save the model to" in error and "cannot be opened" in error
     kept = error.split("the trained model is kept in ")[1].split(" (move it")[0]
     try:
-        assert common.load(kept)["task"] == "weather"
+        assert model_files.load(kept)["task"] == "weather"
     finally:
         os.remove(kept)
 
@@ -85,7 +85,7 @@ def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path):
 
 
 def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path, monkeypatch, capsys):
-    real = common.save_atomically
+    real = checkpoints.save_atomically
     checkpoint, output = str(tmp_path / "c.pt"), str(tmp_path / "m.pt")
 
     def disk_full_for_checkpoints(obj, path):
@@ -93,10 +93,10 @@ def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path, mo
             raise OSError(28, "No space left on device")
         real(obj, path)
 
-    monkeypatch.setattr(common, "save_atomically", disk_full_for_checkpoints)
+    monkeypatch.setattr(checkpoints, "save_atomically", disk_full_for_checkpoints)
     arguments = ["train", "weather", "--epochs", "3", "--limit", "60", "--quiet", "--hidden", "8"]
     assert cli.main([*arguments, "--checkpoint", checkpoint, "--output", output]) == 0
     err = capsys.readouterr().err
     assert err.count("could not write the checkpoint") == 1 and "training goes on" in err  # said once, not per epoch
-    assert common.load(output)["task"] == "weather" and not os.path.exists(checkpoint)
-    assert torch.is_tensor(next(iter(common.load(output)["state_dict"].values())))
+    assert model_files.load(output)["task"] == "weather" and not os.path.exists(checkpoint)
+    assert torch.is_tensor(next(iter(model_files.load(output)["state_dict"].values())))

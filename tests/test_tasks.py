@@ -10,7 +10,7 @@ import torch
 from grukit.apps.cli import main
 from grukit.apps.datasets import msft_returns, rotten_tomatoes, seattle_weather
 from grukit.apps.tasks import forecast, sentiment
-from grukit.apps.tasks.common import load
+from grukit.apps.tasks.model_files import load
 
 
 def test_reviews_loader_splits_tokenises_and_never_overlaps():
@@ -98,7 +98,7 @@ def test_task_end_to_end_through_the_cli_and_model_file_round_trip(task, tmp_pat
 
 @pytest.mark.slow
 def test_saved_model_predicts_like_the_trained_one(tmp_path):
-    from grukit.apps.tasks.common import Options
+    from grukit.apps.tasks.options import Options
 
     report = sentiment.train(Options(task="sentiment", epochs=1, limit=400, quiet=True, output=str(tmp_path / "m.pt")))
     data = rotten_tomatoes(limit=400)

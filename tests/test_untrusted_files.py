@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grukit import files
-from grukit.apps.tasks import common
+from grukit.apps.tasks import model_files
 
 
 class WritesAMarker:
@@ -35,7 +35,7 @@ def test_crafted_model_file_is_refused_and_runs_nothing(crafted):
     with pytest.raises(
         ValueError, match="is not a grukit model file: it is not a torch file of tensors and plain data"
     ):
-        common.load(str(path))
+        model_files.load(str(path))
     with pytest.raises(
         ValueError, match="is not a grukit checkpoint: it is not a torch file of tensors and plain data"
     ):

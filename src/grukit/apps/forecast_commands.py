@@ -117,7 +117,7 @@ def _settings(args, panel_horizon):
 def run_forecast(args) -> int:
     from ..files import write_json
     from ..forecasting.forecaster import fit
-    from .tasks.common import save_failure
+    from .tasks.model_files import save_failure
 
     check_writable_outputs(args, "--output", "--json")
     panel, spec = _read(args)

@@ -26,7 +26,7 @@ def kind_of(path: str, float_only: str = "", saved=None) -> Tuple[Dict, object]:
     """(the model file's contents, the object serving its kind) for the model file at ``path`` (or its
     contents ``saved``, already read); refused when ``float_only`` names a use that needs the float32
     file and this one is quantized."""
-    from .tasks.common import load
+    from .tasks.model_files import load
 
     saved = load(path) if saved is None else saved
     table = kinds()

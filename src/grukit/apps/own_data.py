@@ -22,7 +22,7 @@ import torch
 
 
 def _options(task: str, **options):
-    from .tasks.common import Options
+    from .tasks.options import Options
 
     if isinstance(options.get("features"), (list, tuple)):  # the command line's "A,B" form
         options["features"] = ",".join(options["features"])

@@ -223,7 +223,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, task: str):
-    from .tasks.common import Options
+    from .tasks.options import Options
 
     return Options(
         task=task,
@@ -253,7 +253,7 @@ DATA_OPTIONS = ("csv", "features", "time", "text", "label", "id", "fill", "encod
 
 def _check_data_options(args: argparse.Namespace, task) -> None:
     """--csv and the column options are refused for the packaged-data tasks (they would be ignored)."""
-    from .tasks.common import Options
+    from .tasks.options import Options
 
     if getattr(task, "takes_csv", False):
         return
@@ -348,7 +348,8 @@ def _check_output_paths(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> int:
     from ..files import write_json
     from .tasks import TASKS
-    from .tasks.common import SAVE_ERROR, distributed
+    from .tasks.model_files import SAVE_ERROR
+    from .tasks.training import distributed
 
     _check_output_paths(args)
     _check_data_options(args, TASKS[args.task])

@@ -115,7 +115,8 @@ def gradient_flow(kind: str, length: int = 200, hidden: int = 64, seed: int = 0)
 
 def train_task(kind: str, task: str, hidden: int, epochs: int, seed: int, limit: int = 0) -> Dict:
     """Sentiment (accuracy) or weather (RMSE) with a recurrent layer of ``kind``."""
-    from ..tasks.common import Options, fit
+    from ..tasks.options import Options
+    from ..tasks.training import fit
 
     torch.manual_seed(seed)
     options = Options(task=task, seed=seed, quiet=True)

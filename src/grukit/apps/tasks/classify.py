@@ -20,8 +20,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...nn import GRU
 from .catalog import CATALOG, TaskDefaults
-from .common import Options, fit, load_weights, metric_by_precision, model_file
+from .model_files import load_weights, metric_by_precision, model_file
+from .options import Options
 from .task import NotOffered, Task
+from .training import fit
 
 
 class Classifier(nn.Module):
@@ -133,7 +135,8 @@ class ClassifyTask(Task):
         super().__init__(train, load_model)
         self.name = name
         self.how_to_use = (
-            "load the model in Python with grukit.apps.tasks.classify.load_model(grukit.apps.tasks.common.load(PATH))"
+            "load the model in Python with "
+            "grukit.apps.tasks.classify.load_model(grukit.apps.tasks.model_files.load(PATH))"
         )
 
     def predict(self, saved: Dict, texts, days):

@@ -35,8 +35,9 @@ from ...forecasting.table import (
 from ..datasets.uea import SeriesClasses, read_ts
 from .catalog import CATALOG
 from .classify import train_on
-from .common import Options, finite_outputs, saved_reading_options
 from .evaluation import classification_report
+from .model_files import finite_outputs
+from .options import Options, saved_reading_options
 from .task import Task
 
 DEFAULTS = CATALOG["classify-series"]

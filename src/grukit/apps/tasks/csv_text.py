@@ -20,9 +20,11 @@ from ...forecasting.table import TableError, class_labels, fill_missing, read_ta
 from ..datasets.reviews import encode, tokenize_any_language
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG
-from .common import Options, finite_outputs, fit, load_weights, model_file, saved_reading_options
 from .evaluation import classification_report
+from .model_files import finite_outputs, load_weights, model_file
+from .options import Options, saved_reading_options
 from .sentiment import SentimentModel, SentimentTask, text_model_graph
+from .training import fit
 
 VOCABULARY = 20_000
 MAX_WORDS = 200

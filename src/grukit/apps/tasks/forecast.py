@@ -22,8 +22,10 @@ from ...export import OnnxGraph, append_gru, save
 from ...nn import GRU
 from ..datasets.series import day_of_year_features
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, metric_by_precision, model_file
+from .model_files import load_weights, metric_by_precision, model_file
+from .options import Options
 from .task import Task
+from .training import fit
 
 SETTINGS = {
     "weather": {"window": 14},

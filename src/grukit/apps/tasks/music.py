@@ -25,8 +25,10 @@ from torch import nn
 from ...nn import GRU
 from ..datasets.chorales import DURATIONS, REST, Note, _music21, bach_chorales, snap_duration
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, model_file, saved_gru_options
+from .model_files import load_weights, model_file
+from .options import Options, saved_gru_options
 from .task import Task
+from .training import fit
 
 DEFAULTS = CATALOG["music"]  # epochs, hidden, batch size, learning rate
 

@@ -21,8 +21,10 @@ from ...nn import GRU
 from ..datasets.reviews import UNKNOWN, encode, rotten_tomatoes, tokenize
 from .bag_of_words import bag_of_words_accuracy
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, metric_by_precision, model_file
+from .model_files import load_weights, metric_by_precision, model_file
+from .options import Options
 from .task import Task
+from .training import fit
 
 DEFAULTS = CATALOG["sentiment"]  # epochs, hidden, batch size, learning rate
 

@@ -75,7 +75,7 @@ class Task:
 
     def quantized_file(self, saved: Dict, precision: str) -> Dict:
         """The model file's contents with its GRUs in ``precision`` (``grukit quantize``)."""
-        from .common import quantized_model_file
+        from .model_files import quantized_model_file
 
         return quantized_model_file(saved, self.load(saved), precision)
 

@@ -20,8 +20,10 @@ from torch import nn
 from ...nn import GRU
 from ..datasets.plays import encode, shakespeare
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, metric_by_precision, model_file, saved_gru_options
+from .model_files import load_weights, metric_by_precision, model_file
+from .options import Options, saved_gru_options
 from .task import Task
+from .training import fit
 
 DEFAULTS = CATALOG["textgen"]  # epochs, hidden, batch size, learning rate
 

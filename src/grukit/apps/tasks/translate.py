@@ -28,8 +28,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from ...nn import GRU
 from ..datasets.numbers import covering_numbers, detokenize, english, french, number_pairs, tokenize
 from .catalog import CATALOG
-from .common import Options, fit, load_weights, model_file
+from .model_files import load_weights, model_file
+from .options import Options
 from .task import Task
+from .training import fit
 
 DEFAULTS = CATALOG["translate"]  # epochs, hidden, batch size, learning rate
 
