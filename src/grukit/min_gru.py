@@ -26,17 +26,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
+from .torch_call import call_as_torch_gru
 from .validation import (
     ShapeError,
     check_bool,
     check_dropout,
-    check_input_features,
     check_lengths,
-    check_packed_hx,
-    check_sequence_input,
     check_size,
     check_stream_chunk,
     check_streamable,
@@ -165,35 +163,6 @@ def min_gru(
             x = F.dropout(x, dropout, training=True)
     output = x.transpose(0, 1) if batch_first else x
     return output, torch.stack(finals)
-
-
-def call_as_torch_gru(
-    run, input: Union[Tensor, PackedSequence], hx: Optional[Tensor], input_size: int, batch_first: bool, like: Tensor
-) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
-    """torch.nn.GRU's call around ``run(x [T, B, I], hx [L, B, H] or None, lengths [B] or None) ->
-    (output [T, B, *], h_n [L, B, H])``: input a PackedSequence (run in its longest-first order, so
-    the output packs into the input's own layout, and h_n returned in the caller's order), or a
-    tensor [T, B, I] ([B, T, I] if ``batch_first``) or [T, I] unbatched, checked against
-    ``input_size`` and the module's weight ``like``."""
-    if isinstance(input, PackedSequence):
-        check_input_features(input.data, input_size, like, packed=True)
-        check_packed_hx(hx)
-        if hx is not None and input.sorted_indices is not None:
-            hx = hx.index_select(1, input.sorted_indices)
-        padded, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
-        output, h_n = run(padded, hx, lengths)
-        data = pack_padded_sequence(output, lengths).data
-        if input.unsorted_indices is not None:
-            h_n = h_n.index_select(1, input.unsorted_indices)
-        return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
-    input, hx, batch_first, unbatched = check_sequence_input(input, hx, batch_first)
-    check_input_features(input, input_size, like)
-    output, h_n = run(input.transpose(0, 1) if batch_first else input, hx, None)
-    if batch_first:
-        output = output.transpose(0, 1)
-    if unbatched:
-        return output.squeeze(1), h_n.squeeze(1)
-    return output, h_n
 
 
 class MinGRU(nn.Module):

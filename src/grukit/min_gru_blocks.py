@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
-from .min_gru import MinGRU, call_as_torch_gru, min_gru, valid_steps
+from .min_gru import MinGRU, min_gru, valid_steps
+from .torch_call import call_as_torch_gru
 from .validation import (
     check_bool,
     check_dropout,

@@ -28,15 +28,13 @@ from .functional import gru_packed_with_checked_options, gru_with_checked_option
 from .module_parts import LAYER_NORM_NAMES, GRUWeights, describe_modules_layers, layer_suffixes, refuse_torchscript
 from .quantized import QuantizedGRU
 from .stream import GRUStream
+from .torch_call import call_as_torch_gru
 from .validation import (
     KEEPS_STATE,
     check_bool,
     check_cell_input,
     check_dropout,
-    check_input_features,
-    check_packed_hx,
     check_regularisers,
-    check_sequence_input,
     check_size,
     check_update_gate,
 )
@@ -262,23 +260,18 @@ class GRU(nn.Module):
     def forward(
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
-        if isinstance(input, PackedSequence):
-            return self._forward_packed(input, hx)
         if torch.jit.is_tracing():
             # the checks compare shapes, which the tracer sees as tensors and warns about once per
             # comparison; the traced graph is shape-generic (the op reads T and B from its input)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-                return self._forward_padded(input, hx)
-        return self._forward_padded(input, hx)
+                return self._call(input, hx)
+        return self._call(input, hx)
 
-    def _forward_padded(self, input: Tensor, hx: Optional[Tensor]):
-        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
-        check_input_features(input, self.input_size, self.weight_ih_l0)
-        output, h_n = self._run(input, hx, None, batch_first)
-        if unbatched:
-            return output.squeeze(1), h_n.squeeze(1)
-        return output, h_n
+    def _call(self, input, hx: Optional[Tensor]):
+        return call_as_torch_gru(
+            self._run, input, hx, self.input_size, self.batch_first, self.weight_ih_l0, run_packed=self._run_packed
+        )
 
     def _options(self) -> dict:
         """The keyword arguments of ``grukit.functional.gru`` / ``gru_packed`` this module sets
@@ -295,24 +288,13 @@ class GRU(nn.Module):
             recurrent_dropout=self.recurrent_dropout,
         )
 
-    def _run(self, x: Tensor, hx: Optional[Tensor], lengths, batch_first: bool):
-        return gru_with_checked_options(
-            x, self.layer_weights(), hx, lengths=lengths, batch_first=batch_first, **self._options()
-        )
+    def _run(self, x: Tensor, hx: Optional[Tensor], lengths) -> Tuple[Tensor, Tensor]:
+        """x [T, B, I] -> (output [T, B, D*H], h_n [L*D, B, H])."""
+        return gru_with_checked_options(x, self.layer_weights(), hx, lengths=lengths, **self._options())
 
-    def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
-        # The packed data is already sorted longest first, as grukit.functional.gru_packed
-        # wants; hx and h_n are in the caller's batch order, so permute them as torch.nn.GRU does.
-        check_input_features(packed.data, self.input_size, self.weight_ih_l0, packed=True)
-        check_packed_hx(hx)
-        if hx is not None and packed.sorted_indices is not None:
-            hx = hx.index_select(1, packed.sorted_indices)
-        data, h_n = gru_packed_with_checked_options(
-            packed.data, packed.batch_sizes, self.layer_weights(), hx, **self._options()
-        )
-        if packed.unsorted_indices is not None:
-            h_n = h_n.index_select(1, packed.unsorted_indices)
-        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+    def _run_packed(self, data: Tensor, batch_sizes: Tensor, hx: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """A PackedSequence's data [N, I] (longest first) -> (data [N, D*H], h_n), with no padding."""
+        return gru_packed_with_checked_options(data, batch_sizes, self.layer_weights(), hx, **self._options())
 
     def check_plain(self, what: str, training_only_ok: bool = True) -> None:
         """Raise unless this GRU computes the plain GRU function (no layer norm; no zoneout, which

@@ -48,15 +48,12 @@ from .module_parts import (
     refuse_torchscript,
 )
 from .stream import GRUStream
+from .torch_call import call_as_torch_gru
 from .validation import (
     KEEPS_STATE,
     DtypeError,
     check_bool,
-    check_input_features,
-    check_lengths,
-    check_packed_hx,
     check_probability,
-    check_sequence_input,
     check_size,
     check_tensor,
     check_update_gate,
@@ -401,51 +398,36 @@ class QuantizedGRU(nn.Module):
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, lengths=None
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
         _require_kernels()
-        if isinstance(input, PackedSequence):
-            if lengths is not None:
-                raise ValueError("lengths goes with a padded batch; a PackedSequence carries its own")
-            return self._forward_packed(input, hx)
-        input, hx, batch_first, unbatched = check_sequence_input(input, hx, self.batch_first)
-        self._check_float32_cpu("input", input)
-        check_input_features(input, self.input_size, input)
-        x = input.transpose(0, 1) if batch_first else input
+        self._check_float32_cpu("input", input.data if isinstance(input, PackedSequence) else input)
+        like = torch.empty(0)  # the input's dtype and device: float32 on the CPU, whatever the weights' storage
+        return call_as_torch_gru(
+            self._run, input, hx, self.input_size, self.batch_first, like, self._run_packed, lengths
+        )
+
+    def _run(self, x: Tensor, hx: Optional[Tensor], lengths) -> Tuple[Tensor, Tensor]:
+        """x [T, B, I] float32 -> (output [T, B, D*H], h_n [L*D, B, H])."""
         T, B, _ = x.shape
         D = 2 if self.bidirectional else 1
         if hx is not None:
             check_tensor("hx", hx, (self.num_layers * D, B, self.hidden_size), x)
-        if lengths is not None:
-            lengths = check_lengths(lengths, B, T, x.device)
         if T == 0 or B == 0:
             output = x.new_zeros(T, B, D * self.hidden_size)
             h_n = hx.clone() if hx is not None else x.new_zeros(self.num_layers * D, B, self.hidden_size)
         else:
             output, h_n = run_quantized_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
             self._check_no_infinity(x, h_n)
-        output, h_n = self._inference_only(output, h_n, input, hx)
-        if batch_first:
-            output = output.transpose(0, 1)
-        if unbatched:
-            return output.squeeze(1), h_n.squeeze(1)
-        return output, h_n
+        return self._inference_only(output, h_n, x, hx)
 
-    def _forward_packed(self, packed: PackedSequence, hx: Optional[Tensor]):
-        self._check_float32_cpu("input", packed.data)
-        check_input_features(packed.data, self.input_size, packed.data, packed=True)
-        check_packed_hx(hx)
-        B = int(packed.batch_sizes[0])
+    def _run_packed(self, data: Tensor, batch_sizes: Tensor, hx: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """A PackedSequence's data [N, I] (longest first) -> (data [N, D*H], h_n), with no padding."""
         D = 2 if self.bidirectional else 1
         if hx is not None:
-            check_tensor("hx", hx, (self.num_layers * D, B, self.hidden_size), packed.data)
-            if packed.sorted_indices is not None:
-                hx = hx.index_select(1, packed.sorted_indices)
-        data, h_n = run_quantized_layers(
-            self._layer_inputs(), packed.data, hx, batch_sizes=packed.batch_sizes.cpu(), **self._options()
+            check_tensor("hx", hx, (self.num_layers * D, int(batch_sizes[0]), self.hidden_size), data)
+        out, h_n = run_quantized_layers(
+            self._layer_inputs(), data, hx, batch_sizes=batch_sizes.cpu(), **self._options()
         )
-        self._check_no_infinity(packed.data, h_n)
-        data, h_n = self._inference_only(data, h_n, packed.data, hx)
-        if packed.unsorted_indices is not None:
-            h_n = h_n.index_select(1, packed.unsorted_indices)
-        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+        self._check_no_infinity(data, h_n)
+        return self._inference_only(out, h_n, data, hx)
 
     @staticmethod
     def _inference_only(output: Tensor, h_n: Tensor, *inputs) -> Tuple[Tensor, Tensor]:
