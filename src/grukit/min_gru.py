@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
+from .module_parts import extra_repr_of
 from .torch_call import call_as_torch_gru
 from .validation import (
     ShapeError,
@@ -227,13 +228,8 @@ class MinGRU(nn.Module):
         return [(getattr(self, w), getattr(self, b) if b else None) for w, b in self._names]
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        return s
+        fields = (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False))
+        return extra_repr_of(self, fields)
 
     def forward(
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None

@@ -21,6 +21,36 @@ LAYER_NORM_NAMES = ("layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_we
 LAYER_NORM_INPUTS = ("gamma_ih", "beta_ih", "gamma_hh", "beta_hh")
 
 
+ALWAYS = object()  # extra_repr_of: a field shown whatever its value
+
+
+def extra_repr_of(module, fields) -> str:
+    """A module's ``extra_repr``, torch.nn.GRU's style: ``"I, H"`` then ``name=value`` for each of
+    ``fields`` ((name, default) pairs, in order) whose value differs from its default, or always for
+    the default :data:`ALWAYS`."""
+    text = f"{module.input_size}, {module.hidden_size}"
+    for name, default in fields:
+        value = getattr(module, name)
+        if default is ALWAYS or value != default:
+            text += f", {name}={value!r}"
+    return text
+
+
+# extra_repr's fields after "I, H", torch.nn.GRU's first (with their defaults), then grukit's
+GRU_FIELDS = (
+    ("num_layers", 1),
+    ("bias", True),
+    ("batch_first", False),
+    ("dropout", 0.0),
+    ("bidirectional", False),
+    ("reset_after", ALWAYS),
+    ("update_gate", ALWAYS),
+    ("layer_norm", False),
+    ("zoneout", 0.0),
+    ("recurrent_dropout", 0.0),
+)
+
+
 def layer_suffixes(num_layers: int, bidirectional: bool) -> List[str]:
     """The parameter-name suffix of each layer and direction, in torch.nn.GRU's order:
     ``_l0``, ``_l0_reverse``, ``_l1``, ..."""

@@ -25,7 +25,16 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .functional import gru_packed_with_checked_options, gru_with_checked_options
-from .module_parts import LAYER_NORM_NAMES, GRUWeights, describe_modules_layers, layer_suffixes, refuse_torchscript
+from .module_parts import (
+    ALWAYS,
+    GRU_FIELDS,
+    LAYER_NORM_NAMES,
+    GRUWeights,
+    describe_modules_layers,
+    extra_repr_of,
+    layer_suffixes,
+    refuse_torchscript,
+)
 from .quantized import QuantizedGRU
 from .stream import GRUStream
 from .torch_call import call_as_torch_gru
@@ -237,25 +246,7 @@ class GRU(nn.Module):
     __prepare_scriptable__ = refuse_torchscript
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        s += f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
-        if self.layer_norm:
-            s += ", layer_norm=True"
-        if self.zoneout:
-            s += f", zoneout={self.zoneout}"
-        if self.recurrent_dropout:
-            s += f", recurrent_dropout={self.recurrent_dropout}"
-        return s
+        return extra_repr_of(self, GRU_FIELDS)
 
     def forward(
         self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
@@ -427,10 +418,7 @@ class GRUCell(nn.Module):
     __prepare_scriptable__ = refuse_torchscript
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        return s + f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
+        return extra_repr_of(self, (("bias", True), ("reset_after", ALWAYS), ("update_gate", ALWAYS)))
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         x, h, unbatched = check_cell_input(input, hx, self.input_size, self.hidden_size, self.weight_ih)

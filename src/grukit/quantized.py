@@ -39,11 +39,14 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .functional import run_quantized_layers
 from .module_parts import (
+    ALWAYS,
+    GRU_FIELDS,
     LAYER_NORM_INPUTS,
     LAYER_NORM_NAMES,
     GRUWeights,
     describe,
     describe_modules_layers,
+    extra_repr_of,
     layer_suffixes,
     refuse_torchscript,
 )
@@ -349,21 +352,10 @@ class QuantizedGRU(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}, precision={self.precision!r}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        s += f", reset_after={self.reset_after}, update_gate={self.update_gate!r}"
-        if self.layer_norm:
-            s += ", layer_norm=True"
-        if self.zoneout:
-            s += f", zoneout={self.zoneout}"
-        return s
+        fields = (("precision", ALWAYS),) + tuple(
+            field for field in GRU_FIELDS if field[0] not in ("dropout", "recurrent_dropout")
+        )
+        return extra_repr_of(self, fields)
 
     # ---- running it -------------------------------------------------------------------
     def _options(self) -> dict:
