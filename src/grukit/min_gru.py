@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .module_parts import extra_repr_of
+from .stream import StreamDriver
 from .torch_call import call_as_torch_gru
 from .validation import (
     ShapeError,
@@ -246,7 +247,7 @@ class MinGRU(nn.Module):
         return MinGRUStream(self, batch_size, h0)
 
 
-class MinGRUStream:
+class MinGRUStream(StreamDriver):
     """Step-by-step inference over a unidirectional :class:`MinGRU`, keeping the state between calls.
 
     ``step(x [B, I]) -> [B, H]`` runs one step of every layer, the sequential form: per layer
@@ -261,11 +262,8 @@ class MinGRUStream:
     def __init__(self, module: MinGRU, batch_size: int = 1, h0: Optional[Tensor] = None):
         check_streamable(module)
         self.module = module
-        self.batch_size = check_size("batch_size", batch_size)
         like = module.weight_ih_l0
-        self._shape = (module.num_layers, self.batch_size, module.hidden_size)
-        self._initial = like.new_zeros(self._shape) if h0 is None else self._checked(h0)
-        self._h = self._initial.clone()
+        self._start((module.num_layers, batch_size, module.hidden_size), like, h0, module.input_size)
         self._weights = [
             (w.detach().clone(), None if b is None else b.detach().clone()) for w, b in module.layer_weights()
         ]
@@ -274,30 +272,9 @@ class MinGRUStream:
         native = self._scan is backends.get("cpu_fused") and like.device.type == "cpu"
         self._native = backends.get("cpu_fused").open_min_gru_stream(self._weights, self._initial) if native else None
 
-    def _checked(self, h0: Tensor) -> Tensor:
-        return check_tensor("h0", h0, self._shape, self.module.weight_ih_l0).detach().clone()
-
-    @property
-    def state(self) -> Tensor:
-        """[L, B, H] every layer's current state (a copy); a property, as ``GRUStream.state``."""
-        return self._native.state() if self._native is not None else self._h.clone()
-
-    def reset(self, h0: Optional[Tensor] = None) -> None:
-        """Start over from ``h0`` ([L, B, H]) or from the initial state given at creation."""
-        h = self._initial if h0 is None else self._checked(h0)
-        if self._native is not None:
-            self._native.set_state(h)
-        else:
-            self._h = h.clone()
-
-    @torch.no_grad()
-    def step(self, x: Tensor) -> Tensor:
-        """One time step: x [B, I] -> the last layer's new state [B, H]."""
-        if self._native is not None:
-            return self._native.step(x)
-        if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ShapeError(f"x must have shape [{self.batch_size}, {self.module.input_size}], got {x!r:.60}")
-        check_stream_chunk(x.unsqueeze(0), self.batch_size, self.module.input_size)
+    def _step(self, x: Tensor) -> Tensor:
+        """One step, the sequential form: per layer k = x [W_z; W_h]^T + b, then the scan over one step."""
+        check_stream_chunk(x.unsqueeze(0), self.batch_size, self.input_size)
         new = []
         for layer, (weight, bias) in enumerate(self._weights):
             k = F.linear(x, weight, bias).unsqueeze(0)  # [1, B, 2H]
@@ -306,11 +283,7 @@ class MinGRUStream:
         self._h = torch.stack(new)
         return x
 
-    @torch.no_grad()
-    def __call__(self, chunk: Tensor) -> Tensor:
-        """Several steps: chunk [T, B, I] -> the last layer's state after each, [T, B, H]."""
-        if self._native is not None:
-            return self._native.run(chunk)
-        check_stream_chunk(chunk, self.batch_size, self.module.input_size)
+    def _run(self, chunk: Tensor) -> Tensor:
+        """chunk [T, B, I] -> [T, B, H]: the layers' scans over the chunk."""
         output, self._h = min_gru(chunk, self._weights, self._h, backend=self.module.backend)
         return output

@@ -27,13 +27,13 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import backends
 from .min_gru import MinGRU, min_gru, valid_steps
+from .stream import StreamDriver
 from .torch_call import call_as_torch_gru
 from .validation import (
     check_bool,
     check_dropout,
     check_lengths,
     check_size,
-    check_stream_chunk,
     check_tensor,
 )
 
@@ -155,7 +155,7 @@ class MinGRUBlocks(nn.Module):
         return MinGRUBlocksStream(self, batch_size, h0)
 
 
-class MinGRUBlocksStream:
+class MinGRUBlocksStream(StreamDriver):
     """Inference a step (or a chunk of steps) at a time over :class:`MinGRUBlocks`, keeping every
     block's minGRU state between calls. ``step(x [B, I]) -> [B, d]``; ``stream(chunk [T, B, I]) ->
     [T, B, d]``; ``state`` [L, B, d] and ``reset(h0)`` as :class:`grukit.stream.GRUStream`'s. The
@@ -165,33 +165,10 @@ class MinGRUBlocksStream:
 
     def __init__(self, module: MinGRUBlocks, batch_size: int = 1, h0: Optional[Tensor] = None):
         self.module = copy.deepcopy(module).eval()
-        self.batch_size = check_size("batch_size", batch_size)
-        self._shape = (module.num_blocks, self.batch_size, module.hidden_size)
-        like = module.input_projection.weight
-        self._initial = like.new_zeros(self._shape) if h0 is None else self._checked(h0)
-        self._h = self._initial.clone()
+        shape = (module.num_blocks, batch_size, module.hidden_size)
+        self._start(shape, module.input_projection.weight, h0, module.input_size)
 
-    def _checked(self, h0: Tensor) -> Tensor:
-        return check_tensor("h0", h0, self._shape, self.module.input_projection.weight).detach().clone()
-
-    @property
-    def state(self) -> Tensor:
-        """[L, B, d] every block's current minGRU state (a copy)."""
-        return self._h.clone()
-
-    def reset(self, h0: Optional[Tensor] = None) -> None:
-        """Start over from ``h0`` ([L, B, d]) or from the initial state given at creation."""
-        self._h = self._initial.clone() if h0 is None else self._checked(h0)
-
-    @torch.no_grad()
-    def __call__(self, chunk: Tensor) -> Tensor:
-        """Several steps: chunk [T, B, I] -> the blocks' output after each, [T, B, d]."""
-        check_stream_chunk(chunk, self.batch_size, self.module.input_size)
+    def _run(self, chunk: Tensor) -> Tensor:
+        """chunk [T, B, I] -> the blocks' output after each step, [T, B, d]."""
         output, self._h = self.module._run(chunk, self._h, None)
         return output
-
-    def step(self, x: Tensor) -> Tensor:
-        """One time step: x [B, I] -> the output [B, d]."""
-        if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ValueError(f"x must have shape [{self.batch_size}, {self.module.input_size}], got {x!r:.60}")
-        return self(x.unsqueeze(0))[0]
