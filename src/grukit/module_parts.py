@@ -123,6 +123,34 @@ def describe_modules_layers(module: nn.Module, suffixes: List[str], layer_norm: 
     return tuple(layers)
 
 
+def describe_grukit_module(module, precision: str, backend: Optional[str], suffixes: List[str]) -> GRUWeights:
+    """The :class:`GRUWeights` of a grukit GRU module (``grukit.GRU``: ``precision`` "float";
+    ``grukit.QuantizedGRU``: its precision, int8 with its scales), read from its attributes."""
+    variant = (module.reset_after, module.update_gate, module.layer_norm, module.zoneout)
+    return _described(module, variant, precision, backend, suffixes)
+
+
+def _described(module, variant: tuple, precision: str, backend: Optional[str], suffixes: List[str]) -> GRUWeights:
+    """A :class:`GRUWeights` from a module with torch.nn.GRU's attributes and parameter names, and
+    ``variant`` = (reset_after, update_gate, layer_norm, zoneout)."""
+    reset_after, update_gate, layer_norm, zoneout = variant
+    return GRUWeights(
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bias,
+        module.batch_first,
+        module.bidirectional,
+        reset_after=reset_after,
+        update_gate=update_gate,
+        layer_norm=layer_norm,
+        zoneout=zoneout,
+        precision=precision,
+        backend=backend,
+        layers=describe_modules_layers(module, suffixes, layer_norm, precision == "int8"),
+    )
+
+
 def describe(module) -> GRUWeights:
     """The :class:`GRUWeights` of a ``torch.nn.GRU`` or of a grukit module (its ``describe()``).
 
@@ -132,23 +160,8 @@ def describe(module) -> GRUWeights:
     if isinstance(module, nn.GRU):
         if getattr(module, "proj_size", 0):
             raise ValueError("a torch.nn.GRU with proj_size has no GRU description (GRUs have no projection)")
-        return GRUWeights(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            module.bidirectional,
-            reset_after=True,
-            update_gate=KEEPS_STATE,
-            layer_norm=False,
-            zoneout=0.0,
-            precision="float",
-            backend=None,
-            layers=describe_modules_layers(
-                module, layer_suffixes(module.num_layers, module.bidirectional), False, False
-            ),
-        )
+        plain = (True, KEEPS_STATE, False, 0.0)  # torch.nn.GRU's form
+        return _described(module, plain, "float", None, layer_suffixes(module.num_layers, module.bidirectional))
     own = getattr(module, "describe", None)
     description = own() if callable(own) else None
     if not isinstance(description, GRUWeights):

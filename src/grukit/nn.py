@@ -30,7 +30,7 @@ from .module_parts import (
     GRU_FIELDS,
     LAYER_NORM_NAMES,
     GRUWeights,
-    describe_modules_layers,
+    describe_grukit_module,
     extra_repr_of,
     layer_suffixes,
     refuse_torchscript,
@@ -300,23 +300,7 @@ class GRU(nn.Module):
 
     def describe(self) -> GRUWeights:
         """This GRU with no module around it (its own parameters): what streams and the quantizer read."""
-        return GRUWeights(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.bidirectional,
-            reset_after=self.reset_after,
-            update_gate=self.update_gate,
-            layer_norm=self.layer_norm,
-            zoneout=self.zoneout,
-            precision="float",
-            backend=self.backend,
-            layers=describe_modules_layers(
-                self, layer_suffixes(self.num_layers, self.bidirectional), self.layer_norm, False
-            ),
-        )
+        return describe_grukit_module(self, "float", self.backend, layer_suffixes(self.num_layers, self.bidirectional))
 
     def stream(self, batch_size: int = 1, h0: Optional[Tensor] = None) -> GRUStream:
         """A :class:`grukit.stream.GRUStream` for step-by-step inference with these weights."""

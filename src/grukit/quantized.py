@@ -45,7 +45,7 @@ from .module_parts import (
     LAYER_NORM_NAMES,
     GRUWeights,
     describe,
-    describe_modules_layers,
+    describe_grukit_module,
     extra_repr_of,
     layer_suffixes,
     refuse_torchscript,
@@ -335,21 +335,7 @@ class QuantizedGRU(nn.Module):
 
     def describe(self) -> GRUWeights:
         """This GRU with no module around it (its own tensors): what a stream reads."""
-        return GRUWeights(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.bidirectional,
-            reset_after=self.reset_after,
-            update_gate=self.update_gate,
-            layer_norm=self.layer_norm,
-            zoneout=self.zoneout,
-            precision=self.precision,
-            backend="cpu_fused",
-            layers=describe_modules_layers(self, self._suffixes, self.layer_norm, self.precision == "int8"),
-        )
+        return describe_grukit_module(self, self.precision, "cpu_fused", self._suffixes)
 
     def extra_repr(self) -> str:
         fields = (("precision", ALWAYS),) + tuple(

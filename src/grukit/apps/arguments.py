@@ -114,3 +114,12 @@ def attach_list_values(argv: Sequence[str], flags: Sequence[str] = LIST_VALUED) 
         else:
             out.append(token)
     return out
+
+
+def add_reading_arguments(group, encoding_help: str = "the file's text encoding (default utf-8)") -> None:
+    """``--fill`` and ``--encoding``: how every command that reads a CSV file reads it (one set of
+    ``--fill`` choices, ``grukit.forecasting.fill_policies``)."""
+    from ..forecasting.fill_policies import FILL_HELP, FILL_POLICIES
+
+    group.add_argument("--fill", choices=FILL_POLICIES, default="refuse", help=FILL_HELP)
+    group.add_argument("--encoding", default="utf-8", help=encoding_help)

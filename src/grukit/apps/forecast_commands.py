@@ -7,8 +7,7 @@ import argparse
 import json
 import sys
 
-from ..forecasting.fill_policies import FILL_HELP, FILL_POLICIES
-from .arguments import check_writable_outputs, non_negative_int, positive_float, positive_int
+from .arguments import add_reading_arguments, check_writable_outputs, non_negative_int, positive_float, positive_int
 
 # "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks
 # that they agree)
@@ -39,13 +38,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--past", help="past-only covariates, A,B (long format)")
     data.add_argument("--future", help="known-future covariates, A,B: rows after a series' last target hold them")
     data.add_argument("--static", help="static covariates, A,B: one value per series (long format)")
-    data.add_argument(
-        "--fill",
-        choices=FILL_POLICIES,
-        default="refuse",
-        help=FILL_HELP,
-    )
-    data.add_argument("--encoding", default="utf-8", help="the file's text encoding (default utf-8)")
+    add_reading_arguments(data)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,9 +9,9 @@ import os
 import sys
 from typing import List, Optional
 
-from ..forecasting.fill_policies import FILL_HELP, FILL_POLICIES
 from ..memory_budget import check_gru_training
 from .arguments import (
+    add_reading_arguments,
     check_writable_file,
     check_writable_outputs,
     non_negative_int,
@@ -201,13 +201,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     data.add_argument("--text", help="classify-text: the text column")
     data.add_argument("--label", help="classify-text, classify-series: the class column")
     data.add_argument("--id", help="classify-series: the column naming each recording")
-    data.add_argument(
-        "--fill",
-        choices=FILL_POLICIES,
-        default="refuse",
-        help=FILL_HELP,
-    )
-    data.add_argument("--encoding", default="utf-8", help="the CSV file's text encoding (default utf-8)")
+    add_reading_arguments(data, "the CSV file's text encoding (default utf-8)")
     data.add_argument(
         "--max-classes",
         type=positive_int,

@@ -2,18 +2,8 @@
 the experiment and keeps its record; the tasks and models are :mod:`.memory_tasks`, the report
 :mod:`.memory_report`.
 
-Two tasks with a known record, at growing lengths:
-
-* the adding problem (Hochreiter and Schmidhuber 1997, in the setup of Le, Jaitly and Hinton
-  2015, arXiv 1504.00941): a sequence of T pairs (value in [0, 1], marker); exactly two markers
-  are 1, one in each half of the sequence; the target is the sum of the two marked values.
-  Predicting the mean (1) scores the variance of a sum of two uniforms, 2/12 = 0.167, so
-  *solved* means a validation MSE below 0.01 (under 6 % of that);
-* the copy task with blank distractors (Arjovsky, Shah and Bengio 2016, arXiv 1511.06464): ten
-  symbols from an alphabet of 8, then T - 1 blanks, a delimiter and ten more blanks; the model
-  must output blanks until the delimiter and then the ten symbols. A memoryless model outputs
-  blanks and then guesses, scoring a cross-entropy of 10 log 8 / (T + 20) per step, so *solved*
-  means a validation cross-entropy below 5 % of that.
+Two tasks with a known record, at growing lengths: the adding problem and the copy task
+(:mod:`.memory_tasks` says what each is and when it counts as solved).
 
 Models: a plain RNN, an LSTM (both torch's) and grukit's GRU in both reset placements (Cho et
 al. 2014 v3 "reset after", v1 "reset before"), at one hidden size for all, and with the RNN's
