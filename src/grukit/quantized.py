@@ -46,6 +46,7 @@ from .module_parts import (
     GRUWeights,
     describe,
     describe_grukit_module,
+    describe_modules_layers,
     extra_repr_of,
     layer_suffixes,
     refuse_torchscript,
@@ -63,6 +64,7 @@ from .validation import (
 )
 
 PRECISIONS = ("int8", "bfloat16")
+_FLOAT32_CPU = torch.empty(0)  # what a QuantizedGRU's input must be like, whatever its weights' storage
 STORAGE = {"int8": torch.int8, "bfloat16": torch.bfloat16}
 
 
@@ -331,7 +333,7 @@ class QuantizedGRU(nn.Module):
 
     def _layer_inputs(self) -> List[Dict[str, Optional[Tensor]]]:
         """Per layer and direction, the op's weight inputs by name (None where absent)."""
-        return list(self.describe().layers)
+        return list(describe_modules_layers(self, self._suffixes, self.layer_norm, self.precision == "int8"))
 
     def describe(self) -> GRUWeights:
         """This GRU with no module around it (its own tensors): what a stream reads."""
@@ -377,9 +379,8 @@ class QuantizedGRU(nn.Module):
     ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
         _require_kernels()
         self._check_float32_cpu("input", input.data if isinstance(input, PackedSequence) else input)
-        like = torch.empty(0)  # the input's dtype and device: float32 on the CPU, whatever the weights' storage
         return call_as_torch_gru(
-            self._run, input, hx, self.input_size, self.batch_first, like, self._run_packed, lengths
+            self._run, input, hx, self.input_size, self.batch_first, _FLOAT32_CPU, self._run_packed, lengths
         )
 
     def _run(self, x: Tensor, hx: Optional[Tensor], lengths) -> Tuple[Tensor, Tensor]:

@@ -70,24 +70,24 @@ class StreamDriver:
         else:
             self._h = h.clone()
 
-    @torch.no_grad()
     def step(self, x: Tensor) -> Tensor:
         """One time step: x [B, I] -> the new output [B, H] (the last layer's state)."""
-        if self._native is not None:
+        if self._native is not None:  # a few microseconds: nothing else on this path (no grad context either)
             return self._native.step(x)
         if not isinstance(x, Tensor) or x.dim() != 2:
             raise ShapeError(f"x must have shape [{self.batch_size}, {self.input_size}], got {x!r:.60}")
-        return self._step(x)
+        with torch.no_grad():
+            return self._step(x)
 
     def _step(self, x: Tensor) -> Tensor:
         return self._run_checked(x.unsqueeze(0))[0]
 
-    @torch.no_grad()
     def __call__(self, chunk: Tensor) -> Tensor:
         """Several steps: chunk [T, B, I] -> the output after each, [T, B, H]."""
         if self._native is not None:
             return self._native.run(chunk)
-        return self._run_checked(chunk)
+        with torch.no_grad():
+            return self._run_checked(chunk)
 
     def _run_checked(self, chunk: Tensor) -> Tensor:
         check_stream_chunk(chunk, self.batch_size, self.input_size)
