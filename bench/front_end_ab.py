@@ -41,7 +41,8 @@ def per_call(fn, calls):
 
 
 results = {}
-streams = [("GRU H128", lambda: grukit.GRU(128, 128)), ("GRU int8 H512", lambda: grukit.GRU(512, 512).quantized("int8")),
+streams = [("GRU H128", lambda: grukit.GRU(128, 128)),
+           ("GRU int8 H512", lambda: grukit.GRU(512, 512).quantized("int8")),
            ("MinGRU H128", lambda: grukit.MinGRU(128, 128))]
 for name, make in streams:
     module = make()

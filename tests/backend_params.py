@@ -35,3 +35,21 @@ def skip_unless_computes(name, **variant):
     reason = backends.why_not_variant(backends.get(name), backends.Variant(**variant))
     if reason:
         pytest.skip(f"backend {name}: {reason}")
+
+
+def call_layer(gru_layer, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, keeps_state, **regularisers):
+    """A backend's ``gru_layer(x, h0, weights, lengths, options)`` called from the arguments spelled out,
+    as these tests build them: the tensors, then the options of a ``LayerOptions``."""
+    from grukit.backends.layer_options import LayerOptions
+
+    options = LayerOptions(reverse, reset_after, keeps_state, **regularisers)
+    return gru_layer(x, h0, (w_ih, w_hh, b_ih, b_hh), lengths, options)
+
+
+def call_layer_packed(gru_layer_packed, x, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, reset_after, keeps_state,
+                      **regularisers):  # fmt: skip
+    """``gru_layer_packed(x, batch_sizes, h0, weights, options)`` from the arguments spelled out."""
+    from grukit.backends.layer_options import LayerOptions
+
+    options = LayerOptions(reverse, reset_after, keeps_state, **regularisers)
+    return gru_layer_packed(x, batch_sizes, h0, (w_ih, w_hh, b_ih, b_hh), options)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import grukit
+from backend_params import call_layer
 from grukit import backends
 from grukit.backends import cpu_fused
 from grukit.functional import gru
@@ -110,7 +111,8 @@ def test_regularisers_on_every_thread_split_match_oracle(
         d_hn = rng.normal(size=h_n.shape)
         expected = backward(d_out, d_hn)
         leaves = [torch.tensor(a, requires_grad=True) for a in (x, h0, *w)]
-        got, got_hn = cpu_fused.gru_layer(
+        got, got_hn = call_layer(
+            cpu_fused.gru_layer,
             *leaves,
             torch.tensor(lengths),
             reverse,
@@ -144,7 +146,7 @@ def test_a_drawn_zoneout_mask_does_not_depend_on_the_thread_split(reset_after):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             leaves = [t.clone().requires_grad_(True) for t in args]
-            out, h_n = cpu_fused.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
+            out, h_n = call_layer(cpu_fused.gru_layer, *leaves, None, False, reset_after, True, zoneout=draw)
             (out.square().sum() + h_n.sum()).backward()
             results.append([out.detach(), h_n.detach()] + [t.grad for t in leaves])
     finally:

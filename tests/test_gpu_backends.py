@@ -11,6 +11,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
+from backend_params import call_layer
 from grukit import backends
 from grukit.backends import Variant, cpu_fused, triton_backend
 from oracle import oracle_layer, random_weights
@@ -186,9 +187,11 @@ def test_triton_draws_the_cpu_kernels_zoneout_mask_from_the_same_seed(device, re
     w = [torch.tensor(a) for a in random_weights(rng, I, H)]
     x, h0 = torch.tensor(rng.normal(size=(T, B, I))), torch.tensor(rng.normal(size=(B, H)))
     draw = backends.masks.ZoneoutDraw(0.4, 123456789)
-    want, _ = cpu_fused.gru_layer(x, h0, *w, None, False, reset_after, True, zoneout=draw)
+    want, _ = call_layer(cpu_fused.gru_layer, x, h0, *w, None, False, reset_after, True, zoneout=draw)
     moved = [t.to(device) for t in (x, h0, *w)]
-    got, _ = triton_backend.gru_layer(moved[0], moved[1], *moved[2:], None, False, reset_after, True, zoneout=draw)
+    got, _ = call_layer(
+        triton_backend.gru_layer, moved[0], moved[1], *moved[2:], None, False, reset_after, True, zoneout=draw
+    )
     torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
 
 
@@ -286,7 +289,7 @@ def test_triton_on_cuda_matches_the_oracle_forward_and_gradients(
         t = lambda a: torch.tensor(a, dtype=dtype, device="cuda", requires_grad=True)  # noqa: E731
         tx, th0, tw = t(x), t(h0), [t(a) for a in w]
         tln = [t(a) for a in ln_w] if ln else None
-        got, got_hn = triton_backend.gru_layer(
+        got, got_hn = call_layer(triton_backend.gru_layer,
             tx, th0, *tw, torch.tensor(lengths, device="cuda"), reverse, reset_after, keeps,
             layer_norm=tln,
             zoneout=None if zo is None else torch.tensor(zo, dtype=dtype, device="cuda"),
@@ -306,7 +309,7 @@ def test_triton_on_cuda_matches_the_oracle_forward_and_gradients(
 
 
 def _stepwise_layer(x, h0, weights, **options):
-    return triton_backend.gru_layer(x, h0, *weights, None, False, False, True, **options)
+    return call_layer(triton_backend.gru_layer, x, h0, *weights, None, False, False, True, **options)
 
 
 @CUDA_ONLY

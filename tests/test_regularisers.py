@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend_params import param_ids
+from backend_params import call_layer, call_layer_packed, param_ids
 from grukit import reference
 from grukit.backends import cpu_fused, torch_ops, triton_backend
 from oracle import oracle_layer, random_weights
@@ -52,7 +52,8 @@ def test_backend_matches_the_oracle_forward_and_backward(backend, ln, zo, rd, re
         tln = [t(a) for a in ln_w] if ln else None
         zo_arg = torch.tensor(zo_v) if isinstance(zo_v, np.ndarray) else zo_v
         rd_arg = torch.tensor(rd_v) if rd else None
-        got, got_hn = backend.gru_layer(
+        got, got_hn = call_layer(
+            backend.gru_layer,
             tx,
             th0,
             *tw,
@@ -106,7 +107,8 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
     results = []
     for backend in (torch_ops, cpu_fused):
         leaves = [t.clone().requires_grad_(True) for t in [x, h0, *w, *ln]]
-        out, h_n = backend.gru_layer(
+        out, h_n = call_layer(
+            backend.gru_layer,
             leaves[0],
             leaves[1],
             *leaves[2:6],
@@ -130,7 +132,8 @@ def test_fused_matches_portable_on_two_threads_padded_and_packed(dtype, tol, res
     packed = pack_padded_sequence(x[:, keep], lengths[keep], enforce_sorted=False)
     zo_packed = pack_padded_sequence(zo[:, keep], lengths[keep], enforce_sorted=False).data
     order = packed.sorted_indices
-    out, h_n = cpu_fused.gru_layer_packed(
+    out, h_n = call_layer_packed(
+        cpu_fused.gru_layer_packed,
         packed.data,
         packed.batch_sizes,
         h0[keep][order],
@@ -200,7 +203,7 @@ def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_af
     ]
     draw = ZoneoutDraw.new(0.4)
     leaves = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
-    out, h_n = backend.gru_layer(*leaves, None, False, reset_after, True, zoneout=draw)
+    out, h_n = call_layer(backend.gru_layer, *leaves, None, False, reset_after, True, zoneout=draw)
     previous = torch.cat([h0[None], out[:-1]]).detach()
     kept = (out.detach() == previous).to(torch.float64)  # the mask the backend drew, read off its output
     # the rule each backend documents, computed here independently of it
@@ -209,7 +212,7 @@ def test_a_drawn_zoneout_mask_is_the_same_in_the_backward_pass(backend, reset_af
     assert 0.3 < kept.mean().item() < 0.5 and not torch.equal(kept[0], kept[1])
     (out.sum() + h_n.sum()).backward()
     again = [t.clone().requires_grad_(True) for t in (x, h0, *w)]
-    out2, h_n2 = torch_ops.gru_layer(*again, None, False, reset_after, True, zoneout=kept)
+    out2, h_n2 = call_layer(torch_ops.gru_layer, *again, None, False, reset_after, True, zoneout=kept)
     (out2.sum() + h_n2.sum()).backward()
     torch.testing.assert_close(out2, out)
     for a, b in zip(leaves, again):

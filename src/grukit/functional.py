@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from . import backends
+from .backends.layer_options import LayerOptions, padded_weights
 from .backends.masks import ZoneoutDraw
 from .validation import (
     KEEPS_STATE,
@@ -92,6 +93,37 @@ def _check_options(options: dict) -> None:
         check_update_gate(options["update_gate"])
     if "dropout" in options:
         check_dropout(options["dropout"])
+
+
+def _in_the_weights_dtype(run, input_name: str, weights_at: int):
+    """``run`` (a GRU call: its input first, the weights at position ``weights_at``, then hx), computed
+    in the weights' dtype under ``torch.autocast`` when the input's differs (:func:`_autocast_compute_dtype`),
+    with the results in the input's dtype. Only the input and hx are converted; every option passes
+    through as given, so no option is named twice."""
+
+    @functools.wraps(run)
+    def call(*args, **options):
+        given = args[0] if args else options.get(input_name)
+        if not isinstance(given, Tensor) or not autocast_on(given.device.type):
+            return run(*args, **options)  # the common path: no autocast, nothing copied
+        weights = args[weights_at] if len(args) > weights_at else options.get("weights")
+        dtype = _autocast_compute_dtype(given, weights) if given.dtype.is_floating_point else None
+        if dtype is None:
+            return run(*args, **options)
+        args = list(args)
+        if args:
+            args[0] = given.to(dtype)
+        else:
+            options[input_name] = given.to(dtype)
+        hx_at = weights_at + 1
+        if len(args) > hx_at:
+            args[hx_at] = args[hx_at].to(dtype) if isinstance(args[hx_at], Tensor) else args[hx_at]
+        elif isinstance(options.get("hx"), Tensor):
+            options["hx"] = options["hx"].to(dtype)
+        out, h_n = run(*args, **options)
+        return out.to(given.dtype), h_n.to(given.dtype)
+
+    return call
 
 
 def _options_checked_first(run, name: str):
@@ -301,25 +333,6 @@ def gru_with_checked_options(
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not input.dtype.is_floating_point:
         raise TypeError(f"input must have a floating dtype (float16/bfloat16/float32/float64), got {input.dtype}")
-    compute_dtype = _autocast_compute_dtype(input, weights)
-    if compute_dtype is not None:
-        out, h_n = gru_with_checked_options(
-            input.to(compute_dtype),
-            weights,
-            None if not isinstance(hx, Tensor) else hx.to(compute_dtype),
-            lengths=lengths,
-            batch_first=batch_first,
-            bidirectional=bidirectional,
-            reset_after=reset_after,
-            update_gate=update_gate,
-            dropout=dropout,
-            training=training,
-            backend=backend,
-            layer_norm=layer_norm,
-            zoneout=zoneout,
-            recurrent_dropout=recurrent_dropout,
-        )
-        return out.to(input.dtype), h_n.to(input.dtype)
     if input.dim() != 3:
         layout = "[B, T, I] (batch_first=True)" if batch_first else "[T, B, I] (batch_first=False)"
         raise ValueError(f"input must be 3-D {layout}, got shape {shape_text(input)}")
@@ -365,9 +378,8 @@ def gru_with_checked_options(
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
         extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, x)
-        return chosen.gru_layer(
-            layer_input, h0, *weights_k, lengths, reverse, reset_after, update_gate == KEEPS_STATE, **extra
-        )
+        options = LayerOptions(reverse, reset_after, update_gate == KEEPS_STATE, **extra)
+        return chosen.gru_layer(layer_input, h0, padded_weights(weights_k), lengths, options)
 
     output, h_n = stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
     return (output.transpose(0, 1) if batch_first else output), h_n
@@ -408,24 +420,6 @@ def gru_packed_with_checked_options(
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
     if not data.dtype.is_floating_point:
         raise TypeError(f"data must have a floating dtype, got {data.dtype}")
-    compute_dtype = _autocast_compute_dtype(data, weights)
-    if compute_dtype is not None:
-        out, h_n = gru_packed_with_checked_options(
-            data.to(compute_dtype),
-            batch_sizes,
-            weights,
-            None if not isinstance(hx, Tensor) else hx.to(compute_dtype),
-            bidirectional=bidirectional,
-            reset_after=reset_after,
-            update_gate=update_gate,
-            dropout=dropout,
-            training=training,
-            backend=backend,
-            layer_norm=layer_norm,
-            zoneout=zoneout,
-            recurrent_dropout=recurrent_dropout,
-        )
-        return out.to(data.dtype), h_n.to(data.dtype)
     if data.dim() != 2:
         raise ValueError(f"data must be 2-D [N, I] (PackedSequence.data), got shape {shape_text(data)}")
     if not isinstance(batch_sizes, Tensor) or batch_sizes.dim() != 1 or batch_sizes.dtype != torch.int64:
@@ -475,13 +469,14 @@ def gru_packed_with_checked_options(
     def run_layer(layer_input, h0, weights_k, reverse):
         weights_k, ln_k = weights_k
         extra = _regularisers(ln_k, zoneout, recurrent_dropout, training, B, H, data)
-        return chosen.gru_layer_packed(
-            layer_input, sizes, h0, *weights_k, reverse, reset_after, update_gate == KEEPS_STATE, **extra
-        )
+        options = LayerOptions(reverse, reset_after, update_gate == KEEPS_STATE, **extra)
+        return chosen.gru_layer_packed(layer_input, sizes, h0, padded_weights(weights_k), options)
 
     return stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
 
 
+gru_with_checked_options = _in_the_weights_dtype(gru_with_checked_options, "input", 1)
+gru_packed_with_checked_options = _in_the_weights_dtype(gru_packed_with_checked_options, "data", 2)
 gru = _options_checked_first(gru_with_checked_options, "gru")
 gru_packed = _options_checked_first(gru_packed_with_checked_options, "gru_packed")
 

@@ -6,22 +6,21 @@ A backend is a module with a set of capabilities. Every one has ``NAME``,
 ``runs_on(device_type, dtype) -> bool`` (and ``supports(x)``, the same for a tensor), and one
 of two ways to compute:
 
-* ``gru_layer(...)``: one layer in one direction on padded input with lengths, with the
-  signature of :func:`grukit.backends.torch_ops.gru_layer`; ``grukit.functional.gru`` stacks
-  the layers and directions;
+* ``gru_layer(x, h0, weights, lengths, options)``: one layer in one direction on padded input
+  with lengths, its options one :class:`grukit.backends.layer_options.LayerOptions` (the one
+  carrier from ``functional`` to every backend); ``grukit.functional.gru`` stacks the layers and
+  directions;
 * ``gru_network(...)``: every layer and direction in one call (:mod:`grukit.backends.native`).
 
 Optional capabilities, looked up with ``hasattr``:
 
-* ``gru_layer_packed(...)`` / ``gru_network_packed(...)``: the same on a PackedSequence's data,
+* ``gru_layer_packed(x, batch_sizes, h0, weights, options)`` / ``gru_network_packed(...)``: the same on a PackedSequence's data,
   with no padding (``grukit.functional.gru_packed`` pads for backends without it);
 * ``open_stream(...)``: a native stream that keeps its state between calls
   (``grukit.stream``; otherwise each call goes through ``functional.gru``);
 * ``why_not_variant(variant) -> str``: the backend computes only some GRU variants
   (empty string: it computes ``variant``).
 
-=========== ============ ======= ====== ====== ================= ===========
-backend     auto picks   padded  packed stream variants          regularisers
 =========== ============ ======= ====== ====== ================= =========== ==============
 backend     auto picks   padded  packed stream variants          regularisers minGRU scan
 =========== ============ ======= ====== ====== ================= =========== ==============

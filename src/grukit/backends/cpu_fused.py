@@ -33,14 +33,16 @@ import subprocess
 import sys
 import threading
 import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .. import cpu_quota, onnx_translation, settings
 from . import cpu_build, gemm_choice
+from .layer_options import LayerOptions, LayerWeightsTuple
 from .masks import ZoneoutDraw
 
 NAME = "cpu_fused"
@@ -449,19 +451,19 @@ def differentiable_backward(inputs: dict, d_out, d_hn) -> dict:
     layer_norm = norm if norm[0] is not None else None
     zoneout = inputs["zoneout_mask"] if inputs["zoneout_mask"] is not None else (inputs["zoneout_p"] or None)
     x, lengths, batch_sizes = inputs["x"], inputs["lengths"], inputs["batch_sizes"]
-    flags = (inputs["reverse"], inputs["reset_after"], inputs["keeps_state"])
-    weights = tuple(inputs[name] for name in ("h0", "w_ih", "w_hh", "b_ih", "b_hh"))
+    flags = {name: inputs[name] for name in ("reverse", "reset_after", "keeps_state")}
+    options = LayerOptions(**flags, layer_norm=layer_norm, recurrent_mask=inputs["recurrent_mask"])
+    h0, weights = inputs["h0"], tuple(inputs[name] for name in ("w_ih", "w_hh", "b_ih", "b_hh"))
     with torch.enable_grad():
         if batch_sizes is not None:  # packed rows -> padded [T, B, I] with lengths, and back
             padded, lengths = pad_packed_sequence(PackedSequence(x, batch_sizes))
             if isinstance(zoneout, Tensor):
                 zoneout, _ = pad_packed_sequence(PackedSequence(zoneout, batch_sizes))
-            out, h_n = torch_ops.gru_layer(
-                padded, *weights, lengths.to(x.device), *flags, layer_norm, zoneout, inputs["recurrent_mask"]
-            )
+            options = replace(options, zoneout=zoneout)
+            out, h_n = torch_ops.gru_layer(padded, h0, weights, lengths.to(x.device), options)
             out = pack_padded_sequence(out, lengths).data
         else:
-            out, h_n = torch_ops.gru_layer(x, *weights, lengths, *flags, layer_norm, zoneout, inputs["recurrent_mask"])
+            out, h_n = torch_ops.gru_layer(x, h0, weights, lengths, replace(options, zoneout=zoneout))
         wanted = [name for name, t in inputs.items() if isinstance(t, Tensor) and t.requires_grad]
         grads = torch.autograd.grad(
             [out, h_n],
@@ -484,12 +486,15 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
 
 
-def _layer(layer_norm, zoneout, **arguments):
-    """One call of ``gru_layer_fwd``, padded (``lengths``) or packed (``batch_sizes``), plain or
-    regularised: (out, h_n). ``arguments``: the rest of :func:`gru_layer`'s or
-    :func:`gru_layer_packed`'s, by name, which are the op's own names (csrc/layer_inputs.h)."""
-    inputs = dict(arguments)
-    inputs.update(zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), layer_norm or (None,) * 4))
+def _layer(x: Tensor, h0: Tensor, weights: LayerWeightsTuple, options: LayerOptions, **rows):
+    """One call of ``gru_layer_fwd``, padded (``rows``: ``lengths``) or packed (``batch_sizes``), plain
+    or regularised: (out, h_n). The op's inputs by their own names (csrc/layer_inputs.h), from the
+    tensors and the :class:`LayerOptions`."""
+    inputs = dict(x=x, h0=h0, **dict(zip(("w_ih", "w_hh", "b_ih", "b_hh"), weights)), **rows)
+    inputs.update(reverse=options.reverse, reset_after=options.reset_after, keeps_state=options.keeps_state)
+    inputs.update(recurrent_mask=options.recurrent_mask)
+    inputs.update(zip(("gamma_ih", "beta_ih", "gamma_hh", "beta_hh"), options.layer_norm or (None,) * 4))
+    zoneout = options.zoneout
     if isinstance(zoneout, ZoneoutDraw):  # the kernel draws the mask from the seed (never stored)
         inputs.update(zoneout_p=zoneout.p, zoneout_seed=zoneout.seed)
     elif isinstance(zoneout, Tensor):
@@ -505,38 +510,14 @@ def _layer(layer_norm, zoneout, **arguments):
 
 
 def gru_layer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor],
-    b_hh: Optional[Tensor],
-    lengths: Optional[Tensor],
-    reverse: bool,
-    reset_after: bool,
-    keeps_state: bool,
-    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
-    zoneout: Union[None, float, Tensor, ZoneoutDraw] = None,
-    recurrent_mask: Optional[Tensor] = None,
+    x: Tensor, h0: Tensor, weights: LayerWeightsTuple, lengths: Optional[Tensor], options: LayerOptions
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; the contract of :func:`grukit.backends.torch_ops.gru_layer`."""
-    return _layer(**locals())
+    return _layer(x, h0, weights, options, lengths=lengths)
 
 
 def gru_layer_packed(
-    x: Tensor,
-    batch_sizes: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor],
-    b_hh: Optional[Tensor],
-    reverse: bool,
-    reset_after: bool,
-    keeps_state: bool,
-    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
-    zoneout: Union[None, float, Tensor, ZoneoutDraw] = None,
-    recurrent_mask: Optional[Tensor] = None,
+    x: Tensor, batch_sizes: Tensor, h0: Tensor, weights: LayerWeightsTuple, options: LayerOptions
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction, on the data of a PackedSequence, with no padding.
 
@@ -551,4 +532,4 @@ def gru_layer_packed(
     Returns:
         out: [N, H] the states in the packed layout; h_n: [B, H] each sequence's final state.
     """
-    return _layer(**locals())
+    return _layer(x, h0, weights, options, batch_sizes=batch_sizes)

@@ -12,12 +12,13 @@ recurrent product and the element-wise gate math. Equations: see
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..reference import LN_EPS
+from .layer_options import LayerOptions, LayerWeightsTuple
 from .masks import ZoneoutDraw
 
 NAME = "torch"
@@ -39,43 +40,25 @@ def input_projection(
 
 
 def gru_layer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor],
-    b_hh: Optional[Tensor],
-    lengths: Optional[Tensor],
-    reverse: bool,
-    reset_after: bool,
-    keeps_state: bool,
-    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
-    zoneout: Union[None, float, Tensor] = None,
-    recurrent_mask: Optional[Tensor] = None,
+    x: Tensor, h0: Tensor, weights: LayerWeightsTuple, lengths: Optional[Tensor], options: LayerOptions
 ) -> Tuple[Tensor, Tensor]:
-    """One layer, one direction.
+    """One layer, one direction: the contract of every backend's ``gru_layer``.
 
     Args:
         x: [T, B, I] input, time first, T >= 1, B >= 1. Steps at or past a
             sequence's length must already be zero (``functional.gru`` does this).
         h0: [B, H] initial state.
-        w_ih: [3H, I]; w_hh: [3H, H]; b_ih, b_hh: [3H] or None. Gate order r, z, n.
+        weights: (w_ih [3H, I], w_hh [3H, H], b_ih [3H] or None, b_hh [3H] or None), gate order r, z, n.
         lengths: [B] int64 on x's device, 0 <= lengths <= T, or None (all T).
-        reverse: run from the last valid step of each sequence back to its first.
-        reset_after: candidate n = tanh(.. + r * (h U_n^T + b_hn)) if True,
-            tanh(.. + (r * h) U_n^T + b_hn) if False.
-        keeps_state: h' = z*h + (1-z)*n if True, h' = (1-z)*h + z*n if False.
-        layer_norm: None or (gamma_ih, beta_ih, gamma_hh, beta_hh), each [3H].
-        zoneout: None; a [T, B, H] 0/1 mask (1 = the unit keeps h_{t-1}); a ``ZoneoutDraw``
-            (training: draw such a mask); or the probability p (a float: the expected value,
-            h = p h_{t-1} + (1-p) h').
-        recurrent_mask: None or [B, H], multiplies h_{t-1} where it enters the products.
-        (the equations of all three: ``grukit.reference.gru_forward``)
+        options: direction, GRU variant and regularisers (:class:`.layer_options.LayerOptions`).
 
     Returns:
         out: [T, B, H] the state after each step, zero at steps past a sequence's length.
         h_n: [B, H] the state after each sequence's last valid step (h0 if length 0).
     """
+    w_ih, w_hh, b_ih, b_hh = weights
+    reverse, reset_after, keeps_state = options.reverse, options.reset_after, options.keeps_state
+    layer_norm, zoneout, recurrent_mask = options.layer_norm, options.zoneout, options.recurrent_mask
     T, B, _ = x.shape
     H = w_hh.shape[1]
     if isinstance(zoneout, ZoneoutDraw):

@@ -35,13 +35,14 @@ raises and names the backends that compute them.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .. import settings
 from . import torch_ops
+from .layer_options import LayerOptions, LayerWeightsTuple
 from .masks import ZoneoutDraw
 
 NAME = "triton"
@@ -348,21 +349,12 @@ class _TimeLoop(torch.autograd.Function):
 
 
 def gru_layer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor],
-    b_hh: Optional[Tensor],
-    lengths: Optional[Tensor],
-    reverse: bool,
-    reset_after: bool,
-    keeps_state: bool,
-    layer_norm: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None,
-    zoneout: Union[None, float, Tensor, ZoneoutDraw] = None,
-    recurrent_mask: Optional[Tensor] = None,
+    x: Tensor, h0: Tensor, weights: LayerWeightsTuple, lengths: Optional[Tensor], options: LayerOptions
 ) -> Tuple[Tensor, Tensor]:
     """One layer, one direction; arguments and results as :func:`grukit.backends.torch_ops.gru_layer`."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    reverse, reset_after, keeps_state = options.reverse, options.reset_after, options.keeps_state
+    layer_norm, zoneout, recurrent_mask = options.layer_norm, options.zoneout, options.recurrent_mask
     if not is_available():
         raise RuntimeError(f"the triton backend is unavailable: {why_unavailable()}")
     out_dtype = x.dtype
