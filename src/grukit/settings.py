@@ -53,6 +53,15 @@ SETTINGS: Dict[str, Setting] = {
             "when the fused kernels load",
         ),
         Setting(
+            "GRUKIT_CONTENTION",
+            "`adapt`: a fused CPU layer whose threads meet every step (small batch, large H) runs on one "
+            "thread for a while after a call that lost a fifth of its time waiting for a thread another "
+            "process had descheduled; `off`: always the full team",
+            "adapt",
+            ("adapt", "off"),
+            "when the fused kernels load",
+        ),
+        Setting(
             "GRUKIT_CPU_LEVEL",
             "the instruction-set level the fused CPU kernels are compiled for (default: the highest this CPU has)",
             "",

@@ -14,8 +14,8 @@ of two ways to compute:
 
 Optional capabilities, looked up with ``hasattr``:
 
-* ``gru_layer_packed(x, batch_sizes, h0, weights, options)`` / ``gru_network_packed(...)``: the same on a PackedSequence's data,
-  with no padding (``grukit.functional.gru_packed`` pads for backends without it);
+* ``gru_layer_packed(x, batch_sizes, h0, weights, options)`` / ``gru_network_packed(...)``: the
+  same on a PackedSequence's data, with no padding (``grukit.functional.gru_packed`` pads for backends without it);
 * ``open_stream(...)``: a native stream that keeps its state between calls
   (``grukit.stream``; otherwise each call goes through ``functional.gru``);
 * ``why_not_variant(variant) -> str``: the backend computes only some GRU variants

@@ -131,6 +131,7 @@ def load() -> bool:
             return _state["loaded"]
         try:
             settings.get("GRUKIT_GEMM")  # refused now, not after a 40 s build
+            adapts = settings.get("GRUKIT_CONTENTION") == "adapt"
             flags = cpu_build.cpu_flags()
             level = cpu_build.chosen_level(flags)
             key, cflags = _build_inputs(level, flags)
@@ -148,6 +149,7 @@ def load() -> bool:
             _state["module"], _state["library"] = module, library
             cpu_quota.apply_default_threads()  # a container's CPU quota, before the GEMM routines are timed
             _state["gemm"] = gemm_choice.configure(module, library.parent)
+            module.set_contention_adapts(adapts)  # csrc/contention.h
             _register_autograd()
             _register_min_gru_scan()
             _state["loaded"] = True

@@ -294,7 +294,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
         fill_units(outt + b * H, a, Hc);
         if (save) fill_groups(savedt + b * W, LN ? 1 : W / H, LN ? W : H, LN ? 0 : a, LN ? W : Hc);
       }
-      team_barrier(team);  // the new state is complete
+      step_barrier(team, k);  // the new state is complete
     }
   });
   Tensor h_n = h_buffers[T_ & 1].clone();  // a reused workspace: return a copy
@@ -400,7 +400,7 @@ std::vector<Tensor> backward_with(const Problem& p, const LayerInputs& in, const
         fill_units(hpp + (o + b) * H, a, Hc);
         if (!after) fill_units(rhsp + (o + b) * H, a, Hc);
       }
-      team_barrier(team);  // every unit of this step's dRec is needed below
+      step_barrier(team, k);  // every unit of this step's dRec is needed below
       const T* drect = drecp + (o + r0) * 3 * H;
       if (after) {
         // d h~_{t-1}[:, units] (+)= dRec [bs, 3H] @ W_hh[:, units] [3H, Hc]

@@ -16,6 +16,7 @@
 //   layer_inputs.h           the operators' inputs      problem.h   sizes, layout, sorting
 //   low_precision.h          bfloat16 and int8 products for inference
 //   workspace.h              the buffer pool            team.h      thread teams
+//   contention.h             teams that step aside when another process takes a core
 //   projection_ahead.h       the input projection beside a one-thread recurrence
 //   saved_layout.h           what forward saves         weight_gradients.h   the backward's closing GEMMs
 //   layer_norm.h             layer norm of a row        stream.h    streaming inference
@@ -333,6 +334,39 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "Make later low-precision layers and streams use one path ('' again: the best available); for "
       "tests and benchmarks comparing the paths on one machine.");
+  m.def(
+      "set_contention_adapts", [](bool on) { grukit::contention_adapts().store(on); },
+      "Whether unit-split teams step aside to one thread after a call that lost time to another "
+      "process (contention.h; GRUKIT_CONTENTION).");
+  m.def(
+      "contention_step_aside",
+      [](double seconds) {
+        TORCH_CHECK_VALUE(seconds >= 0, "seconds must be >= 0, got ", seconds);
+        grukit::contention_policy().step_aside_until(grukit::steady_now_ns() + static_cast<int64_t>(seconds * 1e9));
+      },
+      "Make the process's unit-split teams run on one thread for `seconds` (0: from now on, the full "
+      "team), as after a contended call; for tests.");
+  m.def(
+      "contention_calls_aside", [] { return grukit::contention_policy().calls_aside(); },
+      "How many layer calls of this process ran on one thread because of contention (contention.h).");
+  m.def(
+      "contention_replay",
+      [](const std::vector<std::pair<int64_t, std::vector<int64_t>>>& calls) {
+        grukit::ContentionPolicy policy;  // a fresh one: the process's own is left as it is
+        std::vector<bool> full;
+        for (const auto& [start, steps] : calls) {
+          full.push_back(policy.full_team(start));
+          if (!full.back()) continue;  // a one-thread call has no barrier to stall at
+          grukit::StepWatch watch;
+          watch.start(start);
+          int64_t now = start;
+          for (int64_t step_ns : steps) watch.step_ended(now += step_ns);
+          policy.record(now, watch);
+        }
+        return full;
+      },
+      "Replays calls through a fresh ContentionPolicy on a fake clock: calls = [(start_ns, [step_ns, ...])]; "
+      "returns, per call, whether it ran on its full team. For tests of the policy without timing.");
   m.def("brgemm_works", &grukit::brgemm_works,
         "Whether oneDNN's brgemm runs on this CPU (tried once on a small product).");
   m.def(

@@ -6,7 +6,8 @@
 // recurrent-GEMM columns of those units and their element-wise math, and one team barrier
 // per step (two for reset-before) hands the new state to everyone. The whole sequence runs
 // inside one OpenMP parallel region with BLAS single-threaded inside it; small problems run
-// on one thread.
+// on one thread. A unit-split team whose cores another process takes steps aside to one thread
+// for a while (contention.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,8 +15,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
+#include "contention.h"
 #include "gemm.h"
 
 namespace grukit {
@@ -33,6 +36,7 @@ struct Team {
   int n = 1;
   bool by_rows = true;
   int64_t B = 0, H = 0, row_chunk = 0, unit_chunk = 0;
+  std::shared_ptr<StepWatch> watch;  // a unit-split team's step times (thread 0 writes), else null
   // thread k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
   int64_t row_lo(int k) const { return by_rows ? std::min(B, k * row_chunk) : 0; }
   int64_t row_hi(int k) const { return by_rows ? std::min(B, (k + 1) * row_chunk) : B; }
@@ -49,6 +53,12 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   int64_t n = std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinMacsPerThread));
   team.by_rows = B >= kMinRowsPerThread * n;
   if (!team.by_rows) n = std::min<int64_t>(n, (H + 15) / 16);
+  if (!team.by_rows && n > 1 && contention_adapts().load()) {  // a barrier per step (contention.h)
+    if (contention_policy().full_team_for_call(steady_now_ns()))
+      team.watch = std::make_shared<StepWatch>();
+    else
+      n = 1;  // another process held a core in a recent call: one thread, no barrier
+  }
   team.n = (int)std::max<int64_t>(1, n);
   if (team.n == 1) team.by_rows = true;
   team.row_chunk = (B + team.n - 1) / team.n;
@@ -81,17 +91,25 @@ void run_team(const Team& team, const F& body) {
     body(0);
     return;
   }
+  if (team.watch) team.watch->start(steady_now_ns());
 #pragma omp parallel num_threads(team.n)
   {
     SequentialBlas one;
     body(omp_get_thread_num());
   }
+  if (team.watch) contention_policy().record(steady_now_ns(), *team.watch);
 }
 
 inline void team_barrier(const Team& team) {
   if (!team.by_rows) {
 #pragma omp barrier
   }
+}
+
+// The barrier that ends a time step: thread 0 of a watched team notes the step's time.
+inline void step_barrier(const Team& team, int k) {
+  team_barrier(team);
+  if (k == 0 && team.watch) team.watch->step_ended(steady_now_ns());
 }
 
 // The recurrent weights as the B operand of thread k's product h @ W_k^T: W_k holds the
@@ -118,6 +136,7 @@ inline Team rows_only_team(int64_t B, int64_t H) {
     team.n = 1;
     team.by_rows = true;
     team.row_chunk = B;
+    team.watch.reset();
   }
   return team;
 }

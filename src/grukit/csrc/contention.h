@@ -1,0 +1,114 @@
+// Teams that step aside when another process takes a core.
+//
+// A team that splits hidden units (team.h: small batches, large H) meets at a barrier at the end
+// of every time step. When another process at the same priority keeps one of the team's cores
+// busy, the team's thread on that core is descheduled for whole time slices (milliseconds) and
+// every step waits for it: B1 T1000 H512 float32 inference on a 2-core AMD EPYC took 39 ms quiet
+// and 115-184 ms on 2 threads beside a process running torch products on 2 threads, where one
+// thread took 86 ms (bench/contention.py). A team that splits batch rows meets only once per
+// call, so a lost core costs it no more than it costs one thread; it is left alone.
+//
+// So thread 0 of a unit-split team times each step (one steady_clock read per step, about 20 ns
+// beside steps of tens of microseconds) and, when the call ends, the process-wide
+// ContentionPolicy is told how much of the call went to stalls: steps more than kStallFactor
+// times the call's fastest and longer by more than kStallFloorNs (a time slice, not a cache
+// miss). A call that lost at least kStalledShare of its time to stalls makes the following calls
+// use a one-thread team for a back-off period; the first full-team call after it looks again.
+// The period doubles while the contention lasts (up to kLongestBackOffNs) and returns to
+// kFirstBackOffNs after a clean call, so a quiet machine keeps its full team and a busy one
+// spends at most one call per period finding out whether it is still busy. The decision is per
+// process, from what actually ran; GRUKIT_CONTENTION=off turns it off.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+
+namespace grukit {
+
+inline int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One call's steps as thread 0 of its team saw them.
+struct StepWatch {
+  static constexpr int64_t kStallFactor = 4;
+  static constexpr int64_t kStallFloorNs = 200'000;  // 0.2 ms
+  int64_t last = 0;                                  // when the previous step ended (0: not started)
+  int64_t fastest = std::numeric_limits<int64_t>::max();
+  int64_t stalled = 0;  // nanoseconds lost in stalled steps, beyond the fastest step
+  int64_t total = 0;
+  int64_t steps = 0;
+
+  void start(int64_t now) { last = now; }
+  // a step of `step_ns` nanoseconds ended
+  void add(int64_t step_ns) {
+    ++steps;
+    total += step_ns;
+    fastest = std::min(fastest, step_ns);
+    if (step_ns > kStallFactor * fastest && step_ns - fastest > kStallFloorNs) stalled += step_ns - fastest;
+  }
+  void step_ended(int64_t now) {
+    add(now - last);
+    last = now;
+  }
+};
+
+// Whether calls use their full unit-split team, decided from what earlier calls saw.
+class ContentionPolicy {
+ public:
+  static constexpr double kStalledShare = 0.2;
+  static constexpr int64_t kMinSteps = 16;                   // shorter calls say too little
+  static constexpr int64_t kFirstBackOffNs = 250'000'000;    // 0.25 s
+  static constexpr int64_t kLongestBackOffNs = 8'000'000'000;  // 8 s
+
+  bool full_team(int64_t now) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return now >= one_thread_until_;
+  }
+  // whether a call starting at `now` uses its full team; counts the calls that step aside
+  bool full_team_for_call(int64_t now) {
+    const bool full = full_team(now);
+    if (!full) ++calls_aside_;
+    return full;
+  }
+  int64_t calls_aside() const { return calls_aside_.load(); }
+  // a full-team call ended at `now`, its steps as `watch` saw them
+  void record(int64_t now, const StepWatch& watch) {
+    if (watch.steps < kMinSteps) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (watch.stalled >= kStalledShare * watch.total) {
+      one_thread_until_ = now + back_off_;
+      back_off_ = std::min(2 * back_off_, kLongestBackOffNs);
+    } else {
+      back_off_ = kFirstBackOffNs;
+    }
+  }
+  // calls use one thread until `until` (tests: the step-aside path without a busy machine)
+  void step_aside_until(int64_t until) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    one_thread_until_ = until;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::atomic<int64_t> calls_aside_{0};
+  int64_t one_thread_until_ = 0;
+  int64_t back_off_ = kFirstBackOffNs;
+};
+
+// The process's policy, and whether it is on (GRUKIT_CONTENTION, set when the kernels load).
+inline ContentionPolicy& contention_policy() {
+  static ContentionPolicy policy;
+  return policy;
+}
+inline std::atomic<bool>& contention_adapts() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
+}  // namespace grukit
