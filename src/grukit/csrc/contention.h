@@ -12,11 +12,12 @@
 // beside steps of tens of microseconds) and, when the call ends, the process-wide
 // ContentionPolicy is told how much of the call went to stalls: steps more than kStallFactor
 // times the call's fastest and longer by more than kStallFloorNs (a time slice, not a cache
-// miss). A call that lost at least kStalledShare of its time to stalls makes the following calls
-// use a one-thread team for a back-off period; the first full-team call after it looks again.
-// The period doubles while the contention lasts (up to kLongestBackOffNs) and returns to
-// kFirstBackOffNs after a clean call, so a quiet machine keeps its full team and a busy one
-// spends at most one call per period finding out whether it is still busy. The decision is per
+// miss). A call that lost at least kStalledShare of its time to stalls makes the next
+// kFirstBackOffCalls calls use a one-thread team; the first full-team call after them looks again.
+// The back-off doubles while the contention lasts (up to kLongestBackOffCalls) and returns to
+// kFirstBackOffCalls after a clean call, so a quiet machine keeps its full team and a busy one
+// spends one call in 65 finding out whether it is still busy. It counts calls, not seconds, so
+// what a probe costs does not depend on how often the program calls. The decision is per
 // process, from what actually ran; GRUKIT_CONTENTION=off turns it off.
 #pragma once
 
@@ -62,43 +63,44 @@ struct StepWatch {
 class ContentionPolicy {
  public:
   static constexpr double kStalledShare = 0.2;
-  static constexpr int64_t kMinSteps = 16;                   // shorter calls say too little
-  static constexpr int64_t kFirstBackOffNs = 250'000'000;    // 0.25 s
-  static constexpr int64_t kLongestBackOffNs = 8'000'000'000;  // 8 s
+  static constexpr int64_t kMinSteps = 16;           // shorter calls say too little
+  static constexpr int64_t kFirstBackOffCalls = 4;   // calls on one thread after a stalled call ...
+  static constexpr int64_t kLongestBackOffCalls = 64;  // ... doubling up to this while it lasts
 
-  bool full_team(int64_t now) const {
+  // whether the next call uses its full team (a call that does not is counted)
+  bool full_team_for_call() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return now >= one_thread_until_;
+    if (calls_left_aside_ == 0) return true;
+    --calls_left_aside_;
+    ++calls_aside_;
+    return false;
   }
-  // whether a call starting at `now` uses its full team; counts the calls that step aside
-  bool full_team_for_call(int64_t now) {
-    const bool full = full_team(now);
-    if (!full) ++calls_aside_;
-    return full;
-  }
-  int64_t calls_aside() const { return calls_aside_.load(); }
-  // a full-team call ended at `now`, its steps as `watch` saw them
-  void record(int64_t now, const StepWatch& watch) {
+  // a full-team call ended; its steps as `watch` saw them
+  void record(const StepWatch& watch) {
     if (watch.steps < kMinSteps) return;
     std::lock_guard<std::mutex> lock(mutex_);
     if (watch.stalled >= kStalledShare * watch.total) {
-      one_thread_until_ = now + back_off_;
-      back_off_ = std::min(2 * back_off_, kLongestBackOffNs);
+      calls_left_aside_ = back_off_;
+      back_off_ = std::min(2 * back_off_, kLongestBackOffCalls);
     } else {
-      back_off_ = kFirstBackOffNs;
+      back_off_ = kFirstBackOffCalls;
     }
   }
-  // calls use one thread until `until` (tests: the step-aside path without a busy machine)
-  void step_aside_until(int64_t until) {
+  // the next `calls` calls use one thread (tests: the step-aside path without a busy machine)
+  void step_aside(int64_t calls) {
     std::lock_guard<std::mutex> lock(mutex_);
-    one_thread_until_ = until;
+    calls_left_aside_ = calls;
+  }
+  int64_t calls_aside() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return calls_aside_;
   }
 
  private:
   mutable std::mutex mutex_;
-  std::atomic<int64_t> calls_aside_{0};
-  int64_t one_thread_until_ = 0;
-  int64_t back_off_ = kFirstBackOffNs;
+  int64_t calls_left_aside_ = 0;
+  int64_t back_off_ = kFirstBackOffCalls;
+  int64_t calls_aside_ = 0;  // since the process started
 };
 
 // The process's policy, and whether it is on (GRUKIT_CONTENTION, set when the kernels load).

@@ -340,33 +340,34 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "process (contention.h; GRUKIT_CONTENTION).");
   m.def(
       "contention_step_aside",
-      [](double seconds) {
-        TORCH_CHECK_VALUE(seconds >= 0, "seconds must be >= 0, got ", seconds);
-        grukit::contention_policy().step_aside_until(grukit::steady_now_ns() + static_cast<int64_t>(seconds * 1e9));
+      [](int64_t calls) {
+        TORCH_CHECK_VALUE(calls >= 0, "calls must be >= 0, got ", calls);
+        grukit::contention_policy().step_aside(calls);
       },
-      "Make the process's unit-split teams run on one thread for `seconds` (0: from now on, the full "
-      "team), as after a contended call; for tests.");
+      "Make the process's next `calls` unit-split layer calls run on one thread (0: from now on, the "
+      "full team), as after a contended call; for tests.");
   m.def(
       "contention_calls_aside", [] { return grukit::contention_policy().calls_aside(); },
       "How many layer calls of this process ran on one thread because of contention (contention.h).");
   m.def(
       "contention_replay",
-      [](const std::vector<std::pair<int64_t, std::vector<int64_t>>>& calls) {
+      [](const std::vector<std::vector<int64_t>>& calls) {
         grukit::ContentionPolicy policy;  // a fresh one: the process's own is left as it is
         std::vector<bool> full;
-        for (const auto& [start, steps] : calls) {
-          full.push_back(policy.full_team(start));
+        for (const auto& steps : calls) {
+          full.push_back(policy.full_team_for_call());
           if (!full.back()) continue;  // a one-thread call has no barrier to stall at
           grukit::StepWatch watch;
-          watch.start(start);
-          int64_t now = start;
+          int64_t now = 0;
+          watch.start(now);
           for (int64_t step_ns : steps) watch.step_ended(now += step_ns);
-          policy.record(now, watch);
+          policy.record(watch);
         }
         return full;
       },
-      "Replays calls through a fresh ContentionPolicy on a fake clock: calls = [(start_ns, [step_ns, ...])]; "
-      "returns, per call, whether it ran on its full team. For tests of the policy without timing.");
+      "Replays calls, each given by its steps' durations in nanoseconds, through a fresh "
+      "ContentionPolicy and StepWatch on a fake clock; returns, per call, whether it ran on its full "
+      "team. For tests of the policy without timing.");
   m.def("brgemm_works", &grukit::brgemm_works,
         "Whether oneDNN's brgemm runs on this CPU (tried once on a small product).");
   m.def(

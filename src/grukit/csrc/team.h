@@ -54,7 +54,7 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   team.by_rows = B >= kMinRowsPerThread * n;
   if (!team.by_rows) n = std::min<int64_t>(n, (H + 15) / 16);
   if (!team.by_rows && n > 1 && contention_adapts().load()) {  // a barrier per step (contention.h)
-    if (contention_policy().full_team_for_call(steady_now_ns()))
+    if (contention_policy().full_team_for_call())
       team.watch = std::make_shared<StepWatch>();
     else
       n = 1;  // another process held a core in a recent call: one thread, no barrier
@@ -97,7 +97,7 @@ void run_team(const Team& team, const F& body) {
     SequentialBlas one;
     body(omp_get_thread_num());
   }
-  if (team.watch) contention_policy().record(steady_now_ns(), *team.watch);
+  if (team.watch) contention_policy().record(*team.watch);
 }
 
 inline void team_barrier(const Team& team) {
