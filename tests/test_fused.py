@@ -351,6 +351,38 @@ def test_projection_beside_a_one_thread_recurrence_matches_oracle(two_threads, l
     np.testing.assert_allclose(got.numpy(), module.double()(tx)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("reset_after", [True, False], ids=["after", "before"])
+def test_a_recurrence_beside_a_stalled_helper_computes_its_own_rows(two_threads, reset_after):
+    """A helper thread that pauses after claiming each block (as one another process descheduled):
+    the recurrence does not wait for it but computes the step's projection rows itself, and the
+    results are the oracle's and exactly those of one thread without a helper."""
+    T, B, H = 350, 1, 64
+    rng = np.random.default_rng(11)
+    weights = random_weights(rng, H, H, scale=0.2)
+    x, h0 = rng.normal(size=(T, B, H)), rng.normal(size=(B, H))
+    want, want_hn, _ = oracle_layer(x, h0, weights, np.array([T]), False, reset_after, "keeps_state")
+    module = grukit.GRU(H, H, reset_after=reset_after, backend="cpu_fused").double()
+    with torch.no_grad():
+        for j, name in enumerate(["weight_ih", "weight_hh", "bias_ih", "bias_hh"]):
+            getattr(module, f"{name}_l0").copy_(torch.tensor(weights[j]))
+    extension = cpu_fused.extension()
+    before = extension.projection_steps_beside_helper()
+    extension.set_projection_helper_delay(2000)
+    try:
+        with torch.inference_mode():
+            out, hn = module(torch.tensor(x), torch.tensor(h0)[None])
+            got32 = module.float()(torch.tensor(x).float())[0]
+    finally:
+        extension.set_projection_helper_delay(0)
+    assert extension.projection_steps_beside_helper() > before
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(hn[0].numpy(), want_hn, rtol=1e-10, atol=1e-10)
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        alone = module(torch.tensor(x).float())[0]
+    assert torch.equal(got32, alone)
+
+
 # ---- streaming ---------------------------------------------------------------------
 
 

@@ -210,7 +210,6 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
       }
     };
     for (int64_t step = 0; step < T_; ++step) {
-      if (ahead) ahead->wait_for_step(step);  // (a one-thread team) this step's rows of GI
       const int64_t t = step_at(p, step);
       const int64_t bs = p.bs[t];
       const int64_t re = std::min(r1, bs);  // this thread's running rows: r0 .. re
@@ -218,7 +217,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
       const T* h = h_at[step & 1];
       T* h_next = h_at[(step + 1) & 1];
       const T* hin = RD ? hd_at[step & 1] : h;  // what enters the recurrent products: h~
-      T* git = gi.data_ptr<T>() + p.off[t] * 3 * H;
+      // this step's rows of GI (a one-thread team with a helper: its rows, or computed here)
+      T* git = ahead ? static_cast<T*>(ahead->rows_for_step(step)) : gi.data_ptr<T>() + p.off[t] * 3 * H;
       T* outt = out.data_ptr<T>() + p.off[t] * H;
       T* savedt = save ? saved.data_ptr<T>() + p.off[t] * W : scratch.data_ptr<T>();
       T* q0 = ghp + gates * a;  // this thread's recurrent-product columns

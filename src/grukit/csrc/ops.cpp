@@ -347,6 +347,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "Make the process's next `calls` unit-split layer calls run on one thread (0: from now on, the "
       "full team), as after a contended call; for tests.");
   m.def(
+      "set_projection_helper_delay",
+      [](int64_t microseconds) {
+        TORCH_CHECK_VALUE(microseconds >= 0, "microseconds must be >= 0, got ", microseconds);
+        grukit::projection_helper_delay_us().store(microseconds);
+      },
+      "Make the input projection's helper thread pause after claiming each block (projection_ahead.h), as "
+      "a helper another process descheduled; for tests.");
+  m.def(
+      "projection_steps_beside_helper", [] { return grukit::projection_steps_beside_helper().load(); },
+      "How many steps a one-thread recurrence computed its own projection rows for, beside a block the "
+      "helper had not finished (projection_ahead.h).");
+  m.def(
       "contention_calls_aside", [] { return grukit::contention_policy().calls_aside(); },
       "How many layer calls of this process ran on one thread because of contention (contention.h).");
   m.def(

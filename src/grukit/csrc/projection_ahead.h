@@ -6,9 +6,12 @@
 // could take: a plain helper thread computes it block by block (kStepsPerBlock steps), in the
 // order the recurrence consumes the steps, while the calling thread runs the recurrence. Blocks
 // are claimed one at a time by either thread: when the recurrence reaches a block nobody has
-// started (the helper started late, or shares a busy core), it computes that block itself, so it
-// never waits for the helper except on a block the helper is computing at that moment. The
-// helper ends with its last block, leaving its core idle rather than spinning.
+// started (the helper started late, or shares a busy core), it computes that block itself. When it
+// reaches a block the helper is computing at that moment, it computes that step's rows itself
+// into a scratch row buffer rather than wait: a helper that another process descheduled in the
+// middle of a block would otherwise hold the recurrence for a whole time slice (B1 T1000 H128
+// beside a busy neighbour: 7.8 ms where one thread took 3.9 ms; bench/inference_contention.py).
+// The helper ends with its last block, leaving its core idle rather than spinning.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -16,21 +19,35 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "gemm.h"
 #include "problem.h"
 
 namespace grukit {
 
+// Tests: a pause of the helper after it claims each block (a helper another process descheduled),
+// and how many steps the recurrence computed itself beside an unfinished block of the helper's.
+inline std::atomic<int64_t>& projection_helper_delay_us() {
+  static std::atomic<int64_t> delay{0};
+  return delay;
+}
+inline std::atomic<int64_t>& projection_steps_beside_helper() {
+  static std::atomic<int64_t> steps{0};
+  return steps;
+}
+
 class ProjectionAhead {
  public:
   static constexpr int64_t kStepsPerBlock = 16;
   // below this many multiply-adds the projection is too short to be worth a thread (~40 us)
   static constexpr int64_t kMinMacs = int64_t(1) << 22;
+  static constexpr int kSpinsBeforeOwnRows = 64;  // a block the helper is finishing: a short wait
 
   // Worth it, beside a one-thread recurrence that leaves a thread free (OneThreadCall::limited),
   // when the projection is long.
@@ -48,12 +65,23 @@ class ProjectionAhead {
       mm<T>(Product::projection, hi - lo, N, K, A + lo * K, K, B, N, C + lo * N, N, false);
       done_[j].store(true, std::memory_order_release);
     };
+    auto scratch = std::make_shared<std::vector<T>>(p.B * N);  // one step's rows at most
+    compute_step_ = [N, K, A, B, C, scratch, &p](int64_t step) -> void* {
+      const int64_t t = step_at(p, step), lo = p.off[t], rows = p.off[t + 1] - lo;
+      mm<T>(Product::projection, rows, N, K, A + lo * K, K, B, N, scratch->data(), N, false);
+      return scratch->data();
+    };
+    rows_of_step_ = [C, N, &p](int64_t step) -> void* { return C + p.off[step_at(p, step)] * N; };
     const int caller_cpu = current_cpu();
     helper_ = std::thread([this, caller_cpu] {
       keep_off_cpu(caller_cpu);
       try {
         SequentialBlas one;
-        for (int64_t j = next_.fetch_add(1); j < blocks_; j = next_.fetch_add(1)) compute_(j);
+        for (int64_t j = next_.fetch_add(1); j < blocks_; j = next_.fetch_add(1)) {
+          if (const int64_t delay = projection_helper_delay_us().load(std::memory_order_relaxed))
+            std::this_thread::sleep_for(std::chrono::microseconds(delay));
+          compute_(j);
+        }
       } catch (...) {
         error_ = std::current_exception();
         failed_.store(true, std::memory_order_release);
@@ -68,9 +96,11 @@ class ProjectionAhead {
     if (helper_.joinable()) helper_.join();
   }
 
-  // Returns once the rows of the step-th step (in recurrence order) are computed: computes the
-  // step's block here if nobody has started it, else waits for the helper; rethrows its failure.
-  void wait_for_step(int64_t step) {
+  // The rows of the step-th step (in recurrence order), computed: C's (the step's block computed
+  // here if nobody has started it), or, while the helper is computing that block, this step's rows
+  // computed here into a scratch buffer, valid until the next call (T* of the constructor's type).
+  // Rethrows the helper's failure.
+  void* rows_for_step(int64_t step) {
     const int64_t block = step / kStepsPerBlock;
     for (int spins = 0; !done_[block].load(std::memory_order_acquire); ++spins) {
       if (failed_.load(std::memory_order_acquire)) {
@@ -79,11 +109,15 @@ class ProjectionAhead {
       }
       int64_t unclaimed = next_.load();
       if (unclaimed == block && next_.compare_exchange_strong(unclaimed, block + 1)) {
-        compute_(block);  // (every earlier block is done: this thread waited for each in turn)
-        return;
+        compute_(block);  // (every earlier block is done: this thread computed or passed each in turn)
+        break;
       }
-      if (spins > 64) std::this_thread::yield();  // a long wait: the helper may share a busy core
+      if (unclaimed > block && spins >= kSpinsBeforeOwnRows) {  // the helper's block, unfinished
+        projection_steps_beside_helper().fetch_add(1, std::memory_order_relaxed);
+        return compute_step_(step);
+      }
     }
+    return rows_of_step_(step);
   }
 
  private:
@@ -120,6 +154,7 @@ class ProjectionAhead {
   std::unique_ptr<std::atomic<bool>[]> done_;
   std::atomic<int64_t> next_{0};  // the first block nobody has started
   std::function<void(int64_t)> compute_;
+  std::function<void*(int64_t)> compute_step_, rows_of_step_;
   std::atomic<bool> failed_{false};
   std::exception_ptr error_;
   std::thread helper_;
