@@ -46,9 +46,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gru_speed import ROOT, build_level, fmt, machine_label, measure, write_section  # noqa: E402
-from low_precision_speed import sequence_implementations  # noqa: E402
-
 from grukit.backends import cpu_fused  # noqa: E402
+from low_precision_speed import sequence_implementations  # noqa: E402
 
 THREADS = 2
 CASES = [("B1 T1000 H128", 1, 1000, 128), ("B1 T1000 H512", 1, 1000, 512), ("B128 T50 H512", 128, 50, 512)]
