@@ -383,6 +383,35 @@ def test_a_recurrence_beside_a_stalled_helper_computes_its_own_rows(two_threads,
     assert torch.equal(got32, alone)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["after", "before"])
+def test_a_batch_split_into_more_parts_than_threads_matches_the_portable_path(two_threads, reset_after, layer_norm):
+    """B 64 at H 64 on 2 threads splits the batch into 4 parts of 16 rows, each run over the whole
+    sequence by whichever thread is free (csrc/team.h): forward and every gradient as the portable
+    path computes them, with sequences of different lengths across the parts."""
+    torch.manual_seed(3)
+    T, B, H = 30, 64, 64
+    x = torch.randn(T, B, H, dtype=torch.double)
+    lengths = torch.randint(1, T + 1, (B,)).sort(descending=True).values
+    lengths[0] = T
+    made = {}
+    for backend in ("cpu_fused", "torch"):
+        torch.manual_seed(4)
+        module = grukit.GRU(H, H, reset_after=reset_after, layer_norm=layer_norm, backend=backend).double()
+        xb = x.clone().requires_grad_(True)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(xb, lengths)
+        out, hn = module(packed)
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+        (out.sin().sum() + hn.cos().sum()).backward()
+        made[backend] = (out, hn, xb.grad, [p.grad for p in module.parameters()])
+    fused, portable = made["cpu_fused"], made["torch"]
+    torch.testing.assert_close(fused[0], portable[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused[1], portable[1], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused[2], portable[2], rtol=1e-9, atol=1e-9)
+    for got, want in zip(fused[3], portable[3]):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
 # ---- streaming ---------------------------------------------------------------------
 
 

@@ -141,7 +141,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_with(const Problem& p, const LayerInp
   Tensor gi = workspace(kGI, {p.N, 3 * H}, opts);
   std::unique_ptr<ProjectionAhead> ahead;
   std::unique_ptr<LowPrecisionWeights> low_weights;
-  std::vector<PreparedRows> prepared(low ? team.n : 0);  // each thread's h rows in the weights' precision
+  std::vector<PreparedRows> prepared(low ? team.n : 0);  // each part's h rows in the weights' precision
   const int64_t gates = after ? 3 : 2;  // recurrent products per unit in the first product of a step
   Tensor w_rec, w_n_t;
   if constexpr (low) {

@@ -27,13 +27,20 @@ using at::Tensor;
 
 constexpr int64_t kMinMacsPerThread = 1 << 17;  // per step: less than this is not worth a thread
 constexpr int64_t kMinRowsPerThread = 8;        // fewer rows per thread: split hidden units instead
+constexpr int64_t kRowPartsPerThread = 2;       // parts of a split by rows, claimed as threads free up
+constexpr int64_t kMinRowsPerPart = 16;         // ... each of at least this many rows
 
-// Thread k takes batch rows [rows[k], rows[k+1]) and hidden units [units[k], units[k+1]).
-// Batch rows are independent through the whole recurrence, so a split by rows needs no
-// synchronisation at all until the sequence ends; a split by units (small batches, large H)
-// needs a barrier per step, which can cost as much as a small step's arithmetic.
+// Part k of a team's work is batch rows [row_lo(k), row_hi(k)) and hidden units
+// [unit_lo(k), unit_hi(k)). Batch rows are independent through the whole recurrence, so a split
+// by rows needs no synchronisation at all until the sequence ends; a split by units (small
+// batches, large H) needs a barrier per step, which can cost as much as a small step's arithmetic.
+// A split by units has one part per thread. A split by rows has up to kRowPartsPerThread parts per
+// thread, each run over the whole sequence by whichever thread claims it next: when another
+// process takes one thread's core, the other thread takes the parts it has not started instead
+// of waiting for a fixed share (B128 T50 H512 beside a busy neighbour; bench/inference_contention.py).
 struct Team {
-  int n = 1;
+  int n = 1;        // parts (by units: one per thread)
+  int threads = 1;  // threads that run them
   bool by_rows = true;
   int64_t B = 0, H = 0, row_chunk = 0, unit_chunk = 0;
   std::shared_ptr<StepWatch> watch;  // a unit-split team's step times (thread 0 writes), else null
@@ -59,8 +66,10 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
     else
       n = 1;  // another process held a core in a recent call: one thread, no barrier
   }
-  team.n = (int)std::max<int64_t>(1, n);
+  team.n = team.threads = (int)std::max<int64_t>(1, n);
   if (team.n == 1) team.by_rows = true;
+  if (team.by_rows && team.threads > 1)
+    team.n = (int)std::max<int64_t>(team.threads, std::min(kRowPartsPerThread * team.threads, B / kMinRowsPerPart));
   team.row_chunk = (B + team.n - 1) / team.n;
   team.unit_chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
   return team;
@@ -89,6 +98,15 @@ void run_team(const Team& team, const F& body) {
   if (team.n == 1) {
     SequentialBlas one;
     body(0);
+    return;
+  }
+  if (team.by_rows) {  // parts claimed one at a time (OpenMP's dynamic schedule)
+#pragma omp parallel num_threads(team.threads)
+    {
+      SequentialBlas one;
+#pragma omp for schedule(dynamic, 1)
+      for (int k = 0; k < team.n; ++k) body(k);
+    }
     return;
   }
   if (team.watch) team.watch->start(steady_now_ns());
@@ -133,7 +151,7 @@ inline Tensor pack_by_team(const Tensor& w_hh, const Team& team, int64_t gates) 
 inline Team rows_only_team(int64_t B, int64_t H) {
   Team team = make_team(B, H, 3 * H);
   if (!team.by_rows) {
-    team.n = 1;
+    team.n = team.threads = 1;
     team.by_rows = true;
     team.row_chunk = B;
     team.watch.reset();
