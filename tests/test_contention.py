@@ -75,16 +75,20 @@ def two_threads():
 
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("precision", ["float32", "int8"])
-def test_a_layer_that_stepped_aside_computes_what_the_full_team_does(two_threads, reset_after, precision):
-    """B1 H512 splits hidden units over 2 threads (a barrier per step); stepped aside, one thread
-    computes every unit: the same results as the full team's, and the oracle's."""
+@pytest.mark.parametrize("batch, hidden", [(1, 512), (64, 128)], ids=["units", "rows"])
+def test_a_layer_that_stepped_aside_computes_what_the_full_team_does(
+    two_threads, reset_after, precision, batch, hidden
+):
+    """B1 H512 splits hidden units over 2 threads (a barrier per step), B64 H128 batch rows (4 parts);
+    stepped aside, one thread computes everything: the same results as the full team's, and the
+    oracle's."""
     import grukit
 
     torch.manual_seed(0)
-    module = grukit.GRU(512, 512, reset_after=reset_after).eval()
+    module = grukit.GRU(hidden, hidden, reset_after=reset_after).eval()
     if precision == "int8":
         module = module.quantized("int8")
-    x, h0 = torch.randn(40, 1, 512), torch.randn(1, 1, 512)
+    x, h0 = torch.randn(40, batch, hidden), torch.randn(1, batch, hidden)
     extension = cpu_fused.extension()
     with torch.no_grad():
         before = extension.contention_calls_aside()
@@ -97,7 +101,7 @@ def test_a_layer_that_stepped_aside_computes_what_the_full_team_does(two_threads
     torch.testing.assert_close(aside_out, full_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(aside_h, full_h, rtol=1e-5, atol=1e-5)
     if precision == "float32":
-        exact = grukit.GRU(512, 512, reset_after=reset_after).double()
+        exact = grukit.GRU(hidden, hidden, reset_after=reset_after).double()
         exact.load_state_dict({k: v.double() for k, v in module.state_dict().items()})
         with torch.no_grad():
             torch.testing.assert_close(aside_out.double(), exact(x.double(), h0.double())[0], rtol=1e-4, atol=1e-4)

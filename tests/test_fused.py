@@ -367,7 +367,7 @@ def test_a_recurrence_beside_a_stalled_helper_computes_its_own_rows(two_threads,
             getattr(module, f"{name}_l0").copy_(torch.tensor(weights[j]))
     extension = cpu_fused.extension()
     before = extension.projection_steps_beside_helper()
-    extension.set_projection_helper_delay(2000)
+    extension.set_projection_helper_delay(20000)
     try:
         with torch.inference_mode():
             out, hn = module(torch.tensor(x), torch.tensor(h0)[None])

@@ -3,22 +3,23 @@
 // A team that splits hidden units (team.h: small batches, large H) meets at a barrier at the end
 // of every time step. When another process at the same priority keeps one of the team's cores
 // busy, the team's thread on that core is descheduled for whole time slices (milliseconds) and
-// every step waits for it: B1 T1000 H512 float32 inference on a 2-core AMD EPYC took 39 ms quiet
-// and 115-184 ms on 2 threads beside a process running torch products on 2 threads, where one
-// thread took 86 ms (bench/contention.py). A team that splits batch rows meets only once per
-// call, so a lost core costs it no more than it costs one thread; it is left alone.
+// every step waits for it: B1 T1000 H512 float32 inference on a 2-core AMD EPYC took 30-39 ms
+// quiet and 115-184 ms on 2 threads beside a process running torch products, where one thread
+// took 86 ms. A team that splits batch rows meets only when the call ends, but its parts are few
+// (each runs the whole sequence): beside the same neighbour B128 T50 H512 int8 took 134 ms on 2
+// threads and 72 ms on one (bench/inference_contention.py has the full table).
 //
-// So thread 0 of a unit-split team times each step (one steady_clock read per step, about 20 ns
-// beside steps of tens of microseconds) and, when the call ends, the process-wide
-// ContentionPolicy is told how much of the call went to stalls: steps more than kStallFactor
-// times the call's fastest and longer by more than kStallFloorNs (a time slice, not a cache
-// miss). A call that lost at least kStalledShare of its time to stalls makes the next
-// kFirstBackOffCalls calls use a one-thread team; the first full-team call after them looks again.
-// The back-off doubles while the contention lasts (up to kLongestBackOffCalls) and returns to
-// kFirstBackOffCalls after a clean call, so a quiet machine keeps its full team and a busy one
-// spends one call in 65 finding out whether it is still busy. It counts calls, not seconds, so
-// what a probe costs does not depend on how often the program calls. The decision is per
-// process, from what actually ran; GRUKIT_CONTENTION=off turns it off.
+// So each part of a split by rows, or thread 0 of a split by units, times its steps (one
+// steady_clock read per step, about 20 ns beside steps of tens of microseconds or more) and, when
+// the call ends, the process-wide ContentionPolicy is told how much of the call went to stalls:
+// steps more than kStallFactor times the fastest step of their part and longer by more than
+// kStallFloorNs (a time slice, not a cache miss). A call that lost at least kStalledShare of its
+// time to stalls makes the next kFirstBackOffCalls calls use a one-thread team; the first
+// full-team call after them looks again. The back-off doubles while the contention lasts (up to
+// kLongestBackOffCalls) and returns to kFirstBackOffCalls after a clean call, so a quiet machine
+// keeps its full team and a busy one spends one call in 65 finding out whether it is still busy.
+// It counts calls, not seconds, so what a probe costs does not depend on how often the program
+// calls. The decision is per process, from what actually ran; GRUKIT_CONTENTION=off turns it off.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <vector>
 
 namespace grukit {
 
@@ -56,6 +58,17 @@ struct StepWatch {
   void step_ended(int64_t now) {
     add(now - last);
     last = now;
+  }
+  // the steps of several watches (the parts of a team) as one
+  static StepWatch merged(const std::vector<StepWatch>& watches) {
+    StepWatch all;
+    for (const StepWatch& w : watches) {
+      all.stalled += w.stalled;
+      all.total += w.total;
+      all.steps += w.steps;
+      all.fastest = std::min(all.fastest, w.fastest);
+    }
+    return all;
   }
 };
 

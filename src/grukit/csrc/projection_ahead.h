@@ -87,6 +87,8 @@ class ProjectionAhead {
         failed_.store(true, std::memory_order_release);
       }
     });
+    if (projection_helper_delay_us().load(std::memory_order_relaxed) > 0)  // (tests) the helper holds a block
+      while (next_.load() == 0) std::this_thread::yield();
   }
 
   ProjectionAhead(const ProjectionAhead&) = delete;

@@ -6,8 +6,8 @@
 // recurrent-GEMM columns of those units and their element-wise math, and one team barrier
 // per step (two for reset-before) hands the new state to everyone. The whole sequence runs
 // inside one OpenMP parallel region with BLAS single-threaded inside it; small problems run
-// on one thread. A unit-split team whose cores another process takes steps aside to one thread
-// for a while (contention.h).
+// on one thread. A team whose cores another process takes steps aside to one thread for a while
+// (contention.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -43,7 +43,9 @@ struct Team {
   int threads = 1;  // threads that run them
   bool by_rows = true;
   int64_t B = 0, H = 0, row_chunk = 0, unit_chunk = 0;
-  std::shared_ptr<StepWatch> watch;  // a unit-split team's step times (thread 0 writes), else null
+  // the step times each part saw (a split by rows: one per part), or thread 0 saw (by units: one);
+  // null when the team has one thread or GRUKIT_CONTENTION=off
+  std::shared_ptr<std::vector<StepWatch>> watches;
   // thread k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
   int64_t row_lo(int k) const { return by_rows ? std::min(B, k * row_chunk) : 0; }
   int64_t row_hi(int k) const { return by_rows ? std::min(B, (k + 1) * row_chunk) : B; }
@@ -60,16 +62,13 @@ inline Team make_team(int64_t B, int64_t H, int64_t macs_per_row_unit) {
   int64_t n = std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinMacsPerThread));
   team.by_rows = B >= kMinRowsPerThread * n;
   if (!team.by_rows) n = std::min<int64_t>(n, (H + 15) / 16);
-  if (!team.by_rows && n > 1 && contention_adapts().load()) {  // a barrier per step (contention.h)
-    if (contention_policy().full_team_for_call())
-      team.watch = std::make_shared<StepWatch>();
-    else
-      n = 1;  // another process held a core in a recent call: one thread, no barrier
-  }
+  const bool adapts = n > 1 && contention_adapts().load();
+  if (adapts && !contention_policy().full_team_for_call()) n = 1;  // a recent call lost time to another process
   team.n = team.threads = (int)std::max<int64_t>(1, n);
   if (team.n == 1) team.by_rows = true;
   if (team.by_rows && team.threads > 1)
     team.n = (int)std::max<int64_t>(team.threads, std::min(kRowPartsPerThread * team.threads, B / kMinRowsPerPart));
+  if (adapts && team.threads > 1) team.watches = std::make_shared<std::vector<StepWatch>>(team.by_rows ? team.n : 1);
   team.row_chunk = (B + team.n - 1) / team.n;
   team.unit_chunk = ((H + team.n - 1) / team.n + 15) / 16 * 16;  // multiples of 16 units
   return team;
@@ -100,22 +99,26 @@ void run_team(const Team& team, const F& body) {
     body(0);
     return;
   }
+  std::vector<StepWatch>* watches = team.watches.get();
   if (team.by_rows) {  // parts claimed one at a time (OpenMP's dynamic schedule)
 #pragma omp parallel num_threads(team.threads)
     {
       SequentialBlas one;
 #pragma omp for schedule(dynamic, 1)
-      for (int k = 0; k < team.n; ++k) body(k);
+      for (int k = 0; k < team.n; ++k) {
+        if (watches) (*watches)[k].start(steady_now_ns());
+        body(k);
+      }
     }
-    return;
-  }
-  if (team.watch) team.watch->start(steady_now_ns());
+  } else {
+    if (watches) (*watches)[0].start(steady_now_ns());
 #pragma omp parallel num_threads(team.n)
-  {
-    SequentialBlas one;
-    body(omp_get_thread_num());
+    {
+      SequentialBlas one;
+      body(omp_get_thread_num());
+    }
   }
-  if (team.watch) contention_policy().record(*team.watch);
+  if (watches) contention_policy().record(StepWatch::merged(*watches));
 }
 
 inline void team_barrier(const Team& team) {
@@ -124,10 +127,11 @@ inline void team_barrier(const Team& team) {
   }
 }
 
-// The barrier that ends a time step: thread 0 of a watched team notes the step's time.
+// The barrier that ends a time step (none between the parts of a split by rows); a watched team
+// notes the step's time: each part its own, or thread 0 for a split by units.
 inline void step_barrier(const Team& team, int k) {
   team_barrier(team);
-  if (k == 0 && team.watch) team.watch->step_ended(steady_now_ns());
+  if (team.watches && (team.by_rows || k == 0)) (*team.watches)[team.by_rows ? k : 0].step_ended(steady_now_ns());
 }
 
 // The recurrent weights as the B operand of thread k's product h @ W_k^T: W_k holds the
@@ -154,7 +158,7 @@ inline Team rows_only_team(int64_t B, int64_t H) {
     team.n = team.threads = 1;
     team.by_rows = true;
     team.row_chunk = B;
-    team.watch.reset();
+    team.watches.reset();
   }
   return team;
 }
