@@ -11,7 +11,9 @@
 // into a scratch row buffer rather than wait: a helper that another process descheduled in the
 // middle of a block would otherwise hold the recurrence for a whole time slice (B1 T1000 H128
 // beside a busy neighbour: 7.8 ms where one thread took 3.9 ms; bench/inference_contention.py).
-// The helper ends with its last block, leaving its core idle rather than spinning.
+// The helper ends with its last block, leaving its core idle rather than spinning, and the call
+// does not wait for a helper that has not been scheduled yet (beside a busy neighbour that wait
+// cost B1 T1000 H128 float32 4 ms a call): it only waits for a block the helper is computing.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -73,11 +75,14 @@ class ProjectionAhead {
     };
     rows_of_step_ = [C, N, &p](int64_t step) -> void* { return C + p.off[step_at(p, step)] * N; };
     const int caller_cpu = current_cpu();
-    helper_ = std::thread([this, caller_cpu] {
+    // The helper is detached: a call never waits for it to be scheduled, only for a block it is
+    // computing. What it touches after this object is gone (it started late) is `claims_`, shared.
+    std::thread([this, claims = claims_, blocks = blocks_, caller_cpu] {
       keep_off_cpu(caller_cpu);
+      claims->active.fetch_add(1);  // from here until the decrement, this object is alive (~ProjectionAhead)
       try {
         SequentialBlas one;
-        for (int64_t j = next_.fetch_add(1); j < blocks_; j = next_.fetch_add(1)) {
+        for (int64_t j = claims->next.fetch_add(1); j < blocks; j = claims->next.fetch_add(1)) {
           if (const int64_t delay = projection_helper_delay_us().load(std::memory_order_relaxed))
             std::this_thread::sleep_for(std::chrono::microseconds(delay));
           compute_(j);
@@ -86,17 +91,17 @@ class ProjectionAhead {
         error_ = std::current_exception();
         failed_.store(true, std::memory_order_release);
       }
-    });
+      claims->active.fetch_sub(1);
+    }).detach();
     if (projection_helper_delay_us().load(std::memory_order_relaxed) > 0)  // (tests) the helper holds a block
-      while (next_.load() == 0) std::this_thread::yield();
+      while (claims_->next.load() == 0) std::this_thread::yield();
   }
 
   ProjectionAhead(const ProjectionAhead&) = delete;
   ProjectionAhead& operator=(const ProjectionAhead&) = delete;
-  ~ProjectionAhead() {
-    next_.store(blocks_);  // nothing more to start (a recurrence that threw stops here)
-    if (helper_.joinable()) helper_.join();
-  }
+  // Stops new claims and waits only for a block the helper is computing (it writes into C). A
+  // helper that has not started yet finds nothing left to claim and ends without touching C.
+  ~ProjectionAhead() { close(); }
 
   // The rows of the step-th step (in recurrence order), computed: C's (the step's block computed
   // here if nobody has started it), or, while the helper is computing that block, this step's rows
@@ -106,11 +111,11 @@ class ProjectionAhead {
     const int64_t block = step / kStepsPerBlock;
     for (int spins = 0; !done_[block].load(std::memory_order_acquire); ++spins) {
       if (failed_.load(std::memory_order_acquire)) {
-        helper_.join();
+        close();
         std::rethrow_exception(error_);
       }
-      int64_t unclaimed = next_.load();
-      if (unclaimed == block && next_.compare_exchange_strong(unclaimed, block + 1)) {
+      int64_t unclaimed = claims_->next.load();
+      if (unclaimed == block && claims_->next.compare_exchange_strong(unclaimed, block + 1)) {
         compute_(block);  // (every earlier block is done: this thread computed or passed each in turn)
         break;
       }
@@ -123,6 +128,11 @@ class ProjectionAhead {
   }
 
  private:
+  void close() {
+    claims_->next.store(blocks_);  // nothing more to start (every block is claimed, or this call ends)
+    while (claims_->active.load() > 0) std::this_thread::yield();
+  }
+
   // A new thread starts on its creator's CPU and would take turns with the recurrence there until
   // the scheduler moves it: allow it every CPU the process may use but the caller's.
   static void keep_off_cpu(int cpu) {
@@ -154,12 +164,15 @@ class ProjectionAhead {
   const Problem& p_;
   const int64_t blocks_;
   std::unique_ptr<std::atomic<bool>[]> done_;
-  std::atomic<int64_t> next_{0};  // the first block nobody has started
+  struct Claims {
+    std::atomic<int64_t> next{0};    // the first block nobody has started
+    std::atomic<int64_t> active{0};  // 1 while the helper may claim or compute a block
+  };
+  std::shared_ptr<Claims> claims_ = std::make_shared<Claims>();
   std::function<void(int64_t)> compute_;
   std::function<void*(int64_t)> compute_step_, rows_of_step_;
   std::atomic<bool> failed_{false};
   std::exception_ptr error_;
-  std::thread helper_;
 };
 
 }  // namespace grukit
