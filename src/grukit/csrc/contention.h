@@ -3,11 +3,11 @@
 // A team that splits hidden units (team.h: small batches, large H) meets at a barrier at the end
 // of every time step. When another process at the same priority keeps one of the team's cores
 // busy, the team's thread on that core is descheduled for whole time slices (milliseconds) and
-// every step waits for it: B1 T1000 H512 float32 inference on a 2-core AMD EPYC took 30-39 ms
-// quiet and 115-184 ms on 2 threads beside a process running torch products, where one thread
-// took 86 ms. A team that splits batch rows meets only when the call ends, but its parts are few
-// (each runs the whole sequence): beside the same neighbour B128 T50 H512 int8 took 134 ms on 2
-// threads and 72 ms on one (bench/inference_contention.py has the full table).
+// every step waits for it: B1 T1000 H512 float32 inference on a 2-core AMD EPYC took 38 ms quiet
+// and 174 ms on 2 threads beside a process running torch products on both cores, where one thread
+// took 80 ms (bench/inference_contention.py, the "full team" row). A team that splits batch rows
+// meets only when the call ends, but its parts are few (each runs the whole sequence), so the
+// parts on the shared core finish late: B128 T50 H512 int8 slowed down more on 2 threads than on one.
 //
 // So each part of a split by rows, or thread 0 of a split by units, times its steps (one
 // steady_clock read per step, about 20 ns beside steps of tens of microseconds or more) and, when
