@@ -11,9 +11,9 @@
 //
 // So each part of a split by rows, or thread 0 of a split by units, times its steps (one
 // steady_clock read per step, about 20 ns beside steps of tens of microseconds or more) and, when
-// the call ends, the process-wide ContentionPolicy is told how much of the call went to stalls:
-// steps more than kStallFactor times the fastest step of their part and longer by more than
-// kStallFloorNs (a time slice, not a cache miss). A call that lost at least kStalledShare of its
+// the call ends, the process-wide ContentionPolicy is told what share of its most stalled part
+// went to stalls: steps more than kStallFactor times the fastest step of their part and longer by
+// more than kStallFloorNs (a time slice, not a cache miss). A call that lost at least kStalledShare of its
 // time to stalls makes the next kFirstBackOffCalls calls use a one-thread team; the first
 // full-team call after them looks again. The back-off doubles while the contention lasts (up to
 // kLongestBackOffCalls) and returns to kFirstBackOffCalls after a clean call, so a quiet machine
@@ -59,16 +59,15 @@ struct StepWatch {
     add(now - last);
     last = now;
   }
-  // the steps of several watches (the parts of a team) as one
-  static StepWatch merged(const std::vector<StepWatch>& watches) {
-    StepWatch all;
-    for (const StepWatch& w : watches) {
-      all.stalled += w.stalled;
-      all.total += w.total;
-      all.steps += w.steps;
-      all.fastest = std::min(all.fastest, w.fastest);
-    }
-    return all;
+  // of several watches (the parts of a team), the one that lost the largest share of its time to
+  // stalls: the part on a shared core, which the call waits for (the parts on a free core do not
+  // dilute it)
+  static const StepWatch& most_stalled(const std::vector<StepWatch>& watches) {
+    const StepWatch* worst = &watches[0];
+    for (const StepWatch& w : watches)
+      if (w.steps >= 1 && w.stalled * std::max<int64_t>(1, worst->total) > worst->stalled * std::max<int64_t>(1, w.total))
+        worst = &w;
+    return *worst;
   }
 };
 

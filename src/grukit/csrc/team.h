@@ -118,7 +118,7 @@ void run_team(const Team& team, const F& body) {
       body(omp_get_thread_num());
     }
   }
-  if (watches) contention_policy().record(StepWatch::merged(*watches));
+  if (watches) contention_policy().record(StepWatch::most_stalled(*watches));
 }
 
 inline void team_barrier(const Team& team) {
