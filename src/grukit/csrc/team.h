@@ -46,7 +46,7 @@ struct Team {
   // the step times each part saw (a split by rows: one per part), or thread 0 saw (by units: one);
   // null when the team has one thread or GRUKIT_CONTENTION=off
   std::shared_ptr<std::vector<StepWatch>> watches;
-  // thread k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
+  // part k's batch rows [row_lo(k), row_hi(k)) and hidden units [unit_lo(k), unit_hi(k))
   int64_t row_lo(int k) const { return by_rows ? std::min(B, k * row_chunk) : 0; }
   int64_t row_hi(int k) const { return by_rows ? std::min(B, (k + 1) * row_chunk) : B; }
   int64_t unit_lo(int k) const { return by_rows ? 0 : std::min(H, k * unit_chunk); }
