@@ -13,9 +13,9 @@
 // steady_clock read per step, about 20 ns beside steps of tens of microseconds or more) and, when
 // the call ends, the process-wide ContentionPolicy is told what share of its most stalled part
 // went to stalls: steps more than kStallFactor times the fastest step of their part and longer by
-// more than kStallFloorNs (a time slice, not a cache miss). A call that lost at least kStalledShare of its
-// time to stalls makes the next kFirstBackOffCalls calls use a one-thread team; the first
-// full-team call after them looks again. The back-off doubles while the contention lasts (up to
+// more than kStallFloorNs (a time slice, not a cache miss). A call that lost at least
+// kStalledShare of its time to stalls makes the next kFirstBackOffCalls calls use a one-thread
+// team; the first full-team call after them looks again. The back-off doubles while the contention lasts (up to
 // kLongestBackOffCalls) and returns to kFirstBackOffCalls after a clean call, so a quiet machine
 // keeps its full team and a busy one spends one call in 65 finding out whether it is still busy.
 // It counts calls, not seconds, so what a probe costs does not depend on how often the program
@@ -37,7 +37,7 @@ inline int64_t steady_now_ns() {
       .count();
 }
 
-// One call's steps as thread 0 of its team saw them.
+// One call's steps as one part of its team saw them (a split by units: thread 0).
 struct StepWatch {
   static constexpr int64_t kStallFactor = 4;
   static constexpr int64_t kStallFloorNs = 200'000;  // 0.2 ms
@@ -71,7 +71,7 @@ struct StepWatch {
   }
 };
 
-// Whether calls use their full unit-split team, decided from what earlier calls saw.
+// Whether calls use their full team, decided from what earlier calls saw.
 class ContentionPolicy {
  public:
   static constexpr double kStalledShare = 0.2;

@@ -136,39 +136,62 @@ struct SequentialBlas {  // BLAS runs single-threaded in this thread while in sc
   }
 };
 
-// A large product split over torch's threads: by rows if there are many, else by columns.
-// The blocks (4 per thread) are claimed one at a time (OpenMP's dynamic schedule), not dealt out
-// in equal shares up front: when another process keeps one core busy, the thread that shares it
-// starts late or runs at half speed, and the other threads take over the blocks it has not
-// started instead of waiting for its share (bench/contention.py).
-template <typename T>
-void mm_parallel(Product kind, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                 int64_t ldc, bool accumulate) {
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  if (threads == 1 || at::in_parallel_region()) {
-    mm<T>(kind, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+// Products split over threads run in blocks, 4 per thread, claimed one at a time (OpenMP's dynamic
+// schedule), not dealt out in equal shares up front: when another process keeps one core busy, the
+// thread that shares it starts late or runs at half speed, and the other threads take over the
+// blocks it has not started instead of waiting for its share (bench/contention.py).
+constexpr int64_t kBlocksPerThread = 4;
+
+// The threads a product may split over: torch's, or 1 inside a parallel region.
+inline int64_t product_threads() {
+  return at::in_parallel_region() ? 1 : std::max<int64_t>(1, at::get_num_threads());
+}
+
+// Rows per block when M rows are split over `threads`: at least 16.
+inline int64_t rows_per_block(int64_t M, int64_t threads) {
+  return std::max<int64_t>(16, (M + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads));
+}
+
+// body(i) for every block i of `blocks`, claimed one at a time by up to `threads` threads, BLAS
+// single-threaded in each.
+template <typename F>
+void run_blocks(int64_t threads, int64_t blocks, const F& body) {
+  if (threads == 1 || blocks == 1) {
+    SequentialBlas one;
+    for (int64_t i = 0; i < blocks; ++i) body(i);
     return;
   }
-  constexpr int64_t kBlocksPerThread = 4;
-  const bool by_rows = M >= 64 * threads || N < 32 * threads;
-  // rows: at least 16 per block; columns: multiples of 16
-  const int64_t block = by_rows ? std::max<int64_t>(16, (M + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads))
-                                : ((N + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads) + 15) / 16 * 16;
-  const int64_t blocks = ((by_rows ? M : N) + block - 1) / block;
 #pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
   {
     SequentialBlas one;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < blocks; ++i) {
-      if (by_rows) {
-        const int64_t m0 = i * block, m = std::min(block, M - m0);
-        mm<T>(kind, m, N, K, A + m0 * lda, lda, B, ldb, C + m0 * ldc, ldc, accumulate);
-      } else {
-        const int64_t n0 = i * block, n = std::min(block, N - n0);
-        mm<T>(kind, M, n, K, A, lda, B + n0, ldb, C + n0, ldc, accumulate);
-      }
-    }
+    for (int64_t i = 0; i < blocks; ++i) body(i);
   }
+}
+
+// A large product split over torch's threads: by rows if there are many, else by columns.
+template <typename T>
+void mm_parallel(Product kind, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                 int64_t ldc, bool accumulate) {
+  const int64_t threads = product_threads();
+  if (threads == 1) {
+    mm<T>(kind, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
+  const bool by_rows = M >= 64 * threads || N < 32 * threads;
+  // rows: at least 16 per block; columns: multiples of 16
+  const int64_t block = by_rows ? rows_per_block(M, threads)
+                                : ((N + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads) + 15) / 16 * 16;
+  const int64_t blocks = ((by_rows ? M : N) + block - 1) / block;
+  run_blocks(threads, blocks, [&](int64_t i) {
+    if (by_rows) {
+      const int64_t m0 = i * block, m = std::min(block, M - m0);
+      mm<T>(kind, m, N, K, A + m0 * lda, lda, B, ldb, C + m0 * ldc, ldc, accumulate);
+    } else {
+      const int64_t n0 = i * block, n = std::min(block, N - n0);
+      mm<T>(kind, M, n, K, A, lda, B + n0, ldb, C + n0, ldc, accumulate);
+    }
+  });
 }
 
 // Seconds per call of one float32 product of this shape by this routine, in this thread, with

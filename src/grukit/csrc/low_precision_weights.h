@@ -6,8 +6,6 @@
 // (stream.h) packs once, with a one-thread team.
 #pragma once
 
-#include <omp.h>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -53,26 +51,15 @@ struct LowPrecisionWeights {
   const PackedWeights& first_of(int k) const { return first[by_rows ? 0 : k]; }
   const PackedWeights& candidate_of(int k) const { return candidate[by_rows ? 0 : k]; }
 
-  // GI [N, 3H] = X [N, I] @ W_ih^T, the rows split over torch's threads in blocks (4 per thread,
-  // at least 16 rows) claimed one at a time, as mm_parallel's (gemm.h): a thread whose core another
-  // process takes leaves its unstarted blocks to the others
+  // GI [N, 3H] = X [N, I] @ W_ih^T, the rows split over torch's threads in blocks claimed one at a
+  // time, as mm_parallel's (gemm.h run_blocks)
   void project(int64_t N, const float* x, float* gi) const {
-    constexpr int64_t kBlocksPerThread = 4;
-    const int64_t threads = at::in_parallel_region() ? 1 : std::max<int64_t>(1, at::get_num_threads());
-    const int64_t block = std::max<int64_t>(16, (N + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads));
-    const int64_t blocks = (N + block - 1) / block;
-    auto rows_of = [&](int64_t i) {
-      SequentialBlas one;  // the float32 GEMMs, where they compute the products: one thread each
+    const int64_t threads = product_threads(), block = rows_per_block(N, threads);
+    run_blocks(threads, (N + block - 1) / block, [&](int64_t i) {
       PreparedRows rows;
       const int64_t n0 = i * block, n = std::min(block, N - n0);
       low_precision_mm(w_ih, Product::projection, n, x + n0 * w_ih.K, w_ih.K, gi + n0 * w_ih.N, w_ih.N, rows);
-    };
-    if (threads == 1 || blocks == 1) {
-      for (int64_t i = 0; i < blocks; ++i) rows_of(i);
-      return;
-    }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min(threads, blocks)))
-    for (int64_t i = 0; i < blocks; ++i) rows_of(i);
+    });
   }
 };
 
