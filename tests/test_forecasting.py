@@ -233,8 +233,11 @@ def test_default_validation_origins_aim_at_200_samples_within_twice_the_horizon(
 def test_refuses_short_series_and_missing_future_covariates():
     frame = sales_frame()
     with pytest.raises(TableError, match=r"series 's0' \(from row 1\) has 80 values; the window \(90\)"):
-        fc.train(frame, 6, **LONG, window=90, **QUICK)
+        fc.train(frame, 6, **LONG, window=90, pad=False, **QUICK)
+    padded = fc.train(frame, 6, **LONG, window=90, **QUICK)  # the default pads short series, and says so
+    assert padded.fitted.padded and padded.fitted.window == 90
     model = fc.train(frame, 6, **LONG, **QUICK)
+    assert not model.fitted.padded
     no_future = sales_frame(future_rows=False)
     with pytest.raises(TableError, match="--future column 'price': series 's0' has values for 0 of the 6 steps"):
         model.predict(no_future)
@@ -364,6 +367,8 @@ def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
 
 
 def test_the_command_offers_every_transform():
-    from grukit.apps.forecast_commands import TRANSFORM_CHOICES
+    from grukit.apps.forecast_commands import COMBINE_CHOICES, LOSS_CHOICES, TRANSFORM_CHOICES
+    from grukit.forecasting.forecaster import COMBINATIONS, LOSSES
 
     assert TRANSFORM_CHOICES == ("auto",) + TRANSFORMS
+    assert COMBINE_CHOICES == COMBINATIONS and LOSS_CHOICES == LOSSES

@@ -9,9 +9,12 @@ import sys
 
 from .arguments import add_reading_arguments, check_writable_outputs, non_negative_int, positive_float, positive_int
 
-# "auto" and windows.TRANSFORMS, written out so that the parser does not import numpy (a test checks
-# that they agree)
-TRANSFORM_CHOICES = ("auto", "diff", "log-diff", "trend", "level", "mean")
+# "auto" and windows.TRANSFORMS, forecaster.COMBINATIONS and LOSSES, written out so that the parser does
+# not import numpy (a test checks that they agree). The model's defaults are Settings' own: an option
+# left out is not passed on.
+TRANSFORM_CHOICES = ("auto", "log-season", "diff", "log-diff", "trend", "level", "mean")
+COMBINE_CHOICES = ("damped-ets", "none")
+LOSS_CHOICES = ("mase", "transformed")
 
 
 def _columns(text):
@@ -44,26 +47,40 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("the model")
     model.add_argument("--horizon", type=positive_int, help="steps forecast at once (default: a .tsf file's)")
-    model.add_argument("--window", type=positive_int, help="steps read per forecast (default 2 * max(horizon, season))")
+    model.add_argument(
+        "--window", type=positive_int, help="steps read per forecast (default 1.5 * max(horizon, season))"
+    )
     model.add_argument(
         "--quantiles", type=_quantiles, default=(0.1, 0.5, 0.9), help="quantile levels (default 0.1,0.5,0.9)"
     )
     model.add_argument(
         "--transform",
         choices=TRANSFORM_CHOICES,
-        default="auto",
-        help="target transform (default auto: every one that applies, pooled by validation MASE)",
+        help="target transform (default log-season: log ratio to the same season's last value; auto: every one "
+        "that applies, pooled by validation MASE)",
     )
-    model.add_argument("--hidden", type=positive_int, default=64, help="GRU units (default 64)")
-    model.add_argument("--layers", type=positive_int, default=1, help="GRU layers (default 1)")
-    model.add_argument("--epochs", type=positive_int, default=200, help="most training epochs (default 200)")
-    model.add_argument("--patience", type=positive_int, default=15, help="early-stopping patience (default 15)")
-    model.add_argument("--lr", type=positive_float, default=1e-3, help="adam learning rate (default 0.001)")
     model.add_argument(
-        "--ensemble", type=positive_int, default=3, help="networks per kept transform, other seeds (default 3)"
+        "--combine",
+        choices=COMBINE_CHOICES,
+        help="average the networks' median with damped-trend Holt-Winters' forecast (default damped-ets; needs "
+        "statsmodels), or none",
     )
-    model.add_argument("--pad", action="store_true", help="left-pad series shorter than window + horizon")
-    model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    model.add_argument(
+        "--loss", choices=LOSS_CHOICES, help="train on the MASE-scaled natural-unit error (default mase) or transformed"
+    )
+    model.add_argument("--hidden", type=positive_int, help="GRU units (default 64)")
+    model.add_argument("--layers", type=positive_int, help="GRU layers (default 1)")
+    model.add_argument("--epochs", type=positive_int, help="most training epochs (default 40)")
+    model.add_argument("--patience", type=positive_int, help="early-stopping patience (default 8)")
+    model.add_argument("--lr", type=positive_float, help="adam learning rate (default 0.003)")
+    model.add_argument("--ensemble", type=positive_int, help="networks per kept transform, other seeds (default 3)")
+    model.add_argument(
+        "--pad",
+        action=argparse.BooleanOptionalAction,
+        help="left-pad series shorter than window + horizon (default: only when some series is that short; "
+        "--no-pad refuses them)",
+    )
+    model.add_argument("--seed", type=int, help="random seed (default 0)")
     model.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -90,21 +107,9 @@ def _settings(args, panel_horizon):
     horizon = args.horizon or panel_horizon
     if not horizon:
         raise ValueError("--horizon N is needed: the steps to forecast (a .tsf file may give it in its header)")
-    return Settings(
-        horizon=horizon,
-        window=args.window,
-        quantiles=args.quantiles,
-        transform=args.transform,
-        hidden=args.hidden,
-        layers=args.layers,
-        epochs=args.epochs,
-        patience=args.patience,
-        lr=args.lr,
-        ensemble=args.ensemble,
-        pad=args.pad,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+    names = ("window", "transform", "combine", "loss", "hidden", "layers", "epochs", "patience", "lr", "ensemble")
+    chosen = {name: getattr(args, name) for name in names + ("pad", "seed") if getattr(args, name) is not None}
+    return Settings(horizon=horizon, quantiles=args.quantiles, progress=not args.quiet, **chosen)
 
 
 def run_forecast(args) -> int:

@@ -9,6 +9,8 @@ darts' BlockRNNModel do):
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -33,8 +35,13 @@ class GlobalGRU(nn.Module):
         return out.view(-1, self.horizon, self.levels)
 
 
-def pinball_loss(quantiles: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+def pinball_loss(
+    quantiles: torch.Tensor, target: torch.Tensor, levels: torch.Tensor, weight: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Mean pinball loss of quantiles [B, H, Q] at ``levels`` [Q] against target [B, H] (Koenker and
-    Bassett 1978): max(q (y - Q_q), (q - 1)(y - Q_q))."""
+    Bassett 1978): max(q (y - Q_q), (q - 1)(y - Q_q)), each sample's error times ``weight`` [B]
+    when given (1 / its series' MASE scale: the loss is then MASE's pinball counterpart)."""
     error = target.unsqueeze(-1) - quantiles
+    if weight is not None:
+        error = error * weight[:, None, None]
     return torch.maximum(levels * error, (levels - 1) * error).mean()

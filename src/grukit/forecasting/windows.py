@@ -26,6 +26,13 @@ inverted on output (``inverse``):
                                                           growth (m: the whole seasons in the window,
                                                           so a seasonal pattern cancels from b)
     mean      z = y / mean |y over the window|            DeepAR's mean scaling (Salinas et al. 2020)
+    log-season z_t = log(y_t + c) - log(y_a + c)          the default: the target as a log ratio to its
+              a = e - S + (h mod S) for horizon step h   season's last value (the last value when S = 1
+              (inputs: a = e - 1)                         or the history is shorter than a season), so the
+                                                          model forecasts year-on-year growth, which
+                                                          pools across series of any size; c: 0 for a
+                                                          positive history, else a shift that makes it
+                                                          positive (see ``log_shift``)
 
 Covariates are standardised with statistics of the training panel (``CovariateScaling``).
 """
@@ -39,12 +46,19 @@ import numpy as np
 
 from .panel import Panel, Series
 
-TRANSFORMS = ("diff", "log-diff", "trend", "level", "mean")
+TRANSFORMS = ("log-season", "diff", "log-diff", "trend", "level", "mean")
+LOGS = ("log-diff", "log-season")  # the transforms that work on log values
 
 
 def applicable(transform: str, panel: Panel) -> bool:
     """log-diff needs every value positive."""
     return transform != "log-diff" or all((s.values > 0).all() for s in panel.series)
+
+
+# the log-magnitude feature's std is floored at 1 (a factor of e): a panel of one series, or of series
+# of one size, would otherwise divide each window's small departure from their common magnitude by a
+# tiny std and feed the network inputs of 1e5
+LOG_SCALE_FLOOR = 1.0
 
 
 @dataclass
@@ -71,7 +85,7 @@ class CovariateScaling:
             stats([s.past for s in series], series[0].past.shape[1]),
             stats([s.future[: len(s)] for s in series], series[0].future.shape[1]),
             stats([s.static[None] for s in series], series[0].static.shape[0]),
-            np.array([scales.mean(), max(scales.std(), 1e-6)]),
+            np.array([scales.mean(), max(scales.std(), LOG_SCALE_FLOOR)]),
         )
 
     def as_dict(self) -> dict:
@@ -80,6 +94,34 @@ class CovariateScaling:
     @staticmethod
     def from_dict(saved: dict) -> "CovariateScaling":
         return CovariateScaling(*(np.asarray(saved[k], np.float64) for k in ("past", "future", "static", "log_scale")))
+
+
+def log_shift(values: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """c [N] for the log-season transform at each origin e of ``values`` [n]: 0 when y[:e] is positive,
+    else -min(y[:e]) plus 1 % of mean |y[:e]| (so a zero becomes a small positive value)."""
+    y = np.asarray(values, np.float64)
+    e = np.asarray(origins, np.int64)
+    lowest = np.minimum.accumulate(y)[e - 1]
+    magnitude = np.concatenate([[0.0], np.cumsum(np.abs(y))])[e] / e
+    return np.where(lowest > 0, 0.0, -lowest + np.maximum(0.01 * magnitude, 1e-6))
+
+
+def seasonal_step_before(values: np.ndarray, origins: np.ndarray, season: int) -> np.ndarray:
+    """MASE's scale at each origin e [N]: mean |y_t - y_{t-S}| over y[:e] (lag 1 while y[:e] is no
+    longer than a season; 1 where that is 0, as ``metrics.mase_scale`` does)."""
+    y = np.asarray(values, np.float64)
+    e = np.asarray(origins, np.int64)
+
+    def mean_step(lag: int) -> np.ndarray:
+        if len(y) <= lag:
+            return np.zeros(len(e))
+        sums = np.concatenate([[0.0], np.cumsum(np.abs(y[lag:] - y[:-lag]))])
+        count = np.clip(e - lag, 0, len(sums) - 1)  # the lag-differences inside y[:e]
+        return sums[count] / np.maximum(count, 1)
+
+    season = max(int(season), 1)
+    out = np.where(e > season, mean_step(season), mean_step(1))
+    return np.where(out > 0, out, 1.0)
 
 
 def statistics_before(values: np.ndarray, origins: np.ndarray, transform: str):
@@ -121,10 +163,11 @@ def log_magnitude(window_values: np.ndarray) -> np.ndarray:
 class Windows:
     """A batch of samples (see the module docstring) and what inverts their transform.
 
-    location, scale, slope [N]: natural-unit forecasts are ``inverse(z)``; mase_scale [N]: each sample's
-    series' mean absolute step before the origin (its MASE scale at season 1), for scale-free
-    interval calibration; series [N]: the index of each sample's series in the panel; origin [N]:
-    its forecast origin e.
+    location [N] or [N, H] (log-season: per horizon step), scale, slope, offset [N]: natural-unit
+    forecasts are ``inverse(z)``; mase_scale [N]: each sample's series' mean absolute step before the
+    origin (its MASE scale at season 1), for scale-free interval calibration; season_scale [N]: the
+    same at the panel's season (MASE's scale, which weighs the training loss); series [N]: the index
+    of each sample's series in the panel; origin [N]: its forecast origin e.
     """
 
     steps: np.ndarray
@@ -137,19 +180,39 @@ class Windows:
     mase_scale: np.ndarray
     series: np.ndarray
     origin: np.ndarray
+    offset: np.ndarray
+    season_scale: np.ndarray
 
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Transformed forecasts z [N, H, ...] -> natural units: location + scale z, plus slope h at
-        horizon step h (the trend transform; the slope is 0 for the others)."""
-        shape = (-1,) + (1,) * (z.ndim - 1)
-        y = self.location.reshape(shape) + self.scale.reshape(shape) * z
+    def inverse(self, z, index=None):
+        """Transformed forecasts z [N, H, ...] -> natural units (numpy arrays or torch tensors, for
+        the samples ``index`` when given): y = location + scale z + slope h at horizon step h (the
+        trend transform; slope 0 for the others), and exp(y) - offset for the log transforms."""
+        pick = slice(None) if index is None else index
+        xp = np if isinstance(z, np.ndarray) else _torch()
+
+        def per_sample(values, trailing):  # [N] or [N, H] -> broadcastable against z
+            values = values[pick]
+            values = values if xp is np else xp.as_tensor(values, dtype=z.dtype)
+            return values.reshape(tuple(values.shape) + (1,) * (z.ndim - values.ndim)) if trailing else values
+
+        location = per_sample(self.location, True)
+        scale, slope = per_sample(self.scale, True), per_sample(self.slope, True)
+        y = location + scale * z
         if z.ndim > 1:  # the trend line's rise to each horizon step: slope * h
-            ahead = np.arange(1, z.shape[1] + 1).reshape((1, -1) + (1,) * (z.ndim - 2))
-            y = y + self.slope.reshape(shape) * ahead
-        return np.exp(np.clip(y, -700, 700)) if self.log else y
+            ahead = np.arange(1, z.shape[1] + 1, dtype=np.float64).reshape((1, -1) + (1,) * (z.ndim - 2))
+            y = y + slope * (ahead if xp is np else xp.as_tensor(ahead, dtype=z.dtype))
+        if not self.log:
+            return y
+        return xp.exp(xp.clip(y, -700, 700) if xp is np else y.clamp(-80, 80)) - per_sample(self.offset, True)
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 def make_windows(
@@ -163,40 +226,54 @@ def make_windows(
 ) -> Windows:
     """The samples at ``origins[k]`` (forecast origins of series k) of every series. Forecasting from
     origin e uses y[:e] only (its series statistics too, so no sample sees its own future)."""
-    parts = {k: [] for k in ("steps", "head", "target", "location", "scale", "slope", "mase", "series", "origin")}
-    log = transform == "log-diff"
+    keys = ("steps", "head", "target", "location", "scale", "slope", "mase", "series", "origin", "offset", "season")
+    parts = {k: [] for k in keys}
+    log = transform in LOGS
     for k, (s, es) in enumerate(zip(panel.series, origins)):
         es = np.asarray(es, np.int64)
         if len(es) == 0:
             continue
-        y = np.log(s.values) if log else s.values
-        location, scale = statistics_before(s.values, es, transform)
-        padded = np.concatenate([np.full(window, np.nan), y])
-        rows = es[:, None] + np.arange(window)[None, :]  # padded index of y[e - L + j] is e + j
-        values = padded[rows]  # [N, L]
-        natural = np.exp(values) if log else values
+        ahead = es[:, None] + np.arange(horizon)[None, :]
+        if transform == "log-season":
+            values, location, target, offset = _log_season(s.values, es, window, horizon, panel.season, with_target)
+            natural = np.exp(values) - offset[:, None]
+            scale = np.ones(len(es))
+        else:
+            y = np.log(s.values) if log else s.values
+            location, scale = statistics_before(s.values, es, transform)
+            padded = np.concatenate([np.full(window, np.nan), y])
+            values = padded[es[:, None] + np.arange(window)[None, :]]  # [N, L]: padded index of y[e - L + j] is e + j
+            natural = np.exp(values) if log else values
+            offset = np.zeros(len(es))
+        rows = es[:, None] + np.arange(window)[None, :]
         slope = window_slope(y, es, window, panel.season) if transform == "trend" else np.zeros(len(es))
         if transform in ("diff", "log-diff", "trend"):
             location = y[es - 1]
         elif transform == "mean":
             scale = np.nanmean(np.abs(values), 1)
             scale = np.where(scale > 0, scale, 1.0)
+        input_location = location if location.ndim == 1 else values[:, -1]  # log-season: inputs relative to y[e-1]
         parts["location"].append(location)
         parts["scale"].append(scale)
         parts["mase"].append(statistics_before(s.values, es, "diff")[1])  # mean |y_t - y_t-1| before e
         parts["slope"].append(slope)
+        parts["offset"].append(offset)
+        parts["season"].append(seasonal_step_before(s.values, es, panel.season))
         observed = ~np.isnan(values)
-        line = location[:, None] + slope[:, None] * np.arange(1 - window, 1)[None, :]  # the trend at each input step
+        line = (
+            input_location[:, None] + slope[:, None] * np.arange(1 - window, 1)[None, :]
+        )  # the trend at each input step
         z = np.where(observed, (values - line) / scale[:, None], 0.0)
         past = _scaled_block(s.past, rows - window, scaling.past)
         known = _scaled_block(s.future, rows - window, scaling.future)
         parts["steps"].append(np.concatenate([z[..., None], observed[..., None], past, known], 2))
-        ahead = es[:, None] + np.arange(horizon)[None, :]
         future = _scaled_block(s.future, ahead, scaling.future).reshape(len(es), -1)
         static = np.broadcast_to((s.static - scaling.static[0]) / scaling.static[1], (len(es), len(s.static)))
         log_scale = (log_magnitude(natural) - scaling.log_scale[0]) / scaling.log_scale[1]
         parts["head"].append(np.concatenate([future, static, log_scale[:, None]], 1))
-        if with_target:
+        if with_target and transform == "log-season":
+            parts["target"].append(target - location)
+        elif with_target:
             line = location[:, None] + slope[:, None] * np.arange(1, horizon + 1)[None, :]
             parts["target"].append((y[ahead] - line) / scale[:, None])
         parts["series"].append(np.full(len(es), k))
@@ -214,7 +291,35 @@ def make_windows(
         np.concatenate(parts["mase"]).astype(np.float64),
         np.concatenate(parts["series"]),
         np.concatenate(parts["origin"]),
+        np.concatenate(parts["offset"]).astype(np.float64),
+        np.concatenate(parts["season"]).astype(np.float64),
     )
+
+
+def _log_season(values: np.ndarray, origins: np.ndarray, window: int, horizon: int, season: int, with_target: bool):
+    """The log-season transform's parts for the origins e [N] of one series ``values`` [n]: the
+    window's log values [N, L] (NaN before the start), the anchors [N, H] (log of each horizon step's
+    season's last value), the targets' log values [N, H] (zeros without targets) and the shifts c [N].
+    Logs are floored at 1 % of the history's mean magnitude, so a zero stays finite."""
+    y = np.asarray(values, np.float64)
+    e = np.asarray(origins, np.int64)
+    offset = log_shift(y, e)
+    floor = np.maximum(0.01 * (np.concatenate([[0.0], np.cumsum(np.abs(y))])[e] / e + offset), 1e-12)
+
+    def logs(index):  # log(y[index] + c) per origin, floored; index [N, K], -1 and below: before the start
+        inside = index >= 0
+        raw = y[np.clip(index, 0, len(y) - 1)] + offset[:, None]
+        return np.where(inside, np.log(np.maximum(raw, floor[:, None])), np.nan)
+
+    window_values = logs(e[:, None] - window + np.arange(window)[None, :])
+    steps = np.arange(horizon)[None, :]
+    seasonal = season > 1
+    anchor_index = np.where(
+        seasonal & (e[:, None] >= season), e[:, None] - season + steps % max(season, 1), e[:, None] - 1
+    )
+    anchors = logs(anchor_index)
+    targets = logs(e[:, None] + steps) if with_target else np.zeros_like(anchors)
+    return window_values, anchors, targets, offset
 
 
 def _scaled_block(block: np.ndarray, rows: np.ndarray, stats: np.ndarray) -> np.ndarray:
