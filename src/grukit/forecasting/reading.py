@@ -57,6 +57,25 @@ def reader(
 
 READER_OPTIONS = tuple(inspect.signature(reader).parameters)  # the keywords read() and train() pass on
 
+# the long table of statsforecast, neuralforecast and utilsforecast: one row per series and time
+NIXTLA_COLUMNS = {"id": "unique_id", "time": "ds", "target": "y"}
+
+
+def with_table_convention(data, columns: Dict) -> Dict:
+    """``columns`` (reader keywords) with id, time and target set to unique_id, ds and y when
+    ``data`` is a DataFrame holding those three columns and no format was named: such a frame is
+    read as it comes."""
+    named = any(columns.get(k) for k in ("id", "time", "target", "targets"))
+    frame_columns = getattr(data, "columns", None)
+    if named or frame_columns is None or not set(NIXTLA_COLUMNS.values()) <= set(frame_columns):
+        return columns
+    return {**NIXTLA_COLUMNS, **columns}
+
+
+def uses_table_convention(settings: Dict) -> bool:
+    """Whether reader ``settings`` read the unique_id, ds, y convention (predict answers in it)."""
+    return all(settings.get(k) == v for k, v in NIXTLA_COLUMNS.items())
+
 
 def read_panel(source, settings: Dict) -> Panel:
     """A panel from a CSV path, a DataFrame or a ``.tsf`` path, with ``settings`` from :func:`reader`."""

