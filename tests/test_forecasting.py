@@ -17,7 +17,7 @@ from grukit.forecasting.panel import from_wide
 from grukit.forecasting.table import TableError
 from grukit.forecasting.windows import TRANSFORMS, CovariateScaling, make_windows, statistics_before, window_slope
 
-QUICK = dict(hidden=16, epochs=3, patience=2, progress=False, transform="diff")
+QUICK = dict(hidden=16, epochs=3, patience=2, progress=False, transform="diff", combine="none")
 
 
 def sales_frame(series=12, horizon=6, seed=0, future_rows=True):
