@@ -343,7 +343,7 @@ class GlobalForecaster:
             forecasts.append(windows[transform].inverse(run_network(net, windows[transform])))
         w = next(iter(windows.values()))
         y = np.median(np.stack(forecasts), 0)
-        if getattr(self.settings, "combine", "none") == "damped-ets":
+        if self.settings.combine == "damped-ets":
             y = combined_with(y, self.fitted.levels, statistical_forecasts(panel, w, self.horizon))
         return self.calibrated(y, w.mase_scale), w
 
@@ -490,7 +490,9 @@ class GlobalForecaster:
     def _from_state(saved: dict) -> "GlobalForecaster":
         from ..files import check_finite_weights
 
-        settings = Settings(**{**saved["settings"], "quantiles": tuple(saved["settings"]["quantiles"])})
+        # files saved before the combination was a setting were calibrated on the networks alone
+        saved_settings = {"combine": "none", **saved["settings"]}
+        settings = Settings(**{**saved_settings, "quantiles": tuple(saved["settings"]["quantiles"])})
         fitted_state = dict(saved["fitted"])
         fitted_state.setdefault("interval_unit", conformal.SERIES_STEP)  # saved before the unit was recorded
         scaling = CovariateScaling.from_dict(fitted_state.pop("scaling"))
