@@ -397,14 +397,15 @@ class GlobalForecaster:
         _check_finite_forecasts(y, panel)
         named = uses_table_convention(self.schema.get("reader", {}))
         id_name, time_name = ("unique_id", "ds") if named else ("id", "time")
+        leading = (id_name, time_name, "step") if named else (id_name, "step", time_name)  # the columns' order
         rows = []
         for k, s in enumerate(panel.series):
             stamps = future_times(s.times[: len(s)] if s.times is not None else None, panel.frequency, horizon)
             if stamps is None:
                 stamps = np.arange(len(s) + 1, len(s) + horizon + 1)
             for h in range(horizon):
-                row = {id_name: s.id, time_name: stamps[h], "step": h + 1} if named else {}
-                row.update({id_name: s.id, "step": h + 1, time_name: stamps[h]})
+                values = {id_name: s.id, "step": h + 1, time_name: stamps[h]}
+                row = {key: values[key] for key in leading}
                 row["forecast"] = y[k, h, self.fitted.levels.index(0.5)]
                 for j, q in enumerate(self.fitted.levels):
                     row[f"q{q:g}"] = y[k, h, j]
