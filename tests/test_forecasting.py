@@ -336,7 +336,7 @@ def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
     csv = tmp_path / "sales.csv"
     sales_frame().to_csv(csv, index=False)
     common = ["--csv", str(csv), "--id", "store", "--time", "date", "--target", "sales", "--future", "price"]
-    common += ["--horizon", "6", "--epochs", "2", "--hidden", "8", "--transform", "diff", "--quiet"]
+    common += ["--horizon", "6", "--epochs", "2", "--hidden", "8", "--transform", "diff", "--combine", "none", "--quiet"]
     model = tmp_path / "m.pt"
     assert main(["forecast", *common, "--output", str(model)]) == 0
     out = tmp_path / "f.json"
