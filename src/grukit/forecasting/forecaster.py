@@ -36,6 +36,7 @@ from ..busy_cores import ThreadTuner
 from . import conformal
 from .network import GlobalGRU, pinball_loss
 from .panel import Panel, calendar_features, future_times
+from .series_pool import forecast_each
 from .table import TableError
 from .windows import TRANSFORMS, CovariateScaling, Windows, applicable, feature_sizes, make_windows
 
@@ -286,13 +287,11 @@ def _loss_function(train: Windows, valid: Windows, levels: torch.Tensor, kind: s
 
 def statistical_forecasts(panel: Panel, w: Windows, horizon: int) -> np.ndarray:
     """Damped-trend Holt-Winters' forecasts [N, H] from each sample's origin, fitted to its series'
-    values before it (``baselines.damped_ets``)."""
+    values before it (``baselines.damped_ets``), on every CPU torch may use (:mod:`.series_pool`)."""
     from .baselines import damped_ets
 
-    out = np.empty((len(w), horizon))
-    for i, (k, e) in enumerate(zip(w.series, w.origin)):
-        out[i] = damped_ets(panel.series[int(k)].values[: int(e)], horizon, panel.season)
-    return out
+    histories = [panel.series[int(k)].values[: int(e)] for k, e in zip(w.series, w.origin)]
+    return forecast_each(damped_ets, histories, horizon, panel.season)
 
 
 def combined_with(y: np.ndarray, levels: List[float], statistical: np.ndarray) -> np.ndarray:
