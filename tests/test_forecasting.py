@@ -336,7 +336,19 @@ def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
     csv = tmp_path / "sales.csv"
     sales_frame().to_csv(csv, index=False)
     common = ["--csv", str(csv), "--id", "store", "--time", "date", "--target", "sales", "--future", "price"]
-    common += ["--horizon", "6", "--epochs", "2", "--hidden", "8", "--transform", "diff", "--combine", "none", "--quiet"]
+    common += [
+        "--horizon",
+        "6",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--transform",
+        "diff",
+        "--combine",
+        "none",
+        "--quiet",
+    ]
     model = tmp_path / "m.pt"
     assert main(["forecast", *common, "--output", str(model)]) == 0
     out = tmp_path / "f.json"
@@ -434,3 +446,48 @@ def test_predict_without_dates_gives_a_step_index():
     model = fc.train(wide, 4, **{**QUICK, "combine": "none"})
     forecasts = model.predict(wide)
     assert list(forecasts["time"][:4]) == [41, 42, 43, 44] and list(forecasts["step"][:4]) == [1, 2, 3, 4]
+
+
+def integer_step_table(series=4, seed=0):
+    """unique_id, ds, y with ds the whole numbers 101, 102, ... (statsforecast's integer time)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(series):
+        n = 30 + 3 * k
+        rows += [
+            {"unique_id": f"s{k}", "ds": 101 + t, "y": 20 + k + np.sin(t / 2) + rng.normal(0, 0.1)} for t in range(n)
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_integer_time_steps_are_steps_not_nanoseconds(tmp_path):
+    """An integer ds is a time step, as in statsforecast: the forecasts continue it (last + 1 ...);
+    pandas alone would read 101 as 101 ns after 1970. Saved and loaded, the model reads a CSV of it."""
+    table = integer_step_table()
+    model = fc.train(table, 3, **QUICK)
+    forecasts = model.predict(table)
+    assert forecasts["ds"].dtype.kind == "i", forecasts.dtypes
+    assert list(forecasts["ds"][:3]) == [131, 132, 133] and list(forecasts["ds"][3:6]) == [134, 135, 136]
+    csv = tmp_path / "t.csv"
+    table.to_csv(csv, index=False)
+    path = str(tmp_path / "m.pt")
+    model.save(path)
+    again = fc.load(path).predict(str(csv))
+    pd.testing.assert_frame_equal(again, forecasts)
+    dated = table.assign(ds=pd.Timestamp("2000-01-01") + pd.to_timedelta(table["ds"], unit="D"))
+    with pytest.raises(TableError, match="trained on 'integer' data"):
+        model.predict(dated)
+
+
+def test_integer_time_steps_with_a_gap_or_a_fraction_are_refused():
+    gap = integer_step_table().drop(index=5)
+    with pytest.raises(TableError, match=r"series 's0' has no row at 106 \(its frequency is integer\)"):
+        fc.read(gap)
+    fraction = integer_step_table().astype({"ds": float})
+    fraction.loc[7, "ds"] = 107.5
+    with pytest.raises(TableError, match=r"--time column 'ds' .* holds 107.5 at row 8 .*: a numeric time column must"):
+        fc.read(fraction)
+    empty = integer_step_table().astype({"ds": float})
+    empty.loc[2, "ds"] = np.nan
+    with pytest.raises(TableError, match=r"--time column 'ds' .* is empty at row 3"):
+        fc.read(empty)

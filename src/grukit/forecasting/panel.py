@@ -35,6 +35,9 @@ from .table import (
 
 # the season length the Monash archive (Godahewa et al. 2021) uses for MASE, by pandas frequency
 SEASONS = {"Y": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "h": 24, "30min": 48, "min": 60}
+# the frequency of a time column of whole numbers (statsforecast's integer ``ds``): one step is 1,
+# the season unknown (1), no calendar features
+INTEGER_STEPS = "integer"
 FILL_CHOICES = FILL_POLICIES  # one set for every command; a panel refuses "drop" (:func:`check_panel_fill`)
 
 
@@ -47,7 +50,7 @@ class Series:
              history step and at the ``f`` rows after it that the source supplied.
     past:    [n, P] float64, the past-only covariates.
     static:  [S] float64, the static covariates (categories one-hot).
-    times:   [n + f] datetime64 or None (no time column: positions).
+    times:   [n + f] datetime64, int64 (integer time steps) or None (no time column: positions).
     row:     the series' first row in the source (1-based), for messages.
     """
 
@@ -116,7 +119,7 @@ def calendar_features(times: np.ndarray, frequency: Optional[str]) -> np.ndarray
     day and day of week for hourly and finer; none (C = 0) for yearly or unknown frequencies."""
     import pandas as pd
 
-    if frequency is None or times is None:
+    if frequency is None or times is None or frequency == INTEGER_STEPS:
         return np.zeros((0 if times is None else len(times), 0))
     index = pd.DatetimeIndex(times)
     season = season_of(frequency)
@@ -142,13 +145,19 @@ def future_times(times: np.ndarray, frequency: Optional[str], count: int) -> Opt
 
     if times is None or frequency is None:
         return None
+    if frequency == INTEGER_STEPS:
+        return np.arange(int(times[-1]) + 1, int(times[-1]) + count + 1, dtype=np.int64)
     return pd.date_range(pd.Timestamp(times[-1]), periods=count + 1, freq=frequency)[1:].to_numpy()
 
 
 def infer_frequency(times_by_series: Sequence[np.ndarray], column: str, source) -> Optional[str]:
     """The pandas frequency most series follow (``pd.infer_freq`` on each series with 3 or more
-    distinct times, gaps allowed: the most common step of each series is tried too)."""
+    distinct times, gaps allowed: the most common step of each series is tried too);
+    ``INTEGER_STEPS`` for integer times (:func:`.table.time_column`)."""
     import pandas as pd
+
+    if any(np.issubdtype(np.asarray(times).dtype, np.integer) for times in times_by_series):
+        return INTEGER_STEPS
 
     votes: Dict[str, int] = {}
     for times in times_by_series:
@@ -258,7 +267,7 @@ def from_long(
     if len(missing_id):
         raise TableError(f"--id column {id!r} of {_describe(source)} is empty at row {missing_id[0] + 1}")
     times = time_column(frame, time, source)
-    if np.isnat(times).any():
+    if times.dtype.kind == "M" and np.isnat(times).any():
         row = int(np.flatnonzero(np.isnat(times))[0])
         raise TableError(f"--time column {time!r} of {_describe(source)} is empty at row {row + 1}")
     keys = frame.assign(_id=ids, _t=times).duplicated(["_id", "_t"], keep=False).to_numpy()
@@ -313,8 +322,12 @@ def _one_series(
     trailing target-less rows kept as future-covariate rows."""
     import pandas as pd
 
-    stamps = pd.DatetimeIndex(times[rows])
-    grid = pd.date_range(stamps[0], stamps[-1], freq=frequency)
+    if frequency == INTEGER_STEPS:
+        stamps = pd.Index(times[rows])
+        grid = pd.Index(np.arange(stamps[0], stamps[-1] + 1, dtype=np.int64))
+    else:
+        stamps = pd.DatetimeIndex(times[rows])
+        grid = pd.date_range(stamps[0], stamps[-1], freq=frequency)
     if not stamps.isin(grid).all():
         off = rows[int(np.flatnonzero(~stamps.isin(grid))[0])]
         raise TableError(

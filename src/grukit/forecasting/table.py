@@ -337,9 +337,26 @@ def fill_missing(frame, numeric: Sequence[str], other: Sequence[str], fill: str,
 
 
 def time_column(frame, name: str, source) -> np.ndarray:
-    """Column ``name`` parsed as times (datetime64[ns]) [N]; unparseable and repeated times refused."""
+    """Column ``name`` parsed as times [N]: datetime64[ns], or int64 when the column is numeric and
+    every value a whole number (an integer time step, as statsforecast allows for ``ds``; pandas
+    would read 1, 2, 3 as nanoseconds after 1970). Unparseable times, and numbers with a fraction,
+    are refused."""
     import pandas as pd
 
+    column = frame[name]
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = column.to_numpy(np.float64, na_value=np.nan)
+        given = ~np.isnan(values)
+        fraction = np.flatnonzero(given & (values != np.round(values)))
+        if len(fraction):
+            raise TableError(
+                f"--time column {name!r} of {_describe(source)} holds {values[fraction[0]]:g} at row "
+                f"{_rows(fraction, 1)}: a numeric time column must hold whole steps (1, 2, 3 ...) or dates"
+            )
+        empty = np.flatnonzero(~given)
+        if len(empty):
+            raise TableError(f"--time column {name!r} of {_describe(source)} is empty at row {empty[0] + 1}")
+        return values.astype(np.int64)
     parsed = pd.to_datetime(frame[name], errors="coerce")
     given = frame[name].notna().to_numpy()
     if (parsed.isna().to_numpy() & given).any():
