@@ -38,6 +38,7 @@ from .network import GlobalGRU, pinball_loss
 from .panel import Panel, calendar_features, future_times
 from .series_pool import forecast_each
 from .table import TableError
+from .theta_method import theta_forecasts
 from .windows import TRANSFORMS, CovariateScaling, Windows, applicable, feature_sizes, make_windows
 
 TASK = "global-forecast"  # the model file's "task"
@@ -51,11 +52,14 @@ class Settings:
     natural-unit forecasts divided by each series' MASE scale: the error MASE measures) or
     "transformed" (the pinball loss of the transformed target). ``pad``: left-pad series shorter than
     window + horizon; None: pad only when some series is that short (False refuses them).
-    ``combine``: "damped-ets" averages the networks' median with damped-trend Holt-Winters'
-    forecast (``baselines.damped_ets``, fitted to each series' history when it forecasts; the
-    quantiles move with the median, and the intervals are calibrated on the combination), the
-    M4 competition's lesson that combining a learned and a statistical forecast beats either
-    (Makridakis, Spiliotis and Assimakopoulos 2020); "none": the networks alone.
+    ``combine``: the networks' median is averaged with a statistical forecast fitted to each
+    series' history when it forecasts (the quantiles move with the median, and the intervals are
+    calibrated on the combination): the M4 competition's lesson that combining a learned and a
+    statistical forecast beats either (Makridakis, Spiliotis and Assimakopoulos 2020). The partner
+    is one of ``PARTNERS``: damped-trend Holt-Winters ("damped-ets", ``baselines.damped_ets``), the
+    Theta method ("theta", :mod:`.theta_method`), or their mean ("damped-ets+theta"); "validated"
+    picks, per fit, the partner whose combination has the smallest MASE on the validation windows
+    (``Fitted.partner`` records it); "none": the networks alone.
     ``validation_origins`` None: ``default_validation_origins``.
 
     The defaults were chosen on the M1 yearly and tourism panels (results/forecasting.md)."""
@@ -65,7 +69,7 @@ class Settings:
     quantiles: Tuple[float, ...] = (0.1, 0.5, 0.9)
     transform: str = "log-season"
     loss: str = "mase"
-    combine: str = "damped-ets"
+    combine: str = "validated"
     hidden: int = 64
     layers: int = 1
     epochs: int = 40
@@ -99,7 +103,9 @@ class Settings:
 
 
 LOSSES = ("mase", "transformed")
-COMBINATIONS = ("damped-ets", "none")
+# the statistical forecasts the networks' median may be averaged with: their methods, averaged
+PARTNERS = {"damped-ets": ("damped-ets",), "theta": ("theta",), "damped-ets+theta": ("damped-ets", "theta")}
+COMBINATIONS = ("validated", *PARTNERS, "none")
 LEVEL_DECIMALS = 6  # quantile levels are kept to 6 decimals (so that q and 1 - q pair exactly)
 
 
@@ -285,13 +291,25 @@ def _loss_function(train: Windows, valid: Windows, levels: torch.Tensor, kind: s
     return loss
 
 
-def statistical_forecasts(panel: Panel, w: Windows, horizon: int) -> np.ndarray:
-    """Damped-trend Holt-Winters' forecasts [N, H] from each sample's origin, fitted to its series'
-    values before it (``baselines.damped_ets``), on every CPU torch may use (:mod:`.series_pool`)."""
+def method_forecasts(panel: Panel, w: Windows, horizon: int, methods: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Each of ``methods``' forecasts [N, H] from each sample's origin, fitted to its series' values
+    before it: "damped-ets" (``baselines.damped_ets``, on every CPU torch may use: :mod:`.series_pool`)
+    and "theta" (:func:`.theta_method.theta_forecasts`, every series at once)."""
     from .baselines import damped_ets
 
     histories = [panel.series[int(k)].values[: int(e)] for k, e in zip(w.series, w.origin)]
-    return forecast_each(damped_ets, histories, horizon, panel.season)
+    out = {}
+    for method in methods:
+        if method == "damped-ets":
+            out[method] = forecast_each(damped_ets, histories, horizon, panel.season)
+        else:
+            out[method] = theta_forecasts(histories, horizon, panel.season)
+    return out
+
+
+def partner_forecast(partner: str, forecasts: Dict[str, np.ndarray]) -> np.ndarray:
+    """The statistical forecast [N, H] of ``partner`` (a key of ``PARTNERS``): its methods' mean."""
+    return np.mean([forecasts[method] for method in PARTNERS[partner]], 0)
 
 
 def combined_with(y: np.ndarray, levels: List[float], statistical: np.ndarray) -> np.ndarray:
@@ -299,6 +317,22 @@ def combined_with(y: np.ndarray, levels: List[float], statistical: np.ndarray) -
     [N, H]; every quantile moves with it (the interval's width stays the networks')."""
     middle = y[:, :, levels.index(0.5)]
     return y + ((statistical - middle) / 2)[:, :, None]
+
+
+def validated_partner(
+    y: np.ndarray, levels: List[float], forecasts: Dict[str, np.ndarray], actual: np.ndarray, scale: np.ndarray
+) -> str:
+    """The partner (a key of ``PARTNERS``) whose combination with the networks' quantiles y [N, H, Q]
+    has the smallest mean MASE against ``actual`` [N, H] (MASE scales ``scale`` [N]). On the tourism
+    panels' validation windows this chose Theta for the yearly panel (where damped ETS trails Theta
+    by 13 %) and the mean of both for the seasonal ones (results/forecasting_development.md)."""
+    middle = y[:, :, levels.index(0.5)]
+
+    def mase(partner):
+        combined = (middle + partner_forecast(partner, forecasts)) / 2
+        return float(np.mean(np.abs(combined - actual).mean(1) / scale))
+
+    return min(PARTNERS, key=mase)
 
 
 @dataclass
@@ -314,6 +348,7 @@ class Fitted:
     epochs: List[int] = field(default_factory=list)
     interval_unit: str = conformal.WIDTH  # the conformal scores' unit (older files: conformal.SERIES_STEP)
     padded: bool = False  # whether series shorter than window + horizon were left-padded
+    partner: Optional[str] = None  # the statistical forecast the median is averaged with (a key of PARTNERS)
 
 
 class GlobalForecaster:
@@ -332,7 +367,20 @@ class GlobalForecaster:
         self, panel: Panel, origins: List[np.ndarray], with_target: bool = False
     ) -> Tuple[np.ndarray, Windows]:
         """Natural-unit quantile forecasts [N, H, Q] from ``origins`` of each series (the median over
-        networks, conformal corrections applied), and the windows of the first network's transform."""
+        networks, combined with ``fitted.partner``'s statistical forecast, conformal corrections
+        applied), and the windows of the first network's transform."""
+        y, w = self.network_quantiles(panel, origins, with_target)
+        partner = self.fitted.partner
+        if partner is not None:
+            forecasts = method_forecasts(panel, w, self.horizon, PARTNERS[partner])
+            y = combined_with(y, self.fitted.levels, partner_forecast(partner, forecasts))
+        return self.calibrated(y, w.mase_scale), w
+
+    def network_quantiles(
+        self, panel: Panel, origins: List[np.ndarray], with_target: bool = False
+    ) -> Tuple[np.ndarray, Windows]:
+        """The networks' own quantile forecasts [N, H, Q] (their median, in natural units, before any
+        combination or correction) from ``origins``, and the first network's windows."""
         forecasts, windows = [], {}
         for net, transform in zip(self.networks, self.fitted.transforms):
             if transform not in windows:
@@ -340,11 +388,7 @@ class GlobalForecaster:
                     panel, origins, self.fitted.window, self.horizon, transform, self.fitted.scaling, with_target
                 )
             forecasts.append(windows[transform].inverse(run_network(net, windows[transform])))
-        w = next(iter(windows.values()))
-        y = np.median(np.stack(forecasts), 0)
-        if self.settings.combine == "damped-ets":
-            y = combined_with(y, self.fitted.levels, statistical_forecasts(panel, w, self.horizon))
-        return self.calibrated(y, w.mase_scale), w
+        return np.median(np.stack(forecasts), 0), next(iter(windows.values()))
 
     def calibrated(self, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
         levels = self.fitted.levels
@@ -494,6 +538,10 @@ class GlobalForecaster:
         saved_settings = {"combine": "none", **saved["settings"]}
         settings = Settings(**{**saved_settings, "quantiles": tuple(saved["settings"]["quantiles"])})
         fitted_state = dict(saved["fitted"])
+        # files saved before the partner was recorded combined with damped ETS whenever they combined
+        fitted_state.setdefault("partner", None if settings.combine == "none" else "damped-ets")
+        if fitted_state["partner"] is not None and fitted_state["partner"] not in PARTNERS:
+            raise ValueError(f"its partner {fitted_state['partner']!r} is not one of {', '.join(PARTNERS)}")
         fitted_state.setdefault("interval_unit", conformal.SERIES_STEP)  # saved before the unit was recorded
         scaling = CovariateScaling.from_dict(fitted_state.pop("scaling"))
         fitted = Fitted(scaling=scaling, **fitted_state)
@@ -631,10 +679,17 @@ def fit(panel: Panel, settings: Settings, schema: Optional[dict] = None) -> Glob
         season=panel.season,
     )
     forecaster = GlobalForecaster(settings, fitted, networks, schema)
-    # conformal calibration on the validation samples (the networks' forecasts before any correction)
-    fitted.corrections = {}
-    y, valid = forecaster.quantiles_at(panel, split.valid, with_target=True)
+    y, valid = forecaster.network_quantiles(panel, split.valid, with_target=True)
     actual = valid.inverse(valid.target.astype(np.float64))
+    # the combination's partner, then conformal calibration of the combined forecasts on the validation samples
+    if settings.combine != "none":
+        methods = PARTNERS["damped-ets+theta"] if settings.combine == "validated" else PARTNERS[settings.combine]
+        forecasts = method_forecasts(panel, valid, settings.horizon, methods)
+        if settings.combine == "validated":
+            fitted.partner = validated_partner(y, levels, forecasts, actual, valid.mase_scale)
+        else:
+            fitted.partner = settings.combine
+        y = combined_with(y, levels, partner_forecast(fitted.partner, forecasts))
     for lo, hi in intervals(levels):
         lower, upper = y[:, :, levels.index(lo)], y[:, :, levels.index(hi)]
         unit = conformal.unit(lower, upper, valid.mase_scale, fitted.interval_unit)
