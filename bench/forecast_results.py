@@ -2,17 +2,17 @@
 backtests on multi-series datasets from installed packages. Writes results/forecasting.md (and no other file).
 
     python bench/forecast_results.py            # about 15 minutes on 2 cores (ETS is most of it)
-    python bench/forecast_results.py --quick    # a smoke run (seconds), written to RESULTS.quick.md
+    python bench/forecast_results.py --quick    # a smoke run, written to results/forecasting.quick.md
 
 1. **M1 yearly** (181 series; Godahewa et al. 2021's protocol: the last 6 values of each series are the
    test, the rest is the training data; MASE with season 1): the paper's table 2 rows, our baselines
    (to check the protocol: ETS and Theta should match the paper's), and grukit's global GRU trained
-   with three seeds (pad on: the shortest series have 9 training values).
+   with three seeds (its defaults pad the shortest series, which have 9 training values).
 2. **Backtests** (10 cut-offs one step apart, the model trained once before the first): US employment
    by industry (22 monthly series, horizon 12), five tech stocks (monthly, horizon 6, different
    starts), a synthetic panel whose right answer is known (seasonal sales with a price effect), and
-   two quarterly panels added after the defaults were chosen (US macroeconomic series, 12; US
-   quarterly changes, 5; horizon 8).
+   two quarterly panels (US macroeconomic series, 12; US quarterly changes, 5; horizon 8). The
+   defaults were chosen on other panels (bench/forecast_development.py).
 """
 
 from __future__ import annotations
@@ -80,13 +80,13 @@ def monash_m1(seeds, quick: bool):
     runs = []
     for seed in seeds:
         clock = time.perf_counter()
-        settings = fc.Settings(horizon=H, pad=True, progress=False, seed=seed, **({"epochs": 3} if quick else {}))
+        settings = fc.Settings(horizon=H, progress=False, seed=seed, **({"epochs": 3} if quick else {}))
         model = fc.fit(train, settings)
         y, _ = model.quantiles_at(train, [np.array([len(s)]) for s in train.series])
         seconds = time.perf_counter() - clock
         mean, median = mase_of(y[:, :, model.fitted.levels.index(0.5)])
         covered = metrics.coverage(actual, y[:, :, 0], y[:, :, -1])
-        runs.append((seed, mean, median, covered, seconds, sorted(set(model.fitted.transforms))))
+        runs.append((seed, mean, median, covered, seconds, model.fitted.partner))
     return rows, runs
 
 
@@ -110,10 +110,10 @@ def m1_markdown(rows, runs) -> str:
         note = f" (paper {paper:.3f})" if paper else ""
         note += f"; its own 80 % interval covers {100 * covered:.0f} %" if covered is not None else ""
         lines.append(f"| {name} | {mean:.3f} | {median:.3f} | ours, {seconds:.1f} s{note} |")
-    for seed, mean, median, covered, seconds, transforms in runs:
+    for seed, mean, median, covered, seconds, partner in runs:
         lines.append(
-            f"| **grukit global GRU**, seed {seed} | **{mean:.3f}** | {median:.3f} | ours, {seconds:.1f} s to train; "
-            f"80 % interval covers {100 * covered:.0f} %; transforms {', '.join(transforms)} |"
+            f"| **grukit global GRU**, seed {seed} | **{mean:.3f}** | {median:.3f} | ours, {seconds:.1f} s to train "
+            f"and forecast; 80 % interval covers {100 * covered:.0f} %; combined with {partner} |"
         )
     verdict = (
         f"below every row of the paper (best: TBATS {best_paper:.3f}) with every seed"
@@ -187,11 +187,9 @@ def backtest_markdown(results) -> str:
         "model's forecasts at every cut-off (its training time is in the heading); each baseline's fits and "
         "forecasts.",
         "",
-        "How the defaults were chosen: the `trend` transform, conformal scores in units of the interval's width, up "
-        "to twice the horizon of validation origins per series, and three networks per kept transform were chosen "
-        "by looking at the first three backtests below (US employment, tech stocks, synthetic). The two quarterly "
-        "panels after them were added once those defaults were fixed and are reported as they came: they test "
-        "whether the choice carries to data it was not chosen on.",
+        "The defaults were chosen on M1 yearly and the tourism competition's panels "
+        "(results/forecasting_development.md), none of them below; every backtest here is reported as it came, "
+        "so they test whether the choice carries to data it was not chosen on.",
         "",
     ]
     coverages = []  # (dataset, the GRU's 80 % coverage, ETS's, each by cut-off [K])
@@ -207,7 +205,7 @@ def backtest_markdown(results) -> str:
             "",
             f"{len(panel.series)} series ({min(len(s) for s in panel.series)} to {max(len(s) for s in panel.series)} "
             f"values), frequency {panel.frequency}, horizon {horizon}; trained in {result.train_seconds:.1f} s "
-            f"(transforms pooled: {', '.join(result.transforms)}); forecasting all 10 cut-offs took "
+            f"(transforms: {', '.join(result.transforms)}); forecasting all 10 cut-offs took "
             f"{result.seconds['grukit GRU']:.3f} s more ({100 * extra:.2f} % of the training).",
             "",
             result.table(),
@@ -246,6 +244,16 @@ def backtest_markdown(results) -> str:
     return "\n".join(lines)
 
 
+def defaults_in_words() -> str:
+    """``forecasting.Settings``' defaults, as the header states them (read, not restated)."""
+    s = fc.Settings(horizon=1)
+    return (
+        f"hidden {s.hidden}, window 1.5 * max(horizon, season), transform {s.transform}, loss {s.loss}, "
+        f"quantiles {'/'.join(f'{q:g}' for q in s.quantiles)}, {s.ensemble} networks, combination {s.combine}, "
+        "conformal 80 % interval"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 epochs, one seed: a smoke run")
@@ -257,9 +265,7 @@ def main() -> None:
     header = [
         f"Written by `{command}` on {datetime.date.today()}, {machine_label()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}. grukit's model is the global GRU of `grukit forecast` with its defaults "
-        "(hidden 64, window 2 * max(horizon, season), quantiles 0.1/0.5/0.9, transforms pooled by validation "
-        "MASE, conformal 80 % interval, 3 networks per kept transform); nothing was tuned per dataset (how the "
-        "defaults were chosen: the backtests' section).",
+        f"({defaults_in_words()}); nothing was tuned per dataset.",
         "",
     ]
     path = str(

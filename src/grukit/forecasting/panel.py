@@ -18,7 +18,7 @@ known-future covariates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -238,6 +238,18 @@ def _static_matrix(frame, static: Sequence[str], ids: np.ndarray, order: List[st
     return matrix, names
 
 
+def rows_by_id(ids: np.ndarray) -> Tuple[List[str], Dict[str, np.ndarray]]:
+    """(the ids in order of first appearance, each id's rows [in file order]): one sort, where a
+    comparison of every id with every row took 41 s for 10,000 series of 40 rows."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(ids)
+    rows = np.argsort(codes, kind="stable")
+    groups = np.split(rows, np.cumsum(np.bincount(codes))[:-1])
+    order = [str(u) for u in uniques]
+    return order, dict(zip(order, groups))
+
+
 def from_long(
     source,
     id: str,
@@ -283,8 +295,7 @@ def from_long(
         for flag, c in named.items()
         if flag[2:6] in ("past", "futu")
     }
-    order = list(dict.fromkeys(ids))
-    by_id = {sid: np.flatnonzero(ids == sid) for sid in order}
+    order, by_id = rows_by_id(ids)
     frequency = infer_frequency([np.sort(times[rows]) for rows in by_id.values()], time, source)
     statics, static_names = _static_matrix(frame, static, ids, order, source)
     series = []
