@@ -17,6 +17,16 @@ COMBINE_CHOICES = ("validated", "damped-ets", "theta", "damped-ets+theta", "none
 LOSS_CHOICES = ("mase", "transformed")
 
 
+def transform_list(text: str) -> str:
+    """--transform's value: "auto", or transforms joined by "+" (argparse.ArgumentTypeError otherwise)."""
+    parts = text.split("+")
+    if text != "auto" and not all(part in TRANSFORM_CHOICES[1:] for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, one of {', '.join(TRANSFORM_CHOICES[1:])}, or several joined by +; got {text!r}"
+        )
+    return text
+
+
 def _columns(text):
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
@@ -55,9 +65,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--transform",
-        choices=TRANSFORM_CHOICES,
-        help="target transform (default log-season: log ratio to the same season's last value; auto: every one "
-        "that applies, pooled by validation MASE)",
+        type=transform_list,
+        help="target transform, or several joined by + (default log-season+trend: a network for each, those within "
+        f"10 %% of the best validation MASE pooled); one of {', '.join(TRANSFORM_CHOICES)}",
     )
     model.add_argument(
         "--combine",
@@ -74,7 +84,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--epochs", type=positive_int, help="most training epochs (default 40)")
     model.add_argument("--patience", type=positive_int, help="early-stopping patience (default 8)")
     model.add_argument("--lr", type=positive_float, help="adam learning rate (default 0.003)")
-    model.add_argument("--ensemble", type=positive_int, help="networks per kept transform, other seeds (default 3)")
+    model.add_argument(
+        "--ensemble",
+        type=positive_int,
+        help="networks pooled in all: the kept transforms' and other seeds of them (default 3)",
+    )
     model.add_argument(
         "--pad",
         action=argparse.BooleanOptionalAction,
