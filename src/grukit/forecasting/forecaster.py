@@ -50,8 +50,9 @@ class Settings:
     """What ``fit`` trains. ``window`` None: ``default_window`` (1.5 * max(horizon, season)).
     ``transform``: one of ``windows.TRANSFORMS``, several joined by "+", or "auto" (every one that
     applies): one network per transform, those within ``pool`` of the best validation MASE kept.
-    The default, "log-season+trend", kept log-season alone on the tourism panels and trend alone on
-    US employment and the synthetic sales panel, where log-season's networks were 40-100 % worse.
+    The default, "log-season+trend", kept log-season alone on the seasonal tourism panels, both on
+    the yearly ones (M1, tourism), and trend alone on US employment and the synthetic sales panel,
+    where log-season's networks were 40-100 % worse.
     ``ensemble``: the networks pooled in all (the kept transforms' and more seeds of them).
     ``loss``: "mase" (the pinball loss of the natural-unit forecasts divided by each series' MASE
     scale: the error MASE measures) or "transformed" (the pinball loss of the transformed target).
