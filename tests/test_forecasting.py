@@ -491,3 +491,21 @@ def test_integer_time_steps_with_a_gap_or_a_fraction_are_refused():
     empty.loc[2, "ds"] = np.nan
     with pytest.raises(TableError, match=r"--time column 'ds' .* is empty at row 3"):
         fc.read(empty)
+
+
+def test_transforms_joined_by_plus_are_each_tried_and_the_pool_holds_ensemble_networks():
+    """ "a+b" trains a network on each; those within ``pool`` of the best validation MASE are kept,
+    and more seeds of them, best first, fill the pool up to ``ensemble`` networks in all."""
+    table, _ = seasonal_table(series=8, length=60)
+    model = fc.train(table, 6, **{**QUICK, "transform": "diff+level", "ensemble": 3, "pool": 10.0})
+    assert set(model.fitted.validation_mase) == {"diff", "level"}
+    best = min(model.fitted.validation_mase, key=model.fitted.validation_mase.get)
+    assert len(model.networks) == 3 and model.fitted.transforms[0] == best and model.fitted.transforms[2] == best
+    assert sorted(model.fitted.transforms[:2]) == ["diff", "level"]
+    with pytest.raises(
+        ValueError, match=r"transform must be 'auto', one of .* or several joined by '\+', got 'diff\+nope'"
+    ):
+        fc.Settings(horizon=3, transform="diff+nope").check()
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        main(["forecast", "--csv", "x.csv", "--target", "y", "--horizon", "3", "--transform", "diff+nope"])
+    assert refused.value.code == 2
