@@ -55,8 +55,7 @@ def forecast_each(
     # without threadpoolctl (the forecast extra's) each worker's BLAS threads would fight: see _one_blas_thread
     limits_blas = importlib.util.find_spec("threadpoolctl") is not None
     if workers < 2 or count < PARALLEL_FROM or not sys.platform.startswith("linux") or not limits_blas:
-        for i, history in enumerate(histories):
-            out[i] = method(history, horizon, season)
+        out[:] = _fit_chunk((method, histories, horizon, season))
         return out
     # the first fit runs here: it imports what ``method`` needs once, before the workers fork
     out[0] = method(histories[0], horizon, season)
@@ -66,9 +65,5 @@ def forecast_each(
     jobs = [(method, [histories[i] for i in chunk], horizon, season) for chunk in chunks if len(chunk)]
     with multiprocessing.get_context("fork").Pool(workers, initializer=_one_blas_thread) as pool:
         results = pool.map(_fit_chunk, jobs)
-    row = 1
-    for result in results:
-        for forecast in result:
-            out[row] = forecast
-            row += 1
+    out[1:] = [forecast for result in results for forecast in result]  # pool.map keeps the chunks' order
     return out
