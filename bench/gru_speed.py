@@ -325,7 +325,9 @@ def write_section(path: Path, start: str, end: str, text: str) -> None:
 
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
-        new = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n?", lambda _: text, old, flags=re.S)
+        # the old section's line break goes with it, so the new one ends its last line
+        ending = text if text.endswith("\n") else text + "\n"
+        new = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n?", lambda _: ending, old, flags=re.S)
     else:
         last = old.rfind("<!-- /gru-speed:")
         at = old.find("\n", last) + 1 if last >= 0 else old.find("<!--")
