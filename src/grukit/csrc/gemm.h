@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -152,8 +153,22 @@ inline int64_t rows_per_block(int64_t M, int64_t threads) {
   return std::max<int64_t>(16, (M + kBlocksPerThread * threads - 1) / (kBlocksPerThread * threads));
 }
 
+// A thread of a team that has nothing left to claim waits for the others' blocks by yielding its
+// core, not by spinning in OpenMP's barrier. When another process keeps one core busy, two of the
+// team's threads can end up taking turns on the other core, and a waiter spinning there takes half
+// of that core from the very thread it waits for: B128 T50 H512 bfloat16 inference on 2 threads
+// beside a process pinned to one core took 126 ms a call with OpenMP's spinning waits and 102 ms
+// with passive ones, where its own one-thread run took 106 ms (bench/inference_contention.py).
+constexpr int kSpinsBeforeYield = 64;
+
+inline void wait_until_done(const std::atomic<int64_t>& done, int64_t total) {
+  for (int spins = 0; done.load(std::memory_order_acquire) < total; ++spins)
+    if (spins >= kSpinsBeforeYield) sched_yield();
+}
+
 // body(i) for every block i of `blocks`, claimed one at a time by up to `threads` threads, BLAS
-// single-threaded in each.
+// single-threaded in each. The threads leave together once every block is done (wait_until_done),
+// so OpenMP's closing barrier does not spin.
 template <typename F>
 void run_blocks(int64_t threads, int64_t blocks, const F& body) {
   if (threads == 1 || blocks == 1) {
@@ -161,11 +176,15 @@ void run_blocks(int64_t threads, int64_t blocks, const F& body) {
     for (int64_t i = 0; i < blocks; ++i) body(i);
     return;
   }
+  std::atomic<int64_t> next{0}, done{0};
 #pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
   {
     SequentialBlas one;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < blocks; ++i) body(i);
+    for (int64_t i = next.fetch_add(1); i < blocks; i = next.fetch_add(1)) {
+      body(i);
+      done.fetch_add(1, std::memory_order_release);
+    }
+    wait_until_done(done, blocks);
   }
 }
 

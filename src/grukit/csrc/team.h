@@ -100,16 +100,11 @@ void run_team(const Team& team, const F& body) {
     return;
   }
   std::vector<StepWatch>* watches = team.watches.get();
-  if (team.by_rows) {  // parts claimed one at a time (OpenMP's dynamic schedule)
-#pragma omp parallel num_threads(team.threads)
-    {
-      SequentialBlas one;
-#pragma omp for schedule(dynamic, 1)
-      for (int k = 0; k < team.n; ++k) {
-        if (watches) (*watches)[k].start(steady_now_ns());
-        body(k);
-      }
-    }
+  if (team.by_rows) {  // parts claimed one at a time, waits that yield (gemm.h run_blocks)
+    run_blocks(team.threads, team.n, [&](int64_t k) {
+      if (watches) (*watches)[k].start(steady_now_ns());
+      body(static_cast<int>(k));
+    });
   } else {
     if (watches) (*watches)[0].start(steady_now_ns());
 #pragma omp parallel num_threads(team.n)
