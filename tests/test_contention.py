@@ -107,6 +107,55 @@ def test_a_layer_that_stepped_aside_computes_what_the_full_team_does(
             torch.testing.assert_close(aside_out.double(), exact(x.double(), h0.double())[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("quantized", [False, True], ids=["float32", "int8"])
+def test_a_module_call_that_steps_aside_runs_torchs_operations_around_the_layers_on_one_thread(
+    two_threads, monkeypatch, quantized
+):
+    """The zero initial state, stacking the final states and the int8 module's check of the output
+    run inside the stepped-aside call on one thread (else they wake OpenMP's other thread, which
+    spins on the shared core); a two-layer call counts once; the caller's thread count comes back."""
+    import grukit
+    from grukit import functional
+    from grukit import quantized as quantized_module
+
+    seen = []
+    stack_layers = functional.stack_layers
+
+    def spying_stack_layers(*args):
+        seen.append(torch.get_num_threads())
+        result = stack_layers(*args)
+        seen.append(torch.get_num_threads())
+        return result
+
+    monkeypatch.setattr(functional, "stack_layers", spying_stack_layers)
+    torch.manual_seed(0)
+    module = grukit.GRU(64, 128, num_layers=2).eval()
+    if quantized:
+        module = module.quantized("int8")
+        check = quantized_module.QuantizedGRU._check_no_infinity
+        monkeypatch.setattr(
+            quantized_module.QuantizedGRU,
+            "_check_no_infinity",
+            lambda self, x, h_n: (seen.append(torch.get_num_threads()), check(self, x, h_n)),
+        )
+    x = torch.randn(20, 64, 64)
+    extension = cpu_fused.extension()
+    with torch.no_grad():
+        full_out, _ = module(x)
+        assert seen and set(seen) == {2}
+        seen.clear()
+        before = extension.contention_calls_aside()
+        extension.contention_step_aside(1)
+        aside_out, _ = module(x)
+        assert set(seen) == {1} and len(seen) == (3 if quantized else 2)
+        assert extension.contention_calls_aside() == before + 1  # two layers, one module call aside
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        module(x)  # the step-aside is spent: the full team again
+        assert set(seen) == {2}
+    torch.testing.assert_close(aside_out, full_out, rtol=1e-5, atol=1e-5)
+
+
 def test_the_setting_allows_adapt_and_off(monkeypatch):
     assert settings.SETTINGS["GRUKIT_CONTENTION"].default == "adapt"
     monkeypatch.setenv("GRUKIT_CONTENTION", "sometimes")

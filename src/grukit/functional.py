@@ -25,6 +25,7 @@ Conventions decided here, for every backend:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -249,6 +250,16 @@ def packed_batch_size(batch_sizes: Tensor, rows: int):
     return check_batch_sizes(batch_sizes, rows)
 
 
+def call_scope(backend):
+    """The context one whole call runs in on ``backend``: its ``call_scope()`` where it has that
+    capability (the fused CPU kernels: a call after calls that lost time to another process runs on
+    one thread, torch's operations around the layers included), else nothing; nothing either while
+    torch.compile traces the call (the compiled graph runs its operators as it finds them)."""
+    if torch.compiler.is_compiling() or not hasattr(backend, "call_scope"):
+        return contextlib.nullcontext()
+    return backend.call_scope()
+
+
 def stack_layers(run_layer, x, hx, weights, L, D, B, H, feature_dim, dropout, training):
     """Run L layers of D directions: each layer's directions see the previous layer's output
     (directions concatenated along ``feature_dim``), with dropout between layers when training.
@@ -381,7 +392,8 @@ def gru_with_checked_options(
         options = LayerOptions(reverse, reset_after, update_gate == KEEPS_STATE, **extra)
         return chosen.gru_layer(layer_input, h0, padded_weights(weights_k), lengths, options)
 
-    output, h_n = stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
+    with call_scope(chosen):
+        output, h_n = stack_layers(run_layer, x, hx, list(zip(clean_weights, ln)), L, D, B, H, 2, dropout, training)
     return (output.transpose(0, 1) if batch_first else output), h_n
 
 
@@ -472,7 +484,8 @@ def gru_packed_with_checked_options(
         options = LayerOptions(reverse, reset_after, update_gate == KEEPS_STATE, **extra)
         return chosen.gru_layer_packed(layer_input, sizes, h0, padded_weights(weights_k), options)
 
-    return stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
+    with call_scope(chosen):
+        return stack_layers(run_layer, data, hx, list(zip(clean_weights, ln)), L, D, B, H, 1, dropout, training)
 
 
 gru_with_checked_options = _in_the_weights_dtype(gru_with_checked_options, "input", 1)

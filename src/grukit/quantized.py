@@ -37,7 +37,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .functional import run_quantized_layers
+from .backends import cpu_fused
+from .functional import call_scope, run_quantized_layers
 from .module_parts import (
     ALWAYS,
     GRU_FIELDS,
@@ -108,8 +109,6 @@ def dequantize_weight(weight: Tensor, scale: Optional[Tensor]) -> Tensor:
 def instructions(precision: str) -> str:
     """The instructions ``precision``'s products use in this build on this CPU ("float32 GEMM on the
     ... values" where the CPU or the build level lacks them)."""
-    from .backends import cpu_fused
-
     _require_kernels()
     return cpu_fused.extension().low_precision_instructions(check_precision(precision))
 
@@ -119,8 +118,6 @@ def use_instructions(name: str):
     """Within the block, quantized layers called and streams made compute their products with
     ``name`` ("avx512", "avx2" or "float32_gemm") instead of the best this build and CPU have;
     for comparing the paths on one machine. ValueError if this build or CPU lacks it."""
-    from .backends import cpu_fused
-
     _require_kernels()
     extension = cpu_fused.extension()
     extension.set_low_precision_instructions(name)
@@ -131,8 +128,6 @@ def use_instructions(name: str):
 
 
 def _require_kernels() -> None:
-    from .backends import cpu_fused
-
     if not cpu_fused.is_available():
         raise RuntimeError(
             "a quantized GRU runs on the fused CPU kernels, which are unavailable here: "
@@ -393,8 +388,9 @@ class QuantizedGRU(nn.Module):
             output = x.new_zeros(T, B, D * self.hidden_size)
             h_n = hx.clone() if hx is not None else x.new_zeros(self.num_layers * D, B, self.hidden_size)
         else:
-            output, h_n = run_quantized_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
-            self._check_no_infinity(x, h_n)
+            with call_scope(cpu_fused):  # the layers and the check, on one thread after contended calls
+                output, h_n = run_quantized_layers(self._layer_inputs(), x, hx, lengths=lengths, **self._options())
+                self._check_no_infinity(x, h_n)
         return self._inference_only(output, h_n, x, hx)
 
     def _run_packed(self, data: Tensor, batch_sizes: Tensor, hx: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
@@ -402,10 +398,11 @@ class QuantizedGRU(nn.Module):
         D = 2 if self.bidirectional else 1
         if hx is not None:
             check_tensor("hx", hx, (self.num_layers * D, int(batch_sizes[0]), self.hidden_size), data)
-        out, h_n = run_quantized_layers(
-            self._layer_inputs(), data, hx, batch_sizes=batch_sizes.cpu(), **self._options()
-        )
-        self._check_no_infinity(data, h_n)
+        with call_scope(cpu_fused):
+            out, h_n = run_quantized_layers(
+                self._layer_inputs(), data, hx, batch_sizes=batch_sizes.cpu(), **self._options()
+            )
+            self._check_no_infinity(data, h_n)
         return self._inference_only(out, h_n, data, hx)
 
     @staticmethod

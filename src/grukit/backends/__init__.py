@@ -18,6 +18,8 @@ Optional capabilities, looked up with ``hasattr``:
   same on a PackedSequence's data, with no padding (``grukit.functional.gru_packed`` pads for backends without it);
 * ``open_stream(...)``: a native stream that keeps its state between calls
   (``grukit.stream``; otherwise each call goes through ``functional.gru``);
+* ``call_scope()``: a context manager around one whole call, layers and stacking (the fused CPU
+  kernels: a call that steps aside from a busy machine runs on one thread throughout);
 * ``why_not_variant(variant) -> str``: the backend computes only some GRU variants
   (empty string: it computes ``variant``).
 

@@ -25,6 +25,7 @@ path and differentiates that (``differentiable_backward``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -185,6 +186,22 @@ def gemm_routines() -> Optional[dict]:
     """The matrix-product routine chosen for each kind of product, and how it was chosen
     (``gemm_choice.configure``); ``None`` until the kernels are loaded."""
     return _state["gemm"]
+
+
+@contextlib.contextmanager
+def call_scope():
+    """One whole call on these kernels (``functional.gru``, ``QuantizedGRU``). When recent calls of
+    this process lost time to another process (csrc/contention.h), the call runs on this thread
+    alone: its layers and torch's operations around them (the zero initial state, stacking the final
+    states), which would otherwise wake OpenMP's other thread to spin on a shared core
+    (csrc/team.h, begin_call_aside)."""
+    module = _state["module"]
+    allowed = module.begin_call_aside() if module is not None else 0
+    try:
+        yield
+    finally:
+        if allowed:
+            module.end_call_aside(allowed)
 
 
 def open_stream(weights, h0: Tensor, reset_after: bool, keeps_state: bool, scales=None):

@@ -346,6 +346,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "Make the process's next `calls` unit-split layer calls run on one thread (0: from now on, the "
       "full team), as after a contended call; for tests.");
+  m.def("begin_call_aside", &grukit::begin_call_aside,
+        "At the start of a module call: when the process's recent calls lost time to another process, "
+        "make this thread's torch and grukit work of the call one-threaded and return the thread count "
+        "to restore (end_call_aside); else 0 (team.h).");
+  m.def("end_call_aside", &grukit::end_call_aside, "Restore the thread count begin_call_aside returned (0: nothing).");
   m.def(
       "set_projection_helper_delay",
       [](int64_t microseconds) {

@@ -92,6 +92,24 @@ struct OneThreadCall {
   OneThreadCall& operator=(const OneThreadCall&) = delete;
 };
 
+// A whole module call that steps aside: torch's own operations around the layers (the zero
+// initial state, stacking the final states, a check of the output) run on one thread too. Without
+// it they wake OpenMP's other thread, which then spins for about 8 ms on a core the one-thread
+// layers and the neighbour share: B128 T50 H512 int8 stepping aside beside a 2-thread neighbour
+// took 104 ms a call where the same call with torch.set_num_threads(1) took 85 ms
+// (bench/inference_contention.py). Returns the caller's thread count to give back to
+// end_call_aside, or 0 when the call keeps its full team; the layer calls inside a stepped-aside
+// call see one thread and are not counted again.
+inline int begin_call_aside() {
+  const int allowed = omp_get_max_threads();
+  if (allowed <= 1 || !contention_adapts().load() || contention_policy().full_team_for_call()) return 0;
+  omp_set_num_threads(1);
+  return allowed;
+}
+inline void end_call_aside(int allowed) {
+  if (allowed > 0) omp_set_num_threads(allowed);
+}
+
 template <typename F>
 void run_team(const Team& team, const F& body) {
   if (team.n == 1) {
