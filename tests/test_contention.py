@@ -29,38 +29,45 @@ def test_a_quiet_machine_keeps_the_full_team():
     assert replay([QUIET] * 50) == [True] * 50
 
 
-def test_a_contended_call_makes_the_next_four_calls_use_one_thread_then_it_looks_again():
-    # call 0 stalls (12 ms of 22 ms lost): calls 1-4 on one thread; call 5 looks with the full team
-    assert replay([CONTENDED] + [QUIET] * 6) == [True] + [False] * 4 + [True, True]
+def test_two_contended_calls_make_the_next_four_calls_use_one_thread_then_it_looks_again():
+    # calls 0 and 1 stall (12 ms of 22 ms lost each): calls 2-5 on one thread; call 6 looks with the full team
+    assert replay([CONTENDED] * 2 + [QUIET] * 6) == [True, True] + [False] * 4 + [True, True]
+
+
+def test_one_contended_call_alone_keeps_the_full_team():
+    # another runtime's threads still spinning after its last call: the first call after it stalls once
+    assert replay([CONTENDED] + [QUIET] * 5) == [True] * 6
+    assert replay([QUIET, CONTENDED, QUIET, CONTENDED, QUIET]) == [True] * 5
 
 
 def test_the_back_off_doubles_while_the_contention_lasts_and_resets_after_a_clean_call():
-    # stalled, 4 aside, stalled again, 8 aside, stalled again, 16 aside ... up to 64
-    full = replay([CONTENDED] * (1 + 4 + 1 + 8 + 1 + 16 + 1 + 32 + 1 + 64 + 1 + 64 + 1))
+    # stalled twice, 4 aside, stalled again, 8 aside, stalled again, 16 aside ... up to 64
+    full = replay([CONTENDED] * (2 + 4 + 1 + 8 + 1 + 16 + 1 + 32 + 1 + 64 + 1 + 64 + 1))
     looks = [i for i, f in enumerate(full) if f]
-    assert looks == [0, 5, 14, 31, 64, 129, 194]
-    # a clean look resets the back-off to 4 calls
-    calls = [CONTENDED] + [QUIET] * 4 + [CONTENDED] + [QUIET] * 8 + [QUIET] + [CONTENDED] + [QUIET] * 5
+    assert looks == [0, 1, 6, 15, 32, 65, 130, 195]
+    # a clean look resets the back-off to 4 calls and the count of stalled calls: one stall after it
+    # keeps the full team
+    calls = [CONTENDED] * 2 + [QUIET] * 4 + [CONTENDED] + [QUIET] * 8 + [QUIET] + [CONTENDED] + [QUIET] * 5
     full = replay(calls)
-    assert [i for i, f in enumerate(full) if f] == [0, 5, 14, 15, 20]
+    assert [i for i, f in enumerate(full) if f] == [0, 1, 6] + list(range(15, 22))
 
 
 def test_slow_steps_that_are_not_time_slices_are_not_stalls():
     # steps 4x the fastest but only 150 us longer: cache misses or a page fault, not a lost core
     jittery = [50 * US, 200 * US] * 100
-    assert replay([jittery, QUIET]) == [True, True]
+    assert replay([jittery, jittery, QUIET]) == [True] * 3
 
 
 def test_a_stall_must_cost_a_fifth_of_the_call():
     # one 4 ms stall in a 20 ms call loses 3.95 ms < a fifth
-    assert replay([[50 * US] * 320 + [4 * MS], QUIET]) == [True, True]
-    # two of them lose 7.9 ms of 24 ms
-    assert replay([[50 * US] * 320 + [4 * MS] * 2, QUIET]) == [True, False]
+    assert replay([[50 * US] * 320 + [4 * MS]] * 2 + [QUIET]) == [True] * 3
+    # two of them lose 7.9 ms of 24 ms: two such calls step aside
+    assert replay([[50 * US] * 320 + [4 * MS] * 2] * 2 + [QUIET]) == [True, True, False]
 
 
 def test_calls_of_few_steps_decide_nothing():
     short = [50 * US] * 5 + [4 * MS] * 10  # 15 steps: fewer than the 16 the policy needs
-    assert replay([short, QUIET]) == [True, True]
+    assert replay([short, short, QUIET]) == [True] * 3
 
 
 @pytest.fixture

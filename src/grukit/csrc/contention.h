@@ -13,9 +13,12 @@
 // steady_clock read per step, about 20 ns beside steps of tens of microseconds or more) and, when
 // the call ends, the process-wide ContentionPolicy is told what share of its most stalled part
 // went to stalls: steps more than kStallFactor times the fastest step of their part and longer by
-// more than kStallFloorNs (a time slice, not a cache miss). A call that lost at least
-// kStalledShare of its time to stalls makes the next kFirstBackOffCalls calls use a one-thread
-// team; the first full-team call after them looks again. The back-off doubles while the contention lasts (up to
+// more than kStallFloorNs (a time slice, not a cache miss). Two full-team calls in a row that each
+// lost at least kStalledShare of their time to stalls make the next kFirstBackOffCalls calls use a
+// one-thread team; the first full-team call after them looks again. One stalled call is not enough:
+// a process that also runs another runtime (onnxruntime, OpenVINO) finds that runtime's threads
+// still spinning for a few milliseconds after its last call, and the first grukit call after it
+// stalls once on an otherwise quiet machine (bench/inference_contention.py interleaves them). The back-off doubles while the contention lasts (up to
 // kLongestBackOffCalls) and returns to kFirstBackOffCalls after a clean call, so a quiet machine
 // keeps its full team and a busy one spends one call in 65 finding out whether it is still busy.
 // It counts calls, not seconds, so what a probe costs does not depend on how often the program
@@ -76,6 +79,7 @@ class ContentionPolicy {
  public:
   static constexpr double kStalledShare = 0.2;
   static constexpr int64_t kMinSteps = 16;           // shorter calls say too little
+  static constexpr int64_t kStalledCallsToStepAside = 2;  // stalled full-team calls in a row
   static constexpr int64_t kFirstBackOffCalls = 4;   // calls on one thread after a stalled call ...
   static constexpr int64_t kLongestBackOffCalls = 64;  // ... doubling up to this while it lasts
 
@@ -92,9 +96,11 @@ class ContentionPolicy {
     if (watch.steps < kMinSteps) return;
     std::lock_guard<std::mutex> lock(mutex_);
     if (watch.stalled >= kStalledShare * watch.total) {
+      if (++stalled_in_a_row_ < kStalledCallsToStepAside) return;
       calls_left_aside_ = back_off_;
       back_off_ = std::min(2 * back_off_, kLongestBackOffCalls);
     } else {
+      stalled_in_a_row_ = 0;
       back_off_ = kFirstBackOffCalls;
     }
   }
@@ -112,6 +118,7 @@ class ContentionPolicy {
   mutable std::mutex mutex_;
   int64_t calls_left_aside_ = 0;
   int64_t back_off_ = kFirstBackOffCalls;
+  int64_t stalled_in_a_row_ = 0;  // full-team calls; the calls aside between them do not count
   int64_t calls_aside_ = 0;  // since the process started
 };
 
