@@ -4,6 +4,7 @@ fits of its combination spread over worker processes with the same answers."""
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import torch
 from grukit import backends
 from grukit import forecasting as fc
 from grukit.backends import cpu_fused
-from grukit.forecasting import baselines, series_pool
+from grukit.forecasting import baselines, forecaster, series_pool
 
 
 def wavy_histories(count, seed=0):
@@ -67,3 +68,46 @@ def test_the_forecasters_network_trains_and_forecasts_on_the_fused_kernels(monke
     model.predict(table)
     assert set(name for name, _ in chosen) == {"cpu_fused"}, chosen
     assert chosen["cpu_fused", True] > 0 and chosen["cpu_fused", False] > 0, chosen
+
+
+def wavy_table(count):
+    frame = {"unique_id": [], "ds": [], "y": []}
+    for k, history in enumerate(wavy_histories(count)):
+        frame["unique_id"] += [f"s{k}"] * len(history)
+        frame["ds"] += list(pd.date_range("2001-01-01", periods=len(history), freq="QS"))
+        frame["y"] += list(history)
+    return pd.DataFrame(frame)
+
+
+@pytest.mark.parametrize("loss", ["mase", "transformed"])
+def test_a_transforms_network_far_behind_the_best_so_far_stops_after_patience_epochs(monkeypatch, loss):
+    """The second transform's network is trained against the first's best validation loss when the
+    losses compare (MASE-scaled); one still more than 2 pools behind it after `patience` epochs stops."""
+    calls = []
+    original = forecaster.train_network
+
+    def spy(train, valid, levels, settings, seed, label, rival_loss=math.inf):
+        result = original(train, valid, levels, settings, seed, label, rival_loss)
+        calls.append({"rival": rival_loss, "loss": result[1], "args": (train, valid, levels, settings, seed, label)})
+        return result
+
+    monkeypatch.setattr(forecaster, "train_network", spy)
+    table = wavy_table(20)
+    fc.train(
+        table,
+        4,
+        transform="log-season+trend",
+        loss=loss,
+        ensemble=2,
+        epochs=12,
+        patience=3,
+        combine="none",
+        progress=False,
+    )
+    first, second = calls[0], calls[1]
+    assert first["rival"] == math.inf
+    assert second["rival"] == (first["loss"] if loss == "mase" else math.inf)
+    # a rival no network reaches stops it once `patience` epochs have run; no rival lets it run on
+    _, _, pruned = original(*second["args"], rival_loss=1e-9)
+    _, _, free = original(*second["args"])
+    assert pruned == 3 < free
