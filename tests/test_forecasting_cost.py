@@ -81,14 +81,15 @@ def wavy_table(count):
 
 @pytest.mark.parametrize("loss", ["mase", "transformed"])
 def test_a_transforms_network_far_behind_the_best_so_far_stops_after_patience_epochs(monkeypatch, loss):
-    """The second transform's network is trained against the first's best validation loss when the
-    losses compare (MASE-scaled); one still more than 2 pools behind it after `patience` epochs stops."""
+    """The second transform's network is trained against the first's best validation loss and epochs
+    when the losses compare (MASE-scaled); one still more than 2 pools behind it after as many epochs
+    as the first ran (`patience` at least) stops."""
     calls = []
     original = forecaster.train_network
 
-    def spy(train, valid, levels, settings, seed, label, rival_loss=math.inf):
-        result = original(train, valid, levels, settings, seed, label, rival_loss)
-        calls.append({"rival": rival_loss, "loss": result[1], "args": (train, valid, levels, settings, seed, label)})
+    def spy(train, valid, levels, settings, seed, label, rival=(math.inf, 0)):
+        result = original(train, valid, levels, settings, seed, label, rival)
+        calls.append({"rival": rival, "result": result, "args": (train, valid, levels, settings, seed, label)})
         return result
 
     monkeypatch.setattr(forecaster, "train_network", spy)
@@ -105,9 +106,10 @@ def test_a_transforms_network_far_behind_the_best_so_far_stops_after_patience_ep
         progress=False,
     )
     first, second = calls[0], calls[1]
-    assert first["rival"] == math.inf
-    assert second["rival"] == (first["loss"] if loss == "mase" else math.inf)
-    # a rival no network reaches stops it once `patience` epochs have run; no rival lets it run on
-    _, _, pruned = original(*second["args"], rival_loss=1e-9)
+    assert first["rival"] == (math.inf, 0)
+    assert second["rival"] == ((first["result"][1], first["result"][2]) if loss == "mase" else (math.inf, 0))
+    # a rival no network reaches stops it once `patience` epochs, or the rival's if more, have run;
+    # no rival lets it run on
     _, _, free = original(*second["args"])
-    assert pruned == 3 < free
+    assert original(*second["args"], rival=(1e-9, 0))[2] == 3 < free
+    assert original(*second["args"], rival=(1e-9, 5))[2] == 5
