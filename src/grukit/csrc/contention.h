@@ -18,9 +18,10 @@
 // one-thread team; the first full-team call after them looks again. One stalled call is not enough:
 // a process that also runs another runtime (onnxruntime, OpenVINO) finds that runtime's threads
 // still spinning for a few milliseconds after its last call, and the first grukit call after it
-// stalls once on an otherwise quiet machine (bench/inference_contention.py interleaves them). The back-off doubles while the contention lasts (up to
-// kLongestBackOffCalls) and returns to kFirstBackOffCalls after a clean call, so a quiet machine
-// keeps its full team and a busy one spends one call in 65 finding out whether it is still busy.
+// stalls once on an otherwise quiet machine (bench/inference_contention.py interleaves them). The
+// back-off doubles while the contention lasts (up to kLongestBackOffCalls) and returns to
+// kFirstBackOffCalls after a clean call, so a quiet machine keeps its full team and a busy one
+// spends one call in 65 finding out whether it is still busy.
 // It counts calls, not seconds, so what a probe costs does not depend on how often the program
 // calls. The decision is per process, from what actually ran; GRUKIT_CONTENTION=off turns it off.
 #pragma once
@@ -80,7 +81,7 @@ class ContentionPolicy {
   static constexpr double kStalledShare = 0.2;
   static constexpr int64_t kMinSteps = 16;           // shorter calls say too little
   static constexpr int64_t kStalledCallsToStepAside = 2;  // stalled full-team calls in a row
-  static constexpr int64_t kFirstBackOffCalls = 4;   // calls on one thread after a stalled call ...
+  static constexpr int64_t kFirstBackOffCalls = 4;   // calls on one thread after the stalled calls ...
   static constexpr int64_t kLongestBackOffCalls = 64;  // ... doubling up to this while it lasts
 
   // whether the next call uses its full team (a call that does not is counted)
