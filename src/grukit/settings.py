@@ -55,8 +55,8 @@ SETTINGS: Dict[str, Setting] = {
         Setting(
             "GRUKIT_CONTENTION",
             "`adapt`: a fused CPU layer whose threads meet every step (small batch, large H) runs on one "
-            "thread for the next calls (4, doubling while it lasts) after a call that lost a fifth of its time "
-            "waiting for a thread another process had descheduled; `off`: always the full team",
+            "thread for the next calls (4, doubling while it lasts) after two calls in a row that each lost a "
+            "fifth of their time waiting for a thread another process had descheduled; `off`: always the full team",
             "adapt",
             ("adapt", "off"),
             "when the fused kernels load",
