@@ -113,8 +113,23 @@ def one_horizon_earlier(panel, horizon: int):
     return earlier, np.stack([s.values[-horizon:] for s in panel.series])
 
 
-def interval_outcome(actual, lower, upper) -> dict:
+def fit_and_forecast(panel, settings):
+    """(the model ``forecasting.fit`` trains on ``panel``, its quantile forecasts [N, H, Q] from the end
+    of each history, training seconds, forecasting seconds)."""
+    clock = time.perf_counter()
+    model = fc.fit(panel, settings)
+    train_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    y, _ = model.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
+    return model, y, train_seconds, time.perf_counter() - clock
+
+
+def outcome(model, y, actual, scale) -> dict:
+    """The median forecast's (mean, median) MASE and where actual [N, H] falls against the outermost
+    interval of the quantile forecasts y [N, H, Q]."""
+    lower, upper = y[:, :, 0], y[:, :, -1]
     return {
+        "mase": scores(y[:, :, model.fitted.levels.index(0.5)], actual, scale),
         "covered": metrics.coverage(actual, lower, upper),
         "below": float(np.mean(actual < lower)),
         "above": float(np.mean(actual > upper)),
@@ -154,26 +169,18 @@ def run_panel(name, panel, actual, season, seeds, quick):
         forecast = np.stack([method(s.values, horizon, season) for s in panel.series])
         rows[label] = (*scores(forecast, actual, scale), time.perf_counter() - clock)
     ets_seconds = rows["damped ETS"][2]
+    quick_settings = {"epochs": 2} if quick else {}
     runs = []
     for seed in seeds:
-        settings = fc.Settings(horizon=horizon, progress=False, seed=seed, **({"epochs": 2} if quick else {}))
-        clock = time.perf_counter()
-        model = fc.fit(panel, settings)
-        train_seconds = time.perf_counter() - clock
-        origins = [np.array([len(s)]) for s in panel.series]
-        clock = time.perf_counter()
-        y, _ = model.quantiles_at(panel, origins)
-        forecast_seconds = time.perf_counter() - clock
-        middle = model.fitted.levels.index(0.5)
-        lower, upper = y[:, :, 0], y[:, :, -1]
+        settings = fc.Settings(horizon=horizon, progress=False, seed=seed, **quick_settings)
+        model, y, train_seconds, forecast_seconds = fit_and_forecast(panel, settings)
         partner, model.fitted.partner = model.fitted.partner, None  # the networks alone, from the same fit
-        alone, _ = model.quantiles_at(panel, origins)
+        alone, _ = model.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
         runs.append(
             {
                 "seed": seed,
-                "mase": scores(y[:, :, middle], actual, scale),
-                "networks alone": scores(alone[:, :, middle], actual, scale),
-                **interval_outcome(actual, lower, upper),
+                **outcome(model, y, actual, scale),
+                "networks alone": scores(alone[:, :, model.fitted.levels.index(0.5)], actual, scale),
                 "train": train_seconds,
                 "forecast": forecast_seconds,
                 "window": model.fitted.window,
@@ -183,32 +190,17 @@ def run_panel(name, panel, actual, season, seeds, quick):
             }
         )
         print(name, runs[-1], f"damped ETS {ets_seconds:.1f} s", flush=True)
-    quick_settings = {"epochs": 2} if quick else {}
     variants = []
     for label, changes in VARIANTS:
         settings = fc.Settings(horizon=horizon, progress=False, seed=seeds[0], **quick_settings, **changes)
-        clock = time.perf_counter()
-        model = fc.fit(panel, settings)
-        train_seconds = time.perf_counter() - clock
-        y, _ = model.quantiles_at(panel, [np.array([len(s)]) for s in panel.series])
-        variants.append(
-            {
-                "label": label,
-                "mase": scores(y[:, :, model.fitted.levels.index(0.5)], actual, scale),
-                **interval_outcome(actual, y[:, :, 0], y[:, :, -1]),
-                "train": train_seconds,
-            }
-        )
+        model, y, train_seconds, _ = fit_and_forecast(panel, settings)
+        variants.append({"label": label, **outcome(model, y, actual, scale), "train": train_seconds})
         print(name, variants[-1], flush=True)
     earlier, earlier_actual = one_horizon_earlier(panel, horizon)
-    model = fc.fit(earlier, fc.Settings(horizon=horizon, progress=False, seed=seeds[0], **quick_settings))
-    y, _ = model.quantiles_at(earlier, [np.array([len(s)]) for s in earlier.series])
+    settings = fc.Settings(horizon=horizon, progress=False, seed=seeds[0], **quick_settings)
+    model, y, _, _ = fit_and_forecast(earlier, settings)
     earlier_scale = np.array([metrics.mase_scale(s.values, season) for s in earlier.series])
-    before = {
-        "seed": seeds[0],
-        "mase": scores(y[:, :, model.fitted.levels.index(0.5)], earlier_actual, earlier_scale),
-        **interval_outcome(earlier_actual, y[:, :, 0], y[:, :, -1]),
-    }
+    before = {"seed": seeds[0], **outcome(model, y, earlier_actual, earlier_scale)}
     print(name, "one horizon earlier", before, flush=True)
     return {
         "rows": rows,
