@@ -273,6 +273,7 @@ def test_a_stopped_builder_is_named_by_those_waiting(tmp_path):
     """A builder stopped with SIGSTOP (a suspended terminal) made every other process wait silently
     (issue 31, audit 11); a waiting process now says whom it waits for and that it is stopped."""
     import signal
+    import threading
     import time
 
     log, root = tmp_path / "log", tmp_path / "cache"
@@ -283,11 +284,22 @@ def test_a_stopped_builder_is_named_by_those_waiting(tmp_path):
     assert log.exists(), first.stderr.read() if first.poll() is not None else "no build started"
     first.send_signal(signal.SIGSTOP)
     second = _builder(root, log, 0.0)
+    # the stopped builder is killed once the second has said whom it waits for (a fixed 3 s was
+    # shorter than the second's start on a busy machine: it found the lock free and never waited);
+    # if it never says so, the builder is killed after 60 s and the assertion below names the output
+    safety = threading.Timer(60, first.kill)
+    safety.start()
     try:
-        time.sleep(3)
+        said = []
+        for line in second.stderr:
+            said.append(line)
+            if "waiting" in line:
+                break
         first.kill()  # the stopped builder ends: the lock is free, the second builds
-        out, err = second.communicate(timeout=120)
+        out, rest = second.communicate(timeout=120)
+        err = "".join(said) + rest
     finally:
+        safety.cancel()
         first.kill()
         first.wait()
     assert second.returncode == 0, err
