@@ -35,3 +35,19 @@ def _triton_design_from_the_test_id(request, monkeypatch):
     for design in triton_backend.DESIGNS:
         if f"triton-{design}" in callspec.id:
             monkeypatch.setenv(triton_backend.DESIGN_ENV_VAR, design)
+
+
+@pytest.fixture
+def routines():
+    """Set every kind of product to one routine for the test (``routines("brgemm")``), then restore
+    the machine's measured choice (grukit.backends.gemm_choice)."""
+    from grukit.backends import cpu_fused, gemm_choice
+
+    extension = cpu_fused.extension()
+    saved = extension.gemm_routines()
+
+    def use(routine):
+        extension.set_gemm_routines([gemm_choice.ROUTINES.index(routine)] * len(gemm_choice.PRODUCTS))
+
+    yield use
+    extension.set_gemm_routines(saved)

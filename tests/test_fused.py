@@ -18,7 +18,7 @@ import torch
 import grukit
 from backend_params import call_layer
 from grukit import backends
-from grukit.backends import cpu_fused, gemm_choice
+from grukit.backends import cpu_fused
 from grukit.functional import gru
 from oracle import VARIANT_IDS, VARIANTS, oracle_layer, random_weights, torch_weights
 
@@ -305,7 +305,7 @@ def test_compiles_packed_input_without_graph_breaks(sorted_):
 # forward in t, backward in t for the reverse direction, over the rows still running (packed).
 @pytest.mark.parametrize("layout", ["padded", "packed"])
 @pytest.mark.parametrize("reset_after", [True, False], ids=["after", "before"])
-def test_projection_beside_a_one_thread_recurrence_matches_oracle(two_threads, layout, reset_after):
+def test_projection_beside_a_one_thread_recurrence_matches_oracle(two_threads, routines, layout, reset_after):
     T, B, H = 350, 2, 64
     rng = np.random.default_rng(7)
     weights = [random_weights(rng, H, H, scale=0.2) for _ in range(2)]
@@ -353,19 +353,12 @@ def test_projection_beside_a_one_thread_recurrence_matches_oracle(two_threads, l
     # machine's measured choice is BLAS (an AVX2 Zen 3), only the tolerance above holds.
     if not cpu_fused.extension().brgemm_works():
         return
-    extension = cpu_fused.extension()
-    chosen = extension.gemm_routines()
-    routines = list(chosen)
-    routines[gemm_choice.PRODUCTS.index("projection")] = gemm_choice.ROUTINES.index("brgemm")
-    extension.set_gemm_routines(routines)
+    routines("brgemm")
     module.float()
-    try:
-        with torch.inference_mode():
-            got = module(x32)[0]
-            torch.set_num_threads(1)
-            alone = module(x32)[0]
-    finally:
-        extension.set_gemm_routines(chosen)
+    with torch.inference_mode():
+        got = module(x32)[0]
+        torch.set_num_threads(1)
+        alone = module(x32)[0]
     assert torch.equal(got, alone)
 
 

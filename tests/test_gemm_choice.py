@@ -24,19 +24,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def routines():
-    """Set every kind of product to one routine for the test, then restore the machine's choice."""
-    extension = cpu_fused.extension()
-    saved = extension.gemm_routines()
-
-    def use(routine):
-        extension.set_gemm_routines([gemm_choice.ROUTINES.index(routine)] * len(gemm_choice.PRODUCTS))
-
-    yield use
-    extension.set_gemm_routines(saved)
-
-
 def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
