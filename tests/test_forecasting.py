@@ -217,6 +217,32 @@ def test_trend_transform_continues_the_window_s_growth():
     assert w.inverse(np.zeros((2, 6))) == pytest.approx(5 + 2 * (np.array([30, 48])[:, None] + np.arange(6)))
 
 
+def test_log_profile_anchors_on_the_seasons_mean_shape():
+    """log y = a + b t + s(t mod 12). Without growth (b = 0) the anchors are the season itself, so
+    inputs and targets are all 0 and a zero forecast inverts to the seasonal continuation. With
+    growth, the last season's mean level plus the averaged profile equals the last season's value at
+    the same month: log-profile's targets are log-season's. With noise, the averaged anchor moves
+    less than one month's value does."""
+    t = np.arange(72.0)
+    season = 0.3 * np.sin(2 * np.pi * t / 12) + 0.1 * (t % 12 == 3)
+    months = pd.date_range("2000-01-01", periods=72, freq="MS")
+
+    def windows(log_values, transform):
+        panel = fc.read(pd.DataFrame({"month": months, "y": np.exp(log_values)}), time="month")
+        return make_windows(panel, [np.array([40, 60])], 36, 12, transform, CovariateScaling.fit(panel))
+
+    flat = windows(2.0 + season, "log-profile")
+    assert np.abs(flat.steps[:, :, 0]).max() < 1e-9 and np.abs(flat.target).max() < 1e-9
+    ahead = np.array([40, 60])[:, None] + np.arange(12)  # the horizon's steps [2, 12]
+    assert flat.inverse(np.zeros((2, 12))) == pytest.approx(np.exp(2.0 + season[ahead]))
+    growing = 2.0 + 0.01 * t + season
+    np.testing.assert_allclose(windows(growing, "log-profile").target, windows(growing, "log-season").target, atol=1e-6)
+    noisy = growing + np.random.default_rng(0).normal(0, 0.1, 72)
+    profile, single = windows(noisy, "log-profile"), windows(noisy, "log-season")
+    truth = 2.0 + 0.01 * (ahead - 12) + season[ahead]  # the noise-free anchors
+    assert np.abs(profile.location - truth).mean() < 0.6 * np.abs(single.location - truth).mean()
+
+
 def test_default_validation_origins_aim_at_200_samples_within_twice_the_horizon():
     from grukit.forecasting.forecaster import default_validation_origins, split_origins
 
@@ -491,6 +517,32 @@ def test_integer_time_steps_with_a_gap_or_a_fraction_are_refused():
     empty.loc[2, "ds"] = np.nan
     with pytest.raises(TableError, match=r"--time column 'ds' .* is empty at row 3"):
         fc.read(empty)
+
+
+def test_log_profile_is_left_out_beside_log_season_at_season_one_only():
+    """At season 1 log-profile is log-season (the same anchors and inputs), so the default does not
+    train a twin network there; named alone it is kept, and on a seasonal panel both are tried."""
+    from grukit.forecasting.forecaster import candidate_transforms
+
+    yearly = fc.read(
+        pd.DataFrame({"year": pd.date_range("1950", periods=30, freq="YS"), "y": np.arange(1.0, 31.0)}), time="year"
+    )
+    monthly = fc.read(
+        pd.DataFrame({"month": pd.date_range("2000-01", periods=48, freq="MS"), "y": np.arange(1.0, 49.0)}),
+        time="month",
+    )
+    assert yearly.season == 1 and monthly.season == 12
+    default = fc.Settings(horizon=3).transform
+    assert candidate_transforms(default, yearly) == ["log-season", "trend"]
+    assert candidate_transforms(default, monthly) == ["log-season", "log-profile", "trend"]
+    assert candidate_transforms("log-profile", yearly) == ["log-profile"]
+    assert "log-profile" not in candidate_transforms("auto", yearly) and "log-profile" in candidate_transforms(
+        "auto", monthly
+    )
+    scaling = CovariateScaling.fit(yearly)
+    twins = [make_windows(yearly, [np.array([12, 20])], 9, 3, t, scaling) for t in ("log-season", "log-profile")]
+    np.testing.assert_array_equal(twins[0].steps, twins[1].steps)
+    np.testing.assert_array_equal(twins[0].target, twins[1].target)
 
 
 def test_transforms_joined_by_plus_are_each_tried_and_the_pool_holds_ensemble_networks():

@@ -12,7 +12,7 @@ from .arguments import add_reading_arguments, check_writable_outputs, non_negati
 # "auto" and windows.TRANSFORMS, forecaster.COMBINATIONS and LOSSES, written out so that the parser does
 # not import numpy (a test checks that they agree). The model's defaults are Settings' own: an option
 # left out is not passed on.
-TRANSFORM_CHOICES = ("auto", "log-season", "diff", "log-diff", "trend", "level", "mean")
+TRANSFORM_CHOICES = ("auto", "log-season", "log-profile", "diff", "log-diff", "trend", "level", "mean")
 COMBINE_CHOICES = ("validated", "damped-ets", "theta", "damped-ets+theta", "none")
 LOSS_CHOICES = ("mase", "transformed")
 
@@ -66,7 +66,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--transform",
         type=transform_list,
-        help="target transform, or several joined by + (default log-season+trend: a network for each, those within "
+        help="target transform, or several joined by + (default log-season+log-profile+trend: a network for each "
+        "that applies, those within "
         f"10 %% of the best validation MASE pooled); one of {', '.join(TRANSFORM_CHOICES)}",
     )
     model.add_argument(

@@ -33,6 +33,15 @@ inverted on output (``inverse``):
                                                           pools across series of any size; c: 0 for a
                                                           positive history, else a shift that makes it
                                                           positive (see ``log_shift``)
+    log-profile z_t = log(y_t + c) - m - p(t mod S)       the log-season target anchored on a smoothed
+              m: mean log value of the last season        season instead of one value per month: the last
+              p: the seasonal profile, the mean over the  K whole seasons before e (K = the window's
+                 K seasons of each one's deviations from  whole seasons, at most those in the history)
+                 its own mean                             give the profile, and the last of them the
+              (inputs too: the window deseasonalised)     level (the multiplicative decomposition the
+                                                          M4 benchmarks deseasonalise with, Makridakis
+                                                          et al. 2020); the same as log-season when
+                                                          S = 1 or the history is shorter than a season
 
 Covariates are standardised with statistics of the training panel (``CovariateScaling``).
 """
@@ -46,8 +55,9 @@ import numpy as np
 
 from .panel import Panel, Series
 
-TRANSFORMS = ("log-season", "diff", "log-diff", "trend", "level", "mean")
-LOGS = ("log-diff", "log-season")  # the transforms that work on log values
+TRANSFORMS = ("log-season", "log-profile", "diff", "log-diff", "trend", "level", "mean")
+LOGS = ("log-diff", "log-season", "log-profile")  # the transforms that work on log values
+ANCHORED = ("log-season", "log-profile")  # the transforms with an anchor per horizon step
 
 
 def applicable(transform: str, panel: Panel) -> bool:
@@ -234,8 +244,10 @@ def make_windows(
         if len(es) == 0:
             continue
         ahead = es[:, None] + np.arange(horizon)[None, :]
-        if transform == "log-season":
-            values, location, target, offset = _log_season(s.values, es, window, horizon, panel.season, with_target)
+        if transform in ANCHORED:
+            values, location, target, offset, input_anchor = _log_season(
+                s.values, es, window, horizon, panel.season, with_target, profile=transform == "log-profile"
+            )
             natural = np.exp(values) - offset[:, None]
             scale = np.ones(len(es))
         else:
@@ -252,7 +264,10 @@ def make_windows(
         elif transform == "mean":
             scale = np.nanmean(np.abs(values), 1)
             scale = np.where(scale > 0, scale, 1.0)
-        input_location = location if location.ndim == 1 else values[:, -1]  # log-season: inputs relative to y[e-1]
+        if transform in ANCHORED:  # log-season: inputs relative to y[e-1]; log-profile: deseasonalised
+            input_location = input_anchor
+        else:
+            input_location = location[:, None] + slope[:, None] * np.arange(1 - window, 1)[None, :]  # the trend line
         parts["location"].append(location)
         parts["scale"].append(scale)
         parts["mase"].append(statistics_before(s.values, es, "diff")[1])  # mean |y_t - y_t-1| before e
@@ -260,10 +275,7 @@ def make_windows(
         parts["offset"].append(offset)
         parts["season"].append(seasonal_step_before(s.values, es, panel.season))
         observed = ~np.isnan(values)
-        line = (
-            input_location[:, None] + slope[:, None] * np.arange(1 - window, 1)[None, :]
-        )  # the trend at each input step
-        z = np.where(observed, (values - line) / scale[:, None], 0.0)
+        z = np.where(observed, (values - input_location) / scale[:, None], 0.0)
         past = _scaled_block(s.past, rows - window, scaling.past)
         known = _scaled_block(s.future, rows - window, scaling.future)
         parts["steps"].append(np.concatenate([z[..., None], observed[..., None], past, known], 2))
@@ -271,7 +283,7 @@ def make_windows(
         static = np.broadcast_to((s.static - scaling.static[0]) / scaling.static[1], (len(es), len(s.static)))
         log_scale = (log_magnitude(natural) - scaling.log_scale[0]) / scaling.log_scale[1]
         parts["head"].append(np.concatenate([future, static, log_scale[:, None]], 1))
-        if with_target and transform == "log-season":
+        if with_target and transform in ANCHORED:
             parts["target"].append(target - location)
         elif with_target:
             line = location[:, None] + slope[:, None] * np.arange(1, horizon + 1)[None, :]
@@ -296,10 +308,19 @@ def make_windows(
     )
 
 
-def _log_season(values: np.ndarray, origins: np.ndarray, window: int, horizon: int, season: int, with_target: bool):
-    """The log-season transform's parts for the origins e [N] of one series ``values`` [n]: the
-    window's log values [N, L] (NaN before the start), the anchors [N, H] (log of each horizon step's
-    season's last value), the targets' log values [N, H] (zeros without targets) and the shifts c [N].
+def _log_season(
+    values: np.ndarray, origins: np.ndarray, window: int, horizon: int, season: int, with_target: bool, profile: bool
+):
+    """The log-season (``profile`` False) or log-profile transform's parts for the origins e [N] of
+    one series ``values`` [n]: the window's log values [N, L] (NaN before the start), the anchors
+    [N, H] of the horizon steps, the targets' log values [N, H] (zeros without targets), the shifts
+    c [N], and the input steps' anchors [N, L].
+
+    log-season anchors horizon step h on the log of its season's last value, y[e - S + h mod S], and
+    the inputs on y[e - 1]. log-profile takes the last K whole seasons' logs B [N, K, S] (K = the
+    window's whole seasons, at most e // S), the level m = mean(B[:, K-1]) and the profile
+    p = mean_k (B[:, k] - mean(B[:, k])), and anchors every step t, input or horizon, on
+    m + p[(t - e) mod S]. Both fall back to y[e - 1] where S = 1 or e < S.
     Logs are floored at 1 % of the history's mean magnitude, so a zero stays finite."""
     y = np.asarray(values, np.float64)
     e = np.asarray(origins, np.int64)
@@ -313,13 +334,29 @@ def _log_season(values: np.ndarray, origins: np.ndarray, window: int, horizon: i
 
     window_values = logs(e[:, None] - window + np.arange(window)[None, :])
     steps = np.arange(horizon)[None, :]
-    seasonal = season > 1
-    anchor_index = np.where(
-        seasonal & (e[:, None] >= season), e[:, None] - season + steps % max(season, 1), e[:, None] - 1
-    )
-    anchors = logs(anchor_index)
-    targets = logs(e[:, None] + steps) if with_target else np.zeros_like(anchors)
-    return window_values, anchors, targets, offset
+    targets = logs(e[:, None] + steps) if with_target else np.zeros((len(e), horizon))
+    seasonal = (season > 1) & (e >= season)  # [N]: the origins with a whole season before them
+    last = logs(e[:, None] - 1)  # [N, 1]
+    if not profile:
+        anchor_index = np.where(seasonal[:, None], e[:, None] - season + steps % max(season, 1), e[:, None] - 1)
+        return window_values, logs(anchor_index), targets, offset, np.broadcast_to(last, window_values.shape)
+    season = max(int(season), 1)
+    whole = np.clip(np.minimum(max(window // season, 1), e // season), 1, None)  # K [N]
+    most = int(whole.max())
+    # the last `most` seasons before e: B [N, most, S]; the seasons beyond an origin's K are masked
+    index = e[:, None, None] - (most - np.arange(most))[None, :, None] * season + np.arange(season)[None, None, :]
+    blocks = logs(index.reshape(len(e), -1)).reshape(index.shape)
+    counted = (np.arange(most)[None, :] >= most - whole[:, None])[:, :, None]  # [N, most, 1]
+    level = blocks[:, -1].mean(1)  # m [N] (NaN where e < S: those origins fall back)
+    deviations = np.where(counted, blocks - blocks.mean(2, keepdims=True), 0.0)
+    shape = deviations.sum(1) / whole[:, None]  # p [N, S]
+
+    def anchor(offsets):  # m + p[(t - e) mod S] for steps t = e + offsets [K'] -> [N, K']
+        return level[:, None] + shape[:, np.mod(offsets, season)]
+
+    anchors = np.where(seasonal[:, None], anchor(np.arange(horizon)), last)
+    inputs = np.where(seasonal[:, None], anchor(np.arange(-window, 0)), last)
+    return window_values, anchors, targets, offset, inputs
 
 
 def _scaled_block(block: np.ndarray, rows: np.ndarray, stats: np.ndarray) -> np.ndarray:
