@@ -245,7 +245,7 @@ def make_windows(
             continue
         ahead = es[:, None] + np.arange(horizon)[None, :]
         if transform in ANCHORED:
-            values, location, target, offset, input_anchor = _log_season(
+            values, location, target, offset, input_anchor = _anchored_logs(
                 s.values, es, window, horizon, panel.season, with_target, profile=transform == "log-profile"
             )
             natural = np.exp(values) - offset[:, None]
@@ -308,7 +308,7 @@ def make_windows(
     )
 
 
-def _log_season(
+def _anchored_logs(
     values: np.ndarray, origins: np.ndarray, window: int, horizon: int, season: int, with_target: bool, profile: bool
 ):
     """The log-season (``profile`` False) or log-profile transform's parts for the origins e [N] of
