@@ -337,7 +337,7 @@ def _anchored_logs(
     targets = logs(e[:, None] + steps) if with_target else np.zeros((len(e), horizon))
     seasonal = (season > 1) & (e >= season)  # [N]: the origins with a whole season before them
     last = logs(e[:, None] - 1)  # [N, 1]
-    if not profile:
+    if not profile or season <= 1:  # at season 1 log-profile is log-season: no seasons to average
         anchor_index = np.where(seasonal[:, None], e[:, None] - season + steps % max(season, 1), e[:, None] - 1)
         return window_values, logs(anchor_index), targets, offset, np.broadcast_to(last, window_values.shape)
     season = max(int(season), 1)
