@@ -357,6 +357,32 @@ def test_monash_protocol_reproduces_the_papers_theta():
     assert np.mean(scores) == pytest.approx(4.191, abs=0.02)
 
 
+@pytest.mark.parametrize("kind, paper", [("quarterly", 3.210), ("monthly", 3.306)])
+def test_monash_protocol_reproduces_the_papers_ses_on_tourism(kind, paper):
+    """SES on the tourism competition's panels (the last h values of each series the test, MASE
+    scaled by the history's seasonal step) lands on the archive's SES row (Godahewa et al. 2021,
+    appendix table 5) to 1 %: the panel reader, the split and the seasonal scale are the paper's."""
+    pytest.importorskip("statsmodels")
+    from grukit.apps.datasets.panels import tourism
+
+    panel, actual = tourism(kind)
+    scores = [
+        metrics.mase(a, baselines.ses(s.values, len(a)), metrics.mase_scale(s.values, panel.season))
+        for s, a in zip(panel.series, actual)
+    ]
+    assert np.mean(scores) == pytest.approx(paper, rel=0.01)
+
+
+def test_ses_smooths_towards_the_level_and_refuses_nothing():
+    """A level shift: SES's forecast is flat, between the old and the new level and nearer the new;
+    one value gives naive's forecast."""
+    pytest.importorskip("statsmodels")
+    y = np.r_[np.full(20, 10.0), np.full(5, 20.0)] + np.random.default_rng(0).normal(0, 0.5, 25)
+    forecast = baselines.ses(y, 4)
+    assert np.ptp(forecast) < 1e-9 and 15 < forecast[0] < 21
+    assert baselines.ses(np.array([3.0]), 2).tolist() == [3.0, 3.0]
+
+
 # -- commands -------------------------------------------------------------------------------------------------
 def test_forecast_predict_and_backtest_commands(tmp_path, capsys):
     csv = tmp_path / "sales.csv"

@@ -3,6 +3,9 @@
 - naive: the last value, repeated;
 - seasonal naive: the value one season earlier (naive when the history is shorter than a season);
 - drift: the line through the first and last values, extended (Hyndman and Athanasopoulos, FPP 5.2);
+- SES: simple exponential smoothing, its smoothing weight and initial level chosen by the one-step
+  squared error, as R's ``forecast::ses`` does (statsmodels' ``SimpleExpSmoothing``); not among the
+  backtest's default baselines, it checks a panel's protocol against published SES rows;
 - ETS: exponential smoothing chosen by AICc over error, trend and damping (and season, when the
   history holds two seasons), as R's ``forecast::ets`` does (Hyndman et al. 2002), fitted with
   statsmodels' ``ETSModel``, with the model's own prediction intervals (``ets_with_intervals``:
@@ -162,6 +165,23 @@ def _plausible(forecast: np.ndarray, history: np.ndarray) -> bool:
     return bool(np.isfinite(forecast).all()) and bool(
         (forecast >= history.min() - 2 * span).all() and (forecast <= history.max() + 2 * span).all()
     )
+
+
+def ses(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
+    """Simple exponential smoothing (Brown 1959): l_t = l_{t-1} + alpha (y_t - l_{t-1}), the forecast
+    l_n at every step; alpha and l_0 minimise the one-step squared error (statsmodels' "estimated"
+    initialisation, R's ``ses(initial = "optimal")``). ``season`` is unused (SES has none); naive for
+    histories of fewer than 2 values or a fit that is not finite."""
+    _statsmodels()
+    from statsmodels.tsa.holtwinters import SimpleExpSmoothing
+
+    y = np.asarray(history, np.float64)
+    if len(y) < 2:
+        return naive(y, horizon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forecast = np.asarray(SimpleExpSmoothing(y, initialization_method="estimated").fit().forecast(horizon))
+    return forecast if np.isfinite(forecast).all() else naive(y, horizon)
 
 
 def theta(history: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
