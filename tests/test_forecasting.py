@@ -373,7 +373,7 @@ def test_monash_protocol_reproduces_the_papers_ses_on_tourism(kind, paper):
     assert np.mean(scores) == pytest.approx(paper, rel=0.01)
 
 
-def test_ses_smooths_towards_the_level_and_refuses_nothing():
+def test_ses_follows_a_level_shift_and_one_value_is_naive():
     """A level shift: SES's forecast is flat, between the old and the new level and nearer the new;
     one value gives naive's forecast."""
     pytest.importorskip("statsmodels")
