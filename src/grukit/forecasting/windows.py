@@ -340,7 +340,7 @@ def _anchored_logs(
     if not profile or season <= 1:  # at season 1 log-profile is log-season: no seasons to average
         anchor_index = np.where(seasonal[:, None], e[:, None] - season + steps % max(season, 1), e[:, None] - 1)
         return window_values, logs(anchor_index), targets, offset, np.broadcast_to(last, window_values.shape)
-    season = max(int(season), 1)
+    season = int(season)  # > 1 here: season 1 returned above
     whole = np.clip(np.minimum(max(window // season, 1), e // season), 1, None)  # K [N]
     most = int(whole.max())
     # the last `most` seasons before e: B [N, most, S]; the seasons beyond an origin's K are masked
