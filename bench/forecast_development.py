@@ -13,8 +13,13 @@ over series. The grukit defaults (``grukit.forecasting.Settings``) were chosen o
 The paper's rows are its appendix's Tables 5 and 6 (all twelve methods, means and medians). Three of
 its classical methods are computed here too, as the protocol check: SES (``baselines.ses``, the
 paper's R ``ses``), Theta (``baselines.theta``: statsmodels' ThetaModel, the paper's R ``thetaf``)
-and automatic ETS (``baselines.ets``, chosen by AICc as R's ``ets`` does); each panel states how far
-ours are from the paper's, and a panel whose three land within 3 % uses the paper's protocol.
+and automatic ETS (``baselines.ets_with_intervals``, chosen by AICc as R's ``ets`` does, with its own
+80 % interval); each panel states how far ours are from the paper's, and a panel whose three land
+within 3 % uses the paper's protocol.
+
+Partner: the first seed's networks are combined with each of the forecaster's partners in turn
+(``forecaster.PARTNERS``) and the point forecasts scored, so the validated choice can be judged
+against the others on the same networks.
 
 Cost: damped ETS (``baselines.damped_ets``, statsmodels' Holt-Winters with a damped trend) is fitted
 to every series in this process, one after another; grukit's training (``forecasting.fit``, which
@@ -34,7 +39,8 @@ One horizon earlier: the first seed is fitted again to each history without its 
 values, and forecasts those values (never the test). A conformal interval covers its stated level
 when the calibration windows are exchangeable with the forecast's; the windows it calibrates on are
 the ones just before the forecast origin, so this run tells a method that misses its level apart
-from a test period that is calmer, or wilder, than the period before it.
+from a test period that is calmer, or wilder, than the period before it. Automatic ETS's own interval,
+fitted to the same shortened histories, is the reference: a change of regime moves its coverage too.
 """
 
 from __future__ import annotations
@@ -156,6 +162,41 @@ REPRODUCED = ("SES", "Theta", "ETS")
 REPRODUCTION_TOLERANCE = 0.03
 
 
+def ets_interval(panel, actual, scale, season) -> dict:
+    """Automatic ETS (``baselines.ets_with_intervals``) fitted to each history: its (mean, median) MASE
+    and where actual [N, H] falls against the model's own 80 % interval (series without one left out):
+    a reference for the conformal interval's coverage, from a method calibrated by its likelihood."""
+    horizon = actual.shape[1]
+    fits = [baselines.ets_with_intervals(s.values, horizon, season, (0.8,)) for s in panel.series]
+    forecast = np.stack([f[0] for f in fits])
+    lower, upper = np.stack([f[1][0] for f in fits]), np.stack([f[2][0] for f in fits])
+    has = np.isfinite(lower).all(1) & np.isfinite(upper).all(1)
+    a, lo, hi = actual[has], lower[has], upper[has]
+    return {
+        "mase": scores(forecast, actual, scale),
+        "covered": metrics.coverage(a, lo, hi),
+        "below": float(np.mean(a < lo)),
+        "above": float(np.mean(a > hi)),
+        "series": int(has.sum()),
+    }
+
+
+def partner_scores(model, panel, actual, scale) -> dict:
+    """The (mean, median) MASE of the fit's networks combined with each partner in turn
+    (``forecaster.PARTNERS``) and alone: what the validated choice of partner earns, from one fit."""
+    from grukit.forecasting import forecaster
+
+    levels = model.fitted.levels
+    alone, windows = model.network_quantiles(panel, [np.array([len(s)]) for s in panel.series])
+    middle = alone[:, :, levels.index(0.5)]
+    forecasts = forecaster.method_forecasts(panel, windows, actual.shape[1], forecaster.PARTNER_METHODS)
+    out = {"none": scores(middle, actual, scale)}
+    for partner in forecaster.PARTNERS:
+        combined = forecaster.combined_with(alone, levels, forecaster.partner_forecast(partner, forecasts))
+        out[partner] = scores(combined[:, :, levels.index(0.5)], actual, scale)
+    return out
+
+
 def scores(forecast, actual, scale):
     per_series = np.abs(forecast - actual).mean(1) / scale
     return float(per_series.mean()), float(np.median(per_series))
@@ -175,10 +216,14 @@ def run_panel(name, panel, actual, season, seeds, quick):
         ("drift", baselines.drift),
         ("SES", baselines.ses),
         ("Theta", baselines.theta),
-        ("ETS", baselines.ets),
+        ("ETS", None),  # with its own interval: ets_interval
         ("damped ETS", baselines.damped_ets),
     ):
         clock = time.perf_counter()
+        if method is None:
+            ets = ets_interval(panel, actual, scale, season)
+            rows[label] = (*ets["mase"], time.perf_counter() - clock)
+            continue
         forecast = np.stack([method(s.values, horizon, season) for s in panel.series])
         rows[label] = (*scores(forecast, actual, scale), time.perf_counter() - clock)
     ets_seconds = rows["damped ETS"][2]
@@ -203,6 +248,9 @@ def run_panel(name, panel, actual, season, seeds, quick):
             }
         )
         print(name, runs[-1], f"damped ETS {ets_seconds:.1f} s", flush=True)
+        if seed == seeds[0]:
+            partners = partner_scores(model, panel, actual, scale)
+            print(name, "partners", partners, flush=True)
     variants = []
     for label, changes in VARIANTS:
         settings = fc.Settings(horizon=horizon, progress=False, seed=seeds[0], **quick_settings, **changes)
@@ -214,11 +262,15 @@ def run_panel(name, panel, actual, season, seeds, quick):
     model, y, _, _ = fit_and_forecast(earlier, settings)
     earlier_scale = np.array([metrics.mase_scale(s.values, season) for s in earlier.series])
     before = {"seed": seeds[0], **outcome(model, y, earlier_actual, earlier_scale)}
-    print(name, "one horizon earlier", before, flush=True)
+    ets_before = ets_interval(earlier, earlier_actual, earlier_scale, season)
+    print(name, "one horizon earlier", before, "ETS", ets_before, flush=True)
     return {
         "rows": rows,
         "runs": runs,
+        "ets": ets,
+        "partners": partners,
         "earlier": before,
+        "ets earlier": ets_before,
         "variants": variants,
         "series": len(panel.series),
         "horizon": horizon,
@@ -242,8 +294,12 @@ def markdown(name, result) -> str:
     ]
     for label, mean, median in zip(PAPER_METHODS, PAPER_MEANS[name], PAPER_MEDIANS[name]):
         lines.append(f"| {label} | {mean:.3f} | {median:.3f} | | | paper |")
+    ets = result["ets"]
     for label, (mean, median, seconds) in rows.items():
-        lines.append(f"| {label} | {mean:.3f} | {median:.3f} | | {seconds:.1f} | ours |")
+        interval = ""
+        if label == "ETS":
+            interval = f"{100 * ets['covered']:.0f} / {100 * ets['below']:.0f} / {100 * ets['above']:.0f} % (its own)"
+        lines.append(f"| {label} | {mean:.3f} | {median:.3f} | {interval} | {seconds:.1f} | ours |")
     for run in runs:
         mean, median = run["mase"]
         lines.append(
@@ -282,7 +338,8 @@ def markdown(name, result) -> str:
     coverage = [run["covered"] for run in runs]
     checks = [(label, rows[label][0] / PAPER_MEANS[name][PAPER_METHODS.index(label)] - 1) for label in REPRODUCED]
     outside = [label for label, gap in checks if abs(gap) > REPRODUCTION_TOLERANCE]
-    earlier = result["earlier"]
+    earlier, ets_earlier = result["earlier"], result["ets earlier"]
+    first = runs[0]
     lines += [
         "",
         "**Protocol check** (ours against the paper's row, mean MASE): "
@@ -299,8 +356,15 @@ def markdown(name, result) -> str:
         f"({'within' if all(0.75 <= c <= 0.85 for c in coverage) else 'outside'} 75-85 %); one horizon earlier "
         f"(seed {earlier['seed']}, fitted to each history without its last {result['horizon']} values, forecasting "
         f"them) it covers {100 * earlier['covered']:.0f} / {100 * earlier['below']:.0f} / "
-        f"{100 * earlier['above']:.0f} % (covered / below / above), mean MASE {earlier['mase'][0]:.3f}. Peak memory "
-        f"{max(run['memory'] for run in runs):.0f} MB.",
+        f"{100 * earlier['above']:.0f} % (covered / below / above), mean MASE {earlier['mase'][0]:.3f}; ETS's own "
+        f"80 % interval covers {100 * ets['covered']:.0f} % at the test and {100 * ets_earlier['covered']:.0f} / "
+        f"{100 * ets_earlier['below']:.0f} / {100 * ets_earlier['above']:.0f} % one horizon earlier (mean MASE "
+        f"{ets_earlier['mase'][0]:.3f}). Peak memory {max(run['memory'] for run in runs):.0f} MB.",
+        "",
+        f"**Partner** (seed {first['seed']}'s networks combined with each, mean MASE; validation chose "
+        f"{first['partner']}): "
+        + ", ".join(f"{partner} {mean:.3f}" for partner, (mean, _) in result["partners"].items())
+        + ".",
         "",
         *variant_table(result),
     ]

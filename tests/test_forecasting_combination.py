@@ -74,6 +74,30 @@ def test_the_validated_partner_is_the_one_whose_combination_validates_best():
     assert validated_partner(y, levels, far, actual, np.ones(30)) == "damped-ets"
     both = {"damped-ets": actual - 25, "theta": actual + 5}  # their mean, -10, cancels +5 best
     assert validated_partner(y, levels, both, actual, np.ones(30)) == "damped-ets+theta"
+    # with seasonal naive's forecasts the three-way mean is a candidate too: here its -5 cancels +5 exactly
+    three = {**both, "seasonal-naive": actual + 5}
+    assert validated_partner(y, levels, three, actual, np.ones(30)) == "damped-ets+theta+seasonal-naive"
+    three["seasonal-naive"] = actual + 80  # far off: the mean of two is chosen again
+    assert validated_partner(y, levels, three, actual, np.ones(30)) == "damped-ets+theta"
+    with pytest.raises(ValueError, match="forecasts must hold the methods of one of the partners"):
+        validated_partner(y, levels, {"seasonal-naive": actual}, actual, np.ones(30))
+
+
+def test_partner_methods_forecast_from_each_windows_origin():
+    """method_forecasts' seasonal naive is baselines.seasonal_naive of the history before each origin;
+    an unknown method is refused by name."""
+    from grukit.forecasting.forecaster import make_windows, method_forecasts, split_origins, CovariateScaling
+
+    panel = fc.read(seasonal_panel())
+    split = split_origins(panel, 8, 4, False, 2)
+    windows = make_windows(panel, split.valid, 8, 4, "level", CovariateScaling.fit(panel), True)
+    out = method_forecasts(panel, windows, 4, ("seasonal-naive",))["seasonal-naive"]
+    for row, (k, origin) in enumerate(zip(windows.series, windows.origin)):
+        history = panel.series[int(k)].values[: int(origin)]
+        np.testing.assert_array_equal(out[row], baselines.seasonal_naive(history, 4, panel.season))
+        np.testing.assert_array_equal(out[row], history[-4:])  # season 4, horizon 4: the last season
+    with pytest.raises(ValueError, match="methods must be among damped-ets, theta, seasonal-naive, got 'prophet'"):
+        method_forecasts(panel, windows, 4, ("prophet",))
 
 
 def seasonal_panel():
@@ -100,5 +124,5 @@ def test_fits_record_their_partner_and_old_files_load_with_damped_ets(tmp_path):
     del state["fitted"]["partner"]
     assert GlobalForecaster.from_state(state).fitted.partner == "damped-ets"
     state["fitted"]["partner"] = "prophet"
-    with pytest.raises(ValueError, match="its partner 'prophet' is not one of damped-ets, theta, damped-ets\\+theta"):
+    with pytest.raises(ValueError, match="its partner 'prophet' is not one of damped-ets, theta, damped-ets\\+theta, damped-ets\\+theta\\+seasonal-naive"):
         GlobalForecaster.from_state(state)

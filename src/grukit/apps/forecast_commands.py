@@ -13,7 +13,7 @@ from .arguments import add_reading_arguments, check_writable_outputs, non_negati
 # not import numpy (a test checks that they agree). The model's defaults are Settings' own: an option
 # left out is not passed on.
 TRANSFORM_CHOICES = ("auto", "log-season", "log-profile", "diff", "log-diff", "trend", "level", "mean")
-COMBINE_CHOICES = ("validated", "damped-ets", "theta", "damped-ets+theta", "none")
+COMBINE_CHOICES = ("validated", "damped-ets", "theta", "damped-ets+theta", "damped-ets+theta+seasonal-naive", "none")
 LOSS_CHOICES = ("mase", "transformed")
 
 
@@ -73,9 +73,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--combine",
         choices=COMBINE_CHOICES,
-        help="average the networks' median with a statistical forecast: damped-trend Holt-Winters, Theta, or their "
-        "mean; validated (the default) picks the one whose combination validates best; none: the networks alone "
-        "(needs statsmodels)",
+        help="average the networks' median with a statistical forecast: damped-trend Holt-Winters, Theta, their mean, "
+        "or the mean of both and seasonal naive; validated (the default) picks the one whose combination validates "
+        "best; none: the networks alone (needs statsmodels)",
     )
     model.add_argument(
         "--loss", choices=LOSS_CHOICES, help="train on the MASE-scaled natural-unit error (default mase) or transformed"

@@ -72,9 +72,11 @@ class Settings:
     calibrated on the combination): the M4 competition's lesson that combining a learned and a
     statistical forecast beats either (Makridakis, Spiliotis and Assimakopoulos 2020). The partner
     is one of ``PARTNERS``: damped-trend Holt-Winters ("damped-ets", ``baselines.damped_ets``), the
-    Theta method ("theta", :mod:`.theta_method`), or their mean ("damped-ets+theta"); "validated"
-    picks, per fit, the partner whose combination has the smallest MASE on the validation windows
-    (``Fitted.partner`` records it); "none": the networks alone.
+    Theta method ("theta", :mod:`.theta_method`), their mean ("damped-ets+theta"), or the mean of
+    both and seasonal naive ("damped-ets+theta+seasonal-naive": three diverse forecasts, as M4's
+    "Comb" benchmark averages three); "validated" picks, per fit, the partner whose combination has
+    the smallest MASE on the validation windows (``Fitted.partner`` records it); "none": the
+    networks alone.
     ``validation_origins`` None: ``default_validation_origins``.
 
     The defaults were chosen on the M1 yearly and tourism panels (results/forecasting.md)."""
@@ -122,7 +124,13 @@ class Settings:
 
 LOSSES = ("mase", "transformed")
 # the statistical forecasts the networks' median may be averaged with: their methods, averaged
-PARTNERS = {"damped-ets": ("damped-ets",), "theta": ("theta",), "damped-ets+theta": ("damped-ets", "theta")}
+PARTNERS = {
+    "damped-ets": ("damped-ets",),
+    "theta": ("theta",),
+    "damped-ets+theta": ("damped-ets", "theta"),
+    "damped-ets+theta+seasonal-naive": ("damped-ets", "theta", "seasonal-naive"),
+}
+PARTNER_METHODS = ("damped-ets", "theta", "seasonal-naive")  # every method a partner averages
 COMBINATIONS = ("validated", *PARTNERS, "none")
 LEVEL_DECIMALS = 6  # quantile levels are kept to 6 decimals (so that q and 1 - q pair exactly)
 
@@ -339,18 +347,24 @@ def _loss_function(train: Windows, valid: Windows, levels: torch.Tensor, kind: s
 
 
 def method_forecasts(panel: Panel, w: Windows, horizon: int, methods: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Each of ``methods``' forecasts [N, H] from each sample's origin, fitted to its series' values
-    before it: "damped-ets" (``baselines.damped_ets``, on every CPU torch may use: :mod:`.series_pool`)
-    and "theta" (:func:`.theta_method.theta_forecasts`, every series at once)."""
-    from .baselines import damped_ets
+    """Each of ``methods`` (of ``PARTNER_METHODS``) forecasts [N, H] from each sample's origin, fitted
+    to its series' values before it: "damped-ets" (``baselines.damped_ets``, on every CPU torch may
+    use: :mod:`.series_pool`), "theta" (:func:`.theta_method.theta_forecasts`, every series at once)
+    and "seasonal-naive" (the last season repeated, ``baselines.seasonal_naive``; the last value at
+    season 1)."""
+    from .baselines import damped_ets, seasonal_naive
 
     histories = [panel.series[int(k)].values[: int(e)] for k, e in zip(w.series, w.origin)]
     out = {}
     for method in methods:
         if method == "damped-ets":
             out[method] = forecast_each(damped_ets, histories, horizon, panel.season)
-        else:
+        elif method == "theta":
             out[method] = theta_forecasts(histories, horizon, panel.season)
+        elif method == "seasonal-naive":
+            out[method] = np.stack([seasonal_naive(h, horizon, panel.season) for h in histories])
+        else:
+            raise ValueError(f"methods must be among {', '.join(PARTNER_METHODS)}, got {method!r}")
     return out
 
 
@@ -370,16 +384,22 @@ def validated_partner(
     y: np.ndarray, levels: List[float], forecasts: Dict[str, np.ndarray], actual: np.ndarray, scale: np.ndarray
 ) -> str:
     """The partner (a key of ``PARTNERS``) whose combination with the networks' quantiles y [N, H, Q]
-    has the smallest mean MASE against ``actual`` [N, H] (MASE scales ``scale`` [N]). On the tourism
-    panels' validation windows this chose Theta for the yearly panel (where damped ETS trails Theta
-    by 13 %) and the mean of both for the seasonal ones (results/forecasting_development.md)."""
+    has the smallest mean MASE against ``actual`` [N, H] (MASE scales ``scale`` [N]); ``forecasts``
+    holds the forecasts [N, H] of the methods the candidates average, and a partner whose methods are
+    not all there is not a candidate. On the development panels' validation windows this chose
+    damped ETS for M1 yearly, Theta for tourism yearly (where damped ETS trails Theta by 13 %) and
+    the mean of damped ETS, Theta and seasonal naive for the seasonal ones
+    (results/forecasting_development.md)."""
     middle = y[:, :, levels.index(0.5)]
 
     def mase(partner):
         combined = (middle + partner_forecast(partner, forecasts)) / 2
         return float(np.mean(np.abs(combined - actual).mean(1) / scale))
 
-    return min(PARTNERS, key=mase)
+    candidates = [partner for partner, methods in PARTNERS.items() if all(m in forecasts for m in methods)]
+    if not candidates:
+        raise ValueError(f"forecasts must hold the methods of one of the partners {', '.join(PARTNERS)}")
+    return min(candidates, key=mase)
 
 
 @dataclass
@@ -731,7 +751,7 @@ def fit(panel: Panel, settings: Settings, schema: Optional[dict] = None) -> Glob
     actual = valid.inverse(valid.target.astype(np.float64))
     # the combination's partner, then conformal calibration of the combined forecasts on the validation samples
     if settings.combine != "none":
-        methods = PARTNERS["damped-ets+theta"] if settings.combine == "validated" else PARTNERS[settings.combine]
+        methods = PARTNER_METHODS if settings.combine == "validated" else PARTNERS[settings.combine]
         forecasts = method_forecasts(panel, valid, settings.horizon, methods)
         if settings.combine == "validated":
             fitted.partner = validated_partner(y, levels, forecasts, actual, valid.mase_scale)
