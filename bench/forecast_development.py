@@ -2,7 +2,7 @@
 monthly panels, under the Monash archive's protocol, with the statistical baselines and the cost.
 Writes results/forecasting_development.md (and no other file).
 
-    python bench/forecast_development.py               # about 30 minutes on 2 cores
+    python bench/forecast_development.py               # about 35 minutes on 2 cores
     python bench/forecast_development.py --seeds 0     # one seed per panel
     python bench/forecast_development.py --quick       # a smoke run, to forecasting_development.quick.md
 

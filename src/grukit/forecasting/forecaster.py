@@ -130,7 +130,7 @@ PARTNERS = {
     "damped-ets+theta": ("damped-ets", "theta"),
     "damped-ets+theta+seasonal-naive": ("damped-ets", "theta", "seasonal-naive"),
 }
-PARTNER_METHODS = ("damped-ets", "theta", "seasonal-naive")  # every method a partner averages
+PARTNER_METHODS = tuple(dict.fromkeys(m for methods in PARTNERS.values() for m in methods))  # each method, once
 COMBINATIONS = ("validated", *PARTNERS, "none")
 LEVEL_DECIMALS = 6  # quantile levels are kept to 6 decimals (so that q and 1 - q pair exactly)
 
